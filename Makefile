@@ -1,0 +1,33 @@
+# Every target creates .venv on first use and installs the package into it.
+# Re-installs only when pyproject.toml changes, so repeated runs are fast.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+EXTRAS ?= test
+
+.PHONY: install serve test bench preview clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+serve: install
+	$(BIN)/augserve serve
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/augserve bench --out bench/RESULTS.md
+
+preview: install
+	$(BIN)/augserve preview --pipeline imagenet-randaug --out preview.png
+
+clean:
+	rm -rf $(VENV) build *.egg-info

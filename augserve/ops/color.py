@@ -1,0 +1,137 @@
+"""Color ops with one parameter per sample, matching torchvision v2 semantics.
+
+torchvision's kernels take one scalar per call, so a batch with per-sample
+factors would need a Python loop; these take a ``(B,)`` tensor instead. uint8
+images are processed in float32 and cast back with torchvision's rounding rules
+(truncate after blends, round after blurs) so results agree with it exactly or
+within one grey level.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
+
+_GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+def max_value(dtype: torch.dtype) -> float:
+    return 255.0 if dtype == torch.uint8 else 1.0
+
+
+def _per_sample(factor: torch.Tensor) -> torch.Tensor:
+    return factor.to(torch.float32).view(-1, 1, 1, 1)
+
+
+def _finish(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Clamp to the dtype's range and cast back (truncating, as torchvision does)."""
+    out = out.clamp_(0, max_value(like.dtype))
+    return out if like.is_floating_point() else out.to(like.dtype)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return x if x.is_floating_point() else x.to(torch.float32)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """Luma (B, 1, H, W) in float, summed in torchvision's order and floored for integer images."""
+    r, g, b = _as_float(x).unbind(dim=1)
+    luma = r.mul(_GRAY_WEIGHTS[0]).add_(g, alpha=_GRAY_WEIGHTS[1]).add_(b, alpha=_GRAY_WEIGHTS[2]).unsqueeze(1)
+    return luma if x.is_floating_point() else luma.floor_()
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """ratio * x + (1 - ratio) * other, per sample, in one float buffer."""
+    ratio = _per_sample(ratio)
+    out = x.mul(ratio) if x.is_floating_point() else x.to(torch.float32).mul_(ratio)
+    return _finish(out.add_(other * (1.0 - ratio)), x)
+
+
+def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    out = x.mul(_per_sample(factor)) if x.is_floating_point() else x.to(torch.float32).mul_(_per_sample(factor))
+    return _finish(out, x)
+
+
+def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    gray = _gray(x) if x.shape[1] == 3 else _as_float(x)
+    return _blend(x, gray.mean(dim=(1, 2, 3), keepdim=True), factor)
+
+
+def saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x.clone()
+    return _blend(x, _gray(x), factor)
+
+
+def sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend with a 3x3 smoothed copy; the one-pixel border is kept, as in PIL.
+
+    The smoothing kernel is 1 everywhere and 5 in the centre, over 13: computed as
+    a separable 3x3 box sum plus 4x the centre, which is exact on integer values
+    and several times faster on the CPU than a depthwise ``conv2d``.
+    """
+    height, width = x.shape[-2:]
+    if height <= 2 or width <= 2:
+        return x.clone()
+    out = x.to(torch.float32, copy=True)
+    rows = out[..., :, :-2] + out[..., :, 1:-1] + out[..., :, 2:]
+    box = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]
+    inner = out[..., 1:-1, 1:-1]
+    blurred = box.add_(inner, alpha=4.0).div_(13.0)
+    if not x.is_floating_point():
+        blurred = blurred.round_()
+    inner.add_(blurred.sub_(inner).mul_(1.0 - _per_sample(factor)))
+    return _finish(out, x).to(x.dtype)
+
+
+def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """Keep the top ``bits`` (0..8) bits of each channel value."""
+    bits = bits.to(torch.int64).view(-1, 1, 1, 1)
+    if x.is_floating_point():
+        levels = (1 << bits).to(x.dtype)
+        return torch.minimum((x * levels).floor_(), levels - 1) / levels
+    mask = ((1 << bits) - 1) << (8 - bits)
+    return x & mask.to(torch.uint8)
+
+
+def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Invert values at or above the per-sample threshold (in the dtype's scale)."""
+    threshold = threshold.view(-1, 1, 1, 1)
+    if x.is_floating_point():
+        return torch.where(x >= threshold.to(x.dtype), invert(x), x)
+    # integer pixels: x >= t  <=>  x >= ceil(t); thresholds above 255 invert nothing
+    whole = torch.ceil(threshold).clamp(0, 256).to(torch.int16)
+    active = whole <= 255
+    return torch.where((x >= whole.clamp(max=255).to(torch.uint8)) & active, invert(x), x)
+
+
+def invert(x: torch.Tensor) -> torch.Tensor:
+    return TF.invert(x)
+
+
+def autocontrast(x: torch.Tensor) -> torch.Tensor:
+    return TF.autocontrast(x)
+
+
+def equalize(x: torch.Tensor) -> torch.Tensor:
+    return TF.equalize(x)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """Luma replicated over the input's channels (RandomGrayscale keeps C)."""
+    if x.shape[1] == 1:
+        return x.clone()
+    return TF.rgb_to_grayscale(x, num_output_channels=3)
+
+
+def hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate hue by ``shift`` (in turns, [-0.5, 0.5]) per sample."""
+    if x.shape[1] == 1:
+        return x.clone()
+    unit = TF.to_dtype(x, torch.float32, scale=True)
+    hsv = _rgb_to_hsv(unit)  # torchvision's batched kernels; only the shift is per sample
+    h = (hsv[:, 0] + shift.to(torch.float32).view(-1, 1, 1)).remainder_(1.0)
+    rgb = _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), dim=1))
+    return TF.to_dtype(rgb, x.dtype, scale=True)

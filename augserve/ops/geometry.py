@@ -1,0 +1,163 @@
+"""Geometric ops: one affine warp per sample, flips, and crops, all batched.
+
+Affine parameters follow ``torchvision.transforms.v2.functional.affine``: angles
+and shears in degrees, translation in pixels, the centre in pixel coordinates
+relative to the image centre. A whole batch with per-sample matrices is warped
+by a single ``grid_sample`` call.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def inverse_affine_matrix(
+    angle: torch.Tensor,
+    translate_x: torch.Tensor,
+    translate_y: torch.Tensor,
+    scale: torch.Tensor,
+    shear_x: torch.Tensor,
+    shear_y: torch.Tensor,
+    center_x: torch.Tensor,
+    center_y: torch.Tensor,
+) -> torch.Tensor:
+    """(B, 2, 3) output->input maps in centred pixel coordinates.
+
+    A batched port of torchvision's ``_get_inverse_affine_matrix``:
+    M = T * C * R(angle) * S(scale) * SHy * SHx * C^-1, inverted.
+    """
+    rot = torch.deg2rad(angle.to(torch.float64))
+    sx = torch.deg2rad(shear_x.to(torch.float64))
+    sy = torch.deg2rad(shear_y.to(torch.float64))
+    scale = scale.to(torch.float64)
+    cx, cy = center_x.to(torch.float64), center_y.to(torch.float64)
+    cx_plus_tx = cx + translate_x.to(torch.float64)
+    cy_plus_ty = cy + translate_y.to(torch.float64)
+
+    a = torch.cos(rot - sy) / torch.cos(sy)
+    b = -(a * torch.tan(sx) + torch.sin(rot))
+    c = torch.sin(rot - sy) / torch.cos(sy)
+    d = torch.cos(rot) - c * torch.tan(sx)
+
+    m00, m01, m10, m11 = d / scale, -b / scale, -c / scale, a / scale
+    m02 = cx - m00 * cx_plus_tx - m01 * cy_plus_ty
+    m12 = cy - m10 * cx_plus_tx - m11 * cy_plus_ty
+    rows = (torch.stack((m00, m01, m02), dim=-1), torch.stack((m10, m11, m12), dim=-1))
+    return torch.stack(rows, dim=-2).to(torch.float32)
+
+
+def _normalized_theta(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pixel-space matrix -> the normalized theta that ``F.affine_grid`` expects."""
+    to_norm = matrix.new_tensor([[1.0, height / width, 2.0 / width], [width / height, 1.0, 2.0 / height]])
+    return matrix * to_norm
+
+
+def warp_affine(
+    x: torch.Tensor,
+    matrix: torch.Tensor,
+    interpolation: str = "nearest",
+    fill: Sequence[float] | float = 0.0,
+) -> torch.Tensor:
+    """Warp each sample by its own inverse matrix (B, 2, 3) in one grid_sample.
+
+    Pixels that map outside the input take ``fill`` (in the dtype's scale: 0..255
+    for uint8). Sampling ``x - fill`` with zero padding and adding ``fill`` back
+    is exactly torchvision's mask-and-blend, without the extra mask channel.
+    """
+    batch, channels, height, width = x.shape
+    theta = _normalized_theta(matrix.to(x.device), height, width)
+    grid = F.affine_grid(theta, [batch, channels, height, width], align_corners=False)
+    fill_t = torch.as_tensor(fill, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
+    has_fill = bool(fill_t.any())
+    shifted = x.to(torch.float32, copy=has_fill)
+    if has_fill:
+        shifted.sub_(fill_t)
+    out = F.grid_sample(shifted, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
+    if has_fill:
+        out.add_(fill_t)
+    if x.is_floating_point():
+        return out.to(x.dtype)
+    return out.round_().clamp_(0, 255).to(x.dtype)
+
+
+def flip_where(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Flip the samples selected by the boolean ``mask`` along ``dim``."""
+    out = x.clone()
+    index = mask.nonzero().squeeze(1)
+    if index.numel():
+        out[index] = x[index].flip(dim)
+    return out
+
+
+def sample_resized_crop_boxes(
+    uniforms: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+) -> torch.Tensor:
+    """torchvision's RandomResizedCrop.get_params, vectorized over samples.
+
+    ``uniforms`` are four ``(B, attempts)`` tensors in [0, 1) for area, log-ratio,
+    top and left. The first valid attempt wins; when none is valid the centre
+    crop with the ratio clamped to ``ratio`` is used. Returns (B, 4) int64 boxes
+    ``(top, left, height, width)``.
+    """
+    u_area, u_ratio, u_top, u_left = uniforms
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    target_area = area * (scale[0] + (scale[1] - scale[0]) * u_area.to(torch.float64))
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u_ratio.to(torch.float64))
+    w = torch.round(torch.sqrt(target_area * aspect)).to(torch.int64)
+    h = torch.round(torch.sqrt(target_area / aspect)).to(torch.int64)
+    valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    top = (u_top.to(torch.float64) * (height - h + 1).clamp(min=1)).to(torch.int64)
+    left = (u_left.to(torch.float64) * (width - w + 1).clamp(min=1)).to(torch.int64)
+
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fb_w, fb_h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        fb_w, fb_h = int(round(height * max(ratio))), height
+    else:
+        fb_w, fb_h = width, height
+    fallback = torch.tensor(
+        [(height - fb_h) // 2, (width - fb_w) // 2, fb_h, fb_w], dtype=torch.int64, device=w.device
+    )
+
+    first = torch.argmax(valid.to(torch.int8), dim=1, keepdim=True)
+    chosen = torch.cat([t.gather(1, first) for t in (top, left, h, w)], dim=1)
+    return torch.where(valid.any(dim=1, keepdim=True), chosen, fallback)
+
+
+def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop (top, left, height, width) boxes and resize each to ``size`` in one call.
+
+    ``roi_align`` averages ceil(box/size) bilinear samples per output pixel, so
+    downscaling is antialiased (close to torchvision's ``antialias=True``) and
+    upscaling is plain bilinear.
+    """
+    top, left, h, w = boxes.to(torch.float32).unbind(dim=1)
+    index = torch.arange(x.shape[0], device=x.device, dtype=torch.float32)
+    rois = torch.stack((index, left, top, left + w, top + h), dim=1).to(x.device)
+    out = roi_align(x.to(torch.float32), rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    if x.is_floating_point():
+        return out.to(x.dtype)
+    return out.round_().clamp_(0, 255).to(x.dtype)
+
+
+def crop(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Per-sample windows of a common ``size`` at (top, left), gathered in one indexing op."""
+    out_h, out_w = size
+    rows = top.view(-1, 1) + torch.arange(out_h, device=x.device)
+    cols = left.view(-1, 1) + torch.arange(out_w, device=x.device)
+    batch = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1)
+    windows = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+    return windows.permute(0, 3, 1, 2).contiguous()

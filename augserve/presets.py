@@ -1,0 +1,43 @@
+"""Named pipelines: the recipes people type most, as plain step lists."""
+
+from __future__ import annotations
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
+CIFAR_STD = [0.2470, 0.2435, 0.2616]
+
+
+def _imagenet_train(policy: dict, erasing: float) -> list[dict]:
+    steps = [{"op": "random_resized_crop", "size": 224}, {"op": "hflip", "p": 0.5}, policy]
+    if erasing:
+        steps.append({"op": "random_erasing", "p": erasing})
+    return steps + [{"op": "normalize", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}]
+
+
+def _cifar_train(policy: dict) -> list[dict]:
+    return [
+        {"op": "random_crop", "size": 32, "padding": 4},
+        {"op": "hflip", "p": 0.5},
+        policy,
+        {"op": "normalize", "mean": CIFAR_MEAN, "std": CIFAR_STD},
+    ]
+
+
+PRESETS: dict[str, tuple[str, list[dict]]] = {
+    "imagenet-randaug": ("ImageNet training: crop, flip, RandAugment n2 m9, erasing 0.25",
+                         _imagenet_train({"op": "rand_augment", "n": 2, "m": 9}, 0.25)),
+    "imagenet-trivial": ("ImageNet training: crop, flip, TrivialAugmentWide, erasing 0.1",
+                         _imagenet_train({"op": "trivial_augment"}, 0.1)),
+    "imagenet-autoaug": ("ImageNet training: crop, flip, AutoAugment ImageNet policy",
+                         _imagenet_train({"op": "auto_augment", "policy": "imagenet"}, 0.0)),
+    "imagenet-eval": ("ImageNet evaluation: resize 256, centre crop 224, normalize",
+                      [{"op": "resize", "size": 256}, {"op": "center_crop", "size": 224},
+                       {"op": "normalize", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}]),
+    "cifar-randaug": ("CIFAR training: pad-4 crop, flip, RandAugment n2 m9",
+                      _cifar_train({"op": "rand_augment", "n": 2, "m": 9})),
+    "cifar-trivial": ("CIFAR training: pad-4 crop, flip, TrivialAugmentWide",
+                      _cifar_train({"op": "trivial_augment"})),
+    "cifar-autoaug": ("CIFAR training: pad-4 crop, flip, AutoAugment CIFAR-10 policy",
+                      _cifar_train({"op": "auto_augment", "policy": "cifar10"})),
+}

@@ -1,0 +1,138 @@
+"""Counter-based, replayable parameter sampling.
+
+Every random number a pipeline draws for a sample is a pure function of
+``(seed, key, slot, draw)``: the request seed, the sample's key, the pipeline
+slot (step, sub-step) and the draw index inside it. Nothing depends on the
+batch the sample arrived in, its position, or the device, so a sample replays
+bit-identically in any batch. The hash is murmur3's 32-bit finalizer evaluated
+in int64 with exact modular arithmetic (no reliance on overflow behaviour),
+vectorized over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+_MASK16 = 0xFFFF
+_GOLDEN = 0x9E3779B9
+SEED_LIMIT = 1 << 64
+
+
+def _mulmod32(a: torch.Tensor, c: int) -> torch.Tensor:
+    """(a * c) mod 2**32 for 0 <= a < 2**32 without int64 overflow."""
+    lo = (a & _MASK16) * c
+    hi = (((a >> 16) * c) & _MASK16) << 16
+    return (lo + hi) & _MASK32
+
+
+def _fmix32(h: torch.Tensor) -> torch.Tensor:
+    h = h ^ (h >> 16)
+    h = _mulmod32(h, 0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = _mulmod32(h, 0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _absorb(state: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:
+    """Fold one 32-bit word into a 32-bit state (order-sensitive)."""
+    if isinstance(value, int):
+        value = value & _MASK32
+    return _fmix32(state ^ _fmix32((value + _GOLDEN) & _MASK32))
+
+
+def _split64(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return value & _MASK32, (value >> 32) & _MASK32
+
+
+class SampleRng:
+    """Per-sample random streams for one batch.
+
+    ``SampleRng(seed, keys).fork(slot)`` names a pipeline slot; ``uniform(draw)``
+    and friends return one value per sample (or ``(B, n)`` for ``n`` values).
+    """
+
+    def __init__(self, seed: int, keys: torch.Tensor, *, _state: torch.Tensor | None = None):
+        if _state is not None:
+            self._state = _state
+            return
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+            raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
+        if keys.dtype != torch.int64 or keys.dim() != 1:
+            raise ValueError(f"keys: expected a 1-D int64 tensor, got {keys.dtype} of shape {tuple(keys.shape)}")
+        state = torch.full_like(keys, 0x6A09E667)
+        state = _absorb(state, seed & _MASK32)
+        state = _absorb(state, seed >> 32)
+        key_lo, key_hi = _split64(keys)
+        state = _absorb(state, key_lo)
+        self._state = _absorb(state, key_hi)
+
+    @property
+    def batch_size(self) -> int:
+        return self._state.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self._state.device
+
+    def fork(self, slot: int) -> "SampleRng":
+        """A child stream for a named slot; forks nest (step, then sub-step)."""
+        return SampleRng(0, self._state, _state=_absorb(self._state, slot))
+
+    def select(self, index: torch.Tensor) -> "SampleRng":
+        """The streams of a subset of samples (index or boolean mask)."""
+        return SampleRng(0, self._state, _state=self._state[index])
+
+    def _words(self, draw: int, first: int, n: int | None) -> torch.Tensor:
+        state = _absorb(self._state, draw)
+        if n is None:
+            return _absorb(state, first)
+        counters = torch.arange(first, first + n, device=self.device, dtype=torch.int64)
+        return _absorb(state[:, None], counters[None, :])
+
+    def bits(self, draw: int, n: int | None = None) -> torch.Tensor:
+        """32 random bits per sample as int64: shape (B,), or (B, n)."""
+        return self._words(draw, 0, n)
+
+    @staticmethod
+    def _to_unit(words: torch.Tensor) -> torch.Tensor:
+        return (words >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+    def uniform(self, draw: int, low: float = 0.0, high: float = 1.0, n: int | None = None) -> torch.Tensor:
+        """Uniform float32 in [low, high) from the top 24 bits (exact in float32)."""
+        return low + (high - low) * self._to_unit(self.bits(draw, n))
+
+    def integers(self, draw: int, high: int, n: int | None = None) -> torch.Tensor:
+        """Integers in [0, high), int64. Bias is below 2**-32 * high."""
+        if high <= 0:
+            raise ValueError(f"high must be positive, got {high}")
+        return (self.bits(draw, n) * high) >> 32
+
+    def bernoulli(self, draw: int, p: float, n: int | None = None) -> torch.Tensor:
+        """Boolean per sample, True with probability p (p=1 is always True)."""
+        return self.uniform(draw, n=n) < p
+
+    def normal(self, draw: int, mean: float = 0.0, std: float = 1.0, n: int | None = None) -> torch.Tensor:
+        """Standard normal by Box-Muller from two independent uniforms."""
+        width = 1 if n is None else n
+        u1 = 1.0 - self._to_unit(self._words(draw, 0, n))  # (0, 1]: log is finite
+        u2 = self._to_unit(self._words(draw, width, n))
+        z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+        return mean + std * z
+
+    def permutation(self, draw: int, n: int) -> torch.Tensor:
+        """An independent uniformly random permutation of range(n) per sample: (B, n)."""
+        return torch.argsort(self.bits(draw, n), dim=1, stable=True)
+
+    def pixel_uniform(self, draw: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """Uniform [0,1) noise of shape (B, *shape), each element keyed by its position.
+
+        Uses one finalizer round per element (a Weyl sequence), not the full
+        absorb chain: noise fields are large and need no more mixing than this.
+        """
+        count = math.prod(shape)
+        weyl = _mulmod32(torch.arange(count, device=self.device, dtype=torch.int64), _GOLDEN)
+        words = _fmix32((_absorb(self._state, draw)[:, None] + weyl[None, :]) & _MASK32)
+        return self._to_unit(words).view(self.batch_size, *shape)

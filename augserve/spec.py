@@ -1,0 +1,179 @@
+"""Typed fields for pipeline steps: every value checked, every error names its place.
+
+A step declares its fields; ``parse_fields`` fills defaults, rejects unknown
+names, and raises ``SpecError`` with the step, the field, the value and what
+was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+MAX_IMAGE_SIDE = 8192
+
+
+class SpecError(ValueError):
+    """A pipeline spec that cannot be compiled; the message names step, field, value and range."""
+
+
+_REQUIRED = object()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Field(ABC):
+    default: Any = _REQUIRED
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    @abstractmethod
+    def expected(self) -> str:
+        """What a valid value looks like, for error messages."""
+
+    @abstractmethod
+    def convert(self, value: Any) -> Any:
+        """Return the checked value, or raise ValueError (turned into SpecError by the caller)."""
+
+
+@dataclass(frozen=True)
+class Number(Field):
+    low: float = -math.inf
+    high: float = math.inf
+    integer: bool = False
+    allow_inf: bool = False
+
+    def expected(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        return f"{kind} in [{self.low:g}, {self.high:g}]"
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, str) and self.allow_inf and value.lower() in ("inf", "infinity"):
+            value = math.inf
+        if not _is_number(value) or (self.integer and not float(value).is_integer()):
+            raise ValueError
+        if math.isnan(value) or (math.isinf(value) and not self.allow_inf):
+            raise ValueError
+        if not self.low <= value <= self.high:
+            raise ValueError
+        return int(value) if self.integer else float(value)
+
+
+@dataclass(frozen=True)
+class Interval(Field):
+    """A (min, max) pair inside [low, high]; a single number ``v`` means ``symmetric(v)``."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    symmetric: str | None = None  # "plus_minus": (-v, v); "around_one": (max(0, 1-v), 1+v)
+
+    def expected(self) -> str:
+        single = {"plus_minus": "a number v >= 0 meaning (-v, v), or ",
+                  "around_one": "a number v >= 0 meaning (max(0, 1-v), 1+v), or "}.get(self.symmetric or "", "")
+        return f"{single}a pair [min, max] with {self.low:g} <= min <= max <= {self.high:g}"
+
+    def convert(self, value: Any) -> Any:
+        if _is_number(value) and self.symmetric:
+            if not math.isfinite(value) or value < 0:
+                raise ValueError
+            value = (-value, value) if self.symmetric == "plus_minus" else (max(0.0, 1.0 - value), 1.0 + value)
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_is_number(v) for v in value):
+            raise ValueError
+        lo, hi = float(value[0]), float(value[1])
+        if not (math.isfinite(lo) and math.isfinite(hi) and self.low <= lo <= hi <= self.high):
+            raise ValueError
+        return (lo, hi)
+
+
+@dataclass(frozen=True)
+class Size(Field):
+    """An output size: one int (square) or [height, width], each in [1, MAX_IMAGE_SIDE]."""
+
+    def expected(self) -> str:
+        return f"an integer or [height, width], each in [1, {MAX_IMAGE_SIDE}]"
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            pair = value
+        elif _is_number(value):
+            pair = (value, value)
+        else:
+            raise ValueError
+        if not all(_is_number(v) and float(v).is_integer() and 1 <= v <= MAX_IMAGE_SIDE for v in pair):
+            raise ValueError
+        return (int(pair[0]), int(pair[1]))
+
+
+@dataclass(frozen=True)
+class Choice(Field):
+    options: tuple[str, ...] = ()
+
+    def expected(self) -> str:
+        return "one of " + ", ".join(repr(o) for o in self.options)
+
+    def convert(self, value: Any) -> Any:
+        if value not in self.options:
+            raise ValueError
+        return value
+
+
+@dataclass(frozen=True)
+class Numbers(Field):
+    """A number or a list of numbers (one per channel), each in [low, high]."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    exclusive_low: bool = False
+
+    def expected(self) -> str:
+        bracket = "(" if self.exclusive_low else "["
+        return f"a number or a list of 1 to 4 numbers, each in {bracket}{self.low:g}, {self.high:g}]"
+
+    def convert(self, value: Any) -> Any:
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not 1 <= len(values) <= 4 or not all(_is_number(v) and math.isfinite(v) for v in values):
+            raise ValueError
+        if not all((v > self.low if self.exclusive_low else v >= self.low) and v <= self.high for v in values):
+            raise ValueError
+        return tuple(float(v) for v in values)
+
+
+def check_field(where: str, name: str, field: Field, value: Any) -> Any:
+    try:
+        return field.convert(value)
+    except (ValueError, TypeError, OverflowError):
+        raise SpecError(f"{where}: field '{name}': expected {field.expected()}, got {value!r}") from None
+
+
+def parse_fields(where: str, fields: dict[str, Field], given: dict[str, Any]) -> dict[str, Any]:
+    """Check ``given`` against ``fields``; fill defaults; reject unknown names."""
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        allowed = ", ".join(sorted(fields)) or "none"
+        raise SpecError(f"{where}: unknown field '{unknown[0]}' (allowed: {allowed})")
+    values = {}
+    for name, field in fields.items():
+        if name in given and given[name] is not None:
+            values[name] = check_field(where, name, field, given[name])
+        elif field.required:
+            raise SpecError(f"{where}: field '{name}' is required: expected {field.expected()}")
+        elif field.default is None:
+            values[name] = None
+        else:
+            values[name] = field.convert(field.default)  # defaults take the canonical form too
+    return values
+
+
+def channel_values(where: str, name: str, values: Sequence[float], channels: int) -> Sequence[float]:
+    """Per-channel values must be one value or one per channel."""
+    if len(values) not in (1, channels):
+        raise ValueError(f"{where}: field '{name}' has {len(values)} values; expected 1 or {channels} (the channels)")
+    return values

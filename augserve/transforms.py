@@ -1,0 +1,470 @@
+"""Pipeline steps: one class per transform, a parameter draw and a batched apply.
+
+Each step is built from a spec dict (validated field by field) and called as
+``step(x, rng) -> (x, params)``: ``rng`` is the step's own per-sample stream
+and ``params`` the per-sample provenance it drew. Values such as ``fill`` and
+``value`` are in the units of the tensor at that step: 0..255 for uint8, the
+float values otherwise (e.g. after ``normalize``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar
+
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from augserve.ops import color, erasing, geometry, policies
+from augserve.ops.policies import PolicyOp
+from augserve.random import SampleRng
+from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError, parse_fields
+
+Params = dict[str, Any]
+ATTEMPTS = 10  # box draws per sample for crops and erasing, as torchvision
+
+_P = Number(0.5, low=0.0, high=1.0, doc="probability that a sample is transformed")
+_INTERPOLATION = Choice("nearest", options=geometry.INTERPOLATIONS)
+_FILL = Numbers(0.0, doc="value for pixels warped in from outside, per channel")
+
+
+class Step(ABC):
+    """A validated pipeline step. Subclasses declare ``op`` and ``fields``."""
+
+    op: ClassVar[str]
+    fields: ClassVar[dict[str, Field]] = {}
+    needs_image_channels: ClassVar[bool] = False  # color ops need 1 or 3 channels
+
+    def __init__(self, where: str, **given: Any):
+        self.where = where
+        self.args = parse_fields(where, self.fields, given)
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field checks; raise SpecError."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if self.needs_image_channels and x.shape[1] not in (1, 3):
+            raise ValueError(f"{self.where}: expected images with 1 or 3 channels, got {x.shape[1]}")
+
+    def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...]:
+        """A per-channel field checked against this batch's channels (and uint8 range)."""
+        values = self.args[name]
+        if isinstance(values, str):
+            return values
+        if len(values) not in (1, x.shape[1]):
+            raise ValueError(f"{self.where}: field '{name}' has {len(values)} values; "
+                             f"expected 1 or {x.shape[1]} (one per channel)")
+        in_pixel_units = name in ("fill", "value")
+        if in_pixel_units and not x.is_floating_point() and not all(0 <= v <= 255 for v in values):
+            raise ValueError(f"{self.where}: field '{name}' = {list(values)} must lie in [0, 255] for uint8 images")
+        return values
+
+    @abstractmethod
+    def __call__(self, x: torch.Tensor, rng: SampleRng) -> tuple[torch.Tensor, Params]:
+        """Apply to a batch; return the new batch and per-sample provenance."""
+
+
+def _apply_where(x: torch.Tensor, mask: torch.Tensor,
+                 fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Run ``fn(x[index], index)`` on the samples in ``mask`` only; the others pass through."""
+    index = mask.nonzero().squeeze(1)
+    if index.numel() == x.shape[0]:
+        return fn(x, index)
+    out = x.clone()
+    if index.numel():
+        out[index] = fn(x[index], index)
+    return out
+
+
+class _RandomApply(Step):
+    """A fixed op applied to each sample with probability ``p``."""
+
+    @abstractmethod
+    def kernel(self, x: torch.Tensor) -> torch.Tensor:
+        """The op on the selected samples."""
+
+    def __call__(self, x, rng):
+        applied = rng.bernoulli(0, self.args["p"])
+        return _apply_where(x, applied, lambda sub, _: self.kernel(sub)), {"applied": applied}
+
+
+# --- crops, resizing, flips -------------------------------------------------------------
+
+
+class RandomResizedCrop(Step):
+    op = "random_resized_crop"
+    fields = {
+        "size": Size(doc="output [height, width]"),
+        "scale": Interval((0.08, 1.0), low=0.0, high=1.0, doc="crop area as a fraction of the image"),
+        "ratio": Interval((3 / 4, 4 / 3), low=1e-3, high=1e3, doc="crop aspect ratio range (w/h)"),
+    }
+
+    def check(self):
+        if self.args["scale"][1] <= 0:
+            raise SpecError(f"{self.where}: field 'scale': expected max > 0, got {list(self.args['scale'])}")
+
+    def __call__(self, x, rng):
+        height, width = x.shape[-2:]
+        uniforms = tuple(rng.uniform(d, n=ATTEMPTS) for d in range(4))
+        boxes = geometry.sample_resized_crop_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"])
+        return geometry.resized_crop(x, boxes, self.args["size"]), {"box": boxes}
+
+
+class Resize(Step):
+    op = "resize"
+    fields = {"size": Size(doc="output [height, width]; one integer resizes the shorter side")}
+
+    def __init__(self, where: str, **given: Any):
+        self.shorter_side = isinstance(given.get("size"), (int, float)) and not isinstance(given.get("size"), bool)
+        super().__init__(where, **given)
+
+    def to_dict(self):
+        size = self.args["size"]
+        return {"op": self.op, "size": size[0] if self.shorter_side else list(size)}
+
+    def __call__(self, x, rng):
+        size = [self.args["size"][0]] if self.shorter_side else list(self.args["size"])
+        return TF.resize(x, size, antialias=True), {}
+
+
+class CenterCrop(Step):
+    op = "center_crop"
+    fields = {"size": Size()}
+
+    def __call__(self, x, rng):
+        return TF.center_crop(x, list(self.args["size"])), {}
+
+
+class RandomCrop(Step):
+    op = "random_crop"
+    fields = {
+        "size": Size(),
+        "padding": Number(0, low=0, high=1024, integer=True, doc="border added on every side before cropping"),
+        "fill": _FILL,
+    }
+
+    def __call__(self, x, rng):
+        pad = self.args["padding"]
+        if pad:
+            fill = self.fill_for(x)
+            x = TF.pad(x, [pad], fill=list(fill) if len(fill) > 1 else fill[0])
+        height, width = x.shape[-2:]
+        out_h, out_w = self.args["size"]
+        if out_h > height or out_w > width:
+            raise ValueError(f"{self.where}: field 'size' = [{out_h}, {out_w}] is larger than the "
+                             f"padded image ({height}x{width})")
+        top = rng.integers(0, height - out_h + 1)
+        left = rng.integers(1, width - out_w + 1)
+        return geometry.crop(x, top, left, (out_h, out_w)), {"top": top, "left": left}
+
+
+class HorizontalFlip(Step):
+    op = "hflip"
+    fields = {"p": _P}
+
+    def __call__(self, x, rng):
+        applied = rng.bernoulli(0, self.args["p"])
+        return geometry.flip_where(x, applied, dim=-1), {"applied": applied}
+
+
+class VerticalFlip(HorizontalFlip):
+    op = "vflip"
+
+    def __call__(self, x, rng):
+        applied = rng.bernoulli(0, self.args["p"])
+        return geometry.flip_where(x, applied, dim=-2), {"applied": applied}
+
+
+class RandomAffine(Step):
+    """torchvision's RandomAffine, every sample with its own angle, shift, scale and shear."""
+
+    op = "random_affine"
+    fields = {
+        "degrees": Interval((0.0, 0.0), low=-360, high=360, symmetric="plus_minus"),
+        "translate": Numbers((0.0, 0.0), low=0.0, high=1.0, doc="max shift as a fraction of [width, height]"),
+        "scale": Interval((1.0, 1.0), low=1e-3, high=100.0),
+        "shear": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", doc="x shear in degrees"),
+        "shear_y": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", doc="y shear in degrees"),
+        "interpolation": _INTERPOLATION,
+        "fill": _FILL,
+    }
+
+    def check(self):
+        if len(self.args["translate"]) != 2:
+            raise SpecError(f"{self.where}: field 'translate': expected [fx, fy], got {list(self.args['translate'])}")
+
+    def __call__(self, x, rng):
+        height, width = x.shape[-2:]
+        a = self.args
+        angle = rng.uniform(0, *a["degrees"])
+        tx = torch.round(rng.uniform(1, -1.0, 1.0) * (a["translate"][0] * width))
+        ty = torch.round(rng.uniform(2, -1.0, 1.0) * (a["translate"][1] * height))
+        scale = rng.uniform(3, *a["scale"])
+        shear_x = rng.uniform(4, *a["shear"])
+        shear_y = rng.uniform(5, *a["shear_y"])
+        zero = torch.zeros_like(angle)
+        matrix = geometry.inverse_affine_matrix(angle, tx, ty, scale, shear_x, shear_y, zero, zero)
+        out = geometry.warp_affine(x, matrix, a["interpolation"], self.fill_for(x))
+        return out, {"angle": angle, "translate": torch.stack((tx, ty), 1), "scale": scale,
+                     "shear": torch.stack((shear_x, shear_y), 1)}
+
+
+# --- color --------------------------------------------------------------------------------
+
+_JITTER_SPACE = (PolicyOp("brightness"), PolicyOp("contrast"), PolicyOp("color"), PolicyOp("hue"))
+
+
+class ColorJitter(Step):
+    """torchvision's ColorJitter: factors drawn per sample, applied in a random order per sample."""
+
+    op = "color_jitter"
+    needs_image_channels = True
+    fields = {
+        "brightness": Interval(None, low=0.0, high=1e3, symmetric="around_one"),
+        "contrast": Interval(None, low=0.0, high=1e3, symmetric="around_one"),
+        "saturation": Interval(None, low=0.0, high=1e3, symmetric="around_one"),
+        "hue": Interval(None, low=-0.5, high=0.5, symmetric="plus_minus"),
+        "p": Number(1.0, low=0.0, high=1.0),
+    }
+
+    def __call__(self, x, rng):
+        self.check_input(x)
+        ranges = [self.args[k] for k in ("brightness", "contrast", "saturation", "hue")]
+        order = rng.permutation(0, 4)  # order[:, t] = which of the four runs t-th
+        applied = rng.bernoulli(1, self.args["p"])
+        values = torch.zeros(x.shape[0], 4, dtype=torch.float64, device=x.device)
+        for k, bounds in enumerate(ranges):
+            if bounds is not None:
+                draw = rng.uniform(2 + k, *bounds).to(torch.float64)
+                values[:, k] = draw if k == 3 else draw - 1.0  # kernels take factor - 1, hue as is
+        enabled = torch.tensor([r is not None for r in ranges], device=x.device)
+        op_index = torch.where(enabled[order] & applied[:, None], order, torch.full_like(order, policies.SKIP))
+        for t in range(4):
+            chosen = op_index[:, t]
+            x = policies.apply_layer(x, _JITTER_SPACE, chosen,
+                                     values.gather(1, chosen.clamp(min=0)[:, None]).squeeze(1))
+        factors = values + torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=x.device)
+        return x, {"order": op_index, "factors": factors}
+
+
+class Grayscale(_RandomApply):
+    op = "grayscale"
+    needs_image_channels = True
+    fields = {"p": Number(0.1, low=0.0, high=1.0)}
+
+    def kernel(self, x):
+        return color.grayscale(x)
+
+
+class Posterize(_RandomApply):
+    op = "posterize"
+    needs_image_channels = True
+    fields = {"bits": Number(4, low=0, high=8, integer=True), "p": _P}
+
+    def kernel(self, x):
+        return color.posterize(x, torch.full((x.shape[0],), self.args["bits"], device=x.device))
+
+
+class Solarize(_RandomApply):
+    op = "solarize"
+    needs_image_channels = True
+    fields = {"threshold": Number(0.5, low=0.0, high=1.0, doc="fraction of the dtype's maximum"), "p": _P}
+
+    def kernel(self, x):
+        threshold = self.args["threshold"] * color.max_value(x.dtype)
+        return color.solarize(x, torch.full((x.shape[0],), threshold, device=x.device))
+
+
+class Sharpness(_RandomApply):
+    op = "sharpness"
+    needs_image_channels = True
+    fields = {"factor": Number(2.0, low=0.0, high=1e3), "p": _P}
+
+    def kernel(self, x):
+        return color.sharpness(x, torch.full((x.shape[0],), self.args["factor"], device=x.device))
+
+
+class Equalize(_RandomApply):
+    op = "equalize"
+    needs_image_channels = True
+    fields = {"p": _P}
+
+    def kernel(self, x):
+        return color.equalize(x)
+
+
+class AutoContrast(_RandomApply):
+    op = "autocontrast"
+    needs_image_channels = True
+    fields = {"p": _P}
+
+    def kernel(self, x):
+        return color.autocontrast(x)
+
+
+class Invert(_RandomApply):
+    op = "invert"
+    needs_image_channels = True
+    fields = {"p": _P}
+
+    def kernel(self, x):
+        return color.invert(x)
+
+
+# --- automatic augmentation policies -------------------------------------------------------
+
+
+class _Policy(Step):
+    needs_image_channels = True
+
+    @abstractmethod
+    def draw(self, rng: SampleRng, height: int, width: int) -> policies.LayerParams:
+        """Per-sample op choices and values."""
+
+    def __call__(self, x, rng):
+        self.check_input(x)
+        params = self.draw(rng, *x.shape[-2:])
+        out = policies.apply_layers(x, params, self.args["interpolation"], self.fill_for(x))
+        return out, {"ops": params.op_index, "values": params.value, "space": [op.name for op in params.space]}
+
+
+class RandAugment(_Policy):
+    """RandAugment (Cubuk et al. 2019): ``n`` ops per sample at magnitude bin ``m``.
+
+    ``m`` counts bins of ``num_magnitude_bins`` (torchvision: 31, so m=9 is 30% of
+    the range; timm strings use 11 bins). ``mstd`` adds per-op Gaussian noise to
+    ``m`` (timm); ``mstd: inf`` draws the bin uniformly in [0, m].
+    """
+
+    op = "rand_augment"
+    fields = {
+        "n": Number(2, low=0, high=16, integer=True, doc="ops per sample"),
+        "m": Number(9, low=0, high=1000, doc="magnitude bin"),
+        "num_magnitude_bins": Number(31, low=2, high=1001, integer=True),
+        "mstd": Number(0.0, low=0.0, allow_inf=True, doc="std of the per-op magnitude noise, in bins"),
+        "mmax": Number(None, low=0, high=1000, doc="upper clip of the noisy magnitude, in bins"),
+        "interpolation": _INTERPOLATION,
+        "fill": _FILL,
+    }
+
+    def check(self):
+        top = self.args["num_magnitude_bins"] - 1
+        for name in ("m", "mmax"):
+            if self.args[name] is not None and self.args[name] > top:
+                raise SpecError(f"{self.where}: field '{name}': expected a number in [0, {top}] "
+                                f"(num_magnitude_bins - 1), got {self.args[name]!r}")
+
+    def draw(self, rng, height, width):
+        a = self.args
+        return policies.rand_augment_params(rng, height, width, a["n"], a["m"], a["num_magnitude_bins"],
+                                            a["mstd"], a["mmax"])
+
+
+class TrivialAugment(_Policy):
+    """TrivialAugmentWide (Müller & Hutter 2021): one op per sample, uniform magnitude."""
+
+    op = "trivial_augment"
+    fields = {
+        "num_magnitude_bins": Number(31, low=2, high=1001, integer=True),
+        "interpolation": _INTERPOLATION,
+        "fill": _FILL,
+    }
+
+    def draw(self, rng, height, width):
+        return policies.trivial_augment_params(rng, height, width, self.args["num_magnitude_bins"])
+
+
+class AutoAugment(_Policy):
+    """AutoAugment (Cubuk et al. 2018) learned policies; a sub-policy drawn per sample."""
+
+    op = "auto_augment"
+    fields = {
+        "policy": Choice("imagenet", options=tuple(policies.AUTO_AUGMENT_POLICIES)),
+        "interpolation": _INTERPOLATION,
+        "fill": _FILL,
+    }
+
+    def draw(self, rng, height, width):
+        return policies.auto_augment_params(rng, height, width, self.args["policy"])
+
+
+# --- erasing and normalization ---------------------------------------------------------------
+
+
+class _ErasingValue(Field):
+    def expected(self) -> str:
+        return "a number, a list of per-channel numbers, or 'random'"
+
+    def convert(self, value: Any) -> Any:
+        return "random" if value == "random" else Numbers().convert(value)
+
+
+class RandomErasing(Step):
+    """torchvision's RandomErasing per sample; ``value: random`` fills with noise.
+
+    Noise is uniform over 0..255 for uint8 batches and standard normal for float
+    batches (torchvision and timm's per-pixel mode, meant for normalized input).
+    """
+
+    op = "random_erasing"
+    fields = {
+        "p": _P,
+        "scale": Interval((0.02, 0.33), low=0.0, high=1.0),
+        "ratio": Interval((0.3, 3.3), low=1e-3, high=1e3),
+        "value": _ErasingValue((0.0,)),
+    }
+
+    def __call__(self, x, rng):
+        batch, channels, height, width = x.shape
+        uniforms = tuple(rng.uniform(d, n=ATTEMPTS) for d in range(4))
+        boxes, fits = erasing.sample_erasing_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"])
+        applied = rng.bernoulli(4, self.args["p"]) & fits
+        value = self.fill_for(x, "value")
+
+        def erase(sub: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            if value == "random":
+                noise_rng = rng.select(index)
+                if sub.is_floating_point():
+                    u1 = 1.0 - noise_rng.pixel_uniform(5, (channels, height, width))
+                    u2 = noise_rng.pixel_uniform(6, (channels, height, width))
+                    fill = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+                else:
+                    fill = (noise_rng.pixel_uniform(5, (channels, height, width)) * 256).floor_()
+            else:
+                fill = torch.tensor(value, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+            return erasing.erase(sub, boxes[index], fill)
+
+        return _apply_where(x, applied, erase), {"applied": applied, "box": boxes}
+
+
+class Normalize(Step):
+    """(x - mean) / std per channel, with mean and std on the [0, 1] scale; outputs float32."""
+
+    op = "normalize"
+    fields = {
+        "mean": Numbers((0.485, 0.456, 0.406), low=-1e3, high=1e3),
+        "std": Numbers((0.229, 0.224, 0.225), low=0.0, high=1e3, exclusive_low=True),
+    }
+
+    def __call__(self, x, rng):
+        mean = torch.tensor(self.fill_for(x, "mean"), dtype=torch.float32, device=x.device)
+        std = torch.tensor(self.fill_for(x, "std"), dtype=torch.float32, device=x.device)
+        unit = 1.0 if x.is_floating_point() else 1.0 / 255.0
+        scale = (unit / std).view(1, -1, 1, 1)
+        out = x.to(torch.float32, copy=x.dtype == torch.float32)  # never write into the caller's tensor
+        return out.mul_(scale).sub_((mean / std).view(1, -1, 1, 1)), {}
+
+
+STEPS: dict[str, type[Step]] = {
+    cls.op: cls
+    for cls in (
+        RandomResizedCrop, Resize, CenterCrop, RandomCrop, HorizontalFlip, VerticalFlip, RandomAffine,
+        ColorJitter, Grayscale, Posterize, Solarize, Sharpness, Equalize, AutoContrast, Invert,
+        RandAugment, TrivialAugment, AutoAugment, RandomErasing, Normalize,
+    )
+}
