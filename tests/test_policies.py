@@ -1,0 +1,100 @@
+"""Auto-augment policies: per-sample op choice, torchvision's op semantics, honest distributions."""
+
+import pytest
+import torch
+from scipy import stats
+from torchvision.transforms import v2
+
+from augserve import Pipeline
+from augserve.ops import policies
+from augserve.random import SampleRng
+
+TV_NAMES = {
+    "identity": "Identity", "shear_x": "ShearX", "shear_y": "ShearY", "translate_x": "TranslateX",
+    "translate_y": "TranslateY", "rotate": "Rotate", "brightness": "Brightness", "color": "Color",
+    "contrast": "Contrast", "sharpness": "Sharpness", "posterize": "Posterize", "solarize": "Solarize",
+    "autocontrast": "AutoContrast", "equalize": "Equalize", "invert": "Invert",
+}
+
+
+def replay_with_torchvision(images, params):
+    """Apply torchvision's own op implementation, sample by sample, with our drawn ops and values."""
+    tv = v2.RandAugment()
+    out = []
+    for image, ops, values in zip(images, params["ops"].tolist(), params["values"].tolist()):
+        for op, value in zip(ops, values):
+            if op >= 0:
+                image = tv._apply_image_or_video_transform(image, TV_NAMES[params["space"][op]], value,
+                                                           interpolation=v2.InterpolationMode.NEAREST, fill=tv._fill)
+        out.append(image)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("step", [
+    {"op": "rand_augment", "n": 2, "m": 9},
+    {"op": "rand_augment", "n": 3, "m": 5, "mstd": 1.0},
+    {"op": "trivial_augment"},
+    {"op": "auto_augment", "policy": "imagenet"},
+    {"op": "auto_augment", "policy": "svhn"},
+])
+def test_policy_matches_torchvision_given_the_same_draws(photo_batch, step):
+    out = Pipeline.from_spec([step])(photo_batch, seed=3)
+    theirs = replay_with_torchvision(photo_batch, out.params[0])
+    differs = (out.x.int() - theirs.int()).abs().gt(1).float().mean().item()
+    assert differs < 0.005, f"{differs:.3%} of pixels differ from torchvision"
+
+
+@pytest.mark.parametrize("spec", ["rand-m9-n2", "imagenet-trivial", "imagenet-autoaug"])
+def test_identical_images_get_different_ops(photo_batch, spec):
+    batch = photo_batch[:1].repeat(16, 1, 1, 1)
+    pipe = Pipeline.from_spec(spec if spec.startswith("rand") else [Pipeline.from_spec(spec).to_spec()[2]])
+    out = pipe(batch, seed=0)
+    ops = out.params[0]["ops"]
+    assert len({tuple(row) for row in ops.tolist()}) > 4
+    assert len({bytes(img.numpy().tobytes()) for img in out.x}) > 4
+
+
+def test_op_choice_is_uniform_per_sample():
+    rng = SampleRng(0, torch.arange(28_000))
+    params = policies.rand_augment_params(rng, 224, 224, num_ops=2, magnitude=9, num_bins=31)
+    counts = torch.bincount(params.op_index.flatten(), minlength=14).numpy()
+    assert stats.chisquare(counts).pvalue > 1e-3
+    rotate = [op.name for op in params.space].index("rotate")
+    angles = params.value[params.op_index == rotate]
+    assert set(angles.tolist()) == {-9.0, 9.0}  # torchvision: 30 degrees * 9/30, random sign
+    assert abs((angles > 0).float().mean().item() - 0.5) < 0.03
+
+
+def test_magnitude_noise_is_per_sample_and_clipped():
+    rng = SampleRng(0, torch.arange(4000))
+    fixed = policies.rand_augment_params(rng, 64, 64, 1, 9, 11)
+    noisy = policies.rand_augment_params(rng, 64, 64, 1, 9, 11, magnitude_std=2.0)
+    uniform = policies.rand_augment_params(rng, 64, 64, 1, 9, 11, magnitude_std=float("inf"))
+    brightness = [op.name for op in policies.RAND_AUGMENT_SPACE].index("brightness")
+
+    def levels(p):
+        return (p.value[p.op_index == brightness].abs() / 0.9).flatten()
+
+    assert torch.allclose(levels(fixed), torch.tensor(0.9, dtype=torch.float64))
+    assert levels(noisy).std() > 0.1 and levels(noisy).max() <= 1.0 + 1e-9
+    assert levels(uniform).max() <= 0.9 + 1e-9 and levels(uniform).min() < 0.1
+
+
+@pytest.mark.parametrize("name", ["shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness",
+                                  "color", "contrast", "sharpness", "posterize"])
+def test_zero_magnitude_is_identity(photos, name):
+    space = policies.RAND_AUGMENT_SPACE
+    index = [op.name for op in space].index(name)
+    level = torch.zeros(4, dtype=torch.float64)
+    value = space[index].magnitude(level, 96, 96)
+    out = policies.apply_layer(photos, space, torch.full((4,), index), value)
+    assert torch.equal(out, photos)
+
+
+def test_auto_augment_applies_each_op_with_its_probability():
+    rng = SampleRng(1, torch.arange(50_000))
+    params = policies.auto_augment_params(rng, 64, 64, "imagenet")
+    table = policies.AUTO_AUGMENT_POLICIES["imagenet"]
+    expected = sum(p for sub in table for _, p, _ in sub) / len(table) / 2
+    applied = (params.op_index >= 0).float().mean().item()
+    assert abs(applied - expected) < 0.01
