@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from augserve.ops import color, erasing, geometry, policies
+from augserve.ops import color, erasing, geometry, grouping, policies
 from augserve.ops.policies import PolicyOp
 from augserve.random import SampleRng
 from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError, parse_fields
@@ -69,18 +69,6 @@ class Step(ABC):
         """Apply to a batch; return the new batch and per-sample provenance."""
 
 
-def _apply_where(x: torch.Tensor, mask: torch.Tensor,
-                 fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Run ``fn(x[index], index)`` on the samples in ``mask`` only; the others pass through."""
-    index = mask.nonzero().squeeze(1)
-    if index.numel() == x.shape[0]:
-        return fn(x, index)
-    out = x.clone()
-    if index.numel():
-        out[index] = fn(x[index], index)
-    return out
-
-
 class _RandomApply(Step):
     """A fixed op applied to each sample with probability ``p``."""
 
@@ -90,7 +78,7 @@ class _RandomApply(Step):
 
     def __call__(self, x, rng):
         applied = rng.bernoulli(0, self.args["p"])
-        return _apply_where(x, applied, lambda sub, _: self.kernel(sub)), {"applied": applied}
+        return grouping.apply_where(x, applied, lambda sub, _: self.kernel(sub)), {"applied": applied}
 
 
 # --- crops, resizing, flips -------------------------------------------------------------
@@ -439,7 +427,7 @@ class RandomErasing(Step):
                 fill = torch.tensor(value, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
             return erasing.erase(sub, boxes[index], fill)
 
-        return _apply_where(x, applied, erase), {"applied": applied, "box": boxes}
+        return grouping.apply_where(x, applied, erase), {"applied": applied, "box": boxes}
 
 
 class Normalize(Step):

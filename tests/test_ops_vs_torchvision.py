@@ -170,3 +170,10 @@ def test_inverse_matrix_matches_torchvision_formula():
     ours = geometry.inverse_affine_matrix(*(torch.tensor([v]) for v in args.values()))
     assert torch.allclose(ours.flatten(), torch.tensor(theirs), atol=1e-5)
     assert not math.isnan(float(ours.sum()))
+
+
+def test_affine_grid_matches_torch():
+    theta = torch.randn(5, 2, 3)
+    ours = geometry.affine_grid(theta, 17, 23)
+    theirs = torch.nn.functional.affine_grid(theta, [5, 1, 17, 23], align_corners=False)
+    assert torch.allclose(ours, theirs, atol=1e-5)

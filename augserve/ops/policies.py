@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from augserve.ops import color, geometry
+from augserve.ops import color, geometry, grouping
 from augserve.random import SampleRng
 
 Magnitude = Callable[[torch.Tensor, int, int], torch.Tensor]
@@ -277,30 +277,23 @@ def _affine_for(names: list[str], op_index: torch.Tensor, value: torch.Tensor,
 
 def apply_layer(x: torch.Tensor, space: Sequence[PolicyOp], op_index: torch.Tensor, value: torch.Tensor,
                 interpolation: str = "nearest", fill: Sequence[float] | float = 0.0) -> torch.Tensor:
-    """Apply each sample's op (one layer), running every kernel once over its group."""
+    """Apply each sample's op (one layer): one kernel call per op, one warp for all geometric ops."""
     names = [op.name for op in space]
-    out = torch.empty_like(x)
-    geometric = torch.tensor([n in GEOMETRIC_OPS for n in names] + [False], device=x.device)
-    is_geometric = geometric[op_index]  # SKIP (-1) reads the trailing False
-    groups = {int(i) for i in torch.unique(op_index).tolist()}
+    height, width = x.shape[-2:]
 
-    untouched = [i for i in groups if i == SKIP or names[i] == "identity"]
-    for i in untouched:
-        index = (op_index == i).nonzero().squeeze(1)
-        out[index] = x[index]
-
-    index = is_geometric.nonzero().squeeze(1)
-    if index.numel():
-        height, width = x.shape[-2:]
+    def warp(samples: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         matrix = _affine_for(names, op_index[index], value[index], height, width)
-        out[index] = geometry.warp_affine(x[index], matrix, interpolation, fill)
+        return geometry.warp_affine(samples, matrix, interpolation, fill)
 
-    for i in groups - set(untouched):
-        if names[i] in GEOMETRIC_OPS:
-            continue
-        index = (op_index == i).nonzero().squeeze(1)
-        out[index] = _COLOR_KERNELS[names[i]](x[index], value[index])
-    return out
+    def color_kernel(name: str):
+        return lambda samples, index: _COLOR_KERNELS[name](samples, value[index])
+
+    # group 0: untouched (skip, identity); 1: any geometric op; 2 + i: color op i
+    group_of_op = [0 if n == "identity" else 1 if n in GEOMETRIC_OPS else 2 + i for i, n in enumerate(names)]
+    lookup = torch.tensor(group_of_op + [0], device=x.device)  # SKIP (-1) reads the trailing 0
+    kernels = {1: warp}
+    kernels.update({2 + i: color_kernel(n) for i, n in enumerate(names) if n in _COLOR_KERNELS})
+    return grouping.apply_by_group(x, lookup[op_index], kernels)
 
 
 def apply_layers(x: torch.Tensor, params: LayerParams, interpolation: str = "nearest",

@@ -1,0 +1,167 @@
+"""``augserve bench``: throughput side by side with the reference libraries, as ratios.
+
+Every engine gets the same uint8 batch in one process; each row reports images
+per second and the ratio to torchvision.transforms.v2 applied per sample (the
+fair baseline: every sample gets its own random op, as here). Absolute numbers
+depend on the machine; the ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from augserve.pipeline import Pipeline
+
+ANCHOR = "torchvision.v2 per-sample"
+
+
+@dataclass
+class Engine:
+    name: str
+    run: Callable[[], object]
+    note: str = ""
+
+
+def _time_interleaved(engines: list[Engine], repeats: int, sync: Callable[[], None],
+                      progress: tqdm) -> list[float]:
+    """Median seconds per call of each engine, timed round-robin so drift hits all alike."""
+    for engine in engines:
+        engine.run()
+        sync()
+    times: list[list[float]] = [[] for _ in engines]
+    for _ in range(repeats):
+        for engine, samples in zip(engines, times):
+            start = time.perf_counter()
+            engine.run()
+            sync()
+            samples.append(time.perf_counter() - start)
+        progress.update()
+    return [statistics.median(samples) for samples in times]
+
+
+def _torchvision(transform, x: torch.Tensor) -> Callable[[], object]:
+    return lambda: torch.stack([transform(image) for image in x])
+
+
+def _kornia(transform, x: torch.Tensor) -> Callable[[], object]:
+    return lambda: transform(x.float().div_(255))
+
+
+def _dali(policy: str, x: torch.Tensor) -> Engine | None:
+    """DALI's auto_aug on the CPU (or GPU), fed the same images, if DALI is installed."""
+    try:
+        from nvidia.dali import fn, pipeline_def
+        from nvidia.dali.auto_aug import rand_augment, trivial_augment
+    except ImportError:
+        return None
+    images = [img.permute(1, 2, 0).contiguous().cpu().numpy() for img in x]
+    on_gpu = x.is_cuda
+
+    @pipeline_def(enable_conditionals=True, batch_size=len(images), num_threads=os.cpu_count() or 1,
+                  device_id=torch.cuda.current_device() if on_gpu else None, prefetch_queue_depth=1)
+    def pipe():
+        data = fn.external_source(source=lambda: images, layout="HWC", batch=True)
+        if on_gpu:
+            data = data.gpu()
+        if policy == "rand_augment":
+            return rand_augment.rand_augment(data, n=2, m=9)
+        return trivial_augment.trivial_augment_wide(data)
+
+    built = pipe()
+    built.build()
+    return Engine(f"DALI auto_aug ({'GPU' if on_gpu else 'CPU'})", lambda: built.run(),
+                  "HWC, its own op set")
+
+
+def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
+    import kornia.augmentation.auto as kauto
+    from torchvision.transforms import v2
+
+    ours_ra = Pipeline.from_spec([{"op": "rand_augment", "n": 2, "m": 9}])
+    ours_ta = Pipeline.from_spec([{"op": "trivial_augment"}])
+    cases = {
+        "RandAugment n=2 m=9": [
+            Engine(ANCHOR, _torchvision(v2.RandAugment(num_ops=2, magnitude=9), x.cpu())),
+            Engine("kornia.augmentation.auto batched", _kornia(kauto.RandAugment(n=2, m=9), x),
+                   "one op per batch; uint8->float included"),
+            Engine("augserve", lambda: ours_ra(x, seed=0)),
+        ],
+        "TrivialAugmentWide": [
+            Engine(ANCHOR, _torchvision(v2.TrivialAugmentWide(), x.cpu())),
+            Engine("kornia.augmentation.auto batched", _kornia(kauto.TrivialAugment(), x),
+                   "one op per batch; uint8->float included"),
+            Engine("augserve", lambda: ours_ta(x, seed=0)),
+        ],
+    }
+    for policy, case in (("rand_augment", "RandAugment n=2 m=9"), ("trivial_augment", "TrivialAugmentWide")):
+        dali = _dali(policy, x)
+        if dali is not None:
+            cases[case].insert(2, dali)
+    return cases
+
+
+def _machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = "cpu",
+              out: str | None = None) -> str:
+    """Run every case, print the table, and optionally write it as Markdown."""
+    if batch < 1 or size < 8 or repeats < 1:
+        raise ValueError("bench: expected --batch >= 1, --size >= 8 and --repeats >= 1")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator).to(device)
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    cases = _cases(x)
+
+    rows = []
+    progress = tqdm(total=repeats * len(cases), desc="bench", unit="round")
+    for case, engines in cases.items():
+        seconds = _time_interleaved(engines, repeats, sync, progress)
+        for engine, spent in zip(engines, seconds):
+            rows.append((case, engine.name, batch / spent, seconds[0] / spent, engine.note))
+    progress.close()
+
+    stamp = datetime.date.today().isoformat()
+    lines = [
+        f"### {batch}x3x{size}x{size} uint8, {device}: {_machine(device)}",
+        "",
+        f"torch {torch.__version__}, {stamp}, median of {repeats} batches per engine after a warm-up, engines timed round-robin.",
+        "",
+        f"| case | engine | img/s | x {ANCHOR} | note |",
+        "|---|---|---:|---:|---|",
+    ]
+    lines += [f"| {case} | {name} | {rate:,.0f} | {ratio:.2f}x | {note} |" for case, name, rate, ratio, note in rows]
+    table = "\n".join(lines)
+    print(table)
+    if out:
+        _write_results(out, table)
+    return table
+
+
+def _write_results(path: str, table: str) -> None:
+    """Keep the file's hand-written preamble; replace the generated table for this device kind."""
+    marker = "<!-- bench table: generated by `augserve bench` -->"
+    preamble = ""
+    if os.path.exists(path):
+        with open(path) as existing:
+            preamble = existing.read().split(marker)[0]
+    with open(path, "w") as results:
+        results.write(f"{preamble or '# Benchmarks' + chr(10) + chr(10)}{marker}\n\n{table}\n")
