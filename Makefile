@@ -24,6 +24,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/augserve bench --out bench/RESULTS.md
 
 preview: install

@@ -101,10 +101,12 @@ def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     threshold = threshold.view(-1, 1, 1, 1)
     if x.is_floating_point():
         return torch.where(x >= threshold.to(x.dtype), invert(x), x)
-    # integer pixels: x >= t  <=>  x >= ceil(t); thresholds above 255 invert nothing
-    whole = torch.ceil(threshold).clamp(0, 256).to(torch.int16)
-    active = whole <= 255
-    return torch.where((x >= whole.clamp(max=255).to(torch.uint8)) & active, invert(x), x)
+    # integer pixels: x >= t  <=>  x >= ceil(t); thresholds above 255 invert nothing.
+    # x ^ 255 inverts uint8, and a comparison viewed as uint8 and negated is 0 or 255: two cheap passes.
+    whole = torch.ceil(threshold).clamp(0, 256)
+    cut = torch.where(whole > 255, torch.zeros_like(whole), whole).to(torch.uint8)
+    flip = (x >= cut) & (whole <= 255)
+    return x ^ flip.view(torch.uint8).neg_()
 
 
 def invert(x: torch.Tensor) -> torch.Tensor:

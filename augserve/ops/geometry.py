@@ -94,6 +94,8 @@ def warp_affine(
     theta = _normalized_theta(matrix.to(x.device), height, width)
     grid = affine_grid(theta, height, width)
     fill_t = torch.as_tensor(fill, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
+    if not x.is_floating_point():
+        fill_t = fill_t.round()
     has_fill = bool(fill_t.any())
     shifted = x.to(torch.float32, copy=has_fill)
     if has_fill:
@@ -102,6 +104,8 @@ def warp_affine(
     if has_fill:
         out.add_(fill_t)
     if x.is_floating_point():
+        return out.to(x.dtype)
+    if interpolation == "nearest":  # every output is an input pixel or the (rounded) fill
         return out.to(x.dtype)
     return out.round_().clamp_(0, 255).to(x.dtype)
 
