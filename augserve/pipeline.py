@@ -24,8 +24,7 @@ from augserve.transforms import STEPS, Normalize, Step
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
 OUT_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
-_TIMM_RAND = re.compile(r"^rand(-[a-z]+[0-9.]+|-[a-z]+inf)*$")
-_TIMM_KEYS = {"m": "m", "n": "n", "mstd": "mstd", "mmax": "mmax"}
+_TIMM_KEYS = ("m", "n", "mstd", "mmax")
 
 
 @dataclass
@@ -53,7 +52,7 @@ def parse_timm_rand(text: str) -> list[dict]:
             value = float(number)
         except ValueError:
             raise SpecError(f"pipeline '{text}': part '{part}' has no number") from None
-        step[_TIMM_KEYS[key]] = int(value) if key == "n" and value.is_integer() else value
+        step[key] = int(value) if key == "n" and value.is_integer() else value
     return [step]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 MAX_IMAGE_SIDE = 8192
 
@@ -171,9 +171,3 @@ def parse_fields(where: str, fields: dict[str, Field], given: dict[str, Any]) ->
             values[name] = field.convert(field.default)  # defaults take the canonical form too
     return values
 
-
-def channel_values(where: str, name: str, values: Sequence[float], channels: int) -> Sequence[float]:
-    """Per-channel values must be one value or one per channel."""
-    if len(values) not in (1, channels):
-        raise ValueError(f"{where}: field '{name}' has {len(values)} values; expected 1 or {channels} (the channels)")
-    return values
