@@ -175,6 +175,7 @@ class Pipeline:
 
         params = []
         for slot, step in enumerate(self.steps):
+            step.check_input(x)
             x, drawn = step(x, rng.fork(slot))
             params.append({"op": step.op, **drawn})
         return AugmentOutput(_convert(x, out_dtype), soft, params)

@@ -17,6 +17,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from augserve.ops import color, erasing, geometry, grouping, policies
+from augserve.ops.boxes import sample_boxes
 from augserve.ops.policies import PolicyOp
 from augserve.random import SampleRng
 from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError, parse_fields
@@ -70,7 +71,10 @@ class Step(ABC):
 
 
 class _RandomApply(Step):
-    """A fixed op applied to each sample with probability ``p``."""
+    """A fixed color op applied to each sample with probability ``p``."""
+
+    needs_image_channels = True
+    fields = {"p": _P}
 
     @abstractmethod
     def kernel(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,7 +225,6 @@ class ColorJitter(Step):
     }
 
     def __call__(self, x, rng):
-        self.check_input(x)
         ranges = [self.args[k] for k in ("brightness", "contrast", "saturation", "hue")]
         order = rng.permutation(0, 4)  # order[:, t] = which of the four runs t-th
         applied = rng.bernoulli(1, self.args["p"])
@@ -242,16 +245,13 @@ class ColorJitter(Step):
 
 class Grayscale(_RandomApply):
     op = "grayscale"
-    needs_image_channels = True
     fields = {"p": Number(0.1, low=0.0, high=1.0)}
 
-    def kernel(self, x):
-        return color.grayscale(x)
+    kernel = staticmethod(color.grayscale)
 
 
 class Posterize(_RandomApply):
     op = "posterize"
-    needs_image_channels = True
     fields = {"bits": Number(4, low=0, high=8, integer=True), "p": _P}
 
     def kernel(self, x):
@@ -260,7 +260,6 @@ class Posterize(_RandomApply):
 
 class Solarize(_RandomApply):
     op = "solarize"
-    needs_image_channels = True
     fields = {"threshold": Number(0.5, low=0.0, high=1.0, doc="fraction of the dtype's maximum"), "p": _P}
 
     def kernel(self, x):
@@ -270,7 +269,6 @@ class Solarize(_RandomApply):
 
 class Sharpness(_RandomApply):
     op = "sharpness"
-    needs_image_channels = True
     fields = {"factor": Number(2.0, low=0.0, high=1e3), "p": _P}
 
     def kernel(self, x):
@@ -279,29 +277,17 @@ class Sharpness(_RandomApply):
 
 class Equalize(_RandomApply):
     op = "equalize"
-    needs_image_channels = True
-    fields = {"p": _P}
-
-    def kernel(self, x):
-        return color.equalize(x)
+    kernel = staticmethod(color.equalize)
 
 
 class AutoContrast(_RandomApply):
     op = "autocontrast"
-    needs_image_channels = True
-    fields = {"p": _P}
-
-    def kernel(self, x):
-        return color.autocontrast(x)
+    kernel = staticmethod(color.autocontrast)
 
 
 class Invert(_RandomApply):
     op = "invert"
-    needs_image_channels = True
-    fields = {"p": _P}
-
-    def kernel(self, x):
-        return color.invert(x)
+    kernel = staticmethod(color.invert)
 
 
 # --- automatic augmentation policies -------------------------------------------------------
@@ -315,7 +301,6 @@ class _Policy(Step):
         """Per-sample op choices and values."""
 
     def __call__(self, x, rng):
-        self.check_input(x)
         params = self.draw(rng, *x.shape[-2:])
         out = policies.apply_layers(x, params, self.args["interpolation"], self.fill_for(x))
         return out, {"ops": params.op_index, "values": params.value, "space": [op.name for op in params.space]}
@@ -410,7 +395,7 @@ class RandomErasing(Step):
     def __call__(self, x, rng):
         batch, channels, height, width = x.shape
         uniforms = tuple(rng.uniform(d, n=ATTEMPTS) for d in range(4))
-        boxes, fits = erasing.sample_erasing_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"])
+        boxes, fits = sample_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"], erasing=True)
         applied = rng.bernoulli(4, self.args["p"]) & fits
         value = self.fill_for(x, "value")
 

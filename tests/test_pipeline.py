@@ -207,9 +207,17 @@ def test_bad_tensors_raise_value_error(x, words):
         assert word in str(error.value)
 
 
-def test_color_policies_refuse_other_channel_counts():
-    with pytest.raises(ValueError, match="1 or 3 channels, got 4"):
-        Pipeline.from_spec("rand-m9")(torch.zeros(2, 4, 8, 8, dtype=torch.uint8))
+@pytest.mark.parametrize("op", ["rand_augment", "color_jitter", "equalize", "grayscale", "solarize"])
+def test_color_ops_refuse_other_channel_counts(op):
+    with pytest.raises(ValueError, match=f"step 1 \\({op}\\): expected images with 1 or 3 channels, got 4"):
+        Pipeline.from_spec([{"op": "hflip"}, {"op": op}])(torch.zeros(2, 4, 8, 8, dtype=torch.uint8))
+
+
+def test_geometric_ops_take_any_channel_count():
+    x = torch.randint(0, 256, (2, 5, 16, 16), dtype=torch.uint8)
+    out = Pipeline.from_spec([{"op": "random_affine", "degrees": 30}, {"op": "random_erasing", "p": 1.0},
+                              {"op": "random_resized_crop", "size": 8}])(x)
+    assert out.x.shape == (2, 5, 8, 8)
 
 
 def test_per_channel_fields_must_match_channels(photo_batch):

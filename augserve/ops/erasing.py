@@ -2,36 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
-
-
-def sample_erasing_boxes(
-    uniforms: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    height: int,
-    width: int,
-    scale: tuple[float, float],
-    ratio: tuple[float, float],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """torchvision's RandomErasing.get_params, vectorized over samples.
-
-    ``uniforms`` are four ``(B, attempts)`` tensors for area, log-ratio, top, left.
-    Returns (B, 4) int64 boxes ``(top, left, height, width)`` and a (B,) mask of
-    samples where some attempt fitted (torchvision leaves the others untouched).
-    """
-    u_area, u_ratio, u_top, u_left = (u.to(torch.float64) for u in uniforms)
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    erase_area = height * width * (scale[0] + (scale[1] - scale[0]) * u_area)
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * u_ratio)
-    h = torch.round(torch.sqrt(erase_area * aspect)).to(torch.int64)
-    w = torch.round(torch.sqrt(erase_area / aspect)).to(torch.int64)
-    valid = (h < height) & (w < width)
-    top = (u_top * (height - h + 1).clamp(min=1)).to(torch.int64)
-    left = (u_left * (width - w + 1).clamp(min=1)).to(torch.int64)
-    first = torch.argmax(valid.to(torch.int8), dim=1, keepdim=True)
-    boxes = torch.cat([t.gather(1, first) for t in (top, left, h, w)], dim=1)
-    return boxes, valid.any(dim=1)
 
 
 def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -8,14 +8,13 @@ by a single ``grid_sample`` call.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from augserve.ops import grouping
+from augserve.ops import boxes, grouping
 
 INTERPOLATIONS = ("nearest", "bilinear")
 
@@ -115,31 +114,14 @@ def flip_where(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     return grouping.apply_where(x, mask, lambda samples, _: samples.flip(dim))
 
 
-def sample_resized_crop_boxes(
-    uniforms: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    height: int,
-    width: int,
-    scale: tuple[float, float],
-    ratio: tuple[float, float],
-) -> torch.Tensor:
+def sample_resized_crop_boxes(uniforms: boxes.Uniforms, height: int, width: int,
+                              scale: tuple[float, float], ratio: tuple[float, float]) -> torch.Tensor:
     """torchvision's RandomResizedCrop.get_params, vectorized over samples.
 
-    ``uniforms`` are four ``(B, attempts)`` tensors in [0, 1) for area, log-ratio,
-    top and left. The first valid attempt wins; when none is valid the centre
-    crop with the ratio clamped to ``ratio`` is used. Returns (B, 4) int64 boxes
-    ``(top, left, height, width)``.
+    When no attempt fits, the centre crop with the ratio clamped to ``ratio`` is
+    used, as torchvision does. Returns (B, 4) int64 ``(top, left, height, width)``.
     """
-    u_area, u_ratio, u_top, u_left = uniforms
-    area = height * width
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    target_area = area * (scale[0] + (scale[1] - scale[0]) * u_area.to(torch.float64))
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * u_ratio.to(torch.float64))
-    w = torch.round(torch.sqrt(target_area * aspect)).to(torch.int64)
-    h = torch.round(torch.sqrt(target_area / aspect)).to(torch.int64)
-    valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    top = (u_top.to(torch.float64) * (height - h + 1).clamp(min=1)).to(torch.int64)
-    left = (u_left.to(torch.float64) * (width - w + 1).clamp(min=1)).to(torch.int64)
-
+    chosen, found = boxes.sample_boxes(uniforms, height, width, scale, ratio, erasing=False)
     in_ratio = width / height
     if in_ratio < min(ratio):
         fb_w, fb_h = width, int(round(width / min(ratio)))
@@ -147,13 +129,8 @@ def sample_resized_crop_boxes(
         fb_w, fb_h = int(round(height * max(ratio))), height
     else:
         fb_w, fb_h = width, height
-    fallback = torch.tensor(
-        [(height - fb_h) // 2, (width - fb_w) // 2, fb_h, fb_w], dtype=torch.int64, device=w.device
-    )
-
-    first = torch.argmax(valid.to(torch.int8), dim=1, keepdim=True)
-    chosen = torch.cat([t.gather(1, first) for t in (top, left, h, w)], dim=1)
-    return torch.where(valid.any(dim=1, keepdim=True), chosen, fallback)
+    fallback = torch.tensor([(height - fb_h) // 2, (width - fb_w) // 2, fb_h, fb_w], device=chosen.device)
+    return torch.where(found[:, None], chosen, fallback)
 
 
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
