@@ -110,10 +110,8 @@ def _as_batch(x: Any) -> torch.Tensor:
         raise ValueError(f"x: expected dtype uint8, float16, float32 or float64, got {x.dtype}")
     if x.shape[0] == 0 or x.numel() == 0:
         raise ValueError(f"x: expected a non-empty batch, got shape {tuple(x.shape)}")
-    if x.is_floating_point():
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("x: float input contains NaN or infinity")
-        x = x.to(torch.float32)
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError("x: float input contains NaN or infinity")
     return x
 
 
@@ -167,10 +165,14 @@ class Pipeline:
         """Augment a (B, C, H, W) batch; each sample's draws depend only on (seed, its key)."""
         x = _as_batch(x)
         out_dtype = _as_out_dtype(out_dtype)
+        if out_dtype is None and x.is_floating_point():
+            out_dtype = x.dtype  # float16/64 inputs are processed in float32 and handed back as they came
         if out_dtype == torch.uint8 and self.normalizes:
             raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
         keys = _as_keys(keys, x.shape[0], x.device)
         rng = SampleRng(seed, keys)
+        if x.is_floating_point():
+            x = x.to(torch.float32)
         soft = None if labels is None else as_soft_labels(labels, x.shape[0], num_classes, x.device)
 
         params = []

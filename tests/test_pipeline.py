@@ -263,6 +263,7 @@ def test_bad_labels_are_refused(photo_batch, labels, num_classes, words):
 def test_out_dtypes(photo_batch):
     pipe = Pipeline.from_spec([{"op": "hflip"}])
     assert pipe(photo_batch, out_dtype="float16").x.dtype == torch.float16
+    assert pipe(photo_batch.half() / 255).x.dtype == torch.float16  # float inputs come back as they came
     as_float = pipe(photo_batch, out_dtype=torch.float32, seed=1).x
     back = pipe(as_float, out_dtype="uint8", seed=1).x
     assert float(as_float.max()) <= 1.0 and back.dtype == torch.uint8
