@@ -20,9 +20,11 @@ from augserve.labels import as_soft_labels
 from augserve.presets import PRESETS
 from augserve.random import SampleRng
 from augserve.spec import SpecError
-from augserve.transforms import STEPS, Normalize, Step
+from augserve.steps import MODALITIES, STEPS, LabelSmoothing, Normalize, Step
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
+LAYOUTS = {"image": "(B, C, H, W)", "spectrogram": "(B, F, T) or (B, C, F, T)", "timeseries": "(B, C, T)"}
+RANKS = {"image": (4,), "spectrogram": (3, 4), "timeseries": (3,)}
 OUT_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
 _TIMM_KEYS = ("m", "n", "mstd", "mmax")
 
@@ -34,6 +36,11 @@ class AugmentOutput:
     x: torch.Tensor
     labels: torch.Tensor | None
     params: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label_smoothing(self) -> float:
+        """The epsilon already applied to ``labels`` (0.0: unsmoothed), so nothing smooths twice."""
+        return next((p["epsilon"] for p in self.params if p["op"] == LabelSmoothing.op), 0.0)
 
 
 def parse_timm_rand(text: str) -> list[dict]:
@@ -56,32 +63,43 @@ def parse_timm_rand(text: str) -> list[dict]:
     return [step]
 
 
-def _steps_from_text(text: str) -> list[dict]:
-    name = text.strip()
+def _spec_data(spec: Any) -> Any:
+    """Text (preset, timm string, JSON/YAML) or a file -> plain data; data passes through."""
+    if isinstance(spec, pathlib.Path):
+        try:
+            return yaml.safe_load(spec.read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise SpecError(f"pipeline file {spec}: {error}") from None
+    if not isinstance(spec, str):
+        return spec
+    name = spec.strip()
     if name in PRESETS:
         return PRESETS[name][1]
     if name.startswith("rand-") or name == "rand":
         return parse_timm_rand(name)
     if name[:1] in "[{" or "\n" in name:
         try:
-            return _steps_from_data(yaml.safe_load(name))
+            return yaml.safe_load(name)
         except yaml.YAMLError as error:
             raise SpecError(f"pipeline: not valid JSON or YAML: {error}") from None
     raise SpecError(f"pipeline: unknown preset '{name}' (presets: {', '.join(PRESETS)}; "
                     "or a timm string like rand-m9-n2-mstd0.5, or a list of steps)")
 
 
-def _steps_from_data(spec: Any) -> list[dict]:
-    if isinstance(spec, dict) and "steps" in spec:
-        spec = spec["steps"]
-    elif isinstance(spec, dict):
-        spec = [spec]
-    if isinstance(spec, str):
-        return _steps_from_text(spec)
-    if not isinstance(spec, (list, tuple)):
+def _split_spec(data: Any) -> tuple[list[Any], Any]:
+    """Plain data -> (step dicts, declared modality or None)."""
+    modality = None
+    if isinstance(data, dict) and "steps" in data:
+        unknown = sorted(set(data) - {"steps", "modality"})
+        if unknown:
+            raise SpecError(f"pipeline: unknown field '{unknown[0]}' (allowed: modality, steps)")
+        modality, data = data.get("modality"), _spec_data(data["steps"])
+    elif isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, (list, tuple)):
         raise SpecError(f"pipeline: expected a preset name, a list of steps or {{'steps': [...]}}, "
-                        f"got {type(spec).__name__}")
-    return list(spec)
+                        f"got {type(data).__name__}")
+    return list(data), modality
 
 
 def compile_steps(step_dicts: list[Any]) -> list[Step]:
@@ -99,20 +117,26 @@ def compile_steps(step_dicts: list[Any]) -> list[Step]:
     return steps
 
 
-def _as_batch(x: Any) -> torch.Tensor:
+def _as_batch(x: Any, modality: str | None) -> tuple[torch.Tensor, str]:
+    """Check the batch against the pipeline's modality; return it and the modality it runs as."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x: expected a torch.Tensor or numpy array, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x: expected shape (B, C, H, W), got rank {x.dim()} shape {tuple(x.shape)}")
+    ranks = RANKS[modality] if modality else (3, 4)
+    if x.dim() not in ranks:
+        layout = LAYOUTS[modality] if modality else "(B, C, H, W) images or (B, C, T) sequences"
+        raise ValueError(f"x: expected shape {layout}, got rank {x.dim()} shape {tuple(x.shape)}")
+    runs_as = modality or ("image" if x.dim() == 4 else "timeseries")
     if x.dtype not in INPUT_DTYPES:
         raise ValueError(f"x: expected dtype uint8, float16, float32 or float64, got {x.dtype}")
+    if x.dtype == torch.uint8 and runs_as != "image":
+        raise ValueError(f"x: {runs_as} batches must be float, got uint8")
     if x.shape[0] == 0 or x.numel() == 0:
         raise ValueError(f"x: expected a non-empty batch, got shape {tuple(x.shape)}")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError("x: float input contains NaN or infinity")
-    return x
+    return x, runs_as
 
 
 def _as_keys(keys: Any, batch: int, device: torch.device) -> torch.Tensor:
@@ -134,10 +158,30 @@ def _as_out_dtype(out_dtype: Any) -> torch.dtype | None:
 
 
 class Pipeline:
-    """A compiled, validated sequence of steps; call it on a batch."""
+    """A compiled, validated sequence of steps; call it on a batch.
 
-    def __init__(self, steps: list[Step]):
+    ``modality`` (image, spectrogram, timeseries) is what the batches are; it is
+    implied by modality-specific steps and may be left out when every step works
+    on all of them (mixing, smoothing), in which case rank 4 means images.
+    """
+
+    def __init__(self, steps: list[Step], modality: str | None = None):
+        if modality is not None and modality not in MODALITIES:
+            raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(MODALITIES)}, got {modality!r}")
+        for step in steps:
+            if modality is not None and modality not in step.modalities:
+                raise SpecError(f"{step.where}: works on {' and '.join(step.modalities)} batches, "
+                                f"not on this pipeline's modality '{modality}'")
+        implied = {m for step in steps for m in step.modalities if len(step.modalities) == 1}
+        if len(implied) > 1:
+            raise SpecError(f"pipeline: steps for different modalities ({', '.join(sorted(implied))}) "
+                            "cannot share a pipeline")
+        smoothing = [step.where for step in steps if isinstance(step, LabelSmoothing)]
+        if len(smoothing) > 1:
+            raise SpecError(f"pipeline: label smoothing appears {len(smoothing)} times ({', '.join(smoothing)}); "
+                            "expected at most once")
         self.steps = steps
+        self.modality = modality or (implied.pop() if implied else None)
         self.normalizes = any(isinstance(s, Normalize) for s in steps)
 
     @classmethod
@@ -145,17 +189,12 @@ class Pipeline:
         """Preset name, timm string, list of step dicts, {'steps': [...]}, JSON/YAML text or a file path."""
         if isinstance(spec, Pipeline):
             return spec
-        if isinstance(spec, pathlib.Path):
-            try:
-                spec = yaml.safe_load(spec.read_text())
-            except (OSError, yaml.YAMLError) as error:
-                raise SpecError(f"pipeline file {spec}: {error}") from None
-        steps = _steps_from_text(spec) if isinstance(spec, str) else _steps_from_data(spec)
-        return cls(compile_steps(steps))
+        steps, modality = _split_spec(_spec_data(spec))
+        return cls(compile_steps(steps), modality)
 
-    def to_spec(self) -> list[dict[str, Any]]:
-        """The canonical step list, every default filled in."""
-        return [step.to_dict() for step in self.steps]
+    def to_spec(self) -> dict[str, Any]:
+        """The canonical spec: the modality and every step with its defaults filled in."""
+        return {"modality": self.modality, "steps": [step.to_dict() for step in self.steps]}
 
     def __repr__(self) -> str:
         return f"Pipeline({[s.op for s in self.steps]})"
@@ -163,7 +202,7 @@ class Pipeline:
     def __call__(self, x: Any, labels: Any = None, *, seed: int = 0, keys: Any = None,
                  num_classes: int | None = None, out_dtype: Any = None) -> AugmentOutput:
         """Augment a (B, C, H, W) batch; each sample's draws depend only on (seed, its key)."""
-        x = _as_batch(x)
+        x, modality = _as_batch(x, self.modality)
         out_dtype = _as_out_dtype(out_dtype)
         if out_dtype is None and x.is_floating_point():
             out_dtype = x.dtype  # float16/64 inputs are processed in float32 and handed back as they came
@@ -177,8 +216,7 @@ class Pipeline:
 
         params = []
         for slot, step in enumerate(self.steps):
-            step.check_input(x)
-            x, drawn = step(x, rng.fork(slot))
+            x, soft, drawn = step.run(x, soft, rng.fork(slot), modality)
             params.append({"op": step.op, **drawn})
         return AugmentOutput(_convert(x, out_dtype), soft, params)
 

@@ -9,7 +9,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from augserve.pipeline import Pipeline
-from augserve.transforms import Normalize
+from augserve.steps import Normalize
 
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -47,13 +47,18 @@ def load_images(images_dir: str | None, size: int) -> tuple[torch.Tensor, list[s
 
 
 def _captions(params: list[dict], count: int) -> list[str]:
-    """Short per-sample text: the policy ops each sample drew."""
+    """Short per-sample text: the policy ops, random steps and mixing each sample drew."""
     lines = [[] for _ in range(count)]
     for step in params:
         if "space" in step:
             space = step["space"]
             for i, row in enumerate(step["ops"].tolist()):
                 lines[i].append("+".join(space[k] for k in row if k >= 0) or "none")
+        elif "lam" in step:
+            for i, (mixed, cut, lam) in enumerate(zip(step["mixed"].tolist(), step["cutmix"].tolist(),
+                                                      step["lam"].tolist())):
+                if mixed:
+                    lines[i].append(f"{'cutmix' if cut else 'mixup'} {lam:.2f}")
         elif "applied" in step:
             for i, hit in enumerate(step["applied"].tolist()):
                 if hit:

@@ -50,10 +50,12 @@ class Number(Field):
     high: float = math.inf
     integer: bool = False
     allow_inf: bool = False
+    exclusive_low: bool = False
+    exclusive_high: bool = False
 
     def expected(self) -> str:
         kind = "an integer" if self.integer else "a number"
-        return f"{kind} in [{self.low:g}, {self.high:g}]"
+        return f"{kind} in {'(' if self.exclusive_low else '['}{self.low:g}, {self.high:g}{')' if self.exclusive_high else ']'}"
 
     def convert(self, value: Any) -> Any:
         if isinstance(value, str) and self.allow_inf and value.lower() in ("inf", "infinity"):
@@ -64,7 +66,20 @@ class Number(Field):
             raise ValueError
         if not self.low <= value <= self.high:
             raise ValueError
+        if (self.exclusive_low and value == self.low) or (self.exclusive_high and value == self.high):
+            raise ValueError
         return int(value) if self.integer else float(value)
+
+
+@dataclass(frozen=True)
+class Flag(Field):
+    def expected(self) -> str:
+        return "true or false"
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError
+        return value
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from augserve import PRESETS, Pipeline, SpecError
-from augserve.transforms import STEPS
+from augserve.steps import STEPS
 
 # One representative spec per op; each must keep dtype, shape and value range.
 SHAPE_KEEPING = {
@@ -26,8 +26,11 @@ RESIZING = {
 }
 
 
+MIXING = {"mix", "mixup", "cutmix", "label_smoothing"}  # their contracts live in test_mix.py
+
+
 def test_every_op_has_a_contract_test():
-    assert set(STEPS) == set(SHAPE_KEEPING) | set(RESIZING) | {"normalize"}
+    assert set(STEPS) == set(SHAPE_KEEPING) | set(RESIZING) | {"normalize"} | MIXING
 
 
 @pytest.mark.parametrize("op", sorted(SHAPE_KEEPING))
@@ -158,10 +161,10 @@ def test_spec_formats_compile_to_the_same_pipeline(tmp_path):
 
 
 def test_timm_string():
-    (step,) = Pipeline.from_spec("rand-m9-n3-mstd0.5").to_spec()
+    (step,) = Pipeline.from_spec("rand-m9-n3-mstd0.5").to_spec()["steps"]
     assert step["op"] == "rand_augment" and step["n"] == 3 and step["m"] == 9
     assert step["mstd"] == 0.5 and step["num_magnitude_bins"] == 11
-    assert Pipeline.from_spec("rand-m7-mstdinf").to_spec()[0]["mstd"] == math.inf
+    assert Pipeline.from_spec("rand-m7-mstdinf").to_spec()["steps"][0]["mstd"] == math.inf
 
 
 @pytest.mark.parametrize("spec, words", [

@@ -51,7 +51,7 @@ def test_policy_matches_torchvision_given_the_same_draws(photo_batch, step, layo
 @pytest.mark.parametrize("spec", ["rand-m9-n2", "imagenet-trivial", "imagenet-autoaug"])
 def test_identical_images_get_different_ops(photo_batch, spec):
     batch = photo_batch[:1].repeat(16, 1, 1, 1)
-    pipe = Pipeline.from_spec(spec if spec.startswith("rand") else [Pipeline.from_spec(spec).to_spec()[2]])
+    pipe = Pipeline.from_spec(spec if spec.startswith("rand") else [Pipeline.from_spec(spec).to_spec()["steps"][2]])
     out = pipe(batch, seed=0)
     ops = out.params[0]["ops"]
     assert len({tuple(row) for row in ops.tolist()}) > 4

@@ -1,17 +1,14 @@
-"""Pipeline steps: one class per transform, a parameter draw and a batched apply.
+"""Image steps: crops, flips, affine warps, color, auto-augment policies, erasing, normalize.
 
-Each step is built from a spec dict (validated field by field) and called as
-``step(x, rng) -> (x, params)``: ``rng`` is the step's own per-sample stream
-and ``params`` the per-sample provenance it drew. Values such as ``fill`` and
-``value`` are in the units of the tensor at that step: 0..255 for uint8, the
-float values otherwise (e.g. after ``normalize``).
+Values such as ``fill`` and ``value`` are in the units of the tensor at that
+step: 0..255 for uint8, the float values otherwise (e.g. after ``normalize``).
 """
 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from abc import abstractmethod
+from typing import Any
 
 import torch
 from torchvision.transforms.v2 import functional as TF
@@ -20,57 +17,16 @@ from augserve.ops import color, erasing, geometry, grouping, policies
 from augserve.ops.boxes import sample_boxes
 from augserve.ops.policies import PolicyOp
 from augserve.random import SampleRng
-from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError, parse_fields
+from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError
+from augserve.steps.base import PROBABILITY as _P
+from augserve.steps.base import Params, PixelStep, Step
 
-Params = dict[str, Any]
 ATTEMPTS = 10  # box draws per sample for crops and erasing, as torchvision
-
-_P = Number(0.5, low=0.0, high=1.0, doc="probability that a sample is transformed")
 _INTERPOLATION = Choice("nearest", options=geometry.INTERPOLATIONS)
 _FILL = Numbers(0.0, doc="value for pixels warped in from outside, per channel")
 
 
-class Step(ABC):
-    """A validated pipeline step. Subclasses declare ``op`` and ``fields``."""
-
-    op: ClassVar[str]
-    fields: ClassVar[dict[str, Field]] = {}
-    needs_image_channels: ClassVar[bool] = False  # color ops need 1 or 3 channels
-
-    def __init__(self, where: str, **given: Any):
-        self.where = where
-        self.args = parse_fields(where, self.fields, given)
-        self.check()
-
-    def check(self) -> None:
-        """Cross-field checks; raise SpecError."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
-
-    def check_input(self, x: torch.Tensor) -> None:
-        if self.needs_image_channels and x.shape[1] not in (1, 3):
-            raise ValueError(f"{self.where}: expected images with 1 or 3 channels, got {x.shape[1]}")
-
-    def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...]:
-        """A per-channel field checked against this batch's channels (and uint8 range)."""
-        values = self.args[name]
-        if isinstance(values, str):
-            return values
-        if len(values) not in (1, x.shape[1]):
-            raise ValueError(f"{self.where}: field '{name}' has {len(values)} values; "
-                             f"expected 1 or {x.shape[1]} (one per channel)")
-        in_pixel_units = name in ("fill", "value")
-        if in_pixel_units and not x.is_floating_point() and not all(0 <= v <= 255 for v in values):
-            raise ValueError(f"{self.where}: field '{name}' = {list(values)} must lie in [0, 255] for uint8 images")
-        return values
-
-    @abstractmethod
-    def __call__(self, x: torch.Tensor, rng: SampleRng) -> tuple[torch.Tensor, Params]:
-        """Apply to a batch; return the new batch and per-sample provenance."""
-
-
-class _RandomApply(Step):
+class _RandomApply(PixelStep):
     """A fixed color op applied to each sample with probability ``p``."""
 
     needs_image_channels = True
@@ -88,7 +44,7 @@ class _RandomApply(Step):
 # --- crops, resizing, flips -------------------------------------------------------------
 
 
-class RandomResizedCrop(Step):
+class RandomResizedCrop(PixelStep):
     op = "random_resized_crop"
     fields = {
         "size": Size(doc="output [height, width]"),
@@ -107,7 +63,7 @@ class RandomResizedCrop(Step):
         return geometry.resized_crop(x, boxes, self.args["size"]), {"box": boxes}
 
 
-class Resize(Step):
+class Resize(PixelStep):
     op = "resize"
     fields = {"size": Size(doc="output [height, width]; one integer resizes the shorter side")}
 
@@ -124,7 +80,7 @@ class Resize(Step):
         return TF.resize(x, size, antialias=True), {}
 
 
-class CenterCrop(Step):
+class CenterCrop(PixelStep):
     op = "center_crop"
     fields = {"size": Size()}
 
@@ -132,7 +88,7 @@ class CenterCrop(Step):
         return TF.center_crop(x, list(self.args["size"])), {}
 
 
-class RandomCrop(Step):
+class RandomCrop(PixelStep):
     op = "random_crop"
     fields = {
         "size": Size(),
@@ -155,7 +111,7 @@ class RandomCrop(Step):
         return geometry.crop(x, top, left, (out_h, out_w)), {"top": top, "left": left}
 
 
-class HorizontalFlip(Step):
+class HorizontalFlip(PixelStep):
     op = "hflip"
     fields = {"p": _P}
 
@@ -172,7 +128,7 @@ class VerticalFlip(HorizontalFlip):
         return geometry.flip_where(x, applied, dim=-2), {"applied": applied}
 
 
-class RandomAffine(Step):
+class RandomAffine(PixelStep):
     """torchvision's RandomAffine, every sample with its own angle, shift, scale and shear."""
 
     op = "random_affine"
@@ -211,7 +167,7 @@ class RandomAffine(Step):
 _JITTER_SPACE = (PolicyOp("brightness"), PolicyOp("contrast"), PolicyOp("color"), PolicyOp("hue"))
 
 
-class ColorJitter(Step):
+class ColorJitter(PixelStep):
     """torchvision's ColorJitter: factors drawn per sample, applied in a random order per sample."""
 
     op = "color_jitter"
@@ -293,7 +249,7 @@ class Invert(_RandomApply):
 # --- automatic augmentation policies -------------------------------------------------------
 
 
-class _Policy(Step):
+class _Policy(PixelStep):
     needs_image_channels = True
 
     @abstractmethod
@@ -377,7 +333,7 @@ class _ErasingValue(Field):
         return "random" if value == "random" else Numbers().convert(value)
 
 
-class RandomErasing(Step):
+class RandomErasing(PixelStep):
     """torchvision's RandomErasing per sample; ``value: random`` fills with noise.
 
     Noise is uniform over 0..255 for uint8 batches and standard normal for float
@@ -415,7 +371,7 @@ class RandomErasing(Step):
         return grouping.apply_where(x, applied, erase), {"applied": applied, "box": boxes}
 
 
-class Normalize(Step):
+class Normalize(PixelStep):
     """(x - mean) / std per channel, with mean and std on the [0, 1] scale; outputs float32."""
 
     op = "normalize"
@@ -433,11 +389,8 @@ class Normalize(Step):
         return out.mul_(scale).sub_((mean / std).view(1, -1, 1, 1)), {}
 
 
-STEPS: dict[str, type[Step]] = {
-    cls.op: cls
-    for cls in (
-        RandomResizedCrop, Resize, CenterCrop, RandomCrop, HorizontalFlip, VerticalFlip, RandomAffine,
-        ColorJitter, Grayscale, Posterize, Solarize, Sharpness, Equalize, AutoContrast, Invert,
-        RandAugment, TrivialAugment, AutoAugment, RandomErasing, Normalize,
-    )
-}
+IMAGE_STEPS: tuple[type[Step], ...] = (
+    RandomResizedCrop, Resize, CenterCrop, RandomCrop, HorizontalFlip, VerticalFlip, RandomAffine,
+    ColorJitter, Grayscale, Posterize, Solarize, Sharpness, Equalize, AutoContrast, Invert,
+    RandAugment, TrivialAugment, AutoAugment, RandomErasing, Normalize,
+)

@@ -1,0 +1,76 @@
+"""What every pipeline step is: validated fields, a per-sample draw, a batched apply.
+
+Each step is built from a spec dict (validated field by field) and run as
+``step.run(x, labels, rng, modality) -> (x, labels, params)``: ``rng`` is the
+step's own per-sample stream and ``params`` the per-sample provenance it drew.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from augserve.random import SampleRng
+from augserve.spec import Field, Number, parse_fields
+
+Params = dict[str, Any]
+PROBABILITY = Number(0.5, low=0.0, high=1.0, doc="probability that a sample is transformed")
+
+
+class Step(ABC):
+    """A validated pipeline step. Subclasses declare ``op`` and ``fields``."""
+
+    op: ClassVar[str]
+    fields: ClassVar[dict[str, Field]] = {}
+    needs_image_channels: ClassVar[bool] = False  # color ops need 1 or 3 channels
+    modalities: ClassVar[tuple[str, ...]] = ("image",)  # batch kinds the step understands
+
+    def __init__(self, where: str, **given: Any):
+        self.where = where
+        self.args = parse_fields(where, self.fields, given)
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field checks; raise SpecError."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if self.needs_image_channels and x.shape[1] not in (1, 3):
+            raise ValueError(f"{self.where}: expected images with 1 or 3 channels, got {x.shape[1]}")
+
+    def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...]:
+        """A per-channel field checked against this batch's channels (and uint8 range)."""
+        values = self.args[name]
+        if isinstance(values, str):
+            return values
+        if len(values) not in (1, x.shape[1]):
+            raise ValueError(f"{self.where}: field '{name}' has {len(values)} values; "
+                             f"expected 1 or {x.shape[1]} (one per channel)")
+        in_pixel_units = name in ("fill", "value")
+        if in_pixel_units and not x.is_floating_point() and not all(0 <= v <= 255 for v in values):
+            raise ValueError(f"{self.where}: field '{name}' = {list(values)} must lie in [0, 255] for uint8 images")
+        return values
+
+    @abstractmethod
+    def run(self, x: torch.Tensor, labels: torch.Tensor | None, rng: SampleRng,
+            modality: str) -> tuple[torch.Tensor, torch.Tensor | None, Params]:
+        """One pipeline stage: the new batch, the new soft labels, per-sample provenance."""
+
+
+class PixelStep(Step):
+    """A step that changes the batch and leaves labels alone (every image op)."""
+
+    @abstractmethod
+    def __call__(self, x: torch.Tensor, rng: SampleRng) -> tuple[torch.Tensor, Params]:
+        """Apply to a batch; return the new batch and per-sample provenance."""
+
+    def run(self, x, labels, rng, modality):
+        self.check_input(x)
+        x, params = self(x, rng)
+        return x, labels, params
+
+

@@ -1,0 +1,161 @@
+"""Steps that mix samples and their labels: mixup, cutmix, their switch, label smoothing.
+
+These work on every modality: images paste boxes, spectrograms and time series
+paste spans of the time axis (see ``augserve.ops.mix``). Partners are chosen
+inside the request from its own seed and keys, so the same request mixes the
+same way every time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from augserve.ops import grouping, mix
+from augserve.spec import Choice, Flag, Interval, Number, SpecError
+from augserve.steps.base import Params, Step
+
+MODALITIES = ("image", "spectrogram", "timeseries")
+MODES = ("elem", "pair", "batch")
+_ALPHA = dict(low=0.0, high=1e3, exclusive_low=True)
+_NOT_MIXED, _MIXUP, _CUTMIX = 0, 1, 2
+
+
+class Mix(Step):
+    """timm's Mixup: mixup or cutmix per sample (``switch_prob``), applied with ``prob``.
+
+    ``mode`` elem draws lambda, switch and box per sample; pair shares them within
+    swapped pairs; batch draws one set for the whole request. With
+    ``correct_lambda`` (default) a cutmix label weight is the pasted area exactly.
+    """
+
+    op = "mix"
+    modalities = MODALITIES
+    fields = {
+        "mixup_alpha": Number(0.8, low=0.0, high=1e3, doc="Beta(a, a) for mixup; 0 disables mixup"),
+        "cutmix_alpha": Number(1.0, low=0.0, high=1e3, doc="Beta(a, a) for cutmix; 0 disables cutmix"),
+        "cutmix_minmax": Interval(None, low=0.0, high=1.0, doc="box side as a fraction, instead of alpha"),
+        "prob": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is mixed at all"),
+        "switch_prob": Number(0.5, low=0.0, high=1.0, doc="probability of cutmix when both are on"),
+        "mode": Choice("elem", options=MODES),
+        "correct_lambda": Flag(True, doc="label weight = pasted area after clipping"),
+    }
+
+    def check(self):
+        a = self.settings()
+        if a["mixup_alpha"] == 0 and a["cutmix_alpha"] == 0 and a["cutmix_minmax"] is None:
+            raise SpecError(f"{self.where}: fields 'mixup_alpha' and 'cutmix_alpha' are both 0: "
+                            "expected at least one > 0 (or 'cutmix_minmax')")
+
+    def settings(self) -> dict:
+        """The full mix configuration; the mixup and cutmix steps fill in the other half."""
+        return dict(self.args)
+
+    def run(self, x, labels, rng, modality):
+        a = self.settings()
+        batch = x.shape[0]
+        region_shape = tuple(x.shape[-2:]) if modality == "image" else tuple(x.shape[-1:])
+        order = torch.argsort(rng.bits(0), stable=True)
+        if a["mode"] == "pair":
+            partner, leader = mix.pair_partners(order)
+        else:
+            partner = mix.cyclic_partners(order)
+            leader = order[:1].expand(batch) if a["mode"] == "batch" else torch.arange(batch, device=x.device)
+
+        u_lam, u_switch, u_apply = (rng.uniform(d)[leader] for d in (1, 2, 3))
+        u_region = rng.uniform(4, n=4)[leader]
+        use_cutmix = self._use_cutmix(u_switch, a)
+        lam = torch.ones(batch, dtype=torch.float64, device=x.device)
+        if a["mixup_alpha"] > 0:
+            lam = torch.where(~use_cutmix, mix.beta_from_uniform(u_lam, a["mixup_alpha"]), lam)
+        if a["cutmix_alpha"] > 0 and a["cutmix_minmax"] is None:
+            lam = torch.where(use_cutmix, mix.beta_from_uniform(u_lam, a["cutmix_alpha"]), lam)
+        mixed = (u_apply < a["prob"]) & (partner != torch.arange(batch, device=x.device))
+        lam = torch.where(mixed, lam, torch.ones_like(lam))
+
+        regions, area_lam = mix.cut_regions(lam, region_shape, u_region, a["cutmix_minmax"])
+        if a["correct_lambda"] or a["cutmix_minmax"] is not None:
+            lam = torch.where(use_cutmix & mixed, area_lam, lam)
+        regions = torch.where((use_cutmix & mixed)[:, None], regions, torch.zeros_like(regions))
+        kind = torch.where(mixed, torch.where(use_cutmix, _CUTMIX, _MIXUP), _NOT_MIXED)
+        x = self._mix_pixels(x, kind, partner, lam, regions, region_shape)
+        if labels is not None:
+            labels = mix.mix_labels(labels, partner, lam)
+
+        params: Params = {"partner": partner, "lam": lam.to(torch.float32), "cutmix": kind == _CUTMIX,
+                          "mixed": kind != _NOT_MIXED, "region": regions}
+        if batch == 1:
+            params["note"] = "batch of 1: nothing to mix with; sample and label unchanged"
+        elif a["mode"] == "pair" and batch % 2:
+            params["note"] = f"odd batch in pair mode: sample {int(order[-1])} has no pair and is unchanged"
+        return x, labels, params
+
+    @staticmethod
+    def _use_cutmix(u_switch: torch.Tensor, a: dict) -> torch.Tensor:
+        cutmix_on = a["cutmix_alpha"] > 0 or a["cutmix_minmax"] is not None
+        if cutmix_on and a["mixup_alpha"] > 0:
+            return u_switch < a["switch_prob"]
+        return torch.full_like(u_switch, cutmix_on, dtype=torch.bool)
+
+    @staticmethod
+    def _mix_pixels(x, kind, partner, lam, regions, region_shape):
+        if bool((kind == _MIXUP).any()) and not x.is_floating_point():
+            x = TF.to_dtype(x, torch.float32, scale=True)  # blends need float; cutmix alone keeps uint8
+
+        def blend(samples, index):
+            return mix.mixup(samples, x.index_select(0, partner[index]), lam[index])
+
+        def paste(samples, index):
+            mask = mix.region_mask(regions[index], region_shape, x.dim())
+            return mix.cutmix(samples, x.index_select(0, partner[index]), mask)
+
+        return grouping.apply_by_group(x, kind, {_MIXUP: blend, _CUTMIX: paste})
+
+
+class MixUp(Mix):
+    """Mixup alone (Zhang et al. 2018)."""
+
+    op = "mixup"
+    fields = {
+        "alpha": Number(1.0, **_ALPHA, doc="lambda ~ Beta(alpha, alpha)"),
+        "p": Number(1.0, low=0.0, high=1.0),
+        "mode": Choice("elem", options=MODES),
+    }
+
+    def settings(self):
+        return {"mixup_alpha": self.args["alpha"], "cutmix_alpha": 0.0, "cutmix_minmax": None,
+                "prob": self.args["p"], "switch_prob": 0.0, "mode": self.args["mode"], "correct_lambda": True}
+
+
+class CutMix(Mix):
+    """CutMix alone (Yun et al. 2019)."""
+
+    op = "cutmix"
+    fields = {
+        "alpha": Number(1.0, **_ALPHA, doc="lambda ~ Beta(alpha, alpha)"),
+        "minmax": Interval(None, low=0.0, high=1.0, doc="box side as a fraction, instead of alpha"),
+        "p": Number(1.0, low=0.0, high=1.0),
+        "mode": Choice("elem", options=MODES),
+        "correct_lambda": Flag(True),
+    }
+
+    def settings(self):
+        return {"mixup_alpha": 0.0, "cutmix_alpha": self.args["alpha"], "cutmix_minmax": self.args["minmax"],
+                "prob": self.args["p"], "switch_prob": 1.0, "mode": self.args["mode"],
+                "correct_lambda": self.args["correct_lambda"]}
+
+
+class LabelSmoothing(Step):
+    """(1 - epsilon) * y + epsilon / K, once; the caller sees it in ``out.params``."""
+
+    op = "label_smoothing"
+    modalities = MODALITIES
+    fields = {"epsilon": Number(0.1, low=0.0, high=1.0, exclusive_high=True)}
+
+    def run(self, x, labels, rng, modality):
+        if labels is not None:
+            labels = mix.smooth_labels(labels, self.args["epsilon"])
+        return x, labels, {"epsilon": self.args["epsilon"]}
+
+
+MIX_STEPS: tuple[type[Step], ...] = (Mix, MixUp, CutMix, LabelSmoothing)
