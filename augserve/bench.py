@@ -110,8 +110,33 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
         dali = _dali(policy, x)
         if dali is not None:
             cases[case].insert(2, dali)
+    cases.update(_mix_cases(x))
     cases.update(_kernel_cases(x))
     return cases
+
+
+def _mix_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
+    """Mixup + CutMix (switch 0.5) on float images with 1000 classes, against timm and torchvision."""
+    try:
+        from timm.data import Mixup
+    except ImportError:
+        return {}
+    from torchvision.transforms import v2
+
+    unit = x.float() / 255
+    labels = torch.randint(0, 1000, (x.shape[0],), generator=torch.Generator().manual_seed(1)).to(x.device)
+    timm_options = dict(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.0, num_classes=1000)
+    timm_elem, timm_batch = Mixup(mode="elem", **timm_options), Mixup(mode="batch", **timm_options)
+    torchvision_mix = v2.RandomChoice([v2.MixUp(alpha=0.8, num_classes=1000), v2.CutMix(alpha=1.0, num_classes=1000)])
+    ours = {mode: Pipeline.from_spec([{"op": "mix", "mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": mode}])
+            for mode in ("elem", "batch")}
+    return {"mixup+cutmix, 1000 classes": [
+        Engine("timm Mixup elem", lambda: timm_elem(unit.clone(), labels), "per-sample loop; clone: it mixes in place"),
+        Engine("timm Mixup batch", lambda: timm_batch(unit.clone(), labels), "one lambda per batch"),
+        Engine("torchvision.v2 MixUp or CutMix", lambda: torchvision_mix(unit, labels), "one lambda per batch"),
+        Engine("augserve elem", lambda: ours["elem"](unit, labels, num_classes=1000)),
+        Engine("augserve batch", lambda: ours["batch"](unit, labels, num_classes=1000)),
+    ]}
 
 
 def _kernel_cases(x: torch.Tensor) -> dict[str, list[Engine]]:

@@ -45,12 +45,6 @@ def pair_partners(order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return partner, leader
 
 
-def mixup(x: torch.Tensor, other: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """lam * x + (1 - lam) * other, per sample, in float."""
-    weight = lam.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-    return x * weight + other * (1.0 - weight)
-
-
 def _clipped_cut(size: int, fraction: torch.Tensor, u_center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """timm's rand_bbox along one axis: a cut of int(size * fraction) around a uniform centre, clipped."""
     cut = (size * fraction).to(torch.int64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from augserve.ops import grouping, mix
+from augserve.ops import mix
 from augserve.spec import Choice, Flag, Interval, Number, SpecError
 from augserve.steps.base import Params, Step
 
@@ -99,17 +99,18 @@ class Mix(Step):
 
     @staticmethod
     def _mix_pixels(x, kind, partner, lam, regions, region_shape):
-        if bool((kind == _MIXUP).any()) and not x.is_floating_point():
-            x = TF.to_dtype(x, torch.float32, scale=True)  # blends need float; cutmix alone keeps uint8
-
-        def blend(samples, index):
-            return mix.mixup(samples, x.index_select(0, partner[index]), lam[index])
-
-        def paste(samples, index):
-            mask = mix.region_mask(regions[index], region_shape, x.dim())
-            return mix.cutmix(samples, x.index_select(0, partner[index]), mask)
-
-        return grouping.apply_by_group(x, kind, {_MIXUP: blend, _CUTMIX: paste})
+        """One pass for the whole batch: lerp(partner, self, w) with w = lam, 0 inside the pasted
+        region, 1 for unmixed samples (lerp is exact at 0 and 1, so pasted pixels are copies)."""
+        if not bool((kind != _NOT_MIXED).any()):
+            return x
+        other = x.index_select(0, partner)
+        pasted = mix.region_mask(regions, region_shape, x.dim())
+        if not bool((kind == _MIXUP).any()):
+            return mix.cutmix(x, other, pasted)  # pure pasting keeps the dtype (uint8 stays uint8)
+        if not x.is_floating_point():  # blends need float
+            x, other = (TF.to_dtype(t, torch.float32, scale=True) for t in (x, other))
+        weight = lam.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return other.lerp_(x, torch.where(pasted, torch.zeros_like(weight), weight))  # in place: one buffer
 
 
 class MixUp(Mix):
