@@ -25,9 +25,10 @@ def batch(n, shape=IMAGE, seed=0):
 
 @pytest.mark.parametrize("mode", ["elem", "pair", "batch"])
 @pytest.mark.parametrize("n", [2, 7, 33])
-def test_soft_label_rows_sum_to_one(mode, n):
-    out, _ = run("mix", batch(n), torch.arange(n) % 5, num_classes=5, mode=mode)
-    assert out.labels.shape == (n, 5) and out.labels.dtype == torch.float32
+@pytest.mark.parametrize("classes", [2, 1000])
+def test_soft_label_rows_sum_to_one(mode, n, classes):
+    out, _ = run("mix", batch(n), torch.arange(n) % classes, num_classes=classes, mode=mode)
+    assert out.labels.shape == (n, classes) and out.labels.dtype == torch.float32
     assert (out.labels >= 0).all()
     assert torch.allclose(out.labels.sum(1), torch.ones(n), atol=1e-6)
 
@@ -71,6 +72,19 @@ def test_cutmix_label_weight_is_the_pasted_area_to_the_pixel(mode, minmax):
         box = torch.zeros(IMAGE[1:], dtype=torch.bool)
         box[top[i]:top[i] + h[i], left[i]:left[i] + w[i]] = True
         assert torch.equal(from_partner[i], box)
+
+
+def test_cutmix_pixels_are_exact_copies_when_mixed_with_mixup_in_float():
+    x, y = batch(32), torch.arange(32)
+    out, p = run("mix", x, y, num_classes=32, switch_prob=0.5)
+    cut = p["cutmix"]
+    assert cut.any() and (~cut).any()
+    other = x[p["partner"]]
+    exact = ((out.x == x) | (out.x == other)).all(dim=1).flatten(1).all(dim=1)
+    assert exact[cut].all()  # pasting through the shared lerp copies bits exactly
+    pasted = ((out.x == other) & (out.x != x)).all(dim=1).flatten(1).double().mean(1)
+    partner_weight = out.labels[torch.arange(32), y[p["partner"]]].double()
+    assert torch.allclose(partner_weight[cut], pasted[cut], atol=1e-6)
 
 
 @pytest.mark.parametrize("modality", ["spectrogram", "spectrogram-4d", "timeseries"])

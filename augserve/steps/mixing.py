@@ -99,8 +99,9 @@ class Mix(Step):
 
     @staticmethod
     def _mix_pixels(x, kind, partner, lam, regions, region_shape):
-        """One pass for the whole batch: lerp(partner, self, w) with w = lam, 0 inside the pasted
-        region, 1 for unmixed samples (lerp is exact at 0 and 1, so pasted pixels are copies)."""
+        """One pass for the whole batch: lerp(partner, self, w) with w = lam for mixup samples and
+        0 inside / 1 outside the pasted region for cutmix (lerp is exact at 0 and 1, so cutmix
+        pixels are copies)."""
         if not bool((kind != _NOT_MIXED).any()):
             return x
         other = x.index_select(0, partner)
@@ -109,7 +110,9 @@ class Mix(Step):
             return mix.cutmix(x, other, pasted)  # pure pasting keeps the dtype (uint8 stays uint8)
         if not x.is_floating_point():  # blends need float
             x, other = (TF.to_dtype(t, torch.float32, scale=True) for t in (x, other))
-        weight = lam.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        # own-content weight: lam for mixup, 1 outside / 0 inside the box for cutmix, 1 when unmixed
+        weight = torch.where(kind == _CUTMIX, torch.ones_like(lam), lam).to(x.dtype)
+        weight = weight.view(-1, *([1] * (x.dim() - 1)))
         return other.lerp_(x, torch.where(pasted, torch.zeros_like(weight), weight))  # in place: one buffer
 
 
