@@ -8,6 +8,20 @@ CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
 CIFAR_STD = [0.2470, 0.2435, 0.2616]
 
 
+# (W, F, mF, T, p, mT) from Park et al. 2019, Table 1
+SPEC_AUGMENT_POLICIES = {
+    "LB": (80, 27, 1, 100, 1.0, 1),
+    "LD": (80, 27, 2, 100, 1.0, 2),
+    "SM": (40, 15, 2, 70, 0.2, 2),
+    "SS": (40, 27, 2, 70, 0.2, 2),
+}
+
+
+def _spec_augment(w: int, f: int, mf: int, t: int, p: float, mt: int) -> list[dict]:
+    return [{"op": "spec_time_warp", "W": w}, {"op": "freq_mask", "F": f, "count": mf},
+            {"op": "time_mask", "T": t, "p": p, "count": mt}]
+
+
 def _imagenet_train(policy: dict, erasing: float) -> list[dict]:
     steps = [{"op": "random_resized_crop", "size": 224}, {"op": "hflip", "p": 0.5}, policy]
     if erasing:
@@ -40,4 +54,15 @@ PRESETS: dict[str, tuple[str, list[dict]]] = {
                       _cifar_train({"op": "trivial_augment"})),
     "cifar-autoaug": ("CIFAR training: pad-4 crop, flip, AutoAugment CIFAR-10 policy",
                       _cifar_train({"op": "auto_augment", "policy": "cifar10"})),
+    **{f"specaugment-{name}": (f"SpecAugment {name} (Park et al. 2019): W={w} F={f} mF={mf} T={t} p={p} mT={mt}",
+                               _spec_augment(w, f, mf, t, p, mt))
+       for name, (w, f, mf, t, p, mt) in SPEC_AUGMENT_POLICIES.items()},
+    "specaugment-LD-adaptive": ("SpecAugment LD with adaptive time masks (Park et al. 2020): "
+                                "up to 20 masks, pM=0.04, pS=0.04",
+                                [{"op": "spec_time_warp", "W": 80}, {"op": "freq_mask", "F": 27, "count": 2},
+                                 {"op": "time_mask", "T": 100, "count": 20, "adaptive_count": 0.04,
+                                  "adaptive_size": 0.04}]),
+    "timeseries-um": ("Time series (Um et al. 2017): jitter, scaling, magnitude warp, time warp",
+                      [{"op": "jitter", "sigma": 0.03}, {"op": "scaling", "sigma": 0.1},
+                       {"op": "magnitude_warp", "sigma": 0.2, "knots": 4}, {"op": "time_warp", "sigma": 0.2, "knots": 4}]),
 }

@@ -88,18 +88,20 @@ class Interval(Field):
 
     low: float = -math.inf
     high: float = math.inf
-    symmetric: str | None = None  # "plus_minus": (-v, v); "around_one": (max(0, 1-v), 1+v)
+    symmetric: str | None = None  # "plus_minus": (-v, v); "around_one": (max(0, 1-v), 1+v); "point": (v, v)
 
     def expected(self) -> str:
         single = {"plus_minus": "a number v >= 0 meaning (-v, v), or ",
-                  "around_one": "a number v >= 0 meaning (max(0, 1-v), 1+v), or "}.get(self.symmetric or "", "")
+                  "around_one": "a number v >= 0 meaning (max(0, 1-v), 1+v), or ",
+                  "point": "a number, or "}.get(self.symmetric or "", "")
         return f"{single}a pair [min, max] with {self.low:g} <= min <= max <= {self.high:g}"
 
     def convert(self, value: Any) -> Any:
         if _is_number(value) and self.symmetric:
             if not math.isfinite(value) or value < 0:
                 raise ValueError
-            value = (-value, value) if self.symmetric == "plus_minus" else (max(0.0, 1.0 - value), 1.0 + value)
+            value = {"plus_minus": (-value, value), "around_one": (max(0.0, 1.0 - value), 1.0 + value),
+                     "point": (value, value)}[self.symmetric]
         if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_is_number(v) for v in value):
             raise ValueError
         lo, hi = float(value[0]), float(value[1])

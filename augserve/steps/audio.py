@@ -1,0 +1,104 @@
+"""SpecAugment steps for spectrograms (B, F, T) or (B, C, F, T): masks and the time warp."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from augserve.ops import audio
+from augserve.ops.resample import sample_last_axis
+from augserve.spec import Choice, Number
+from augserve.steps.base import PixelStep
+
+_VALUE = Choice("zero", options=("zero", "mean"), doc="mask with 0 or with each spectrogram's mean")
+_MAX_MASKS = 64
+
+
+def _mask_value(x: torch.Tensor, how: str) -> torch.Tensor:
+    if how == "mean":
+        return x.mean(dim=tuple(range(1, x.dim())))
+    return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+
+
+class FrequencyMask(PixelStep):
+    """``count`` masks of width uniform in [0, F] frequency bins, iid per sample."""
+
+    op = "freq_mask"
+    modalities = ("spectrogram",)
+    fields = {
+        "F": Number(27, low=0, high=4096, integer=True, doc="largest mask width in bins"),
+        "count": Number(1, low=0, high=_MAX_MASKS, integer=True, doc="masks per sample (mF)"),
+        "value": _VALUE,
+    }
+
+    def __call__(self, x, rng):
+        bins = x.shape[audio.FREQ_AXIS]
+        if self.args["F"] > bins:
+            raise ValueError(f"{self.where}: field 'F' = {self.args['F']} is wider than the "
+                             f"spectrogram's {bins} frequency bins")
+        count = self.args["count"]
+        if count == 0:
+            return x, {"start": torch.zeros(x.shape[0], 0), "width": torch.zeros(x.shape[0], 0)}
+        start, width = audio.mask_spans(rng.uniform(0, n=count), rng.uniform(1, n=count), self.args["F"], bins)
+        mask = audio.span_mask(start, width, bins)
+        out = audio.apply_mask(x, mask, audio.FREQ_AXIS, _mask_value(x, self.args["value"]))
+        return out, {"start": start, "width": width}
+
+
+class TimeMask(PixelStep):
+    """``count`` masks of width uniform in [0, min(T, p * length)] frames, iid per sample.
+
+    ``adaptive_count`` (pM) and ``adaptive_size`` (pS) scale the count and the
+    width with the length, as in Park et al. 2020: count = min(count, pM * length),
+    T = pS * length.
+    """
+
+    op = "time_mask"
+    modalities = ("spectrogram",)
+    fields = {
+        "T": Number(100, low=0, high=1_000_000, integer=True, doc="largest mask width in frames"),
+        "count": Number(1, low=0, high=_MAX_MASKS, integer=True, doc="masks per sample (mT); a cap if adaptive"),
+        "p": Number(1.0, low=0.0, high=1.0, doc="largest width as a fraction of the length"),
+        "adaptive_count": Number(None, low=0.0, high=1.0, exclusive_low=True, doc="pM"),
+        "adaptive_size": Number(None, low=0.0, high=1.0, exclusive_low=True, doc="pS"),
+        "value": _VALUE,
+    }
+
+    def limits(self, frames: int) -> tuple[int, int]:
+        """(mask count, largest width) for a spectrogram of ``frames`` frames."""
+        a = self.args
+        count = a["count"] if a["adaptive_count"] is None else min(a["count"], math.floor(a["adaptive_count"] * frames))
+        width = a["T"] if a["adaptive_size"] is None else math.floor(a["adaptive_size"] * frames)
+        return count, min(width, math.floor(a["p"] * frames))
+
+    def __call__(self, x, rng):
+        frames = x.shape[audio.TIME_AXIS]
+        count, width_limit = self.limits(frames)
+        if count == 0:
+            return x, {"start": torch.zeros(x.shape[0], 0), "width": torch.zeros(x.shape[0], 0)}
+        start, width = audio.mask_spans(rng.uniform(0, n=count), rng.uniform(1, n=count), width_limit, frames)
+        mask = audio.span_mask(start, width, frames)
+        out = audio.apply_mask(x, mask, audio.TIME_AXIS, _mask_value(x, self.args["value"]))
+        return out, {"start": start, "width": width}
+
+
+class SpecTimeWarp(PixelStep):
+    """SpecAugment's time warp: frame ``center`` in [W, T - W) moves by up to W frames (piecewise linear)."""
+
+    op = "spec_time_warp"
+    modalities = ("spectrogram",)
+    fields = {"W": Number(80, low=0, high=100_000, integer=True, doc="largest shift in frames")}
+
+    def __call__(self, x, rng):
+        frames, window = x.shape[audio.TIME_AXIS], self.args["W"]
+        if window == 0:
+            return x, {}
+        if frames <= 2 * window:
+            raise ValueError(f"{self.where}: field 'W' = {window} needs more than {2 * window} frames "
+                             f"(2W); the spectrogram has {frames}")
+        positions, center, distance = audio.time_warp_positions(rng.uniform(0), rng.uniform(1), window, frames)
+        return sample_last_axis(x, positions), {"center": center, "distance": distance}
+
+
+AUDIO_STEPS = (FrequencyMask, TimeMask, SpecTimeWarp)

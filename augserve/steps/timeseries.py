@@ -1,0 +1,149 @@
+"""Time-series steps for float (B, C, T) batches: noise, scaling, warps, slicing, permutation, drift."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from augserve.ops import timeseries
+from augserve.ops.resample import sample_last_axis, smooth_curve
+from augserve.spec import Interval, Number, Numbers
+from augserve.steps.base import PixelStep
+
+_SIGMA = dict(low=0.0, high=100.0)
+_KNOTS = Number(4, low=1, high=256, integer=True, doc="interior knots of the random curve")
+
+
+class _SeriesStep(PixelStep):
+    modalities = ("timeseries",)
+
+    def check_knots(self, length: int, knots: int) -> None:
+        if length < knots + 2:
+            raise ValueError(f"{self.where}: field 'knots' = {knots} needs at least {knots + 2} time steps "
+                             f"(knots + 2); the series has {length}")
+
+
+def _normal(rng, draw: int, shape: tuple[int, ...], mean: float, std: float) -> torch.Tensor:
+    """Per-sample Gaussian noise of (B, *shape), keyed by position (Box-Muller)."""
+    u1 = 1.0 - rng.pixel_uniform(2 * draw, shape)
+    u2 = rng.pixel_uniform(2 * draw + 1, shape)
+    return mean + std * torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+
+
+class Jitter(_SeriesStep):
+    """Add Gaussian noise N(0, sigma^2) to every value (Um et al. 2017)."""
+
+    op = "jitter"
+    fields = {"sigma": Number(0.03, **_SIGMA)}
+
+    def __call__(self, x, rng):
+        return x + _normal(rng, 0, tuple(x.shape[1:]), 0.0, self.args["sigma"]).to(x.dtype), {}
+
+
+class Scaling(_SeriesStep):
+    """Multiply each channel by a factor ~ N(1, sigma^2), per sample."""
+
+    op = "scaling"
+    fields = {"sigma": Number(0.1, **_SIGMA)}
+
+    def __call__(self, x, rng):
+        factor = rng.normal(0, 1.0, self.args["sigma"], n=x.shape[1])
+        return x * factor[:, :, None].to(x.dtype), {"factor": factor}
+
+
+class MagnitudeWarp(_SeriesStep):
+    """Multiply each channel by a smooth curve through ``knots + 2`` values ~ N(1, sigma^2)."""
+
+    op = "magnitude_warp"
+    fields = {"sigma": Number(0.2, **_SIGMA), "knots": _KNOTS}
+
+    def __call__(self, x, rng):
+        batch, channels, length = x.shape
+        self.check_knots(length, self.args["knots"])
+        knots = rng.normal(0, 1.0, self.args["sigma"], n=channels * (self.args["knots"] + 2))
+        curve = smooth_curve(knots.view(batch * channels, -1), length).view(batch, channels, length)
+        return x * curve.to(x.dtype), {"knots": knots.view(batch, channels, -1)}
+
+
+class TimeWarp(_SeriesStep):
+    """Resample along a smooth monotonic warp: speed knots ~ N(1, sigma^2), first and last step fixed."""
+
+    op = "time_warp"
+    fields = {"sigma": Number(0.2, **_SIGMA), "knots": _KNOTS}
+
+    def __call__(self, x, rng):
+        length = x.shape[-1]
+        self.check_knots(length, self.args["knots"])
+        speed = rng.normal(0, 1.0, self.args["sigma"], n=self.args["knots"] + 2)
+        positions = timeseries.warp_positions(speed, length)
+        return sample_last_axis(x, positions), {"positions": positions.to(torch.float32)}
+
+
+class WindowSlice(_SeriesStep):
+    """Crop a window of ``ratio`` of the length and stretch it back (Le Guennec et al. 2016)."""
+
+    op = "window_slice"
+    fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True)}
+
+    def __call__(self, x, rng):
+        positions = timeseries.window_slice_positions(rng.uniform(0), self.args["ratio"], x.shape[-1])
+        return sample_last_axis(x, positions), {"start": positions[:, 0].to(torch.int64)}
+
+
+class WindowWarp(_SeriesStep):
+    """Play one window of ``ratio`` of the length at a speed from ``scales`` (Iwana & Uchida 2021)."""
+
+    op = "window_warp"
+    fields = {
+        "ratio": Number(0.1, low=0.0, high=1.0, exclusive_low=True),
+        "scales": Numbers((0.5, 2.0), low=0.0, high=100.0, exclusive_low=True, doc="slow-down factors to pick from"),
+    }
+
+    def __call__(self, x, rng):
+        length = x.shape[-1]
+        if length < 3:
+            raise ValueError(f"{self.where}: needs at least 3 time steps, the series has {length}")
+        choices = torch.tensor(self.args["scales"], device=x.device)
+        scale = choices[rng.integers(1, len(choices))]
+        positions = timeseries.window_warp_positions(rng.uniform(0), scale, self.args["ratio"], length)
+        return sample_last_axis(x, positions), {"scale": scale}
+
+
+class Permutation(_SeriesStep):
+    """Cut into 1..max_segments pieces at random points and shuffle them (Um et al. 2017)."""
+
+    op = "permutation"
+    fields = {"max_segments": Number(5, low=1, high=256, integer=True)}
+
+    def __call__(self, x, rng):
+        slots = self.args["max_segments"]
+        length = x.shape[-1]
+        if slots > length:
+            raise ValueError(f"{self.where}: field 'max_segments' = {slots} exceeds the series length {length}")
+        segments = 1 + rng.integers(0, slots)
+        cuts = rng.uniform(1, n=max(slots - 1, 1))[:, : slots - 1]
+        positions = timeseries.permutation_positions(cuts, segments, rng.permutation(2, slots), length)
+        view = positions[:, None, :].expand_as(x)
+        return x.gather(-1, view), {"segments": segments}
+
+
+class Drift(_SeriesStep):
+    """Add a smooth random-walk trend per channel, peak ``max_drift`` times the series' range (tsaug)."""
+
+    op = "drift"
+    fields = {
+        "max_drift": Interval(0.5, low=0.0, high=100.0, symmetric="point", doc="peak drift, fixed or a [min, max] range"),
+        "points": Number(3, low=1, high=256, integer=True, doc="n_drift_points: where the trend turns"),
+    }
+
+    def __call__(self, x, rng):
+        batch, channels, length = x.shape
+        steps = rng.normal(0, 0.0, 1.0, n=channels * (self.args["points"] + 2)).view(batch * channels, -1)
+        curve = timeseries.drift_curve(steps, length).view(batch, channels, length)
+        amount = rng.uniform(1, *self.args["max_drift"], n=channels)
+        spread = x.amax(dim=-1) - x.amin(dim=-1)
+        return x + (curve * (amount * spread)[..., None]).to(x.dtype), {"amount": amount}
+
+
+SERIES_STEPS = (Jitter, Scaling, MagnitudeWarp, TimeWarp, WindowSlice, WindowWarp, Permutation, Drift)
