@@ -32,8 +32,8 @@ def _pipelines(args: argparse.Namespace) -> int:
 def _preview(args: argparse.Namespace) -> int:
     from augserve.preview import write_preview
 
-    path = write_preview(args.pipeline, args.out, images_dir=args.images, versions=args.versions,
-                         size=args.size, seed=args.seed)
+    path = write_preview(args.pipeline, args.out, images_dir=args.images, dataset=args.dataset,
+                         versions=args.versions, size=args.size, seed=args.seed)
     print(f"wrote {path}")
     return 0
 
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="preset, timm string, JSON/YAML text or @file (default: %(default)s; "
                               "env AUGSERVE_PIPELINE)")
     preview.add_argument("--images", help="folder of images (default: scikit-image's sample photos)")
+    preview.add_argument("--dataset", default="gunpoint",
+                         help="UCR/UEA dataset shipped with sktime, for time-series pipelines (default: %(default)s)")
     preview.add_argument("--out", default="preview.png", help="output PNG (default: %(default)s)")
     preview.add_argument("--versions", type=int, default=5, help="augmented versions per image")
     preview.add_argument("--size", type=int, default=256, help="side the originals are resized to")
