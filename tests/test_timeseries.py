@@ -1,0 +1,134 @@
+"""Time-series ops on real UCR/UEA data shipped with sktime (GunPoint, BasicMotions)."""
+
+import pytest
+import torch
+from sktime.datasets import load_basic_motions, load_gunpoint
+
+from augserve import Pipeline
+
+OPS = ["jitter", "scaling", "magnitude_warp", "time_warp", "window_slice", "window_warp", "permutation", "drift"]
+
+
+@pytest.fixture(scope="module")
+def gunpoint():
+    """(200, 1, 150) float32 hand-movement series."""
+    series, _ = load_gunpoint(return_type="numpy3D")
+    return torch.from_numpy(series).float()
+
+
+@pytest.fixture(scope="module")
+def motions():
+    """(80, 6, 100) float32 accelerometer + gyroscope series."""
+    series, _ = load_basic_motions(return_type="numpy3D")
+    return torch.from_numpy(series).float()
+
+
+def run(op, x, seed=0, keys=None, **options):
+    out = Pipeline.from_spec([{"op": op, **options}])(x, seed=seed, keys=keys)
+    return out.x, out.params[0]
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_ops_keep_shape_dtype_and_change_real_data_per_sample(motions, op):
+    out, _ = run(op, motions)
+    assert out.shape == motions.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
+    changed = (out != motions).flatten(1).any(1)
+    # permutation may draw one segment, or an order that puts the pieces back (Iwana & Uchida's too)
+    assert changed.float().mean() > (0.5 if op == "permutation" else 0.9)
+    twins = run(op, motions[:1].repeat(8, 1, 1))[0]
+    assert len({t.numpy().tobytes() for t in twins}) > 4  # identical inputs, different draws
+
+
+def test_input_is_never_modified(motions):
+    before = motions.clone()
+    for op in OPS:
+        run(op, motions)
+    assert torch.equal(motions, before)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_replay_by_seed_and_key(motions, op):
+    keys = torch.arange(1000, 1080)
+    full, _ = run(op, motions, seed=5, keys=keys)
+    part, _ = run(op, motions[[70, 3, 41]], seed=5, keys=keys[[70, 3, 41]])
+    assert torch.equal(part, full[[70, 3, 41]])
+
+
+@pytest.mark.parametrize("op, options", [
+    ("jitter", {"sigma": 0}), ("scaling", {"sigma": 0}), ("magnitude_warp", {"sigma": 0}),
+    ("time_warp", {"sigma": 0}), ("window_slice", {"ratio": 1.0}), ("window_warp", {"scales": [1.0]}),
+    ("permutation", {"max_segments": 1}), ("drift", {"max_drift": 0}),
+])
+def test_zero_strength_is_identity(gunpoint, op, options):
+    out, _ = run(op, gunpoint, **options)
+    assert torch.allclose(out, gunpoint, atol=1e-5)
+
+
+def test_jitter_adds_noise_of_the_requested_std(gunpoint):
+    out, _ = run("jitter", gunpoint, sigma=0.05)
+    noise = out - gunpoint
+    assert abs(noise.std().item() - 0.05) < 0.002 and abs(noise.mean().item()) < 0.002
+
+
+def test_scaling_multiplies_each_channel_by_one_factor(motions):
+    out, p = run("scaling", motions, sigma=0.2)
+    assert torch.allclose(out, motions * p["factor"][:, :, None], atol=1e-6)
+    assert abs(p["factor"].std().item() - 0.2) < 0.03
+
+
+def test_magnitude_warp_curve_passes_through_its_knots(gunpoint):
+    out, p = run("magnitude_warp", gunpoint, sigma=0.3, knots=4)
+    curve = out / gunpoint
+    at_knots = curve[..., torch.linspace(0, 149, 6).round().long()]
+    assert torch.allclose(at_knots, p["knots"], atol=0.02)
+
+
+@pytest.mark.parametrize("op", ["time_warp", "window_warp"])
+def test_warps_are_monotonic_and_keep_first_and_last_step(gunpoint, op):
+    out, p = run(op, gunpoint)
+    assert torch.allclose(out[..., 0], gunpoint[..., 0], atol=1e-5)
+    assert torch.allclose(out[..., -1], gunpoint[..., -1], atol=1e-5)
+    if op == "time_warp":
+        positions = p["positions"]
+        assert (positions.diff(dim=1) >= 0).all() and positions[:, 0].eq(0).all()
+        assert torch.allclose(positions[:, -1], torch.full((200,), 149.0))
+
+
+def test_window_slice_starts_at_its_window_and_keeps_length(gunpoint):
+    out, p = run("window_slice", gunpoint, ratio=0.8)
+    start = p["start"]
+    assert ((start >= 0) & (start <= 150 - 120)).all()
+    assert torch.allclose(out[:, 0, 0], gunpoint[torch.arange(200), 0, start])
+    assert out.shape[-1] == 150
+
+
+def test_permutation_rearranges_the_same_values(motions):
+    out, p = run("permutation", motions, max_segments=4)
+    assert ((p["segments"] >= 1) & (p["segments"] <= 4)).all()
+    assert torch.equal(out.sort(dim=-1).values, motions.sort(dim=-1).values)
+    single = p["segments"] == 1
+    assert torch.equal(out[single], motions[single])
+
+
+def test_drift_starts_at_zero_and_peaks_at_the_amount(motions):
+    out, p = run("drift", motions, max_drift=[0.1, 0.4], points=3)
+    drift = out - motions
+    assert torch.allclose(drift[..., 0], torch.zeros(80, 6), atol=1e-5)
+    spread = motions.amax(-1) - motions.amin(-1)
+    assert torch.allclose(drift.abs().amax(-1), p["amount"] * spread, rtol=1e-3, atol=1e-5)
+    assert ((p["amount"] >= 0.1) & (p["amount"] <= 0.4)).all()
+
+
+@pytest.mark.parametrize("spec, x, words", [
+    ([{"op": "jitter"}], torch.randn(4, 150), ["rank 2", "(B, C, T)"]),
+    ([{"op": "time_warp", "knots": 10}], torch.randn(4, 1, 8), ["'knots' = 10", "12 time steps"]),
+    ([{"op": "magnitude_warp", "knots": 7}], torch.randn(4, 1, 5), ["'knots' = 7"]),
+    ([{"op": "permutation", "max_segments": 9}], torch.randn(4, 1, 5), ["'max_segments' = 9"]),
+    ([{"op": "drift"}], torch.tensor([[[1.0, float("inf")]]]), ["NaN or infinity"]),
+    ([{"op": "scaling"}], torch.zeros(2, 1, 9, dtype=torch.uint8), ["must be float"]),
+])
+def test_bad_series_are_refused(spec, x, words):
+    with pytest.raises(ValueError) as error:
+        Pipeline.from_spec(spec)(x)
+    for word in words:
+        assert word in str(error.value)
