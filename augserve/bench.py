@@ -33,6 +33,7 @@ class Engine:
     name: str
     run: Callable[[], object]
     note: str = ""
+    samples: int | None = None  # per call, when not the image batch size
 
 
 def _time_interleaved(engines: list[Engine], repeats: int, sync: Callable[[], None],
@@ -111,8 +112,60 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
         if dali is not None:
             cases[case].insert(2, dali)
     cases.update(_mix_cases(x))
+    cases.update(_sequence_cases(x.device))
     cases.update(_kernel_cases(x))
     return cases
+
+
+def _sequence_cases(device: torch.device) -> dict[str, list[Engine]]:
+    """Time-series warps on 256x3x1000 against tsaug; SpecAugment-LD on 64x80x1000."""
+    generator = torch.Generator().manual_seed(2)
+    series = torch.randn(256, 3, 1000, generator=generator).cumsum(-1).to(device)
+    spectrograms = torch.randn(64, 80, 1000, generator=generator).to(device)
+
+    def ours(spec, batch):
+        pipe = Pipeline.from_spec(spec)
+        return lambda: pipe(batch, seed=0)
+
+    cases: dict[str, list[Engine]] = {}
+    try:
+        import tsaug
+    except ImportError:
+        tsaug = None
+    if tsaug is not None:
+        channels_last = series.transpose(1, 2).contiguous().cpu().numpy()  # tsaug takes (N, T, C)
+        time_warp = tsaug.TimeWarp(n_speed_change=4, max_speed_ratio=3)
+        drift = tsaug.Drift(max_drift=0.5, n_drift_points=4)
+        cases["time warp, 256x3x1000"] = [
+            Engine("tsaug TimeWarp", lambda: time_warp.augment(channels_last), "numpy", 256),
+            Engine("augserve time_warp", ours([{"op": "time_warp", "knots": 4}], series), "", 256),
+        ]
+        cases["magnitude warp / drift, 256x3x1000"] = [
+            Engine("tsaug Drift", lambda: drift.augment(channels_last), "numpy", 256),
+            Engine("augserve magnitude_warp", ours([{"op": "magnitude_warp", "knots": 4}], series), "", 256),
+            Engine("augserve drift", ours([{"op": "drift", "points": 4}], series), "", 256),
+        ]
+    cases["SpecAugment-LD, 64x80x1000"] = _torchaudio_masking(spectrograms) + [
+        Engine("augserve specaugment-LD", ours("specaugment-LD", spectrograms), "warp + 2 freq + 2 time masks", 64),
+    ]
+    return cases
+
+
+def _torchaudio_masking(spectrograms: torch.Tensor) -> list[Engine]:
+    """torchaudio's per-sample (iid) masks, when torchaudio is installed: the anchor for SpecAugment."""
+    try:
+        import torchaudio.transforms as T
+    except ImportError:
+        return []
+    freq, time_ = T.FrequencyMasking(27, iid_masks=True), T.TimeMasking(100, iid_masks=True)
+
+    def masks():
+        x = spectrograms[:, None]
+        for _ in range(2):
+            x = time_(freq(x))
+        return x
+
+    return [Engine("torchaudio masks (no warp)", masks, "2 freq + 2 time masks, iid", 64)]
 
 
 def _mix_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
@@ -197,7 +250,7 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     for case, engines in cases.items():
         seconds = _time_interleaved(engines, repeats, sync, progress)
         for engine, spent in zip(engines, seconds):
-            rows.append((case, engine.name, batch / spent, seconds[0] / spent, engine.note))
+            rows.append((case, engine.name, (engine.samples or batch) / spent, seconds[0] / spent, engine.note))
     progress.close()
 
     stamp = datetime.date.today().isoformat()
@@ -206,7 +259,7 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
         "",
         f"torch {torch.__version__}, {stamp}, median of {repeats} batches per engine after a warm-up, engines timed round-robin.",
         "",
-        "| case | engine | img/s | x anchor (first row of the case) | note |",
+        "| case | engine | samples/s | x anchor (first row of the case) | note |",
         "|---|---|---:|---:|---|",
     ]
     lines += [f"| {case} | {name} | {rate:,.0f} | {ratio:.2f}x | {note} |" for case, name, rate, ratio, note in rows]

@@ -19,9 +19,11 @@ def warp_positions(speed_knots: torch.Tensor, length: int) -> torch.Tensor:
     The speed curve through the knots is integrated and rescaled to [0, T - 1]
     (Um et al.'s time warp); speeds are floored at 1% so time never runs backwards.
     """
-    speed = smooth_curve(speed_knots, length).clamp(min=0.01).double()
-    elapsed = torch.cumsum(speed, dim=1) - speed[:, :1]
-    return elapsed * ((length - 1) / elapsed[:, -1:].clamp(min=1e-12))
+    speed = smooth_curve(speed_knots, length).clamp_(min=0.01)
+    elapsed = torch.cumsum(speed, dim=1).sub_(speed[:, :1])
+    positions = elapsed.mul_((length - 1) / elapsed[:, -1:].clamp(min=1e-12))
+    positions[:, -1] = length - 1  # exact, whatever the float rounding
+    return positions
 
 
 def window_slice_positions(u_start: torch.Tensor, ratio: float, length: int) -> torch.Tensor:
