@@ -44,6 +44,19 @@ def test_preview_writes_a_grid(tmp_path):
         assert image.width > 300 and image.height > 300
 
 
+@pytest.mark.parametrize("pipeline, extra", [
+    ("specaugment-LD", []),
+    ("timeseries-um", ["--dataset", "basic_motions"]),
+    ('{"modality": "timeseries", "steps": [{"op": "window_warp"}, {"op": "mixup"}]}', []),
+])
+def test_preview_draws_spectrograms_and_series(tmp_path, pipeline, extra):
+    out = tmp_path / "grid.png"
+    result = augserve("preview", "--pipeline", pipeline, "--versions", "2", "--out", str(out), *extra)
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as image:
+        assert image.width > 300 and image.height > 300
+
+
 def test_preview_from_a_folder_and_a_spec_file(tmp_path, photos):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -61,6 +74,7 @@ def test_preview_from_a_folder_and_a_spec_file(tmp_path, photos):
     (["preview", "--pipeline", "nope"], "unknown preset 'nope'"),
     (["preview", "--images", "/no/such/folder"], "not a folder"),
     (["preview", "--pipeline", '[{"op": "hflip", "p": 7}]'], "field 'p'"),
+    (["preview", "--pipeline", "timeseries-um", "--dataset", "mnist"], "--dataset: expected one of"),
 ])
 def test_preview_errors_exit_2_with_a_message(args, words, tmp_path):
     result = augserve(*args, "--out", str(tmp_path / "x.png"))

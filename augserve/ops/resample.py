@@ -39,7 +39,7 @@ def sample_last_axis(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _spline_basis(knots: int, length: int) -> torch.Tensor:
+def _spline_basis(knots: int, length: int, device: torch.device) -> torch.Tensor:
     """(knots, length) weights: row k is the cubic spline through the k-th unit vector.
 
     A spline is linear in its knot values, so a batch of knot vectors is
@@ -47,7 +47,7 @@ def _spline_basis(knots: int, length: int) -> torch.Tensor:
     """
     at = np.linspace(0, length - 1, knots)
     basis = CubicSpline(at, np.eye(knots), axis=0)(np.arange(length))  # (length, knots)
-    return torch.from_numpy(basis.T.astype(np.float32))
+    return torch.from_numpy(basis.T.astype(np.float32)).to(device)  # cached per device: no copy per call
 
 
 def smooth_curve(knots: torch.Tensor, length: int) -> torch.Tensor:
@@ -60,7 +60,7 @@ def smooth_curve(knots: torch.Tensor, length: int) -> torch.Tensor:
     """
     if knots.shape[1] < 2:
         return knots[:, :1].to(torch.float32).expand(-1, length).contiguous()
-    basis = _spline_basis(knots.shape[1], length).to(knots.device)
+    basis = _spline_basis(knots.shape[1], length, knots.device)
     values = knots.to(torch.float32)
     curve = values[:, :1] * basis[0]
     for k in range(1, basis.shape[0]):
