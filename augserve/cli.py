@@ -94,8 +94,10 @@ def _cuda() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from augserve.runtime import keep_freed_memory
     from augserve.spec import SpecError
 
+    keep_freed_memory()
     try:
         return args.func(args)
     except (SpecError, ValueError, FileNotFoundError) as error:
