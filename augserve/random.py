@@ -11,6 +11,7 @@ vectorized over the batch.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -36,11 +37,33 @@ def _fmix32(h: torch.Tensor) -> torch.Tensor:
     return h ^ (h >> 16)
 
 
+def _fmix32_int(h: int) -> int:
+    """``_fmix32`` on a Python int: scalar words are mixed without any tensor op."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _MASK32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _MASK32
+    return h ^ (h >> 16)
+
+
+def _mix_word(value: int) -> int:
+    return _fmix32_int(((value & _MASK32) + _GOLDEN) & _MASK32)
+
+
+@functools.lru_cache(maxsize=256)
+def _mixed_counters(first: int, n: int, device: torch.device) -> torch.Tensor:
+    """The mixed words of counters first..first+n-1, as absorbed by ``_absorb``."""
+    return torch.tensor([_mix_word(c) for c in range(first, first + n)], dtype=torch.int64, device=device)
+
+
 def _absorb(state: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:
-    """Fold one 32-bit word into a 32-bit state (order-sensitive)."""
-    if isinstance(value, int):
-        value = value & _MASK32
-    return _fmix32(state ^ _fmix32((value + _GOLDEN) & _MASK32))
+    """Fold one 32-bit word into a 32-bit state (order-sensitive).
+
+    Scalar words (seed, slot, draw) are mixed in Python, so absorbing them
+    costs one finalizer over the batch rather than two.
+    """
+    mixed = _mix_word(value) if isinstance(value, int) else _fmix32((value + _GOLDEN) & _MASK32)
+    return _fmix32(state ^ mixed)
 
 
 def _split64(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,9 +85,9 @@ class SampleRng:
             raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
         if keys.dtype != torch.int64 or keys.dim() != 1:
             raise ValueError(f"keys: expected a 1-D int64 tensor, got {keys.dtype} of shape {tuple(keys.shape)}")
-        state = torch.full_like(keys, 0x6A09E667)
-        state = _absorb(state, seed & _MASK32)
-        state = _absorb(state, seed >> 32)
+        start = _fmix32_int(0x6A09E667 ^ _mix_word(seed & _MASK32))
+        start = _fmix32_int(start ^ _mix_word(seed >> 32))
+        state = torch.full_like(keys, start)
         key_lo, key_hi = _split64(keys)
         state = _absorb(state, key_lo)
         self._state = _absorb(state, key_hi)
@@ -89,8 +112,7 @@ class SampleRng:
         state = _absorb(self._state, draw)
         if n is None:
             return _absorb(state, first)
-        counters = torch.arange(first, first + n, device=self.device, dtype=torch.int64)
-        return _absorb(state[:, None], counters[None, :])
+        return _fmix32(state[:, None] ^ _mixed_counters(first, n, self.device)[None, :])
 
     def bits(self, draw: int, n: int | None = None) -> torch.Tensor:
         """32 random bits per sample as int64: shape (B,), or (B, n)."""
