@@ -23,13 +23,18 @@ GroupKernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CPU_TILE_BYTES = 4 << 20  # float32 working set per kernel call on the CPU
 
 
+def tiles(x: torch.Tensor) -> list[slice]:
+    """Batch slices to process one at a time: the whole batch on the GPU, cache-sized on the CPU."""
+    per_sample = max(x[0].numel() * 4, 1)
+    tile = x.shape[0] if x.is_cuda else max(1, CPU_TILE_BYTES // per_sample)
+    return [slice(start, min(start + tile, x.shape[0])) for start in range(0, x.shape[0], tile)]
+
+
 def _run(kernel: GroupKernel, samples: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """One call on the GPU; cache-sized tiles on the CPU."""
-    per_sample = samples[0].numel() * 4
-    tile = max(1, CPU_TILE_BYTES // max(per_sample, 1))
-    if samples.is_cuda or samples.shape[0] <= tile:
+    parts = tiles(samples)
+    if len(parts) == 1:
         return kernel(samples, index)
-    return torch.cat([kernel(s, i) for s, i in zip(samples.split(tile), index.split(tile))])
+    return torch.cat([kernel(samples[part], index[part]) for part in parts])
 
 
 def apply_by_group(x: torch.Tensor, group: torch.Tensor, kernels: Mapping[int, GroupKernel]) -> torch.Tensor:

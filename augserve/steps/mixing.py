@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from augserve.ops import mix
+from augserve.ops import grouping, mix
 from augserve.spec import Choice, Flag, Interval, Number, SpecError
 from augserve.steps.base import Params, Step
 
@@ -99,21 +99,25 @@ class Mix(Step):
 
     @staticmethod
     def _mix_pixels(x, kind, partner, lam, regions, region_shape):
-        """One pass for the whole batch: lerp(partner, self, w) with w = lam for mixup samples and
+        """lerp(partner, self, w) over the batch, tile by tile: w = lam for mixup samples and
         0 inside / 1 outside the pasted region for cutmix (lerp is exact at 0 and 1, so cutmix
         pixels are copies)."""
         if not bool((kind != _NOT_MIXED).any()):
             return x
-        other = x.index_select(0, partner)
         pasted = mix.region_mask(regions, region_shape, x.dim())
         if not bool((kind == _MIXUP).any()):
-            return mix.cutmix(x, other, pasted)  # pure pasting keeps the dtype (uint8 stays uint8)
+            return mix.cutmix(x, x.index_select(0, partner), pasted)  # pasting keeps uint8 as uint8
         if not x.is_floating_point():  # blends need float
-            x, other = (TF.to_dtype(t, torch.float32, scale=True) for t in (x, other))
+            x = TF.to_dtype(x, torch.float32, scale=True)
         # own-content weight: lam for mixup, 1 outside / 0 inside the box for cutmix, 1 when unmixed
         weight = torch.where(kind == _CUTMIX, torch.ones_like(lam), lam).to(x.dtype)
         weight = weight.view(-1, *([1] * (x.dim() - 1)))
-        return other.lerp_(x, torch.where(pasted, torch.zeros_like(weight), weight))  # in place: one buffer
+        out = torch.empty_like(x)
+        for part in grouping.tiles(x):  # partner rows land in the output tile, then blend in place
+            torch.index_select(x, 0, partner[part], out=out[part])
+            tile_weight = torch.where(pasted[part], torch.zeros_like(weight[part]), weight[part])
+            out[part].lerp_(x[part], tile_weight)
+        return out
 
 
 class MixUp(Mix):
