@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 EXTRAS ?= test
 
-.PHONY: install serve test bench preview clean
+.PHONY: install serve test bench preview protos clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ bench: install
 
 preview: install
 	$(BIN)/augserve preview --pipeline imagenet-randaug --out preview.png
+
+# Regenerate the gRPC stubs from the .proto (a test fails when they are stale).
+protos: install
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. --pyi_out=. \
+		protos/augserve/v1/augserve.proto
 
 clean:
 	rm -rf $(VENV) build *.egg-info

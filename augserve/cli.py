@@ -8,13 +8,49 @@ import os
 import sys
 
 EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE
 
 
 def _serve(args: argparse.Namespace) -> int:
-    print("augserve serve: the gRPC server is not built yet; this release ships the augmentation "
-          "engine (augserve.Pipeline) only.", file=sys.stderr)
-    return EXIT_UNAVAILABLE
+    import asyncio
+    import logging
+
+    from augserve.server.app import AugmentServer
+    from augserve.server.config import ServerConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fields = ServerConfig.__dataclass_fields__
+    config = ServerConfig(**{name: getattr(args, name) for name in fields if hasattr(args, name)})
+    asyncio.run(AugmentServer(config).serve_forever())
+    return 0
+
+
+def _add_serve_flags(serve: argparse.ArgumentParser) -> None:
+    from augserve.server.config import ServerConfig, env_default
+
+    defaults = ServerConfig()
+    flags = [
+        ("host", str, "address to listen on"),
+        ("port", int, "gRPC port (0: any free port)"),
+        ("metrics-port", int, "Prometheus metrics HTTP port (0: off)"),
+        ("device", str, "auto, cpu or cuda:N"),
+        ("max-batch", int, "samples merged into one device batch"),
+        ("max-delay-ms", float, "how long a request may wait to be merged"),
+        ("max-queue", int, "queued samples before RESOURCE_EXHAUSTED"),
+        ("max-message-bytes", int, "largest gRPC message"),
+        ("max-samples", int, "samples per request"),
+        ("max-pixels", int, "H*W per sample"),
+        ("grace-seconds", float, "drain time on SIGTERM"),
+        ("token", str, "require 'authorization: Bearer TOKEN'"),
+        ("tls-cert", str, "server certificate (PEM)"),
+        ("tls-key", str, "server private key (PEM)"),
+        ("tls-ca", str, "client CA (PEM): require client certificates"),
+        ("datasets-file", str, "YAML file declaring datasets"),
+    ]
+    for flag, kind, text in flags:
+        name = flag.replace("-", "_")
+        default = env_default(name, getattr(defaults, name))
+        serve.add_argument(f"--{flag}", dest=name, type=kind, default=default,
+                           help=f"{text} (default: %(default)s; env AUGSERVE_{name.upper()})")
 
 
 def _pipelines(args: argparse.Namespace) -> int:
@@ -51,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gRPC augmentation server")
+    _add_serve_flags(serve)
     serve.set_defaults(func=_serve)
 
     pipelines = commands.add_parser("pipelines", help="list the preset pipelines")
@@ -100,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         return args.func(args)
-    except (SpecError, ValueError, FileNotFoundError) as error:
+    except (SpecError, ValueError, OSError) as error:
         print(f"augserve {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
 

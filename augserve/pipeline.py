@@ -201,7 +201,15 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline({[s.op for s in self.steps]})"
 
-    def __call__(self, x: Any, labels: Any = None, *, seed: int = 0, keys: Any = None,
+    def check(self, x: Any, out_dtype: Any = None) -> None:
+        """Raise ValueError for a batch this pipeline would refuse, without running it."""
+        x, _ = _as_batch(x, self.modality)
+        if _as_out_dtype(out_dtype) == torch.uint8 and self.normalizes:
+            raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
+        for step in self.steps:
+            step.check_input(x)
+
+    def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                  num_classes: int | None = None, out_dtype: Any = None) -> AugmentOutput:
         """Augment a (B, C, H, W) batch; each sample's draws depend only on (seed, its key)."""
         x, modality = _as_batch(x, self.modality)

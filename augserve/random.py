@@ -77,20 +77,36 @@ class SampleRng:
     and friends return one value per sample (or ``(B, n)`` for ``n`` values).
     """
 
-    def __init__(self, seed: int, keys: torch.Tensor, *, _state: torch.Tensor | None = None):
+    def __init__(self, seed: int | torch.Tensor, keys: torch.Tensor, *, _state: torch.Tensor | None = None):
         if _state is not None:
             self._state = _state
             return
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-            raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
         if keys.dtype != torch.int64 or keys.dim() != 1:
             raise ValueError(f"keys: expected a 1-D int64 tensor, got {keys.dtype} of shape {tuple(keys.shape)}")
-        start = _fmix32_int(0x6A09E667 ^ _mix_word(seed & _MASK32))
-        start = _fmix32_int(start ^ _mix_word(seed >> 32))
-        state = torch.full_like(keys, start)
+        if isinstance(seed, torch.Tensor):
+            state = self._per_sample_seeds(seed, keys)
+        else:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+                raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
+            start = _fmix32_int(0x6A09E667 ^ _mix_word(seed & _MASK32))
+            start = _fmix32_int(start ^ _mix_word(seed >> 32))
+            state = torch.full_like(keys, start)
         key_lo, key_hi = _split64(keys)
         state = _absorb(state, key_lo)
         self._state = _absorb(state, key_hi)
+
+    @staticmethod
+    def _per_sample_seeds(seeds: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """One seed per sample (int64 holding the uint64 bits): merged requests keep their own streams.
+
+        Gives exactly the state a batch with that single seed would start from.
+        """
+        if seeds.dtype != torch.int64 or seeds.shape != keys.shape:
+            raise ValueError(f"seed: expected an int or an int64 tensor shaped like keys {tuple(keys.shape)}, "
+                             f"got {seeds.dtype} of shape {tuple(seeds.shape)}")
+        seed_lo, seed_hi = _split64(seeds.to(keys.device))
+        state = torch.full_like(keys, 0x6A09E667)
+        return _absorb(_absorb(state, seed_lo), seed_hi)
 
     @property
     def batch_size(self) -> int:

@@ -1,0 +1,1 @@
+"""The gRPC augmentation server: servicer, dynamic batcher, device worker, datasets, auth, metrics."""

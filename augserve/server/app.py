@@ -1,0 +1,121 @@
+"""Assemble and run the server: gRPC (aio), health, reflection, metrics, TLS, auth, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import signal
+
+import grpc
+import torch
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from augserve.presets import PRESETS
+from augserve.server.auth import TokenAuth
+from augserve.server.batcher import Batcher
+from augserve.server.config import ServerConfig
+from augserve.server.datasets import load_datasets
+from augserve.server.metrics import Metrics
+from augserve.server.servicer import AugmentationService
+from augserve.v1 import augserve_pb2, augserve_pb2_grpc
+
+log = logging.getLogger("augserve.server")
+SERVICE = augserve_pb2.DESCRIPTOR.services_by_name["Augmentation"].full_name
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(choice)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device: {choice} requested but no CUDA device is available")
+    return device
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if not (config.tls_cert or config.tls_key):
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise ValueError("--tls-cert and --tls-key: give both or neither")
+    pair = [(pathlib.Path(config.tls_key).read_bytes(), pathlib.Path(config.tls_cert).read_bytes())]
+    if config.tls_ca:
+        return grpc.ssl_server_credentials(pair, root_certificates=pathlib.Path(config.tls_ca).read_bytes(),
+                                           require_client_auth=True)
+    return grpc.ssl_server_credentials(pair)
+
+
+class AugmentServer:
+    """One server process on one device. ``start()``, then ``wait()`` or ``stop()``."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.device = pick_device(config.device)
+        self.metrics = Metrics(self.device)
+        self.batcher = Batcher(self.device, config.max_batch, config.max_delay_ms, config.max_queue, self.metrics)
+        self.datasets = load_datasets(config.datasets_file, config.datasets)
+        self.service = AugmentationService(config, self.batcher, self.device, self.datasets, self.metrics)
+        self.server: grpc.aio.Server | None = None
+        self.health: health.aio.HealthServicer | None = None
+        self.port = 0
+        self.tls = False
+        self._stopped: asyncio.Event | None = None
+
+    def _build(self) -> None:
+        """The gRPC server, created inside the running event loop as grpc.aio requires."""
+        config = self.config
+        self.health = health.aio.HealthServicer()
+        interceptors = [TokenAuth(config.token)] if config.token else []
+        options = [("grpc.max_receive_message_length", config.max_message_bytes),
+                   ("grpc.max_send_message_length", config.max_message_bytes)]
+        self.server = grpc.aio.server(interceptors=interceptors, options=options)
+        augserve_pb2_grpc.add_AugmentationServicer_to_server(self.service, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        credentials = _credentials(config)
+        address = f"{config.host}:{config.port}"
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
+        self.tls = credentials is not None
+        self._stopped = asyncio.Event()
+
+    async def _set_status(self, status) -> None:
+        for name in ("", SERVICE):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        self._build()
+        await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)  # warming up
+        await self.server.start()
+        if self.config.metrics_port:
+            self.metrics.serve(self.config.metrics_port, self.config.host)
+        self._warm_up()
+        await self._set_status(health_pb2.HealthCheckResponse.SERVING)
+        log.info("augserve listening on %s:%d (%s) on %s; metrics %s; pipelines: %s; datasets: %s",
+                 self.config.host, self.port, "TLS" if self.tls else "plaintext", self.device,
+                 f":{self.config.metrics_port}" if self.config.metrics_port else "off",
+                 ", ".join(PRESETS), ", ".join(sorted(self.datasets)))
+
+    def _warm_up(self) -> None:
+        """Touch the device once so the first request does not pay for its initialisation."""
+        torch.zeros(1, device=self.device).add_(1).cpu()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: report NOT_SERVING, refuse new calls, let in-flight work finish within the grace period."""
+        grace = self.config.grace_seconds if grace is None else grace
+        await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+        await self.batcher.close()
+        self._stopped.set()
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+        await self._stopped.wait()
+        log.info("augserve stopped")

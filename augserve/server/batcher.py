@@ -1,0 +1,209 @@
+"""Dynamic batching onto one device worker.
+
+Requests that share a pipeline, sample shape, dtype, labels layout and output
+dtype are merged up to ``max_batch`` samples or ``max_delay_ms``, run as one
+batch (one host-to-device copy in, one out) and split back. Every sample keeps
+its own (seed, key) stream, so a merged sample is bit-identical to the same
+request run alone. Pipelines that mix samples (mixup, cutmix) are never merged:
+partners must come from the same request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from augserve.pipeline import AugmentOutput, Pipeline
+
+log = logging.getLogger("augserve.server")
+
+
+class QueueFull(Exception):
+    """Admission refused: the queue holds its limit of samples."""
+
+
+class DeadlineExpired(Exception):
+    """The caller's deadline passed before the work reached the device."""
+
+
+@dataclass(eq=False)
+class Job:
+    pipeline: Pipeline
+    merge_key: tuple | None  # None: run alone
+    x: torch.Tensor
+    labels: torch.Tensor | None  # soft (B, K) float32, already validated
+    keys: torch.Tensor
+    seed: int
+    out_dtype: torch.dtype | None
+    deadline: float | None  # time.monotonic() seconds
+    future: asyncio.Future = field(default=None)
+    cancelled: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[0]
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def _slice_params(params: list[dict], start: int, stop: int, batch: int) -> list[dict]:
+    """Each step's per-sample entries cut to one request's rows; the rest kept as is."""
+    return [{k: v[start:stop] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == batch else v
+             for k, v in step.items()} for step in params]
+
+
+class Batcher:
+    def __init__(self, device: torch.device, max_batch: int, max_delay_ms: float, max_queue: int, metrics):
+        self.device = device
+        self.max_batch = max_batch
+        self.max_delay = max_delay_ms / 1000.0
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self.queued = 0
+        self._pending: dict[tuple, list[Job]] = {}
+        self._timers: dict[tuple, asyncio.TimerHandle] = {}
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="augserve-device")
+        self._inflight: set[asyncio.Task] = set()
+
+    async def submit(self, job: Job) -> AugmentOutput:
+        """Admit the job or refuse at once; then wait for its share of a device batch."""
+        if self.queued + job.size > self.max_queue:
+            raise QueueFull(f"queue full: {self.queued} samples queued, limit {self.max_queue}; retry later")
+        job.future = asyncio.get_running_loop().create_future()
+        self._admit(job.size)
+        try:
+            self._enqueue(job)
+            return await job.future
+        except asyncio.CancelledError:
+            self.cancel(job)
+            raise
+
+    def cancel(self, job: Job) -> None:
+        """Free a cancelled job's slots now if it has not reached the device."""
+        if job.cancelled or job.future is None or job.future.done():
+            return
+        job.cancelled = True
+        bucket = self._pending.get(job.merge_key)
+        if bucket is not None and job in bucket:
+            bucket.remove(job)
+            self._admit(-job.size)
+
+    def _admit(self, samples: int) -> None:
+        self.queued += samples
+        self.metrics.queue_depth.set(self.queued)
+
+    def _enqueue(self, job: Job) -> None:
+        if job.merge_key is None:
+            self._start([job])
+            return
+        bucket = self._pending.setdefault(job.merge_key, [])
+        bucket.append(job)
+        if sum(j.size for j in bucket) >= self.max_batch:
+            self._flush(job.merge_key)
+        elif job.merge_key not in self._timers:
+            loop = asyncio.get_running_loop()
+            self._timers[job.merge_key] = loop.call_later(self.max_delay, self._flush, job.merge_key)
+
+    def _flush(self, key: tuple) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        group: list[Job] = []
+        for job in self._pending.pop(key, []):
+            if group and sum(j.size for j in group) + job.size > self.max_batch:
+                self._start(group)
+                group = []
+            group.append(job)
+        if group:
+            self._start(group)
+
+    def _start(self, jobs: list[Job]) -> None:
+        task = asyncio.get_running_loop().create_task(self._dispatch(jobs))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _dispatch(self, jobs: list[Job]) -> None:
+        live = []
+        for job in jobs:
+            if job.cancelled:
+                continue
+            if job.expired():
+                self._finish(job, DeadlineExpired("deadline passed before the batch reached the device"))
+            else:
+                live.append(job)
+        if not live:
+            return
+        loop = asyncio.get_running_loop()
+        results = await loop.run_in_executor(self._worker, self._run, live)
+        for job, result in zip(live, results):
+            self._finish(job, result)
+
+    def _finish(self, job: Job, result: Any) -> None:
+        self._admit(-job.size)
+        if job.future.done():
+            return
+        if isinstance(result, BaseException):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+
+    def _run(self, jobs: list[Job]) -> list[Any]:
+        """On the device thread: drop what expired while waiting, then one batch for the rest."""
+        results: list[Any] = [DeadlineExpired("deadline passed while queued for the device") if j.expired()
+                              else None for j in jobs]
+        live = [j for j, r in zip(jobs, results) if r is None]
+        if live:
+            try:
+                outputs = self._augment(live)
+            except ValueError as error:
+                # one bad request must not fail the others: run each alone to find it
+                outputs = [error] if len(live) == 1 else [self._augment_one(job) for job in live]
+            except Exception as error:  # noqa: BLE001 - handed to the callers, who log it and answer INTERNAL
+                outputs = [error] * len(live)
+            for job, output in zip(live, outputs):
+                results[jobs.index(job)] = output
+        return results
+
+    def _augment_one(self, job: Job) -> Any:
+        try:
+            return self._augment([job])[0]
+        except Exception as error:  # noqa: BLE001 - returned to its own caller only
+            return error
+
+    def _augment(self, jobs: list[Job]) -> list[AugmentOutput]:
+        sizes = [job.size for job in jobs]
+        batch = sum(sizes)
+        self.metrics.batch_fill.observe(batch / self.max_batch)
+        x = jobs[0].x if len(jobs) == 1 else torch.cat([job.x for job in jobs])
+        x = x.to(self.device, non_blocking=True)  # the one host-to-device copy
+        keys = torch.cat([job.keys for job in jobs]).to(self.device)
+        labels = None if jobs[0].labels is None else torch.cat([job.labels for job in jobs]).to(self.device)
+        if len({job.seed for job in jobs}) == 1:
+            seed: int | torch.Tensor = jobs[0].seed
+        else:
+            seed = torch.cat([torch.full((job.size,), job.seed - (1 << 64) if job.seed >= 1 << 63 else job.seed,
+                                         dtype=torch.int64) for job in jobs]).to(self.device)
+        out = jobs[0].pipeline(x, labels, seed=seed, keys=keys, out_dtype=jobs[0].out_dtype)
+        host_x = out.x.cpu()  # the one device-to-host copy
+        host_labels = None if out.labels is None else out.labels.cpu()
+        results, start = [], 0
+        for size in sizes:
+            stop = start + size
+            results.append(AugmentOutput(host_x[start:stop], None if host_labels is None else host_labels[start:stop],
+                                         _slice_params(out.params, start, stop, batch)))
+            start = stop
+        return results
+
+    async def close(self) -> None:
+        for key in list(self._pending):
+            self._flush(key)
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._worker.shutdown(wait=True)

@@ -1,0 +1,27 @@
+"""Prometheus metrics, one registry per server, served as text on their own HTTP port."""
+
+from __future__ import annotations
+
+import torch
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class Metrics:
+    def __init__(self, device: torch.device):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("augserve_requests", "Requests by method, pipeline and status",
+                                ["method", "pipeline", "status"], registry=self.registry)
+        self.samples = Counter("augserve_samples", "Samples by pipeline and status", ["pipeline", "status"],
+                               registry=self.registry)
+        self.batch_fill = Histogram("augserve_batch_fill", "Samples per device batch over max_batch",
+                                    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0), registry=self.registry)
+        self.batch_samples = Counter("augserve_device_batches", "Device batches run", registry=self.registry)
+        self.queue_depth = Gauge("augserve_queue_samples", "Samples waiting for the device", registry=self.registry)
+        self.latency = Histogram("augserve_request_seconds", "Time from arrival to reply", ["method"],
+                                 registry=self.registry)
+        memory = Gauge("augserve_device_memory_bytes", "Memory allocated on the device", registry=self.registry)
+        if device.type == "cuda":
+            memory.set_function(lambda: torch.cuda.memory_allocated(device))
+
+    def serve(self, port: int, host: str) -> None:
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,252 @@
+"""The Augmentation service: validate everything, admit or refuse, batch, answer.
+
+Every failure maps to a status that names the problem: INVALID_ARGUMENT for bad
+fields, RESOURCE_EXHAUSTED for a full queue, DEADLINE_EXCEEDED for work that
+expired before the device, INTERNAL (logged, without tensor bytes or tokens)
+for anything unexpected. Nothing surfaces as UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import math
+import time
+from typing import Any, AsyncIterator, Callable
+
+import grpc
+import torch
+
+import augserve
+from augserve import wire
+from augserve.labels import as_soft_labels
+from augserve.pipeline import OUT_DTYPES, Pipeline
+from augserve.presets import PRESETS
+from augserve.server.batcher import Batcher, DeadlineExpired, Job, QueueFull
+from augserve.server.config import ServerConfig
+from augserve.server.datasets import Dataset, sample_keys, shard_batches
+from augserve.steps.mixing import Mix
+from augserve.v1 import augserve_pb2 as pb
+from augserve.v1 import augserve_pb2_grpc as rpc
+
+log = logging.getLogger("augserve.server")
+SEED_LIMIT = 1 << 64
+
+
+class Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _invalid(message: str) -> Refused:
+    return Refused(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(kind: str, text: str) -> Pipeline:
+    return Pipeline.from_spec(text)
+
+
+def _pipeline(ref: pb.PipelineRef, field: str) -> tuple[Pipeline, str]:
+    kind = ref.WhichOneof("kind")
+    if kind is None:
+        raise _invalid(f"{field}: expected a pipeline name or spec, got neither")
+    text = getattr(ref, kind)
+    try:
+        return _compile(kind, text), text
+    except ValueError as error:
+        raise _invalid(f"{field}: {error}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _params_json(params: list[dict]) -> str:
+    return json.dumps([{k: _jsonable(v) for k, v in step.items()} for step in params])
+
+
+class AugmentationService(rpc.AugmentationServicer):
+    def __init__(self, config: ServerConfig, batcher: Batcher, device: torch.device,
+                 datasets: dict[str, Callable[[], Dataset]], metrics):
+        self.config = config
+        self.batcher = batcher
+        self.device = device
+        self.dataset_loaders = datasets
+        self._datasets: dict[str, Dataset] = {}
+        self.metrics = metrics
+
+    # --- request checking ----------------------------------------------------------------
+
+    def _job(self, request: pb.AugmentRequest, context) -> tuple[Job, str]:
+        pipeline, name = _pipeline(request.pipeline, "pipeline")
+        if not request.HasField("x"):
+            raise _invalid("x: expected a tensor, got none")
+        try:
+            x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"))
+        except wire.WireError as error:
+            raise _invalid(str(error)) from None
+        batch = x.shape[0] if x.dim() else 0
+        if not 1 <= batch <= self.config.max_samples:
+            raise _invalid(f"x.shape[0]: expected 1 to {self.config.max_samples} samples, got {batch}")
+        pixels = math.prod(x.shape[-2:]) if x.dim() >= 3 else 0
+        if pixels > self.config.max_pixels:
+            raise _invalid(f"x.shape: expected at most {self.config.max_pixels} pixels per sample plane, "
+                           f"got {'x'.join(map(str, x.shape[-2:]))} = {pixels}")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise _invalid("x.data: expected finite values, got NaN or infinity")
+        keys = torch.tensor(list(request.keys), dtype=torch.int64) if request.keys else torch.arange(batch)
+        if keys.shape[0] != batch:
+            raise _invalid(f"keys: expected {batch} keys (one per sample) or none, got {keys.shape[0]}")
+        if request.out_dtype and request.out_dtype not in OUT_DTYPES:
+            raise _invalid(f"out_dtype: expected one of {', '.join(OUT_DTYPES)} or empty, got {request.out_dtype!r}")
+        out_dtype = OUT_DTYPES.get(request.out_dtype) if request.out_dtype else None
+        labels = None
+        if request.HasField("labels"):
+            try:
+                raw = wire.to_torch(request.labels, "labels", ("int64", "float32"))
+                labels = as_soft_labels(raw, batch, request.num_classes or None, torch.device("cpu"))
+            except ValueError as error:
+                raise _invalid(str(error)) from None
+        try:  # the pipeline's own checks (rank, dtype, modality), before any work
+            pipeline.check(x, out_dtype)
+        except ValueError as error:
+            raise _invalid(str(error)) from None
+        mixes = any(isinstance(step, Mix) for step in pipeline.steps)
+        merge_key = None if mixes else (name, tuple(x.shape[1:]), x.dtype, out_dtype,
+                                        None if labels is None else labels.shape[1])
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        return Job(pipeline, merge_key, x, labels, keys, request.seed, out_dtype, deadline), name
+
+    # --- running -----------------------------------------------------------------------
+
+    async def _augment(self, request: pb.AugmentRequest, context, method: str) -> pb.AugmentResponse:
+        started = time.perf_counter()
+        name, status = "?", "OK"
+        try:
+            job, name = self._job(request, context)
+            cancel = functools.partial(self.batcher.cancel, job)
+            context.add_done_callback(lambda _: cancel())
+            out = await self.batcher.submit(job)
+            response = pb.AugmentResponse(x=wire.from_torch(out.x), request_id=request.request_id,
+                                          label_smoothing=out.label_smoothing)
+            if out.labels is not None:
+                response.labels.CopyFrom(wire.from_torch(out.labels))
+            if request.return_params:
+                response.params_json = _params_json(out.params)
+            response.server_seconds = time.perf_counter() - started
+            self.metrics.samples.labels(name, "OK").inc(job.size)
+            return response
+        except Exception as error:  # noqa: BLE001 - every failure becomes a clear status
+            code, message = self._status(error, method)
+            status = code.name
+            await context.abort(code, message)
+        finally:
+            self.metrics.requests.labels(method, name, status).inc()
+            self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _status(error: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+        if isinstance(error, Refused):
+            return error.code, str(error)
+        if isinstance(error, QueueFull):
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
+        if isinstance(error, DeadlineExpired):
+            return grpc.StatusCode.DEADLINE_EXCEEDED, str(error)
+        if isinstance(error, ValueError):
+            return grpc.StatusCode.INVALID_ARGUMENT, str(error)
+        log.exception("%s failed unexpectedly", method)
+        return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see the server log"
+
+    async def Augment(self, request, context):
+        return await self._augment(request, context, "Augment")
+
+    async def AugmentStream(self, request_iterator, context) -> AsyncIterator[pb.AugmentResponse]:
+        """Requests run concurrently (so they can share device batches); answers keep their order."""
+        pending: asyncio.Queue = asyncio.Queue()
+
+        async def read():
+            async for request in request_iterator:
+                await pending.put(asyncio.ensure_future(self._augment(request, context, "AugmentStream")))
+            await pending.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (task := await pending.get()) is not None:
+                yield await task
+        finally:
+            reader.cancel()
+
+    async def StreamDataset(self, request, context):
+        dataset = await self._dataset(request.dataset, context)
+        try:
+            _pipeline(request.pipeline, "pipeline")
+        except Refused as error:
+            await context.abort(error.code, str(error))
+        shards = request.num_shards or 1
+        if not 1 <= request.batch_size <= self.config.max_samples:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"batch_size: expected 1 to {self.config.max_samples}, got {request.batch_size}")
+        if request.shard_index >= shards:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"shard_index: expected 0 to {shards - 1} (num_shards={shards}), "
+                                f"got {request.shard_index}")
+        batches = shard_batches(len(dataset), request.batch_size, request.seed, request.epoch,
+                                request.shard_index, shards)
+        for position in range(request.start_batch, len(batches)):
+            indices = batches[position]
+            inner = pb.AugmentRequest(seed=request.seed, out_dtype=request.out_dtype,
+                                      return_params=request.return_params, num_classes=dataset.num_classes,
+                                      keys=sample_keys(indices, request.epoch).tolist())
+            inner.pipeline.CopyFrom(request.pipeline)
+            inner.x.CopyFrom(wire.from_torch(dataset.x[indices]))
+            inner.labels.CopyFrom(wire.from_torch(dataset.labels[indices]))
+            response = await self._augment(inner, context, "StreamDataset")
+            yield pb.DatasetBatch(batch=response, batch_index=position, num_batches=len(batches),
+                                  sample_indices=indices.tolist())
+
+    async def _dataset(self, name: str, context) -> Dataset:
+        if name not in self.dataset_loaders:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"dataset: unknown dataset {name!r} "
+                                f"(served: {', '.join(sorted(self.dataset_loaders))})")
+        if name not in self._datasets:
+            try:
+                self._datasets[name] = await asyncio.get_running_loop().run_in_executor(
+                    None, self.dataset_loaders[name])
+            except ImportError as error:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                    f"dataset {name!r} needs a package this server lacks: {error}")
+        return self._datasets[name]
+
+    async def ListPipelines(self, request, context):
+        return pb.ListPipelinesResponse(pipelines=[
+            pb.PipelineInfo(name=name, description=description, spec_json=json.dumps(steps))
+            for name, (description, steps) in PRESETS.items()])
+
+    async def ListDatasets(self, request, context):
+        infos = []
+        for name in sorted(self.dataset_loaders):
+            info = pb.DatasetInfo(name=name)
+            loaded = self._datasets.get(name)
+            if loaded is not None:
+                info.modality, info.size, info.num_classes = loaded.modality, len(loaded), loaded.num_classes
+                info.sample_shape.extend(loaded.x.shape[1:])
+                info.dtype = wire.NAMES.get(loaded.x.dtype, str(loaded.x.dtype))
+            infos.append(info)
+        return pb.ListDatasetsResponse(datasets=infos)
+
+    async def ServerInfo(self, request, context):
+        c = self.config
+        return pb.ServerInfoResponse(version=augserve.__version__, device=str(self.device),
+                                     max_message_bytes=c.max_message_bytes, max_samples_per_request=c.max_samples,
+                                     max_pixels=c.max_pixels, max_queue=c.max_queue, max_batch=c.max_batch,
+                                     max_delay_ms=c.max_delay_ms)
+

@@ -1,0 +1,169 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "shape", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class PipelineRef(_message.Message):
+    __slots__ = ("name", "spec")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec: str
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ...) -> None: ...
+
+class AugmentRequest(_message.Message):
+    __slots__ = ("pipeline", "seed", "x", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id")
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    OUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    RETURN_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    pipeline: PipelineRef
+    seed: int
+    x: Tensor
+    keys: _containers.RepeatedScalarFieldContainer[int]
+    labels: Tensor
+    num_classes: int
+    out_dtype: str
+    return_params: bool
+    request_id: int
+    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ...) -> None: ...
+
+class AugmentResponse(_message.Message):
+    __slots__ = ("x", "labels", "params_json", "server_seconds", "request_id", "label_smoothing")
+    X_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    SERVER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    x: Tensor
+    labels: Tensor
+    params_json: str
+    server_seconds: float
+    request_id: int
+    label_smoothing: float
+    def __init__(self, x: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., params_json: _Optional[str] = ..., server_seconds: _Optional[float] = ..., request_id: _Optional[int] = ..., label_smoothing: _Optional[float] = ...) -> None: ...
+
+class StreamDatasetRequest(_message.Message):
+    __slots__ = ("dataset", "pipeline", "batch_size", "epoch", "seed", "shard_index", "num_shards", "start_batch", "out_dtype", "return_params")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SHARD_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NUM_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    START_BATCH_FIELD_NUMBER: _ClassVar[int]
+    OUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    RETURN_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    pipeline: PipelineRef
+    batch_size: int
+    epoch: int
+    seed: int
+    shard_index: int
+    num_shards: int
+    start_batch: int
+    out_dtype: str
+    return_params: bool
+    def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., batch_size: _Optional[int] = ..., epoch: _Optional[int] = ..., seed: _Optional[int] = ..., shard_index: _Optional[int] = ..., num_shards: _Optional[int] = ..., start_batch: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ...) -> None: ...
+
+class DatasetBatch(_message.Message):
+    __slots__ = ("batch", "batch_index", "num_batches", "sample_indices")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    BATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NUM_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_INDICES_FIELD_NUMBER: _ClassVar[int]
+    batch: AugmentResponse
+    batch_index: int
+    num_batches: int
+    sample_indices: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, batch: _Optional[_Union[AugmentResponse, _Mapping]] = ..., batch_index: _Optional[int] = ..., num_batches: _Optional[int] = ..., sample_indices: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ListPipelinesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PipelineInfo(_message.Message):
+    __slots__ = ("name", "description", "spec_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    spec_json: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., spec_json: _Optional[str] = ...) -> None: ...
+
+class ListPipelinesResponse(_message.Message):
+    __slots__ = ("pipelines",)
+    PIPELINES_FIELD_NUMBER: _ClassVar[int]
+    pipelines: _containers.RepeatedCompositeFieldContainer[PipelineInfo]
+    def __init__(self, pipelines: _Optional[_Iterable[_Union[PipelineInfo, _Mapping]]] = ...) -> None: ...
+
+class ListDatasetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DatasetInfo(_message.Message):
+    __slots__ = ("name", "modality", "sample_shape", "dtype", "size", "num_classes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    modality: str
+    sample_shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: str
+    size: int
+    num_classes: int
+    def __init__(self, name: _Optional[str] = ..., modality: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., size: _Optional[int] = ..., num_classes: _Optional[int] = ...) -> None: ...
+
+class ListDatasetsResponse(_message.Message):
+    __slots__ = ("datasets",)
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedCompositeFieldContainer[DatasetInfo]
+    def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetInfo, _Mapping]]] = ...) -> None: ...
+
+class ServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServerInfoResponse(_message.Message):
+    __slots__ = ("version", "device", "max_message_bytes", "max_samples_per_request", "max_pixels", "max_queue", "max_batch", "max_delay_ms")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_SAMPLES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    MAX_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    device: str
+    max_message_bytes: int
+    max_samples_per_request: int
+    max_pixels: int
+    max_queue: int
+    max_batch: int
+    max_delay_ms: float
+    def __init__(self, version: _Optional[str] = ..., device: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_samples_per_request: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_delay_ms: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,232 @@
+"""The gRPC service end to end on loopback: round trips, batching, refusals, health, metrics, auth."""
+
+import json
+import threading
+import time
+import urllib.request
+
+import grpc
+import pytest
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from augserve import Pipeline
+from augserve.v1 import augserve_pb2 as pb
+from server_harness import RunningServer, request, tensor
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = RunningServer(max_batch=64, max_delay_ms=30.0, max_samples=256)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    return server.stub()
+
+
+def fill(running):
+    """(sum, count) of the batch-fill histogram: device batches run and how full they were."""
+    registry = running.server.metrics.registry
+    return (registry.get_sample_value("augserve_batch_fill_sum") or 0.0,
+            registry.get_sample_value("augserve_batch_fill_count") or 0.0)
+
+
+def images(n=8, size=32, seed=0):
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_augment_equals_the_in_process_pipeline(stub):
+    x, y = images(), torch.arange(8) % 4
+    keys = list(range(100, 108))
+    response = stub.Augment(request(x, "cifar-randaug", seed=7, keys=keys, labels=y, num_classes=4,
+                                    return_params=True), timeout=60)
+    local = Pipeline.from_spec("cifar-randaug")(x, y, seed=7, keys=torch.tensor(keys), num_classes=4)
+    assert torch.equal(tensor(response.x), local.x)
+    assert torch.equal(tensor(response.labels), local.labels)
+    params = json.loads(response.params_json)
+    assert [p["op"] for p in params] == [p["op"] for p in local.params]
+    assert response.server_seconds > 0
+
+
+def test_mixing_over_the_wire_keeps_labels_honest(stub):
+    x, y = images(9), torch.arange(9)
+    response = stub.Augment(request(x, '[{"op": "mix"}, {"op": "label_smoothing", "epsilon": 0.1}]', seed=3,
+                                    labels=y, num_classes=9), timeout=60)
+    labels = tensor(response.labels)
+    assert torch.allclose(labels.sum(1), torch.ones(9), atol=1e-6)
+    assert response.label_smoothing == pytest.approx(0.1)
+
+
+def test_bidirectional_stream_answers_in_order(stub):
+    batches = [images(4, seed=s) for s in range(6)]
+    requests = [request(b, "rand-m9-n2", seed=s, request_id=s) for s, b in enumerate(batches)]
+    responses = list(stub.AugmentStream(iter(requests), timeout=60))
+    assert [r.request_id for r in responses] == list(range(6))
+    for s, (b, r) in enumerate(zip(batches, responses)):
+        assert torch.equal(tensor(r.x), Pipeline.from_spec("rand-m9-n2")(b, seed=s).x)
+
+
+def test_concurrent_requests_are_merged_but_never_mixed(server, stub):
+    pipe = Pipeline.from_spec("rand-m9-n2")
+    before = fill(server)
+    results, errors = {}, []
+
+    def call(i):
+        try:
+            results[i] = stub.Augment(request(images(8, seed=i), "rand-m9-n2", seed=i), timeout=60)
+        except grpc.RpcError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    for i, response in results.items():
+        assert torch.equal(tensor(response.x), pipe(images(8, seed=i), seed=i).x)  # own seed, own samples
+    fill_sum, batches = (after - start for after, start in zip(fill(server), before))
+    assert batches < 8  # some of the 8 requests shared a device batch
+    assert fill_sum * 64 / batches > 8
+
+
+def test_dataset_stream_shards_cover_the_epoch_exactly_once(stub):
+    seen = []
+    for shard in range(3):
+        message = pb.StreamDatasetRequest(dataset="digits", batch_size=100, epoch=2, seed=5,
+                                          shard_index=shard, num_shards=3)
+        message.pipeline.spec = '[{"op": "random_affine", "degrees": 10}]'
+        for batch in stub.StreamDataset(message, timeout=120):
+            x = tensor(batch.batch.x)
+            assert x.shape[1:] == (1, 8, 8) and x.shape[0] == len(batch.sample_indices)
+            assert tensor(batch.batch.labels).shape == (x.shape[0], 10)
+            seen.extend(batch.sample_indices)
+    assert sorted(seen) == list(range(1797))
+
+
+def test_dataset_stream_resumes_and_replays(stub):
+    def stream(start):
+        message = pb.StreamDatasetRequest(dataset="digits", batch_size=256, epoch=0, seed=1, start_batch=start)
+        message.pipeline.name = "rand-m9-n2"
+        return list(stub.StreamDataset(message, timeout=120))
+
+    full, resumed = stream(0), stream(5)
+    assert [b.batch_index for b in resumed] == [5, 6, 7] and len(full) == 8  # 1797 digits in 8 batches
+    for a, b in zip(full[5:], resumed):
+        assert a.sample_indices == b.sample_indices and a.batch.x.data == b.batch.x.data
+
+
+MALFORMED = [
+    (lambda: request(images(2), "no-such-pipeline"), "pipeline"),
+    (lambda: request(images(2), '[{"op": "rand_augment", "m": 99}]'), "'m'"),
+    (lambda: _with(request(images(2)), lambda r: setattr(r.x, "data", r.x.data[:-1])), "x.data"),
+    (lambda: _with(request(images(2)), lambda r: setattr(r.x, "dtype", "complex64")), "x.dtype"),
+    (lambda: request(images(2), labels=torch.arange(3), num_classes=5), "labels"),
+    (lambda: request(images(2), labels=torch.tensor([0, 7]), num_classes=5), "class index 7"),
+    (lambda: request(images(2), keys=[1]), "keys"),
+    (lambda: request(torch.full((2, 3, 8, 8), float("nan")), "rand-m9"), "x.data"),
+    (lambda: request(images(2), out_dtype="int8"), "out_dtype"),
+    (lambda: request(torch.zeros(2, 8), "rand-m9"), "x: expected shape"),
+]
+
+
+def _with(message, change):
+    change(message)
+    return message
+
+
+def test_malformed_storm_is_refused_clearly_and_the_server_keeps_serving(stub):
+    for make, field in MALFORMED:
+        for _ in range(50 if field != "class index 7" else 10):
+            with pytest.raises(grpc.RpcError) as error:
+                stub.Augment(make(), timeout=30)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+            assert field in error.value.details()
+    ok = stub.Augment(request(images(2), "rand-m9"), timeout=30)
+    assert tensor(ok.x).shape == (2, 3, 32, 32)
+
+
+def test_oversized_message_is_resource_exhausted():
+    small = RunningServer(max_message_bytes=1 << 16, metrics_port=0)
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            small.stub().Augment(request(images(8, size=64)), timeout=30)
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        small.stop()
+
+
+def test_full_queue_refuses_at_once():
+    tiny = RunningServer(max_queue=8, max_batch=64, max_delay_ms=1000.0, metrics_port=0)
+    try:
+        stub = tiny.stub()
+        waiting = stub.Augment.future(request(images(7), "rand-m9"), timeout=30)  # waits to be merged
+        time.sleep(0.2)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Augment(request(images(2), "rand-m9"), timeout=30)
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "queue full" in error.value.details() and time.monotonic() - started < 0.5
+        assert tensor(waiting.result().x).shape[0] == 7
+    finally:
+        tiny.stop()
+
+
+def test_expired_deadline_never_reaches_the_device():
+    slow = RunningServer(max_batch=64, max_delay_ms=500.0, metrics_port=0)
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            slow.stub().Augment(request(images(2), "rand-m9"), timeout=0.1)
+        assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.6)
+        assert fill(slow)[1] == 0  # the expired work was dropped before any device batch
+        assert slow.server.batcher.queued == 0
+    finally:
+        slow.stop()
+
+
+def test_health_reflection_info_and_metrics(server):
+    channel = server.channel()
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+    answer = next(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in answer.list_services_response.service}
+    assert "augserve.v1.Augmentation" in names and "grpc.health.v1.Health" in names
+    info = server.stub().ServerInfo(pb.ServerInfoRequest(), timeout=10)
+    assert info.max_message_bytes == 256 << 20 and info.device == "cpu" and info.max_batch == 64
+    pipelines = server.stub().ListPipelines(pb.ListPipelinesRequest(), timeout=10)
+    assert "imagenet-randaug" in {p.name for p in pipelines.pipelines}
+    datasets = server.stub().ListDatasets(pb.ListDatasetsRequest(), timeout=10)
+    assert {"digits", "photos"} <= {d.name for d in datasets.datasets}
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.config.metrics_port}/metrics", timeout=10).read().decode()
+    assert "augserve_requests_total" in text and "augserve_batch_fill_bucket" in text
+
+
+def test_token_auth_on_every_method():
+    secured = RunningServer(token="s3cret", metrics_port=0)
+    try:
+        stub = secured.stub()
+        calls = [
+            lambda md: stub.Augment(request(images(1)), metadata=md, timeout=10),
+            lambda md: list(stub.AugmentStream(iter([request(images(1))]), metadata=md, timeout=10)),
+            lambda md: list(stub.StreamDataset(pb.StreamDatasetRequest(dataset="digits", batch_size=4,
+                                                                       pipeline=pb.PipelineRef(name="rand-m9")),
+                                               metadata=md, timeout=10)),
+            lambda md: stub.ListPipelines(pb.ListPipelinesRequest(), metadata=md, timeout=10),
+            lambda md: stub.ListDatasets(pb.ListDatasetsRequest(), metadata=md, timeout=10),
+            lambda md: stub.ServerInfo(pb.ServerInfoRequest(), metadata=md, timeout=10),
+        ]
+        for call in calls:
+            for metadata in (None, [("authorization", "Bearer wrong")]):
+                with pytest.raises(grpc.RpcError) as error:
+                    call(metadata)
+                assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        good = [("authorization", "Bearer s3cret")]
+        assert stub.ServerInfo(pb.ServerInfoRequest(), metadata=good, timeout=10).version
+    finally:
+        secured.stop()
