@@ -34,8 +34,8 @@ class RunningServer:
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=60)
         self.target = f"127.0.0.1:{self.server.port}"
 
-    def channel(self, **options) -> grpc.Channel:
-        return grpc.insecure_channel(self.target, options=list(options.items()))
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.target, options=[("grpc.max_receive_message_length", 1 << 28)])
 
     def stub(self) -> rpc.AugmentationStub:
         return rpc.AugmentationStub(self.channel())

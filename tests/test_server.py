@@ -1,6 +1,10 @@
 """The gRPC service end to end on loopback: round trips, batching, refusals, health, metrics, auth."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -139,7 +143,16 @@ def _with(message, change):
     return message
 
 
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def test_malformed_storm_is_refused_clearly_and_the_server_keeps_serving(stub):
+    for make, _ in MALFORMED[:2]:  # warm every code path once before measuring
+        with pytest.raises(grpc.RpcError):
+            stub.Augment(make(), timeout=30)
+    baseline = resident_bytes()
     for make, field in MALFORMED:
         for _ in range(50 if field != "class index 7" else 10):
             with pytest.raises(grpc.RpcError) as error:
@@ -148,6 +161,7 @@ def test_malformed_storm_is_refused_clearly_and_the_server_keeps_serving(stub):
             assert field in error.value.details()
     ok = stub.Augment(request(images(2), "rand-m9"), timeout=30)
     assert tensor(ok.x).shape == (2, 3, 32, 32)
+    assert resident_bytes() - baseline < 64 << 20  # ~460 refusals leave no lasting memory behind
 
 
 def test_oversized_message_is_resource_exhausted():
@@ -230,3 +244,76 @@ def test_token_auth_on_every_method():
         assert stub.ServerInfo(pb.ServerInfoRequest(), metadata=good, timeout=10).version
     finally:
         secured.stop()
+
+
+def test_cancelled_call_frees_its_slots():
+    held = RunningServer(max_queue=16, max_batch=64, max_delay_ms=2000.0, metrics_port=0)
+    try:
+        stub = held.stub()
+        call = stub.AugmentStream(iter([request(images(7), "rand-m9")]), timeout=30)
+        deadline = time.monotonic() + 5
+        while held.server.batcher.queued != 7 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert held.server.batcher.queued == 7
+        call.cancel()
+        deadline = time.monotonic() + 5
+        while held.server.batcher.queued and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert held.server.batcher.queued == 0
+        assert tensor(stub.Augment(request(images(9), "rand-m9"), timeout=30).x).shape[0] == 9
+    finally:
+        held.stop()
+
+
+def test_tls_refuses_plaintext_clients(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    secure = RunningServer(tls_cert=str(cert), tls_key=str(key), metrics_port=0)
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            secure.stub().ServerInfo(pb.ServerInfoRequest(), timeout=5)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        channel = grpc.secure_channel(secure.target, credentials)
+        from augserve.v1 import augserve_pb2_grpc as rpc
+        assert rpc.AugmentationStub(channel).ServerInfo(pb.ServerInfoRequest(), timeout=10).version
+    finally:
+        secure.stop()
+
+
+def test_sigterm_under_load_drains_and_exits(tmp_path):
+    from server_harness import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "augserve.cli", "serve", "--port", str(port),
+                                "--metrics-port", "0", "--grace-seconds", "10"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 1 << 28)])
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                time.sleep(0.2)
+        from augserve.v1 import augserve_pb2_grpc as rpc
+        stub = rpc.AugmentationStub(channel)
+        in_flight = [stub.Augment.future(request(images(64, size=160, seed=s), "imagenet-randaug"), timeout=60)
+                     for s in range(6)]
+        time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        for call in in_flight:
+            assert tensor(call.result().x).shape == (64, 3, 224, 224)  # in-flight work finished
+        assert process.wait(timeout=15) == 0
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ServerInfo(pb.ServerInfoRequest(), timeout=2)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate(timeout=10)[0]
+    assert "listening on 127.0.0.1" in output and "stopped" in output
