@@ -11,6 +11,7 @@ to compare.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import platform
@@ -112,9 +113,77 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
         if dali is not None:
             cases[case].insert(2, dali)
     cases.update(_mix_cases(x))
+    cases.update(_service_cases(x))
     cases.update(_sequence_cases(x.device))
     cases.update(_kernel_cases(x))
     return cases
+
+
+def _server_process(flags: list[str]) -> str:
+    """``augserve serve`` in its own process (as deployed: no shared GIL with the client); its address."""
+    import socket
+    import subprocess
+    import sys
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "augserve.cli", "serve", "--port", str(port),
+                                "--metrics-port", "0", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    atexit.register(lambda: (process.terminate(), process.wait(timeout=30)))
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                return f"127.0.0.1:{port}"
+        except grpc.RpcError:
+            time.sleep(0.2)
+    raise RuntimeError("bench: the augserve server did not become healthy within 120 s")
+
+
+def _service_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
+    """The same pipeline in process and through the server on loopback, in one run."""
+    import concurrent.futures
+
+    import grpc
+
+    from augserve import wire
+    from augserve.v1 import augserve_pb2 as pb
+    from augserve.v1 import augserve_pb2_grpc as rpc
+
+    batch = x.shape[0]
+    spec = "rand-m9-n2"
+    target = _server_process(["--max-batch", str(max(batch, 64)), "--max-delay-ms", "5", "--device", str(x.device)])
+    channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 1 << 30),
+                                                     ("grpc.max_send_message_length", 1 << 30)])
+    stub = rpc.AugmentationStub(channel)
+
+    def message(rows: torch.Tensor, seed: int) -> pb.AugmentRequest:
+        return pb.AugmentRequest(pipeline=pb.PipelineRef(name=spec), seed=seed, x=wire.from_torch(rows))
+
+    whole = message(x.cpu(), 0)
+    eighths = [message(part, s) for s, part in enumerate(x.cpu().split(max(batch // 8, 1)))]
+    clients = concurrent.futures.ThreadPoolExecutor(max_workers=len(eighths))
+    pipe = Pipeline.from_spec(spec)
+    in_flight = 4
+
+    def stream():
+        for _ in stub.AugmentStream(iter([whole] * in_flight), timeout=600):
+            pass
+
+    def eight_clients():
+        list(clients.map(lambda m: stub.Augment(m, timeout=600), eighths))
+
+    return {f"service: {spec}, {batch} samples": [
+        Engine("in process", lambda: pipe(x, seed=0)),
+        Engine("AugmentStream, loopback", stream, f"{in_flight} batches in flight", batch * in_flight),
+        Engine("1 client x 64 samples", lambda: stub.Augment(whole, timeout=600), "unary"),
+        Engine("8 clients x 8 samples", eight_clients, "merged by the batcher"),
+    ]}
 
 
 def _sequence_cases(device: torch.device) -> dict[str, list[Engine]]:

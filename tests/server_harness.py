@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 
 import grpc
 import numpy as np
 import torch
 
 from augserve import wire
-from augserve.server.app import AugmentServer
+from augserve.server.app import BackgroundServer
 from augserve.server.config import ServerConfig
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
@@ -23,27 +21,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class RunningServer:
+class RunningServer(BackgroundServer):
     def __init__(self, **overrides):
         overrides.setdefault("metrics_port", free_port())
-        self.config = ServerConfig(host="127.0.0.1", port=0, **overrides)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = AugmentServer(self.config)
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=60)
-        self.target = f"127.0.0.1:{self.server.port}"
+        super().__init__(ServerConfig(host="127.0.0.1", port=0, **overrides))
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.target, options=[("grpc.max_receive_message_length", 1 << 28)])
 
     def stub(self) -> rpc.AugmentationStub:
         return rpc.AugmentationStub(self.channel())
-
-    def stop(self, grace: float = 1.0) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).result(timeout=60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
 
 
 def request(x, pipeline="rand-m9-n2", seed=0, keys=None, labels=None, num_classes=0, **fields) -> pb.AugmentRequest:

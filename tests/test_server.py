@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import grpc
+import numpy as np
 import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -317,3 +318,46 @@ def test_sigterm_under_load_drains_and_exits(tmp_path):
             process.kill()
         output = process.communicate(timeout=10)[0]
     assert "listening on 127.0.0.1" in output and "stopped" in output
+
+
+def test_unexpected_errors_are_internal_not_unknown(server, stub, monkeypatch):
+    def explode(jobs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server.server.batcher, "_augment", explode)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Augment(request(images(2), "rand-m9-n1"), timeout=30)
+    assert error.value.code() == grpc.StatusCode.INTERNAL
+    assert "RuntimeError" in error.value.details() and "Traceback" not in error.value.details()
+
+
+def test_folder_and_array_datasets_from_a_config_file(tmp_path, photos):
+    from PIL import Image
+
+    for label in ("cat", "dog"):
+        (tmp_path / "pets" / label).mkdir(parents=True)
+        for i, photo in enumerate(photos[:2]):
+            Image.fromarray(photo.permute(1, 2, 0).numpy()).save(tmp_path / "pets" / label / f"{i}.png")
+    numpy_rng = np.random.default_rng(0)
+    np.savez(tmp_path / "series.npz", x=numpy_rng.normal(size=(10, 2, 50)).astype(np.float32),
+             y=np.arange(10) % 3)
+    config = tmp_path / "datasets.yaml"
+    config.write_text(f"datasets:\n  pets: {{type: folder, path: {tmp_path / 'pets'}, size: 48}}\n"
+                      f"  series: {{type: arrays, path: {tmp_path / 'series.npz'}, modality: timeseries}}\n")
+    served = RunningServer(datasets_file=str(config), metrics_port=0)
+    try:
+        stub = served.stub()
+        pets = list(stub.StreamDataset(pb.StreamDatasetRequest(dataset="pets", batch_size=3,
+                                                               pipeline=pb.PipelineRef(name="rand-m9")), timeout=60))
+        assert sorted(i for b in pets for i in b.sample_indices) == [0, 1, 2, 3]
+        assert tensor(pets[0].batch.x).shape[1:] == (3, 48, 48)
+        series = list(stub.StreamDataset(pb.StreamDatasetRequest(
+            dataset="series", batch_size=4, pipeline=pb.PipelineRef(name="timeseries-um")), timeout=60))
+        assert sum(len(b.sample_indices) for b in series) == 10
+        assert tensor(series[0].batch.labels).shape[1] == 3
+        with pytest.raises(grpc.RpcError) as error:
+            list(stub.StreamDataset(pb.StreamDatasetRequest(dataset="nope", batch_size=4,
+                                                            pipeline=pb.PipelineRef(name="rand-m9")), timeout=60))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "pets" in error.value.details()
+    finally:
+        served.stop()

@@ -119,3 +119,23 @@ class AugmentServer:
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
         await self._stopped.wait()
         log.info("augserve stopped")
+
+
+class BackgroundServer:
+    """A server on its own event-loop thread: for benchmarks, tests and notebooks."""
+
+    def __init__(self, config: ServerConfig):
+        import threading
+
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="augserve-loop", daemon=True)
+        self._thread.start()
+        self.server = AugmentServer(config)
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=120)
+        self.target = f"{config.host}:{self.server.port}"
+
+    def stop(self, grace: float = 1.0) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).result(timeout=120)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
