@@ -81,9 +81,13 @@ def test_preview_errors_exit_2_with_a_message(args, words, tmp_path):
     assert result.returncode == 2 and words in result.stderr
 
 
-def test_serve_refuses_until_the_server_exists():
-    result = augserve("serve")
-    assert result.returncode != 0 and "not built yet" in result.stderr
+def test_serve_documents_flags_and_env_and_refuses_a_missing_device():
+    result = augserve("serve", "--help")
+    assert result.returncode == 0
+    for flag in ("--port", "--metrics-port", "--device", "--max-batch", "--token", "--tls-cert", "AUGSERVE_PORT"):
+        assert flag in result.stdout
+    refused = augserve("serve", "--device", "cuda:7", "--port", "0", "--metrics-port", "0", timeout=120)
+    assert refused.returncode == 2 and "--device" in refused.stderr
 
 
 def test_bench_prints_ratios_against_torchvision(tmp_path):
