@@ -318,8 +318,9 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     progress = tqdm(total=repeats * len(cases), desc="bench", unit="round")
     for case, engines in cases.items():
         seconds = _time_interleaved(engines, repeats, sync, progress)
-        for engine, spent in zip(engines, seconds):
-            rows.append((case, engine.name, (engine.samples or batch) / spent, seconds[0] / spent, engine.note))
+        rates = [(engine.samples or batch) / spent for engine, spent in zip(engines, seconds)]
+        for engine, rate in zip(engines, rates):
+            rows.append((case, engine.name, rate, rate / rates[0], engine.note))
     progress.close()
 
     stamp = datetime.date.today().isoformat()
