@@ -1,8 +1,21 @@
-"""augserve: batched, replayable data augmentation on the GPU (or CPU), served over gRPC."""
+"""augserve: batched, replayable data augmentation on the GPU (or CPU), served over gRPC.
 
-from augserve.pipeline import AugmentOutput, Pipeline
-from augserve.presets import PRESETS
-from augserve.spec import SpecError
+Names load on first use, so ``import augserve.client`` stays thin (no pipeline, no server).
+"""
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["AugmentOutput", "Pipeline", "PRESETS", "SpecError", "__version__"]
+
+_EXPORTS = {
+    "AugmentOutput": "augserve.pipeline", "Pipeline": "augserve.pipeline", "PRESETS": "augserve.presets",
+    "SpecError": "augserve.spec", "Client": "augserve.client", "AsyncClient": "augserve.client",
+    "RemoteAugment": "augserve.client", "RemoteDataset": "augserve.client", "ServerError": "augserve.client",
+}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'augserve' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -174,3 +174,8 @@ class SampleRng:
         weyl = _mulmod32(torch.arange(count, device=self.device, dtype=torch.int64), _GOLDEN)
         words = _fmix32((_absorb(self._state, draw)[:, None] + weyl[None, :]) & _MASK32)
         return self._to_unit(words).view(self.batch_size, *shape)
+
+
+def sample_keys(indices: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Keys that replay a sample's augmentation per (epoch, dataset index) and differ between epochs."""
+    return indices + (epoch << 32)

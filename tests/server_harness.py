@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import grpc
 import numpy as np
 import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from augserve import wire
 from augserve.server.app import BackgroundServer
@@ -49,3 +51,53 @@ def request(x, pipeline="rand-m9-n2", seed=0, keys=None, labels=None, num_classe
 
 def tensor(message: pb.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.array(wire.to_numpy(message, "response")))
+
+
+class ServerProcess:
+    """``augserve serve`` in a real subprocess on a free loopback port; waits until health says SERVING."""
+
+    def __init__(self, *flags: str, start_timeout: float = 90.0):
+        import subprocess
+        import sys
+
+        self.port, self.metrics_port = free_port(), free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "augserve.cli", "serve", "--port", str(self.port),
+             "--metrics-port", str(self.metrics_port), *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.channel = grpc.insecure_channel(self.target)
+        self.wait_for(health_pb2.HealthCheckResponse.SERVING, start_timeout)
+
+    def health(self, timeout: float = 1.0) -> int:
+        return health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
+
+    def wait_for(self, status: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.process.stdout.read()}")
+            try:
+                if self.health() == status:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"server on {self.target} did not report {status} within {timeout}s")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a Prometheus sample over series whose labels include ``labels``."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                   if sample.name == name and labels.items() <= sample.labels.items())
+
+    def stop(self) -> str:
+        """Kill if still running; the server's output."""
+        self.channel.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        return self.process.communicate(timeout=10)[0]

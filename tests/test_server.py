@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from augserve import Pipeline
 from augserve.v1 import augserve_pb2 as pb
-from server_harness import RunningServer, request, tensor
+from server_harness import RunningServer, ServerProcess, request, tensor
 
 
 @pytest.fixture(scope="module")
@@ -284,39 +284,24 @@ def test_tls_refuses_plaintext_clients(tmp_path):
         secure.stop()
 
 
-def test_sigterm_under_load_drains_and_exits(tmp_path):
-    from server_harness import free_port
-
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "augserve.cli", "serve", "--port", str(port),
-                                "--metrics-port", "0", "--grace-seconds", "10"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def test_sigterm_under_load_drains_and_exits():
+    replica = ServerProcess("--grace-seconds", "10")
     try:
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 1 << 28)])
-        health = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                    break
-            except grpc.RpcError:
-                time.sleep(0.2)
+        channel = grpc.insecure_channel(replica.target, options=[("grpc.max_receive_message_length", 1 << 28)])
         from augserve.v1 import augserve_pb2_grpc as rpc
         stub = rpc.AugmentationStub(channel)
         in_flight = [stub.Augment.future(request(images(64, size=160, seed=s), "imagenet-randaug"), timeout=60)
                      for s in range(6)]
         time.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
+        replica.process.send_signal(signal.SIGTERM)
         for call in in_flight:
             assert tensor(call.result().x).shape == (64, 3, 224, 224)  # in-flight work finished
-        assert process.wait(timeout=15) == 0
+        assert replica.process.wait(timeout=15) == 0
         with pytest.raises(grpc.RpcError) as error:
             stub.ServerInfo(pb.ServerInfoRequest(), timeout=2)
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
-        if process.poll() is None:
-            process.kill()
-        output = process.communicate(timeout=10)[0]
+        output = replica.stop()
     assert "listening on 127.0.0.1" in output and "stopped" in output
 
 

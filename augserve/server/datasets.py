@@ -116,7 +116,3 @@ def shard_batches(size: int, batch_size: int, seed: int, epoch: int, shard: int,
     batches = list(order.split(batch_size))
     return batches[shard::shards]
 
-
-def sample_keys(indices: torch.Tensor, epoch: int) -> torch.Tensor:
-    """Keys that replay a sample's augmentation per (epoch, index) and differ between epochs."""
-    return indices + (epoch << 32)

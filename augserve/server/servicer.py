@@ -26,7 +26,8 @@ from augserve.pipeline import OUT_DTYPES, Pipeline
 from augserve.presets import PRESETS
 from augserve.server.batcher import Batcher, DeadlineExpired, Job, QueueFull
 from augserve.server.config import ServerConfig
-from augserve.server.datasets import Dataset, sample_keys, shard_batches
+from augserve.random import sample_keys
+from augserve.server.datasets import Dataset, shard_batches
 from augserve.steps.mixing import Mix
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
@@ -58,7 +59,8 @@ def _pipeline(ref: pb.PipelineRef, field: str) -> tuple[Pipeline, str]:
     try:
         return _compile(kind, text), text
     except ValueError as error:
-        raise _invalid(f"{field}: {error}") from None
+        message = str(error)
+        raise _invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,103 @@
+"""Requests from torch/numpy, batches from responses: the only place the client touches protobuf."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from augserve import wire
+from augserve.v1 import augserve_pb2 as pb
+
+Array = torch.Tensor | np.ndarray
+
+
+@dataclass
+class Batch:
+    """An augmented batch. Unpacks as ``x, labels = batch`` for training loops.
+
+    ``label_smoothing`` is the epsilon the server already applied to ``labels`` (0: none), so a
+    loss does not smooth twice. ``indices`` are the dataset indices of a served dataset's samples.
+    """
+
+    x: Array
+    labels: Array | None = None
+    label_smoothing: float = 0.0
+    server_seconds: float = 0.0
+    params: list[dict[str, Any]] | None = None
+    indices: torch.Tensor | None = None
+    batch_index: int = 0
+    num_batches: int = 0
+    request_id: int = 0
+
+    def __iter__(self) -> Iterator[Array | None]:
+        return iter((self.x, self.labels))
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        """This batch with ``x`` and ``labels`` on ``device`` (pinned first when copying to CUDA)."""
+        device = torch.device(device)
+
+        def move(value):
+            if not isinstance(value, torch.Tensor) or value.device == device:
+                return value
+            if device.type == "cuda" and value.device.type == "cpu" and not value.is_pinned():
+                value = value.pin_memory()
+            return value.to(device, non_blocking=non_blocking)
+
+        return Batch(move(self.x), move(self.labels), self.label_smoothing, self.server_seconds, self.params,
+                     self.indices, self.batch_index, self.num_batches, self.request_id)
+
+
+def pipeline_ref(pipeline: str | dict | list) -> pb.PipelineRef:
+    """A preset / timm name, or an inline spec (dict, list, JSON or YAML text)."""
+    if isinstance(pipeline, (dict, list)):
+        return pb.PipelineRef(spec=json.dumps(pipeline))
+    if not isinstance(pipeline, str) or not pipeline.strip():
+        raise ValueError(f"pipeline: expected a preset name, a spec or its text, got {pipeline!r}")
+    if pipeline.lstrip()[:1] in "[{" or "\n" in pipeline:
+        return pb.PipelineRef(spec=pipeline)
+    return pb.PipelineRef(name=pipeline)
+
+
+def _tensor(value: Array, field: str) -> pb.Tensor:
+    if isinstance(value, np.ndarray):
+        return wire.from_numpy(value)
+    if isinstance(value, torch.Tensor):
+        return wire.from_torch(value)
+    raise TypeError(f"{field}: expected a torch tensor or numpy array, got {type(value).__name__}")
+
+
+def augment_request(x: Array, labels: Array | None, *, pipeline, seed: int, keys=None, num_classes=None,
+                    out_dtype=None, return_params=False, request_id=0) -> pb.AugmentRequest:
+    message = pb.AugmentRequest(seed=int(seed), num_classes=int(num_classes or 0), out_dtype=out_dtype or "",
+                                return_params=return_params, request_id=request_id)
+    message.pipeline.CopyFrom(pipeline_ref(pipeline))
+    message.x.CopyFrom(_tensor(x, "x"))
+    if keys is not None:
+        message.keys.extend(np.asarray(keys, dtype=np.int64).reshape(-1).tolist())
+    if labels is not None:
+        message.labels.CopyFrom(_tensor(labels, "labels"))
+    return message
+
+
+def _decode(message: pb.Tensor, as_numpy: bool) -> Array:
+    """numpy: a read-only zero-copy view; torch: one copy, so the tensor is safe to write in place."""
+    array = wire.to_numpy(message, "response")
+    return array if as_numpy else torch.from_numpy(array.copy())
+
+
+def batch_from(response: pb.AugmentResponse, as_numpy: bool = False) -> Batch:
+    labels = _decode(response.labels, as_numpy) if response.HasField("labels") else None
+    params = json.loads(response.params_json) if response.params_json else None
+    return Batch(_decode(response.x, as_numpy), labels, response.label_smoothing, response.server_seconds,
+                 params, request_id=response.request_id)
+
+
+def dataset_batch_from(message: pb.DatasetBatch) -> Batch:
+    batch = batch_from(message.batch)
+    batch.indices = torch.tensor(list(message.sample_indices), dtype=torch.int64)
+    batch.batch_index, batch.num_batches = message.batch_index, message.num_batches
+    return batch

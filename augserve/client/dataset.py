@@ -1,0 +1,61 @@
+"""``RemoteDataset``: an IterableDataset over a dataset the server reads and augments itself."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from torch.utils.data import IterableDataset, get_worker_info
+
+from augserve.client.codec import Batch
+from augserve.client.sync import Client
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class RemoteDataset(IterableDataset):
+    """Augmented batches of a served dataset; use with ``DataLoader(remote, batch_size=None)``.
+
+    Shards itself by ``torch.distributed`` rank and DataLoader worker: shard ``rank * workers +
+    worker`` of ``world * workers``, so each sample of an epoch reaches exactly one rank and
+    worker. ``shard=(index, count)`` overrides the rank/world part. The position is remembered:
+    a dropped stream resumes on another replica from the next undelivered batch. Call
+    ``set_epoch`` before each epoch (the dataset is copied into every worker).
+    """
+
+    def __init__(self, client: Client, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
+                 shard: tuple[int, int] | None = None, out_dtype: str | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard: expected (index, count) with 0 <= index < count, got {shard}")
+        self.client = client
+        self.dataset = dataset
+        self.pipeline = pipeline
+        self.batch_size = batch_size
+        self.epoch = epoch
+        self.seed = seed
+        self.shard = shard
+        self.out_dtype = out_dtype
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def shard_of_this_process(self) -> tuple[int, int]:
+        """(shard index, shard count) for this rank and DataLoader worker."""
+        rank, world = self.shard or _rank_and_world()
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+        return rank * workers + worker_id, world * workers
+
+    def __iter__(self) -> Iterator[Batch]:
+        index, count = self.shard_of_this_process()
+        yield from self.client.stream_dataset(self.dataset, self.pipeline, self.batch_size, epoch=self.epoch,
+                                              seed=self.seed, shard_index=index, num_shards=count,
+                                              out_dtype=self.out_dtype)

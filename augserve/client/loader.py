@@ -1,0 +1,73 @@
+"""``RemoteAugment``: a DataLoader whose workers only load and decode; the server augments."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import torch
+from torch.utils.data import Dataset
+
+from augserve.client.codec import Batch
+from augserve.client.sync import Client
+from augserve.random import sample_keys
+
+
+class IndexedDataset(Dataset):
+    """Wraps a map-style dataset so items are ``(x, y, index)``: keys that follow a sample through shuffles."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        x, y = self.dataset[index]
+        return x, y, index
+
+
+class RemoteAugment:
+    """Iterate ``loader`` (uint8 ``(x, y)`` or ``(x, y, index)`` batches), augmented on the server.
+
+    Yields ``Batch`` objects (``x, labels = batch`` works) with ``prefetch`` batches in flight.
+    A sample's key is ``index + (epoch << 32)`` when the loader yields dataset indices (see
+    ``IndexedDataset``), else its position in the epoch: either way the same run replays.
+    The epoch advances by one per pass; ``set_epoch`` pins it, as with ``DistributedSampler``.
+    With ``device="cuda"`` batches arrive there through pinned memory with ``non_blocking=True``.
+    """
+
+    def __init__(self, loader: Iterable, client: Client, pipeline, *, seed: int = 0, num_classes: int | None = None,
+                 out_dtype: str | None = None, prefetch: int = 4, device: torch.device | str | None = None,
+                 epoch: int = 0):
+        self.loader = loader
+        self.client = client
+        self.pipeline = pipeline
+        self.seed = seed
+        self.num_classes = num_classes
+        self.out_dtype = out_dtype
+        self.prefetch = prefetch
+        self.device = None if device is None else torch.device(device)
+        self.epoch = epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def _with_keys(self, epoch: int) -> Iterator[tuple]:
+        position = 0
+        for item in self.loader:
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+                raise ValueError(f"RemoteAugment: expected loader batches (x, y) or (x, y, index), got {type(item)}")
+            x, y = item[0], item[1]
+            indices = torch.as_tensor(item[2]) if len(item) == 3 else torch.arange(position, position + len(x))
+            position += len(x)
+            yield x, y, sample_keys(indices.to(torch.int64), epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        results = self.client.map(self._with_keys(epoch), pipeline=self.pipeline, seed=self.seed,
+                                  num_classes=self.num_classes, out_dtype=self.out_dtype, prefetch=self.prefetch)
+        for batch in results:
+            yield batch if self.device is None else batch.to(self.device, non_blocking=True)

@@ -1,0 +1,241 @@
+"""The blocking client: ``augment`` one batch, ``map`` many on one stream, ``stream_dataset`` an epoch."""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import grpc
+import numpy as np
+import torch
+
+from augserve.client import codec
+from augserve.client.channel import COMPRESSION, TLS, describe, open_channel
+from augserve.client.codec import Array, Batch
+from augserve.client.errors import ServerError, from_rpc_error
+from augserve.v1 import augserve_pb2 as pb
+from augserve.v1 import augserve_pb2_grpc as rpc
+
+MiB = 1 << 20
+FAILOVER_BACKOFF_S = 0.2
+
+
+def split_item(item) -> tuple[Array, Array | None, Any]:
+    """A ``map`` item: ``x``, ``(x, labels)`` or ``(x, labels, keys)``."""
+    if isinstance(item, (tuple, list)):
+        if not 1 <= len(item) <= 3:
+            raise ValueError(f"map: expected x, (x, labels) or (x, labels, keys), got a {len(item)}-tuple")
+        return tuple(item) + (None,) * (3 - len(item))
+    return item, None, None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything needed to (re)open a channel: a client pickles as its settings, never its channel."""
+
+    targets: str | list[str] | tuple[str, ...]
+    timeout: float | None = 60.0  # seconds per unary call
+    token: str | None = field(default=None, repr=False)
+    tls: TLS | bool | None = None
+    compression: str | None = None  # None, "gzip" or "deflate"
+    retries: int = 4  # extra attempts of a call that met UNAVAILABLE (gRPC retry policy)
+    failovers: int = 3  # times a dropped stream resumes on another replica
+    max_message_bytes: int = 256 * MiB
+
+    def __post_init__(self):
+        if self.compression not in COMPRESSION:
+            raise ValueError(f"compression: expected one of {[k for k in COMPRESSION if k]} or None, "
+                             f"got {self.compression!r}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout: expected seconds > 0 or None, got {self.timeout!r}")
+        if self.tls is True:
+            object.__setattr__(self, "tls", TLS())
+        object.__setattr__(self, "tls", self.tls or None)
+
+    @property
+    def metadata(self):
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
+
+    def open_channel(self, aio: bool = False):
+        return open_channel(self.targets, self.tls, self.retries + 1, self.max_message_bytes, aio)
+
+    def call_options(self) -> dict:
+        return {"metadata": self.metadata, "compression": COMPRESSION[self.compression]}
+
+    def fail_over_or_raise(self, error: grpc.RpcError, attempt: int) -> None:
+        """Return (after a back-off) when a dropped stream may resume on another replica; raise otherwise."""
+        if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.failovers:
+            raise from_rpc_error(error, describe(self.targets)) from None
+        time.sleep(FAILOVER_BACKOFF_S * (attempt + 1))
+
+
+class Client:
+    """Augment batches on an augserve server (or several replicas, round-robin).
+
+    Torch tensors in give torch tensors out (writable copies); numpy arrays in give
+    read-only numpy views of the received bytes. Every failure is a ``ServerError``.
+    """
+
+    def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None,
+                 tls: TLS | bool | None = None, compression: str | None = None, retries: int = 4,
+                 failovers: int = 3, max_message_bytes: int = 256 * MiB):
+        self.settings = ClientSettings(targets, timeout, token, tls, compression, retries, failovers,
+                                       max_message_bytes)
+        self._channel: grpc.Channel | None = None
+        self._pid = 0
+
+    def __repr__(self) -> str:
+        return f"Client({self.settings.targets!r})"
+
+    # A client crosses into DataLoader workers (fork or spawn) as its settings; each process opens its own channel.
+    def __getstate__(self) -> dict:
+        return {"settings": self.settings}
+
+    def __setstate__(self, state: dict) -> None:
+        self.settings, self._channel, self._pid = state["settings"], None, 0
+
+    @property
+    def stub(self) -> rpc.AugmentationStub:
+        if self._channel is None or self._pid != os.getpid():
+            self._channel = self.settings.open_channel()
+            self._pid = os.getpid()
+            self._stub = rpc.AugmentationStub(self._channel)
+        return self._stub
+
+    def close(self) -> None:
+        if self._channel is not None and self._pid == os.getpid():
+            self._channel.close()
+        self._channel = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _unary(self, method: str, request, timeout: float | None = None):
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout or self.settings.timeout,
+                                              **self.settings.call_options())
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, describe(self.settings.targets)) from None
+
+    # --- augmentation ----------------------------------------------------------------------
+
+    def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
+                num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
+                timeout: float | None = None) -> Batch:
+        """One batch in, one augmented batch out. Keys default to 0..B-1 (pass keys for distinct batches)."""
+        request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys, num_classes=num_classes,
+                                        out_dtype=out_dtype, return_params=return_params)
+        return codec.batch_from(self._unary("Augment", request, timeout), isinstance(x, np.ndarray))
+
+    def map(self, batches: Iterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
+            out_dtype: str | None = None, prefetch: int = 4, return_params: bool = False) -> Iterator[Batch]:
+        """Augment an iterable of ``x`` / ``(x, labels)`` / ``(x, labels, keys)`` with ``prefetch`` in flight.
+
+        Results come in input order on one bidirectional stream. Without keys, a batch's keys are
+        the running sample positions, so every sample of the sequence draws its own parameters.
+        If the replica goes away, the unanswered batches are sent again to another one; they
+        replay bit-identically because parameters depend only on (seed, key).
+        """
+        if prefetch < 1:
+            raise ValueError(f"prefetch: expected at least 1, got {prefetch}")
+
+        def requests() -> Iterator[tuple[pb.AugmentRequest, bool]]:
+            position = 0
+            for request_id, item in enumerate(batches):
+                x, labels, keys = split_item(item)
+                size = len(x)
+                if keys is None:
+                    keys = torch.arange(position, position + size)
+                position += size
+                yield codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
+                                            num_classes=num_classes, out_dtype=out_dtype,
+                                            return_params=return_params, request_id=request_id), \
+                    isinstance(x, np.ndarray)
+
+        yield from self._stream(requests(), prefetch)
+
+    def _stream(self, source: Iterator[tuple[pb.AugmentRequest, bool]], prefetch: int) -> Iterator[Batch]:
+        pending: deque = deque()  # sent, not yet answered: resent in order after a failover
+        exhausted = False
+        for attempt in range(self.settings.failovers + 1):
+            outbox: queue.Queue = queue.Queue()
+
+            def send_more() -> None:
+                nonlocal exhausted
+                while not exhausted and len(pending) < prefetch:
+                    item = next(source, None)
+                    if item is None:
+                        exhausted = True
+                    else:
+                        pending.append(item)
+                        outbox.put(item[0])
+                if exhausted and not pending:
+                    outbox.put(None)  # half-close: the server ends the stream
+
+            for request, _ in pending:
+                outbox.put(request)
+            send_more()
+            call = self.stub.AugmentStream(iter(outbox.get, None), **self.settings.call_options())
+            try:
+                for response in call:
+                    request, as_numpy = pending.popleft()
+                    if response.request_id != request.request_id:
+                        raise ServerError(grpc.StatusCode.INTERNAL, f"stream answered request "
+                                          f"{response.request_id}, expected {request.request_id}")
+                    send_more()
+                    yield codec.batch_from(response, as_numpy)
+                return
+            except grpc.RpcError as error:
+                self.settings.fail_over_or_raise(error, attempt)
+            finally:
+                outbox.put(None)
+                call.cancel()
+
+    # --- served datasets --------------------------------------------------------------------
+
+    def stream_dataset(self, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
+                       shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
+                       out_dtype: str | None = None, return_params: bool = False) -> Iterator[Batch]:
+        """One epoch (of one shard) of a dataset the server reads, augmented, in a deterministic order.
+
+        A dropped stream resumes on another replica from the next undelivered batch.
+        """
+        position = start_batch
+        for attempt in range(self.settings.failovers + 1):
+            request = pb.StreamDatasetRequest(dataset=dataset, batch_size=batch_size, epoch=epoch, seed=seed,
+                                              shard_index=shard_index, num_shards=num_shards,
+                                              start_batch=position, out_dtype=out_dtype or "",
+                                              return_params=return_params)
+            request.pipeline.CopyFrom(codec.pipeline_ref(pipeline))
+            call = self.stub.StreamDataset(request, **self.settings.call_options())
+            try:
+                for message in call:
+                    batch = codec.dataset_batch_from(message)
+                    position = batch.batch_index + 1
+                    yield batch
+                return
+            except grpc.RpcError as error:
+                self.settings.fail_over_or_raise(error, attempt)
+            finally:
+                call.cancel()
+
+    # --- discovery ---------------------------------------------------------------------------
+
+    def server_info(self) -> dict[str, Any]:
+        info = self._unary("ServerInfo", pb.ServerInfoRequest())
+        return {field.name: value for field, value in info.ListFields()}
+
+    def pipelines(self) -> dict[str, str]:
+        """Preset name -> description."""
+        return {p.name: p.description for p in self._unary("ListPipelines", pb.ListPipelinesRequest()).pipelines}
+
+    def datasets(self) -> list[dict[str, Any]]:
+        response = self._unary("ListDatasets", pb.ListDatasetsRequest())
+        return [{field.name: value for field, value in d.ListFields()} for d in response.datasets]

@@ -1,0 +1,185 @@
+"""The thin client against real servers on loopback: equality with in-process runs, ordering, errors."""
+
+import asyncio
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from augserve import Pipeline
+from augserve.client import (AsyncClient, Client, DeadlineExceeded, IndexedDataset, InvalidArgument, RemoteAugment,
+                             RemoteDataset, ServerError, Unavailable)
+from augserve.client.channel import channel_target, service_config
+from augserve.random import sample_keys
+from server_harness import RunningServer, free_port
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = RunningServer(max_batch=64, max_delay_ms=2.0, max_samples=256)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with Client(server.target, timeout=60) as c:
+        yield c
+
+
+def images(n=8, size=32, seed=0):
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_augment_equals_the_in_process_pipeline(client):
+    x, y = images(), torch.arange(8) % 4
+    batch = client.augment(x, y, pipeline="cifar-randaug", seed=7, keys=range(50, 58), num_classes=4,
+                           return_params=True)
+    local = Pipeline.from_spec("cifar-randaug")(x, y, seed=7, keys=torch.arange(50, 58), num_classes=4)
+    assert torch.equal(batch.x, local.x) and torch.equal(batch.labels, local.labels)
+    assert [p["op"] for p in batch.params] == [p["op"] for p in local.params]
+    augmented, labels = batch  # unpacks like an (x, y) pair
+    augmented[0].zero_()  # torch results are writable copies
+    assert batch.server_seconds > 0
+
+
+def test_numpy_in_numpy_out_and_inline_specs(client):
+    x = images(4).numpy()
+    spec = [{"op": "hflip", "p": 1.0}]
+    batch = client.augment(x, pipeline=spec)
+    assert isinstance(batch.x, np.ndarray) and not batch.x.flags.writeable
+    assert np.array_equal(batch.x, x[..., ::-1])
+    soft = client.augment(x, np.eye(4, dtype=np.float32), pipeline=[{"op": "mixup"}], seed=1)
+    assert np.allclose(soft.labels.sum(1), 1.0, atol=1e-6)
+
+
+def test_map_keeps_order_and_stays_within_prefetch(client):
+    batches = [images(4, seed=s) for s in range(12)]
+    consumed = 0
+
+    def source():
+        nonlocal consumed
+        for b in batches:
+            consumed += 1
+            yield b
+
+    results, prefetch, most = [], 3, 0
+    for answered, batch in enumerate(client.map(source(), pipeline="rand-m9-n2", seed=5, prefetch=prefetch), 1):
+        most = max(most, consumed - answered)  # batches sent but not yet answered
+        results.append(batch)
+    assert most == prefetch  # kept full, never over
+    pipe = Pipeline.from_spec("rand-m9-n2")
+    for i, (b, r) in enumerate(zip(batches, results)):
+        assert torch.equal(r.x, pipe(b, seed=5, keys=torch.arange(4 * i, 4 * i + 4)).x)  # keys = running position
+    assert [r.request_id for r in results] == list(range(12))
+
+
+def test_remote_augment_over_a_two_worker_loader_equals_local(client):
+    x, y = images(40, seed=3), torch.arange(40) % 5
+    loader = DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=8, shuffle=True, num_workers=2,
+                        generator=torch.Generator().manual_seed(0))
+    remote = RemoteAugment(loader, client, "cifar-randaug", seed=11, num_classes=5, prefetch=2, epoch=4)
+    pipe = Pipeline.from_spec("cifar-randaug")
+    seen = []
+    for (bx, by, index), batch in zip(loader_again(x, y), remote):
+        local = pipe(bx, by, seed=11, keys=sample_keys(index, 4), num_classes=5)
+        assert torch.equal(batch.x, local.x) and torch.equal(batch.labels, local.labels)
+        seen += index.tolist()
+    assert sorted(seen) == list(range(40)) and remote.epoch == 5
+
+
+def loader_again(x, y):
+    """The same shuffled order as the loader under test (same generator seed)."""
+    return DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=8, shuffle=True,
+                      generator=torch.Generator().manual_seed(0))
+
+
+def test_remote_dataset_two_ranks_times_two_workers_cover_the_epoch_once(client):
+    delivered = []
+    for rank in range(2):
+        remote = RemoteDataset(client, "digits", "rand-m9-n2", 64, epoch=1, seed=2, shard=(rank, 2))
+        for batch in DataLoader(remote, batch_size=None, num_workers=2):
+            delivered += batch.indices.tolist()
+            assert batch.x.shape[1:] == (1, 8, 8) and torch.allclose(batch.labels.sum(1), torch.ones(len(batch.x)))
+    assert sorted(delivered) == list(range(1797))
+
+
+def test_a_client_pickles_as_its_settings(client):
+    copy = pickle.loads(pickle.dumps(client))
+    assert copy.settings == client.settings and copy.pipelines() == client.pipelines()
+    assert "token" not in repr(Client("127.0.0.1:1", token="s3cret").settings).replace("token=", "")  # never shown
+
+
+def test_clear_errors(client, server):
+    with pytest.raises(InvalidArgument, match="unknown preset 'no-such-pipeline'"):
+        client.augment(images(2), pipeline="no-such-pipeline")
+
+    def refused():
+        return server.server.metrics.registry.get_sample_value(
+            "augserve_requests_total", {"method": "Augment", "pipeline": "?", "status": "INVALID_ARGUMENT"})
+
+    time.sleep(0.5)  # the server counts a call just after it answers
+    before = refused()
+    with pytest.raises(InvalidArgument):
+        client.augment(images(2), pipeline="no-such-pipeline")
+    time.sleep(0.5)  # a retry would land within this
+    assert refused() == before + 1  # INVALID_ARGUMENT is never retried
+    with pytest.raises(DeadlineExceeded):
+        client.augment(images(256, size=224), pipeline="imagenet-randaug", timeout=0.001)
+    port = free_port()
+    with pytest.raises(Unavailable, match=f"127.0.0.1:{port}") as error:
+        Client(f"127.0.0.1:{port}", timeout=10, retries=2).augment(images(2), pipeline="rand-m9-n2")
+    assert isinstance(error.value, ServerError) and error.value.code.name == "UNAVAILABLE"
+
+
+def test_bad_client_arguments_are_refused_before_any_call():
+    with pytest.raises(ValueError, match="compression"):
+        Client("127.0.0.1:1", compression="zstd")
+    with pytest.raises(ValueError, match="targets"):
+        Client(["127.0.0.1:1", "nohost"]).stub
+    with pytest.raises(ValueError, match="prefetch"):
+        next(Client("127.0.0.1:1").map([images(1)], pipeline="rand-m9-n2", prefetch=0))
+
+
+def test_several_targets_balance_round_robin_and_retry_only_unavailable():
+    target, host = channel_target(["127.0.0.1:5000", "localhost:5001"])
+    assert target == "ipv4:127.0.0.1:5000,127.0.0.1:5001" and host == "127.0.0.1"
+    assert channel_target("dns:///augserve-headless.ml.svc.cluster.local:50051")[0].startswith("dns:///")
+    config = service_config(attempts=5)
+    assert '"round_robin"' in config and '["UNAVAILABLE"]' in config and "INVALID_ARGUMENT" not in config
+
+
+def test_async_client_matches_the_blocking_one(server, client):
+    batches = [images(4, seed=s) for s in range(5)]
+
+    async def run():
+        async def source():
+            for b in batches:
+                yield b
+
+        async with AsyncClient(server.target) as aclient:
+            single = await aclient.augment(batches[0], pipeline="rand-m9-n2", seed=9)
+            streamed = [b async for b in aclient.map(source(), pipeline="rand-m9-n2", seed=9, prefetch=2)]
+            with pytest.raises(InvalidArgument):
+                await aclient.augment(batches[0], pipeline="no-such-pipeline")
+            return single, streamed
+
+    single, streamed = asyncio.run(run())
+    assert torch.equal(single.x, client.augment(batches[0], pipeline="rand-m9-n2", seed=9).x)
+    blocking = list(client.map(batches, pipeline="rand-m9-n2", seed=9))
+    assert all(torch.equal(a.x, b.x) for a, b in zip(streamed, blocking)) and len(streamed) == 5
+
+
+def test_importing_the_client_stays_thin():
+    code = ("import sys, augserve.client\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in ('kornia', 'nvidia', 'torchvision', 'scipy')\n"
+            "         or m.startswith(('augserve.server', 'augserve.pipeline', 'augserve.ops'))]\n"
+            "print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
