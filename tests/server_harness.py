@@ -56,7 +56,7 @@ def tensor(message: pb.Tensor) -> torch.Tensor:
 class ServerProcess:
     """``augserve serve`` in a real subprocess on a free loopback port; waits until health says SERVING."""
 
-    def __init__(self, *flags: str, start_timeout: float = 90.0):
+    def __init__(self, *flags: str, start_timeout: float | None = 90.0):
         import subprocess
         import sys
 
@@ -67,7 +67,16 @@ class ServerProcess:
              "--metrics-port", str(self.metrics_port), *flags],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.channel = grpc.insecure_channel(self.target)
-        self.wait_for(health_pb2.HealthCheckResponse.SERVING, start_timeout)
+        if start_timeout:
+            self.wait_for(health_pb2.HealthCheckResponse.SERVING, start_timeout)
+
+    @classmethod
+    def several(cls, count: int, *flags: str, start_timeout: float = 180.0) -> list["ServerProcess"]:
+        """``count`` replicas started side by side, each SERVING on return."""
+        replicas = [cls(*flags, start_timeout=None) for _ in range(count)]
+        for replica in replicas:
+            replica.wait_for(health_pb2.HealthCheckResponse.SERVING, start_timeout)
+        return replicas
 
     def health(self, timeout: float = 1.0) -> int:
         return health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status

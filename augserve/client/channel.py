@@ -40,8 +40,9 @@ class TLS:
 
 
 def service_config(attempts: int) -> str:
-    """round_robin over every address, and retries of UNAVAILABLE (never of INVALID_ARGUMENT)."""
-    config = {"loadBalancingConfig": [{"round_robin": {}}]}
+    """round_robin over the addresses whose health service says SERVING (a draining replica drops
+    out), and retries of UNAVAILABLE (never of INVALID_ARGUMENT)."""
+    config = {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": SERVICE}}
     if attempts > 1:
         config["methodConfig"] = [{
             "name": [{"service": SERVICE}],

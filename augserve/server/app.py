@@ -104,9 +104,12 @@ class AugmentServer:
         torch.zeros(1, device=self.device).add_(1).cpu()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Drain: report NOT_SERVING, refuse new calls, let in-flight work finish within the grace period."""
+        """Drain: report NOT_SERVING and refuse new work (UNAVAILABLE, so clients retry elsewhere) for
+        the drain delay, then stop accepting calls and let in-flight work finish within the grace period."""
         grace = self.config.grace_seconds if grace is None else grace
         await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.service.draining = True
+        await asyncio.sleep(self.config.drain_delay_seconds)
         await self.server.stop(grace)
         await self.batcher.close()
         self._stopped.set()

@@ -24,7 +24,8 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None  # with cert/key: require client certificates (mTLS)
-    grace_seconds: float = 20.0
+    grace_seconds: float = 20.0  # in-flight work gets this long to finish after SIGTERM
+    drain_delay_seconds: float = 0.0  # first, this long NOT_SERVING while refusing new work (load balancers see it)
     datasets_file: str | None = None
     datasets: dict = field(default_factory=dict)
 

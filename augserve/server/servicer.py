@@ -84,6 +84,11 @@ class AugmentationService(rpc.AugmentationServicer):
         self.dataset_loaders = datasets
         self._datasets: dict[str, Dataset] = {}
         self.metrics = metrics
+        self.draining = False  # set on SIGTERM: new work is refused with UNAVAILABLE so clients go elsewhere
+
+    def _admit_while_serving(self) -> None:
+        if self.draining:
+            raise Refused(grpc.StatusCode.UNAVAILABLE, "server is draining (shutting down); retry on another replica")
 
     # --- request checking ----------------------------------------------------------------
 
@@ -134,6 +139,7 @@ class AugmentationService(rpc.AugmentationServicer):
         started = time.perf_counter()
         name, status = "?", "OK"
         try:
+            self._admit_while_serving()
             job, name = self._job(request, context)
             cancel = functools.partial(self.batcher.cancel, job)
             context.add_done_callback(lambda _: cancel())
