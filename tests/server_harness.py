@@ -110,3 +110,29 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.kill()
         return self.process.communicate(timeout=10)[0]
+
+
+def make_certificates(folder) -> dict[str, str]:
+    """A throwaway CA, a server certificate for localhost/127.0.0.1 and a client certificate, signed by it."""
+    import pathlib
+    import subprocess
+
+    folder = pathlib.Path(folder)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    paths = {name: str(folder / f"{name}.pem") for name in
+             ("ca", "ca_key", "server", "server_key", "client", "client_key")}
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=augserve test CA",
+            "-keyout", paths["ca_key"], "-out", paths["ca"])
+    for name, extension in (("server", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+                            ("client", "extendedKeyUsage=clientAuth")):
+        request = str(folder / f"{name}.csr")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", paths[f"{name}_key"],
+                "-out", request)
+        extfile = folder / f"{name}.ext"
+        extfile.write_text(extension + "\n")
+        openssl("x509", "-req", "-in", request, "-CA", paths["ca"], "-CAkey", paths["ca_key"], "-CAcreateserial",
+                "-days", "1", "-extfile", str(extfile), "-out", paths[name])
+    return paths

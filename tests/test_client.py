@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from augserve import Pipeline
 from augserve.client import (AsyncClient, Client, DeadlineExceeded, IndexedDataset, InvalidArgument, RemoteAugment,
-                             RemoteDataset, ServerError, Unavailable)
+                             RemoteDataset, ServerError, TLS, Unauthenticated, Unavailable)
 from augserve.client.channel import channel_target, service_config
 from augserve.random import sample_keys
-from server_harness import RunningServer, free_port
+from server_harness import RunningServer, free_port, make_certificates
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,25 @@ def test_clear_errors(client, server):
     with pytest.raises(Unavailable, match=f"127.0.0.1:{port}") as error:
         Client(f"127.0.0.1:{port}", timeout=10, retries=2).augment(images(2), pipeline="rand-m9-n2")
     assert isinstance(error.value, ServerError) and error.value.code.name == "UNAVAILABLE"
+
+
+def test_mutual_tls_and_bearer_token(tmp_path):
+    pki = make_certificates(tmp_path)
+    secure = RunningServer(tls_cert=pki["server"], tls_key=pki["server_key"], tls_ca=pki["ca"], token="s3cret",
+                           metrics_port=0)
+    try:
+        tls = TLS(ca=pki["ca"], cert=pki["client"], key=pki["client_key"])
+        with Client(secure.target, tls=tls, token="s3cret", timeout=20) as client:
+            assert client.augment(images(2), pipeline="rand-m9-n2").x.shape == (2, 3, 32, 32)
+        with Client(secure.target, tls=tls, token="wrong", timeout=20) as client:
+            with pytest.raises(Unauthenticated):
+                client.server_info()
+        for refused in (TLS(ca=pki["ca"]), None):  # no client certificate; plaintext
+            with Client(secure.target, tls=refused, token="s3cret", timeout=5, retries=0) as client:
+                with pytest.raises(Unavailable):
+                    client.server_info()
+    finally:
+        secure.stop()
 
 
 def test_bad_client_arguments_are_refused_before_any_call():

@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -18,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from augserve import Pipeline
 from augserve.v1 import augserve_pb2 as pb
-from server_harness import RunningServer, ServerProcess, request, tensor
+from server_harness import RunningServer, ServerProcess, make_certificates, request, tensor
 
 
 @pytest.fixture(scope="module")
@@ -267,16 +265,13 @@ def test_cancelled_call_frees_its_slots():
 
 
 def test_tls_refuses_plaintext_clients(tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    secure = RunningServer(tls_cert=str(cert), tls_key=str(key), metrics_port=0)
+    pki = make_certificates(tmp_path)
+    secure = RunningServer(tls_cert=pki["server"], tls_key=pki["server_key"], metrics_port=0)
     try:
         with pytest.raises(grpc.RpcError) as error:
             secure.stub().ServerInfo(pb.ServerInfoRequest(), timeout=5)
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        credentials = grpc.ssl_channel_credentials(root_certificates=open(pki["ca"], "rb").read())
         channel = grpc.secure_channel(secure.target, credentials)
         from augserve.v1 import augserve_pb2_grpc as rpc
         assert rpc.AugmentationStub(channel).ServerInfo(pb.ServerInfoRequest(), timeout=10).version

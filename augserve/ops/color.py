@@ -10,7 +10,6 @@ within one grey level.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 

@@ -19,7 +19,7 @@ from augserve.ops.policies import PolicyOp
 from augserve.random import SampleRng
 from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError
 from augserve.steps.base import PROBABILITY as _P
-from augserve.steps.base import Params, PixelStep, Step
+from augserve.steps.base import PixelStep, Step
 
 ATTEMPTS = 10  # box draws per sample for crops and erasing, as torchvision
 _INTERPOLATION = Choice("nearest", options=geometry.INTERPOLATIONS)
