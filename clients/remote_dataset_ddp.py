@@ -1,0 +1,65 @@
+"""Data-parallel training on a dataset the server reads: every rank and worker streams its own shard.
+
+    augserve serve &
+    torchrun --nproc-per-node 2 clients/remote_dataset_ddp.py --target 127.0.0.1:50051 --epochs 3
+
+RemoteDataset shards by rank and DataLoader worker, so each sample of an epoch reaches exactly
+one of them. Shards can differ by one batch, so the loop runs under DDP's ``join``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from augserve.client import Client, RemoteDataset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--target", default="127.0.0.1:50051")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--pipeline", default="rand-m7-n2")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ids-out", help="folder to write each rank's delivered sample ids to (JSON)")
+    args = parser.parse_args()
+
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank()
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)  # the same initial weights on every rank
+    model = DistributedDataParallel(nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)).to(device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    client = Client(args.target)
+    remote = RemoteDataset(client, args.dataset, args.pipeline, args.batch_size, seed=0)
+    delivered: dict[int, list[int]] = {}
+    for epoch in range(args.epochs):
+        remote.set_epoch(epoch)
+        ids, total, count = [], 0.0, 0
+        with model.join():
+            for batch in DataLoader(remote, batch_size=None, num_workers=args.workers):
+                batch = batch.to(device, non_blocking=True)
+                loss = torch.sum(-batch.labels * torch.log_softmax(model(batch.x.float() / 255.0), dim=1), dim=1).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                ids += batch.indices.tolist()
+                total, count = total + loss.item() * len(batch.x), count + len(batch.x)
+        delivered[epoch] = ids
+        print(f"rank {rank} epoch {epoch}: loss {total / max(count, 1):.4f} over {count} samples", flush=True)
+    if args.ids_out:
+        pathlib.Path(args.ids_out, f"rank{rank}.json").write_text(json.dumps(delivered))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
