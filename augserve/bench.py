@@ -113,7 +113,9 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
         if dali is not None:
             cases[case].insert(2, dali)
     cases.update(_mix_cases(x))
-    cases.update(_service_cases(x))
+    target = _server_process(["--max-batch", str(max(x.shape[0], 64)), "--max-delay-ms", "5", "--device", str(x.device)])
+    cases.update(_service_cases(x, target))
+    cases.update(_feed_cases(x, target))
     cases.update(_sequence_cases(x.device))
     cases.update(_kernel_cases(x))
     return cases
@@ -145,7 +147,7 @@ def _server_process(flags: list[str]) -> str:
     raise RuntimeError("bench: the augserve server did not become healthy within 120 s")
 
 
-def _service_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
+def _service_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
     """The same pipeline in process and through the server on loopback, in one run."""
     import concurrent.futures
 
@@ -157,7 +159,6 @@ def _service_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
 
     batch = x.shape[0]
     spec = "rand-m9-n2"
-    target = _server_process(["--max-batch", str(max(batch, 64)), "--max-delay-ms", "5", "--device", str(x.device)])
     channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 1 << 30),
                                                      ("grpc.max_send_message_length", 1 << 30)])
     stub = rpc.AugmentationStub(channel)
@@ -183,6 +184,44 @@ def _service_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
         Engine("AugmentStream, loopback", stream, f"{in_flight} batches in flight", batch * in_flight),
         Engine("1 client x 64 samples", lambda: stub.Augment(whole, timeout=600), "unary"),
         Engine("8 clients x 8 samples", eight_clients, "merged by the batcher"),
+    ]}
+
+
+class _Images(torch.utils.data.Dataset):
+    """uint8 images, optionally transformed per sample (what a DataLoader worker does)."""
+
+    def __init__(self, images: torch.Tensor, transform=None):
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        return (image if self.transform is None else self.transform(image)), 0
+
+
+def _feed_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
+    """Training-loop feed: DataLoader workers running torchvision RandAugment vs RemoteAugment."""
+    from torch.utils.data import DataLoader
+    from torchvision.transforms import v2
+
+    from augserve.client import Client, RemoteAugment
+
+    batch, epoch_batches = x.shape[0], 4
+    images = x.cpu().repeat(epoch_batches, 1, 1, 1)
+    workers = os.cpu_count() or 1
+
+    def loader(transform=None) -> DataLoader:
+        return DataLoader(_Images(images, transform), batch_size=batch, num_workers=workers, persistent_workers=True)
+
+    local = loader(v2.RandAugment(num_ops=2, magnitude=9))
+    remote = RemoteAugment(loader(), Client(target, timeout=600), "rand-m9-n2", num_classes=1, prefetch=4)
+    return {f"training feed: RandAugment n=2 m=9, epochs of {epoch_batches}x{batch}": [
+        Engine(f"DataLoader, {workers} workers, torchvision per-sample", lambda: list(local),
+               "augments in the workers", len(images)),
+        Engine("RemoteAugment (server on loopback)", lambda: list(remote),
+               "workers only load; server augments, 4 in flight", len(images)),
     ]}
 
 
