@@ -43,6 +43,8 @@ def test_augment_equals_the_in_process_pipeline(client):
     local = Pipeline.from_spec("cifar-randaug")(x, y, seed=7, keys=torch.arange(50, 58), num_classes=4)
     assert torch.equal(batch.x, local.x) and torch.equal(batch.labels, local.labels)
     assert [p["op"] for p in batch.params] == [p["op"] for p in local.params]
+    with Client(client.settings.targets, compression="gzip") as compressed:
+        assert torch.equal(compressed.augment(x, pipeline="cifar-randaug", seed=7, keys=range(50, 58)).x, local.x)
     augmented, labels = batch  # unpacks like an (x, y) pair
     augmented[0].zero_()  # torch results are writable copies
     assert batch.server_seconds > 0
