@@ -1,4 +1,4 @@
-"""Command line: ``augserve serve | preview | bench | pipelines``."""
+"""Command line: ``augserve serve | health | pipelines | preview | bench``."""
 
 from __future__ import annotations
 
@@ -45,13 +45,38 @@ def _add_serve_flags(serve: argparse.ArgumentParser) -> None:
         ("tls-cert", str, "server certificate (PEM)"),
         ("tls-key", str, "server private key (PEM)"),
         ("tls-ca", str, "client CA (PEM): require client certificates"),
-        ("datasets-file", str, "YAML file declaring datasets"),
+        ("config", str, "YAML file naming pipelines and datasets to serve"),
     ]
     for flag, kind, text in flags:
         name = flag.replace("-", "_")
         default = env_default(name, getattr(defaults, name))
         serve.add_argument(f"--{flag}", dest=name, type=kind, default=default,
                            help=f"{text} (default: %(default)s; env AUGSERVE_{name.upper()})")
+
+
+def _health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server's health service says SERVING, 1 otherwise (for probes and HEALTHCHECK)."""
+    import pathlib
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if args.tls_ca:
+        credentials = grpc.ssl_channel_credentials(pathlib.Path(args.tls_ca).read_bytes())
+        options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+        channel = grpc.secure_channel(args.target, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(args.target)
+    with channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
+                                                              timeout=args.timeout)
+        except grpc.RpcError as error:
+            print(f"{args.target}: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{args.target}: {status}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def _pipelines(args: argparse.Namespace) -> int:
@@ -90,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gRPC augmentation server")
     _add_serve_flags(serve)
     serve.set_defaults(func=_serve)
+
+    health = commands.add_parser("health", help="ask a server's gRPC health service; exit 0 if SERVING, else 1")
+    port = os.environ.get("AUGSERVE_PORT", "50051")
+    health.add_argument("--target", default=os.environ.get("AUGSERVE_HEALTH_TARGET", f"127.0.0.1:{port}"),
+                        help="server address (default: %(default)s; env AUGSERVE_HEALTH_TARGET, else AUGSERVE_PORT)")
+    health.add_argument("--service", default="",
+                        help="service to ask about: '' (the server) or augserve.v1.Augmentation (default: '')")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default: %(default)s)")
+    health.add_argument("--tls-ca", default=os.environ.get("AUGSERVE_HEALTH_TLS_CA"),
+                        help="CA to verify a TLS server with (env AUGSERVE_HEALTH_TLS_CA); plaintext when unset")
+    health.add_argument("--server-name", help="name in the server's certificate, when not the target's host")
+    health.set_defaults(func=_health)
 
     pipelines = commands.add_parser("pipelines", help="list the preset pipelines")
     pipelines.add_argument("--json", action="store_true", help="print the presets' steps as JSON")

@@ -16,7 +16,7 @@ def augserve(*args, timeout=300):
 def test_help_lists_every_command():
     result = augserve("--help")
     assert result.returncode == 0
-    for command in ("serve", "preview", "bench", "pipelines"):
+    for command in ("serve", "health", "preview", "bench", "pipelines"):
         assert command in result.stdout
 
 
@@ -106,3 +106,19 @@ def test_allocator_tuning_applies_on_glibc():
     from augserve.runtime import keep_freed_memory
 
     assert keep_freed_memory() is True  # this project's machines run glibc
+
+
+def test_health_exits_zero_only_when_serving():
+    from server_harness import RunningServer, free_port
+
+    running = RunningServer(metrics_port=0)
+    try:
+        for service in ("", "augserve.v1.Augmentation"):
+            result = augserve("health", "--target", running.target, "--service", service, timeout=60)
+            assert result.returncode == 0 and "SERVING" in result.stdout
+        unknown = augserve("health", "--target", running.target, "--service", "no.Such", timeout=60)
+        assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+    finally:
+        running.stop()
+    down = augserve("health", "--target", f"127.0.0.1:{free_port()}", "--timeout", "1", timeout=60)
+    assert down.returncode == 1 and "UNAVAILABLE" in down.stderr

@@ -1,6 +1,8 @@
 """Several real `augserve serve` processes behind one client: balancing, failover after SIGKILL, draining."""
 
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -25,7 +27,7 @@ def replicas(tmp_path_factory):
              y=np.arange(2560) % 10)
     (root / "datasets.yaml").write_text(yaml.safe_dump(
         {"datasets": {DATASET: {"type": "arrays", "path": str(root / "blobs.npz")}}}))
-    servers = ServerProcess.several(3, "--datasets-file", str(root / "datasets.yaml"),
+    servers = ServerProcess.several(3, "--config", str(root / "datasets.yaml"),
                                     "--drain-delay-seconds", "60", "--grace-seconds", "5")
     yield servers
     for server in servers:
@@ -110,3 +112,6 @@ def test_a_draining_replica_reports_not_serving_and_gets_no_new_work(replicas):
         # client-side health checking takes it out of the round robin: not even a call reaches it
         assert draining.metric("augserve_requests_total", method="Augment") == drained
         assert draining.health() == NOT_SERVING and draining.process.poll() is None  # still draining
+    probe = subprocess.run([sys.executable, "-m", "augserve.cli", "health", "--target", draining.target],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 1 and "NOT_SERVING" in probe.stdout  # what a container HEALTHCHECK sees

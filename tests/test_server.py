@@ -323,8 +323,9 @@ def test_folder_and_array_datasets_from_a_config_file(tmp_path, photos):
              y=np.arange(10) % 3)
     config = tmp_path / "datasets.yaml"
     config.write_text(f"datasets:\n  pets: {{type: folder, path: {tmp_path / 'pets'}, size: 48}}\n"
-                      f"  series: {{type: arrays, path: {tmp_path / 'series.npz'}, modality: timeseries}}\n")
-    served = RunningServer(datasets_file=str(config), metrics_port=0)
+                      f"  series: {{type: arrays, path: {tmp_path / 'series.npz'}, modality: timeseries}}\n"
+                      "pipelines:\n  pets-light: {description: flips only, steps: [{op: hflip, p: 1.0}]}\n")
+    served = RunningServer(config=str(config), metrics_port=0)
     try:
         stub = served.stub()
         pets = list(stub.StreamDataset(pb.StreamDatasetRequest(dataset="pets", batch_size=3,
@@ -339,5 +340,20 @@ def test_folder_and_array_datasets_from_a_config_file(tmp_path, photos):
             list(stub.StreamDataset(pb.StreamDatasetRequest(dataset="nope", batch_size=4,
                                                             pipeline=pb.PipelineRef(name="rand-m9")), timeout=60))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "pets" in error.value.details()
+        listed = {p.name: p for p in stub.ListPipelines(pb.ListPipelinesRequest(), timeout=10).pipelines}
+        assert listed["pets-light"].description == "flips only" and "imagenet-randaug" in listed
+        x = images(2)
+        flipped = stub.Augment(request(x, "pets-light"), timeout=30)
+        assert torch.equal(tensor(flipped.x), x.flip(-1))
     finally:
         served.stop()
+
+
+def test_a_bad_pipeline_in_the_config_file_stops_start_up(tmp_path):
+    config = tmp_path / "augserve.yaml"
+    config.write_text("pipelines:\n  broken: [{op: rand_augment, m: 99}]\n")
+    with pytest.raises(ValueError, match="pipelines.broken: .*'m'"):
+        RunningServer(config=str(config), metrics_port=0)
+    config.write_text("pipeline: {}\n")
+    with pytest.raises(ValueError, match="sections pipelines, datasets"):
+        RunningServer(config=str(config), metrics_port=0)

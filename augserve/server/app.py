@@ -12,10 +12,10 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from augserve.presets import PRESETS
 from augserve.server.auth import TokenAuth
 from augserve.server.batcher import Batcher
-from augserve.server.config import ServerConfig
+from augserve.server.catalog import named_pipelines
+from augserve.server.config import ServerConfig, read_config_file
 from augserve.server.datasets import load_datasets
 from augserve.server.metrics import Metrics
 from augserve.server.servicer import AugmentationService
@@ -54,8 +54,11 @@ class AugmentServer:
         self.device = pick_device(config.device)
         self.metrics = Metrics(self.device)
         self.batcher = Batcher(self.device, config.max_batch, config.max_delay_ms, config.max_queue, self.metrics)
-        self.datasets = load_datasets(config.datasets_file, config.datasets)
-        self.service = AugmentationService(config, self.batcher, self.device, self.datasets, self.metrics)
+        sections = read_config_file(config.config)
+        self.datasets = load_datasets({**sections.get("datasets", {}), **config.datasets})
+        self.pipelines = named_pipelines(sections.get("pipelines", {}))
+        self.service = AugmentationService(config, self.batcher, self.device, self.datasets, self.pipelines,
+                                           self.metrics)
         self.server: grpc.aio.Server | None = None
         self.health: health.aio.HealthServicer | None = None
         self.port = 0
@@ -97,7 +100,7 @@ class AugmentServer:
         log.info("augserve listening on %s:%d (%s) on %s; metrics %s; pipelines: %s; datasets: %s",
                  self.config.host, self.port, "TLS" if self.tls else "plaintext", self.device,
                  f":{self.config.metrics_port}" if self.config.metrics_port else "off",
-                 ", ".join(PRESETS), ", ".join(sorted(self.datasets)))
+                 ", ".join(self.pipelines), ", ".join(sorted(self.datasets)))
 
     def _warm_up(self) -> None:
         """Touch the device once so the first request does not pay for its initialisation."""
@@ -131,10 +134,10 @@ class BackgroundServer:
         import threading
 
         self.config = config
+        self.server = AugmentServer(config)  # a bad config fails here, before any thread starts
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="augserve-loop", daemon=True)
         self._thread.start()
-        self.server = AugmentServer(config)
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=120)
         self.target = f"{config.host}:{self.server.port}"
 

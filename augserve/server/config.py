@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import pathlib
 from dataclasses import dataclass, field
+
+import yaml
 
 MiB = 1 << 20
 
@@ -26,8 +29,25 @@ class ServerConfig:
     tls_ca: str | None = None  # with cert/key: require client certificates (mTLS)
     grace_seconds: float = 20.0  # in-flight work gets this long to finish after SIGTERM
     drain_delay_seconds: float = 0.0  # first, this long NOT_SERVING while refusing new work (load balancers see it)
-    datasets_file: str | None = None
-    datasets: dict = field(default_factory=dict)
+    config: str | None = None  # YAML file: named pipelines and datasets
+    datasets: dict = field(default_factory=dict)  # more dataset entries, as in the file
+
+
+FILE_SECTIONS = ("pipelines", "datasets")
+
+
+def read_config_file(path: str | None) -> dict:
+    """The sections of a server config file (``pipelines:``, ``datasets:``); unknown keys are refused."""
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(pathlib.Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"--config {path}: {error}") from None
+    if not isinstance(data, dict) or set(data) - set(FILE_SECTIONS):
+        keys = sorted(set(data) - set(FILE_SECTIONS)) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"--config {path}: expected a mapping with sections {', '.join(FILE_SECTIONS)}, got {keys}")
+    return data
 
 
 ENV_PREFIX = "AUGSERVE_"

@@ -13,7 +13,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import yaml
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -86,13 +85,12 @@ def _arrays(name: str, path: str, modality: str) -> Dataset:
     return Dataset(name, modality, torch.from_numpy(np.ascontiguousarray(x)), labels, int(labels.max()) + 1)
 
 
-def load_datasets(config_file: str | None, extra: dict | None = None) -> dict[str, Callable[[], Dataset]]:
-    """Loaders by name: built-ins plus those a YAML file declares (loaded on first use)."""
+def load_datasets(declared: dict) -> dict[str, Callable[[], Dataset]]:
+    """Loaders by name: built-ins plus the declared ones (each loaded on first use)."""
     loaders = dict(BUILTIN)
-    declared = dict(extra or {})
-    if config_file:
-        declared.update((yaml.safe_load(pathlib.Path(config_file).read_text()) or {}).get("datasets", {}))
     for name, entry in declared.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"datasets.{name}: expected a mapping with 'type' and 'path', got {entry!r}")
         kind = entry.get("type")
         if kind == "folder":
             loaders[name] = lambda n=name, e=entry: _folder(n, e["path"], int(e.get("size", 224)))

@@ -23,7 +23,6 @@ import augserve
 from augserve import wire
 from augserve.labels import as_soft_labels
 from augserve.pipeline import OUT_DTYPES, Pipeline
-from augserve.presets import PRESETS
 from augserve.server.batcher import Batcher, DeadlineExpired, Job, QueueFull
 from augserve.server.config import ServerConfig
 from augserve.random import sample_keys
@@ -51,18 +50,6 @@ def _compile(kind: str, text: str) -> Pipeline:
     return Pipeline.from_spec(text)
 
 
-def _pipeline(ref: pb.PipelineRef, field: str) -> tuple[Pipeline, str]:
-    kind = ref.WhichOneof("kind")
-    if kind is None:
-        raise _invalid(f"{field}: expected a pipeline name or spec, got neither")
-    text = getattr(ref, kind)
-    try:
-        return _compile(kind, text), text
-    except ValueError as error:
-        message = str(error)
-        raise _invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.tolist()
@@ -77,8 +64,9 @@ def _params_json(params: list[dict]) -> str:
 
 class AugmentationService(rpc.AugmentationServicer):
     def __init__(self, config: ServerConfig, batcher: Batcher, device: torch.device,
-                 datasets: dict[str, Callable[[], Dataset]], metrics):
+                 datasets: dict[str, Callable[[], Dataset]], pipelines: dict[str, tuple[str, object]], metrics):
         self.config = config
+        self.pipelines = pipelines
         self.batcher = batcher
         self.device = device
         self.dataset_loaders = datasets
@@ -92,8 +80,24 @@ class AugmentationService(rpc.AugmentationServicer):
 
     # --- request checking ----------------------------------------------------------------
 
+    def _pipeline(self, ref: pb.PipelineRef, field: str) -> tuple[Pipeline, str]:
+        """The compiled pipeline a request names (served name, preset, timm string) or spells out."""
+        kind = ref.WhichOneof("kind")
+        if kind is None:
+            raise _invalid(f"{field}: expected a pipeline name or spec, got neither")
+        text = getattr(ref, kind)
+        if kind == "name" and text in self.pipelines:
+            kind, text, label = "spec", json.dumps(self.pipelines[text][1]), text
+        else:
+            label = text
+        try:
+            return _compile(kind, text), label
+        except ValueError as error:
+            message = str(error)
+            raise _invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
+
     def _job(self, request: pb.AugmentRequest, context) -> tuple[Job, str]:
-        pipeline, name = _pipeline(request.pipeline, "pipeline")
+        pipeline, name = self._pipeline(request.pipeline, "pipeline")
         if not request.HasField("x"):
             raise _invalid("x: expected a tensor, got none")
         try:
@@ -196,7 +200,7 @@ class AugmentationService(rpc.AugmentationServicer):
     async def StreamDataset(self, request, context):
         dataset = await self._dataset(request.dataset, context)
         try:
-            _pipeline(request.pipeline, "pipeline")
+            self._pipeline(request.pipeline, "pipeline")
         except Refused as error:
             await context.abort(error.code, str(error))
         shards = request.num_shards or 1
@@ -237,7 +241,7 @@ class AugmentationService(rpc.AugmentationServicer):
     async def ListPipelines(self, request, context):
         return pb.ListPipelinesResponse(pipelines=[
             pb.PipelineInfo(name=name, description=description, spec_json=json.dumps(steps))
-            for name, (description, steps) in PRESETS.items()])
+            for name, (description, steps) in self.pipelines.items()])
 
     async def ListDatasets(self, request, context):
         infos = []
