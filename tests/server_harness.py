@@ -56,7 +56,8 @@ def tensor(message: pb.Tensor) -> torch.Tensor:
 class ServerProcess:
     """``augserve serve`` in a real subprocess on a free loopback port; waits until health says SERVING."""
 
-    def __init__(self, *flags: str, start_timeout: float | None = 90.0):
+    def __init__(self, *flags: str, start_timeout: float | None = 90.0, env: dict | None = None):
+        import os
         import subprocess
         import sys
 
@@ -65,7 +66,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "augserve.cli", "serve", "--port", str(self.port),
              "--metrics-port", str(self.metrics_port), *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
         self.channel = grpc.insecure_channel(self.target)
         if start_timeout:
             self.wait_for(health_pb2.HealthCheckResponse.SERVING, start_timeout)
@@ -78,8 +79,9 @@ class ServerProcess:
             replica.wait_for(health_pb2.HealthCheckResponse.SERVING, start_timeout)
         return replicas
 
-    def health(self, timeout: float = 1.0) -> int:
-        return health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
+    def health(self, timeout: float = 1.0, service: str = "") -> int:
+        request = health_pb2.HealthCheckRequest(service=service)
+        return health_pb2_grpc.HealthStub(self.channel).Check(request, timeout=timeout).status
 
     def wait_for(self, status: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -114,4 +114,7 @@ def test_a_draining_replica_reports_not_serving_and_gets_no_new_work(replicas):
         assert draining.health() == NOT_SERVING and draining.process.poll() is None  # still draining
     probe = subprocess.run([sys.executable, "-m", "augserve.cli", "health", "--target", draining.target],
                            capture_output=True, text=True, timeout=60)
-    assert probe.returncode == 1 and "NOT_SERVING" in probe.stdout  # what a container HEALTHCHECK sees
+    assert probe.returncode == 1 and "NOT_SERVING" in probe.stdout  # what a readiness probe sees
+    alive = subprocess.run([sys.executable, "-m", "augserve.cli", "health", "--target", draining.target,
+                            "--service", "liveness"], capture_output=True, text=True, timeout=60)
+    assert alive.returncode == 0  # a liveness probe leaves a draining replica alone

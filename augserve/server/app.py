@@ -23,6 +23,10 @@ from augserve.v1 import augserve_pb2, augserve_pb2_grpc
 
 log = logging.getLogger("augserve.server")
 SERVICE = augserve_pb2.DESCRIPTOR.services_by_name["Augmentation"].full_name
+# Health names: "" and SERVICE mean "send me work" (NOT_SERVING while warming up and draining:
+# readiness); LIVENESS means "the process is alive", SERVING until it exits, so a liveness
+# probe never kills a replica that is draining.
+LIVENESS = "liveness"
 
 
 def pick_device(choice: str) -> torch.device:
@@ -97,6 +101,7 @@ class AugmentServer:
             self.metrics.serve(self.config.metrics_port, self.config.host)
         self._warm_up()
         await self._set_status(health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         log.info("augserve listening on %s:%d (%s) on %s; metrics %s; pipelines: %s; datasets: %s",
                  self.config.host, self.port, "TLS" if self.tls else "plaintext", self.device,
                  f":{self.config.metrics_port}" if self.config.metrics_port else "off",
