@@ -1,0 +1,105 @@
+"""Learning curves: per-epoch records, the usual readings of them, and a PNG."""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+TREND_WINDOW = 5
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    lr: float | None = None
+
+
+class History:
+    """Epoch records plus the readings: generalization gap, overfitting ratio, validation trend."""
+
+    def __init__(self, records: list[EpochRecord] | None = None):
+        self.records: list[EpochRecord] = list(records or [])
+
+    def append(self, record: EpochRecord) -> None:
+        self.records.append(record)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([getattr(r, name) for r in self.records], dtype=float)
+
+    def generalization_gap(self) -> float:
+        """Validation loss minus training loss at the last epoch (> 0: worse on unseen data)."""
+        last = self.records[-1]
+        return last.val_loss - last.train_loss
+
+    def overfitting_ratio(self) -> float:
+        """Validation loss over training loss at the last epoch (about 1: no overfitting)."""
+        last = self.records[-1]
+        return last.val_loss / max(last.train_loss, 1e-12)
+
+    def val_trend(self, window: int = TREND_WINDOW) -> float:
+        """Least-squares slope of the validation loss over the last ``window`` epochs, per epoch."""
+        values = self.column("val_loss")[-window:]
+        if len(values) < 2:
+            return 0.0
+        return float(np.polyfit(np.arange(len(values)), values, 1)[0])
+
+    def diagnosis(self, fit_accuracy: float = 0.9) -> str:
+        """One line, as learning curves are usually read.
+
+        still improving: validation loss falls by more than 1% of itself per epoch;
+        overfitting: validation loss is over 1.3x the training loss and has risen 5% above its best
+        (or is rising) while training loss falls; underfitting: training accuracy below
+        ``fit_accuracy`` with validation close to training; otherwise: converged.
+        """
+        if len(self.records) < 2 or self.records[-1].val_loss is None:
+            return "not enough epochs with validation to judge"
+        val = self.column("val_loss")
+        trend = self.val_trend()
+        recent = float(np.mean(val[-TREND_WINDOW:]))
+        ratio, last = self.overfitting_ratio(), self.records[-1]
+        if trend < -0.01 * recent:
+            return f"still improving: validation loss falling {-trend:.3g}/epoch; train longer"
+        if ratio > 1.3 and (val[-1] > 1.05 * val.min() or trend > 0.005 * recent):
+            return (f"overfitting: validation loss {ratio:.2f}x training loss and {val[-1] / val.min():.2f}x its best "
+                    f"(epoch {int(np.argmin(val))}); regularize more or stop earlier")
+        if last.train_accuracy < fit_accuracy and ratio < 1.3:
+            return (f"underfitting: training accuracy {last.train_accuracy:.1%} with validation close behind; "
+                    "use a bigger model, train longer or regularize less")
+        return f"converged: validation loss flat at {val[-1]:.4g}, {ratio:.2f}x training loss"
+
+    def to_rows(self) -> list[dict]:
+        return [asdict(r) for r in self.records]
+
+
+def plot_learning_curves(histories: dict[str, History], path: str | pathlib.Path, title: str = "") -> pathlib.Path:
+    """Loss and accuracy per epoch, train solid and validation dashed, one colour per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for index, (name, history) in enumerate(histories.items()):
+        colour = f"C{index}"
+        epochs = history.column("epoch")
+        for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+            axis.plot(epochs, history.column(f"train_{metric}"), color=colour, label=f"{name} train")
+            if history.records and history.records[0].val_loss is not None:
+                axis.plot(epochs, history.column(f"val_{metric}"), color=colour, linestyle="--", label=f"{name} val")
+    loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
+    accuracy_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    accuracy_axis.legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
