@@ -1,4 +1,4 @@
-"""Command line: ``augserve serve | health | pipelines | preview | bench``."""
+"""Command line: ``augserve serve | health | pipelines | preview | train | bench``."""
 
 from __future__ import annotations
 
@@ -79,6 +79,21 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _train(args: argparse.Namespace) -> int:
+    from augserve.trainer.experiment import run_experiments
+
+    augmenter = None
+    if args.server:
+        from augserve.client import Client
+
+        augmenter = Client(args.server, token=args.token)
+    summary = run_experiments(out=args.out, seeds=args.seeds, epochs=args.epochs, train_fraction=args.train_fraction,
+                              experiment=args.experiment, augmenter=augmenter)
+    print(summary)
+    print(f"wrote {args.out}/summary.md and {args.out}/learning_curves.png")
+    return 0
+
+
 def _pipelines(args: argparse.Namespace) -> int:
     from augserve.presets import PRESETS
 
@@ -145,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--seed", type=int, default=0)
     preview.set_defaults(func=_preview)
 
+    train = commands.add_parser("train", help="train a small CNN on digits with and without regularization; "
+                                               "IMP on an MLP; learning curves and a summary table")
+    train.add_argument("--server", default=os.environ.get("AUGSERVE_SERVER"),
+                       help="augment on this server (host:port); in process when unset (env AUGSERVE_SERVER)")
+    train.add_argument("--token", default=os.environ.get("AUGSERVE_TOKEN"), help="bearer token (env AUGSERVE_TOKEN)")
+    train.add_argument("--experiment", choices=("all", "regularization", "pruning"), default="all")
+    train.add_argument("--seeds", type=int, default=3, help="runs per configuration (default: %(default)s)")
+    train.add_argument("--epochs", type=int, default=100, help="epoch budget (default: %(default)s)")
+    train.add_argument("--train-fraction", type=float, default=0.2,
+                       help="fraction of digits used for training (default: %(default)s)")
+    train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")
+    train.set_defaults(func=_train)
+
     bench = commands.add_parser("bench", help="throughput against torchvision, kornia and DALI")
     bench.add_argument("--batch", type=int, default=64)
     bench.add_argument("--size", type=int, default=224)
@@ -172,12 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     from augserve.runtime import keep_freed_memory
     from augserve.spec import SpecError
 
+    from augserve.client.errors import ServerError
+
     keep_freed_memory()
     try:
         return args.func(args)
     except (SpecError, ValueError, OSError) as error:
         print(f"augserve {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ServerError as error:
+        print(f"augserve {args.command}: the server refused: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

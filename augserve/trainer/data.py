@@ -1,0 +1,25 @@
+"""In-process augmentation with the client's interface, so one data path serves both cases.
+
+``RemoteAugment(loader, InProcessAugmenter(), pipeline)`` runs the pipeline here instead of on
+a server, with the same keys and so the same samples a server would return.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from augserve.client.codec import Batch
+from augserve.client.sync import split_item
+from augserve.pipeline import Pipeline
+
+
+class InProcessAugmenter:
+    """Duck-types ``Client.map`` with a local ``Pipeline`` (``prefetch`` has nothing to overlap here)."""
+
+    def map(self, batches: Iterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
+            out_dtype: str | None = None, prefetch: int = 1) -> Iterator[Batch]:
+        compiled = Pipeline.from_spec(pipeline)
+        for item in batches:
+            x, labels, keys = split_item(item)
+            out = compiled(x, labels, seed=seed, keys=keys, num_classes=num_classes, out_dtype=out_dtype)
+            yield Batch(out.x, out.labels, out.label_smoothing)

@@ -1,0 +1,35 @@
+"""`augserve train` as a user runs it, and the same run fed by a server instead of in process."""
+
+import subprocess
+import sys
+
+from PIL import Image
+
+from augserve.client import Client
+from augserve.trainer.experiment import run_regularization
+from server_harness import RunningServer
+
+
+def test_train_command_writes_tables_and_learning_curves(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--epochs", "4", "--seeds", "1",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| plain | 0 |" in summary and "| regularized | 0 |" in summary and "IMP ticket" in summary
+    assert "80.0%" in summary  # the ticket's sparsity
+    with Image.open(tmp_path / "learning_curves.png") as image:
+        assert image.size[0] > 500
+    bad = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--train-fraction", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--train-fraction" in bad.stderr
+
+
+def test_training_fed_by_a_server_equals_training_in_process():
+    server = RunningServer(metrics_port=0)
+    try:
+        with Client(server.target) as client:
+            remote = run_regularization(1, regularized=True, epochs=2, train_fraction=0.2, augmenter=client)
+    finally:
+        server.stop()
+    local = run_regularization(1, regularized=True, epochs=2, train_fraction=0.2)
+    assert remote["train_loss"] == local["train_loss"] and remote["test_accuracy"] == local["test_accuracy"]
