@@ -240,8 +240,8 @@ def test_trainer_saves_the_best_checkpoint_calls_back_and_stops_early(tmp_path):
     assert trainer.evaluate(batches[:1])[0] == pytest.approx(trainer.best_val_loss, rel=1e-5)  # best restored
 
 
-def curve(train, val, train_accuracy=1.0):
-    return History([EpochRecord(i, t, train_accuracy, v, 0.9) for i, (t, v) in enumerate(zip(train, val))])
+def curve(train, val, train_accuracy=1.0, val_accuracy=0.95):
+    return History([EpochRecord(i, t, train_accuracy, v, val_accuracy) for i, (t, v) in enumerate(zip(train, val))])
 
 
 def test_learning_curve_readings():
@@ -250,6 +250,8 @@ def test_learning_curve_readings():
     overfit = curve([0.5, 0.3, 0.2, 0.1, 0.05, 0.02], [0.6, 0.5, 0.55, 0.6, 0.7, 0.8])
     assert overfit.diagnosis().startswith("overfitting")
     assert overfit.generalization_gap() == pytest.approx(0.78) and overfit.overfitting_ratio() == pytest.approx(40)
-    under = curve([1.2] * 6, [1.25] * 6, train_accuracy=0.6)
+    under = curve([1.2] * 6, [1.25] * 6, train_accuracy=0.6, val_accuracy=0.55)
     assert under.diagnosis().startswith("underfitting")
     assert curve([0.1] * 6, [0.11] * 6).diagnosis().startswith("converged")
+    early_stopped = curve([1.0] * 8, [0.3, 0.2, 0.25, 0.22, 0.26, 0.21, 0.24, 0.22], train_accuracy=0.8)
+    assert early_stopped.diagnosis().startswith("converged")  # noisy after its best: not "still improving"

@@ -52,26 +52,28 @@ class History:
     def diagnosis(self, fit_accuracy: float = 0.9) -> str:
         """One line, as learning curves are usually read.
 
-        still improving: validation loss falls by more than 1% of itself per epoch;
-        overfitting: validation loss is over 1.3x the training loss and has risen 5% above its best
-        (or is rising) while training loss falls; underfitting: training accuracy below
-        ``fit_accuracy`` with validation close to training; otherwise: converged.
+        still improving: the best validation loss is among the last 5 epochs and the loss falls by
+        more than 1% of itself per epoch; overfitting: validation loss is over 1.3x the training
+        loss and 5% above its best (or rising); underfitting: training and validation accuracy
+        both below ``fit_accuracy``; otherwise converged. (With augmentation or mixing the
+        training numbers come from the augmented batches, so they read high in loss and low in
+        accuracy; the rules lean on validation for that reason.)
         """
         if len(self.records) < 2 or self.records[-1].val_loss is None:
             return "not enough epochs with validation to judge"
         val = self.column("val_loss")
-        trend = self.val_trend()
+        trend, best = self.val_trend(), int(np.argmin(val))
         recent = float(np.mean(val[-TREND_WINDOW:]))
         ratio, last = self.overfitting_ratio(), self.records[-1]
-        if trend < -0.01 * recent:
+        if best >= len(val) - TREND_WINDOW and trend < -0.01 * recent:
             return f"still improving: validation loss falling {-trend:.3g}/epoch; train longer"
-        if ratio > 1.3 and (val[-1] > 1.05 * val.min() or trend > 0.005 * recent):
-            return (f"overfitting: validation loss {ratio:.2f}x training loss and {val[-1] / val.min():.2f}x its best "
-                    f"(epoch {int(np.argmin(val))}); regularize more or stop earlier")
-        if last.train_accuracy < fit_accuracy and ratio < 1.3:
-            return (f"underfitting: training accuracy {last.train_accuracy:.1%} with validation close behind; "
-                    "use a bigger model, train longer or regularize less")
-        return f"converged: validation loss flat at {val[-1]:.4g}, {ratio:.2f}x training loss"
+        if ratio > 1.3 and (val[-1] > 1.05 * val[best] or trend > 0.005 * recent):
+            return (f"overfitting: validation loss {ratio:.2f}x training loss and {val[-1] / val[best]:.2f}x its best "
+                    f"(epoch {best}); regularize more or stop earlier")
+        if last.train_accuracy < fit_accuracy and last.val_accuracy < fit_accuracy:
+            return (f"underfitting: training accuracy {last.train_accuracy:.1%}, validation "
+                    f"{last.val_accuracy:.1%}; use a bigger model, train longer or regularize less")
+        return f"converged: best validation loss {val[best]:.4g} at epoch {best}"
 
     def to_rows(self) -> list[dict]:
         return [asdict(r) for r in self.records]
