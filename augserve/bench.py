@@ -148,42 +148,33 @@ def _server_process(flags: list[str]) -> str:
 
 
 def _service_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
-    """The same pipeline in process and through the server on loopback, in one run."""
+    """The same pipeline in process and through the server on loopback (the product's client), in one run."""
     import concurrent.futures
 
-    import grpc
+    from augserve.client import Client
 
-    from augserve import wire
-    from augserve.v1 import augserve_pb2 as pb
-    from augserve.v1 import augserve_pb2_grpc as rpc
-
-    batch = x.shape[0]
-    spec = "rand-m9-n2"
-    channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 1 << 30),
-                                                     ("grpc.max_send_message_length", 1 << 30)])
-    stub = rpc.AugmentationStub(channel)
-
-    def message(rows: torch.Tensor, seed: int) -> pb.AugmentRequest:
-        return pb.AugmentRequest(pipeline=pb.PipelineRef(name=spec), seed=seed, x=wire.from_torch(rows))
-
-    whole = message(x.cpu(), 0)
-    eighths = [message(part, s) for s, part in enumerate(x.cpu().split(max(batch // 8, 1)))]
-    clients = concurrent.futures.ThreadPoolExecutor(max_workers=len(eighths))
+    batch, spec, in_flight = x.shape[0], "rand-m9-n2", 4
+    host = x.cpu()
+    over_bytes = Client(target, timeout=600, shared_memory=False)
+    over_shm = Client(target, timeout=600, shared_memory=True)
+    eighths = list(host.split(max(batch // 8, 1)))
+    small_clients = [Client(target, timeout=600, shared_memory=False) for _ in eighths]
+    threads = concurrent.futures.ThreadPoolExecutor(max_workers=len(eighths))
     pipe = Pipeline.from_spec(spec)
-    in_flight = 4
 
-    def stream():
-        for _ in stub.AugmentStream(iter([whole] * in_flight), timeout=600):
-            pass
+    def stream(client):
+        return lambda: list(client.map([host] * in_flight, pipeline=spec, prefetch=in_flight))
 
     def eight_clients():
-        list(clients.map(lambda m: stub.Augment(m, timeout=600), eighths))
+        list(threads.map(lambda pair: pair[0].augment(pair[1], pipeline=spec), zip(small_clients, eighths)))
 
     return {f"service: {spec}, {batch} samples": [
         Engine("in process", lambda: pipe(x, seed=0)),
-        Engine("AugmentStream, loopback", stream, f"{in_flight} batches in flight", batch * in_flight),
-        Engine("1 client x 64 samples", lambda: stub.Augment(whole, timeout=600), "unary"),
-        Engine("8 clients x 8 samples", eight_clients, "merged by the batcher"),
+        Engine("Client.map, gRPC bytes", stream(over_bytes), f"AugmentStream, {in_flight} in flight", batch * in_flight),
+        Engine("Client.map, shared memory", stream(over_shm), f"AugmentStream, {in_flight} in flight, same host",
+               batch * in_flight),
+        Engine("1 client x 64 samples", lambda: over_bytes.augment(host, pipeline=spec), "unary, gRPC bytes"),
+        Engine("8 clients x 8 samples", eight_clients, "unary, gRPC bytes, merged by the batcher"),
     ]}
 
 

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import torch
 
+from augserve.shared_memory import RegionCache, SharedMemoryError
 from augserve.v1 import augserve_pb2 as pb
 
 DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32, "int64": np.int64}
@@ -27,8 +28,12 @@ class WireError(ValueError):
     """A tensor message that does not describe a valid array."""
 
 
-def to_numpy(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DTYPES)) -> np.ndarray:
-    """A read-only view of the message's bytes with its dtype and shape, after every check."""
+def to_numpy(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DTYPES),
+             regions: RegionCache | None = None) -> np.ndarray:
+    """A view of the message's bytes (or of its shared-memory span) with its dtype and shape, after every check.
+
+    ``regions`` resolves ``shm`` references; without it a tensor in shared memory is refused.
+    """
     if message.dtype not in allowed:
         raise WireError(f"{field}.dtype: expected one of {', '.join(allowed)}, got {message.dtype!r}")
     shape = tuple(message.shape)
@@ -36,29 +41,60 @@ def to_numpy(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DT
         raise WireError(f"{field}.shape: expected 1 to {MAX_RANK} non-negative sizes, got {list(shape)}")
     dtype = np.dtype(DTYPES[message.dtype]).newbyteorder("<")
     expected = math.prod(shape) * dtype.itemsize
-    if len(message.data) != expected:
-        raise WireError(f"{field}.data: expected {expected} bytes for shape {list(shape)} of {message.dtype}, "
-                        f"got {len(message.data)}")
-    array = np.frombuffer(message.data, dtype=dtype).reshape(shape)
+    if message.HasField("shm"):
+        if regions is None:
+            raise WireError(f"{field}.shm: shared memory is not accepted here; send the bytes in data")
+        if message.data:
+            raise WireError(f"{field}: expected data or shm, got both")
+        try:
+            buffer = regions.view(message.shm, expected, f"{field}.shm")
+        except SharedMemoryError as error:
+            raise WireError(str(error)) from None
+    else:
+        buffer = message.data  # read once: each access to a bytes field copies it
+        if len(buffer) != expected:
+            raise WireError(f"{field}.data: expected {expected} bytes for shape {list(shape)} of {message.dtype}, "
+                            f"got {len(buffer)}")
+    array = np.frombuffer(buffer, dtype=dtype).reshape(shape)
     return array if sys.byteorder == "little" else array.astype(array.dtype.newbyteorder("="))
 
 
-def to_torch(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DTYPES)) -> torch.Tensor:
+def to_torch(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DTYPES),
+             regions: RegionCache | None = None) -> torch.Tensor:
     """Zero-copy torch view of a received tensor (read-only memory: never write into it)."""
-    array = to_numpy(message, field, allowed)
+    array = to_numpy(message, field, allowed, regions)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch warns that the buffer is read-only
         return torch.from_numpy(array)
 
 
-def from_torch(tensor: torch.Tensor) -> pb.Tensor:
-    """One device-to-host copy at most, then the raw little-endian bytes."""
+def _host_array(tensor: torch.Tensor) -> np.ndarray:
     if tensor.dtype not in NAMES:
         raise WireError(f"cannot send dtype {tensor.dtype}; expected one of {', '.join(TORCH_DTYPES)}")
     array = tensor.detach().cpu().contiguous().numpy()
-    if sys.byteorder != "little":
-        array = array.astype(array.dtype.newbyteorder("<"))
-    return pb.Tensor(dtype=NAMES[tensor.dtype], shape=list(array.shape), data=array.tobytes())
+    return array if sys.byteorder == "little" else array.astype(array.dtype.newbyteorder("<"))
+
+
+def write(message: pb.Tensor, tensor: torch.Tensor) -> pb.Tensor:
+    """Fill ``message`` in place (no sub-message copy): one device-to-host copy at most, then the raw bytes."""
+    array = _host_array(tensor)
+    message.dtype = NAMES[tensor.dtype]
+    message.shape[:] = array.shape
+    message.data = array.tobytes()
+    return message
+
+
+def write_shared(message: pb.Tensor, tensor: torch.Tensor, target: memoryview, ref: pb.SharedMemoryRef) -> None:
+    """Copy ``tensor`` into a shared-memory span and point ``message`` at it instead of carrying bytes."""
+    array = _host_array(tensor)
+    np.copyto(np.frombuffer(target, dtype=array.dtype).reshape(array.shape), array)
+    message.dtype = NAMES[tensor.dtype]
+    message.shape[:] = array.shape
+    message.shm.CopyFrom(pb.SharedMemoryRef(name=ref.name, offset=ref.offset, size=array.nbytes))
+
+
+def from_torch(tensor: torch.Tensor) -> pb.Tensor:
+    return write(pb.Tensor(), tensor)
 
 
 def from_numpy(array: np.ndarray) -> pb.Tensor:

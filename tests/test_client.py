@@ -1,6 +1,7 @@
 """The thin client against real servers on loopback: equality with in-process runs, ordering, errors."""
 
 import asyncio
+import logging
 import pickle
 import subprocess
 import sys
@@ -26,9 +27,9 @@ def server():
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    with Client(server.target, timeout=60) as c:
+@pytest.fixture(scope="module", params=[False, True], ids=["bytes", "shared-memory"])
+def client(server, request):
+    with Client(server.target, timeout=60, shared_memory=request.param) as c:
         yield c
 
 
@@ -54,7 +55,8 @@ def test_numpy_in_numpy_out_and_inline_specs(client):
     x = images(4).numpy()
     spec = [{"op": "hflip", "p": 1.0}]
     batch = client.augment(x, pipeline=spec)
-    assert isinstance(batch.x, np.ndarray) and not batch.x.flags.writeable
+    assert isinstance(batch.x, np.ndarray)
+    assert batch.x.flags.writeable == client.settings.shared_memory  # zero-copy view of the bytes, or a copy
     assert np.array_equal(batch.x, x[..., ::-1])
     soft = client.augment(x, np.eye(4, dtype=np.float32), pipeline=[{"op": "mixup"}], seed=1)
     assert np.allclose(soft.labels.sum(1), 1.0, atol=1e-6)
@@ -156,6 +158,35 @@ def test_mutual_tls_and_bearer_token(tmp_path):
                     client.server_info()
     finally:
         secure.stop()
+
+
+def test_shared_memory_carries_the_tensors_and_learns_the_output_size(server):
+    from augserve.client import codec
+
+    with Client(server.target, shared_memory=True) as client:
+        x = images(6)
+        request = codec.augment_request(x, None, pipeline="rand-m9-n2", seed=0, slot=client._slot())
+        assert request.x.HasField("shm") and not request.x.data and request.output_shm.size >= x.nbytes
+        mixed = [client.augment(x, torch.eye(6), pipeline=[{"op": "mixup"}], seed=s) for s in range(3)]
+        local = Pipeline.from_spec([{"op": "mixup"}])
+        for s, batch in enumerate(mixed):  # float32 out: the first answer comes inline, the rest in the region
+            assert torch.equal(batch.x, local(x, torch.eye(6), seed=s, keys=torch.arange(6)).x)
+        assert max(slot.output_bytes for slot in client._slots._all) == x.nbytes * 4
+
+
+def test_shared_memory_falls_back_to_bytes_when_the_server_cannot_see_the_regions(server, tmp_path, caplog):
+    regions = server.server.service.regions
+    root, regions.root = regions.root, str(tmp_path)  # a server on another host sees none of ours
+    try:
+        with caplog.at_level(logging.WARNING, logger="augserve.client"):
+            with Client(server.target, shared_memory=True) as client:
+                x = images(3)
+                assert torch.equal(client.augment(x, pipeline="rand-m9-n2").x,
+                                   Pipeline.from_spec("rand-m9-n2")(x, keys=torch.arange(3)).x)
+                assert client._shared_memory is False
+        assert any("no shared-memory region" in r.message for r in caplog.records)
+    finally:
+        regions.root = root
 
 
 def test_bad_client_arguments_are_refused_before_any_call():

@@ -134,7 +134,20 @@ MALFORMED = [
     (lambda: request(torch.full((2, 3, 8, 8), float("nan")), "rand-m9"), "x.data"),
     (lambda: request(images(2), out_dtype="int8"), "out_dtype"),
     (lambda: request(torch.zeros(2, 8), "rand-m9"), "x: expected shape"),
+    (lambda: _in_shared_memory(request(images(2)), "../etc/passwd"), "x.shm.name"),
+    (lambda: _in_shared_memory(request(images(2)), "augserve_nobody_made_this"), "no shared-memory region"),
+    (lambda: _with(request(images(2)), lambda r: r.output_shm.CopyFrom(pb.SharedMemoryRef(name="x/y"))),
+     "output_shm.name"),
+    (lambda: _with(request(images(2), labels=torch.tensor([0, 1]), num_classes=2),
+                   lambda r: r.labels.shm.CopyFrom(pb.SharedMemoryRef(name="augserve_a"))), "labels.shm"),
 ]
+
+
+def _in_shared_memory(message, name, size=None):
+    """The request's x moved to a shared-memory reference (the bytes dropped)."""
+    message.x.shm.CopyFrom(pb.SharedMemoryRef(name=name, size=len(message.x.data) if size is None else size))
+    message.x.data = b""
+    return message
 
 
 def _with(message, change):
@@ -161,6 +174,30 @@ def test_malformed_storm_is_refused_clearly_and_the_server_keeps_serving(stub):
     ok = stub.Augment(request(images(2), "rand-m9"), timeout=30)
     assert tensor(ok.x).shape == (2, 3, 32, 32)
     assert resident_bytes() - baseline < 64 << 20  # ~460 refusals leave no lasting memory behind
+
+
+def test_shared_memory_references_are_bounds_checked(stub):
+    from multiprocessing import shared_memory
+
+    region = shared_memory.SharedMemory(create=True, size=4096, name="augserve_test_bounds_region")
+    try:
+        x = images(1, size=8)  # 192 bytes
+        region.buf[:x.nbytes] = x.numpy().tobytes()
+        ok = stub.Augment(_in_shared_memory(request(x, "rand-m9-n2"), region.name), timeout=30)
+        assert torch.equal(tensor(ok.x), Pipeline.from_spec("rand-m9-n2")(x).x)
+        for size, offset, expected in ((100, 0, "expected 192 bytes within size 100"),
+                                       (192, 4000, "at offset 4000")):
+            message = _in_shared_memory(request(x, "rand-m9-n2"), region.name, size)
+            message.x.shm.offset = offset
+            with pytest.raises(grpc.RpcError) as error:
+                stub.Augment(message, timeout=30)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and expected in error.value.details()
+        both = _with(request(x, "rand-m9-n2"), lambda r: r.x.shm.CopyFrom(pb.SharedMemoryRef(name=region.name)))
+        with pytest.raises(grpc.RpcError, match="expected data or shm, got both"):
+            stub.Augment(both, timeout=30)
+    finally:
+        region.close()
+        region.unlink()
 
 
 def test_oversized_message_is_resource_exhausted():

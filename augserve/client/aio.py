@@ -19,13 +19,14 @@ from augserve.v1 import augserve_pb2_grpc as rpc
 
 
 class AsyncClient:
-    """``await client.augment(...)`` and ``async for batch in client.map(...)``; same options as ``Client``."""
+    """``await client.augment(...)`` and ``async for batch in client.map(...)``; the options of ``Client``
+    except shared memory (tensors always travel as gRPC bytes)."""
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None, tls=None,
                  compression: str | None = None, retries: int = 4, failovers: int = 3,
                  max_message_bytes: int = 256 * MiB):
         self.settings = ClientSettings(targets, timeout, token, tls, compression, retries, failovers,
-                                       max_message_bytes)
+                                       max_message_bytes, shared_memory=False)
         self._channel: grpc.aio.Channel | None = None
 
     @property

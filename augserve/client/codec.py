@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from augserve import wire
+from augserve.shared_memory import Slot
 from augserve.v1 import augserve_pb2 as pb
 
 Array = torch.Tensor | np.ndarray
@@ -62,37 +63,52 @@ def pipeline_ref(pipeline: str | dict | list) -> pb.PipelineRef:
     return pb.PipelineRef(name=pipeline)
 
 
-def _tensor(value: Array, field: str) -> pb.Tensor:
+def _as_torch(value: Array, field: str) -> torch.Tensor:
     if isinstance(value, np.ndarray):
-        return wire.from_numpy(value)
+        return torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, torch.Tensor):
-        return wire.from_torch(value)
+        return value
     raise TypeError(f"{field}: expected a torch tensor or numpy array, got {type(value).__name__}")
 
 
 def augment_request(x: Array, labels: Array | None, *, pipeline, seed: int, keys=None, num_classes=None,
-                    out_dtype=None, return_params=False, request_id=0) -> pb.AugmentRequest:
+                    out_dtype=None, return_params=False, request_id=0, slot: Slot | None = None) -> pb.AugmentRequest:
+    """The request; with a shared-memory ``slot``, x travels in its input region and the answer comes back
+    in its output region (sized to the last answer, or to x at first)."""
     message = pb.AugmentRequest(seed=int(seed), num_classes=int(num_classes or 0), out_dtype=out_dtype or "",
                                 return_params=return_params, request_id=request_id)
     message.pipeline.CopyFrom(pipeline_ref(pipeline))
-    message.x.CopyFrom(_tensor(x, "x"))
+    x = _as_torch(x, "x")
+    if slot is None:
+        wire.write(message.x, x)
+    else:
+        region = slot.region("x", x.nbytes)
+        wire.write_shared(message.x, x, region.buf[:x.nbytes], pb.SharedMemoryRef(name=region.name, size=region.size))
+        output = slot.region("out", max(slot.output_bytes, x.nbytes))
+        message.output_shm.CopyFrom(pb.SharedMemoryRef(name=output.name, size=output.size))
     if keys is not None:
         message.keys.extend(np.asarray(keys, dtype=np.int64).reshape(-1).tolist())
     if labels is not None:
-        message.labels.CopyFrom(_tensor(labels, "labels"))
+        wire.write(message.labels, _as_torch(labels, "labels"))
     return message
 
 
-def _decode(message: pb.Tensor, as_numpy: bool) -> Array:
-    """numpy: a read-only zero-copy view; torch: one copy, so the tensor is safe to write in place."""
+def _decode(message: pb.Tensor, as_numpy: bool, slot: Slot | None = None) -> Array:
+    """Inline bytes: numpy gets a read-only zero-copy view, torch one (writable) copy. Shared memory:
+    always a copy, since the region is reused by the next request."""
+    if message.HasField("shm"):
+        array = wire.to_numpy(message, "response", regions=slot).copy()  # the slot checks the region is its own
+        return array if as_numpy else torch.from_numpy(array)
+    if slot is not None:
+        slot.output_bytes = max(slot.output_bytes, len(message.data))  # did not fit: room for next time
     array = wire.to_numpy(message, "response")
     return array if as_numpy else torch.from_numpy(array.copy())
 
 
-def batch_from(response: pb.AugmentResponse, as_numpy: bool = False) -> Batch:
+def batch_from(response: pb.AugmentResponse, as_numpy: bool = False, slot: Slot | None = None) -> Batch:
     labels = _decode(response.labels, as_numpy) if response.HasField("labels") else None
     params = json.loads(response.params_json) if response.params_json else None
-    return Batch(_decode(response.x, as_numpy), labels, response.label_smoothing, response.server_seconds,
+    return Batch(_decode(response.x, as_numpy, slot), labels, response.label_smoothing, response.server_seconds,
                  params, request_id=response.request_id)
 
 

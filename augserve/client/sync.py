@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -14,14 +16,17 @@ import numpy as np
 import torch
 
 from augserve.client import codec
-from augserve.client.channel import COMPRESSION, TLS, describe, open_channel
+from augserve.client.channel import COMPRESSION, TLS, describe, is_local, open_channel
 from augserve.client.codec import Array, Batch
 from augserve.client.errors import ServerError, from_rpc_error
+from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 
 MiB = 1 << 20
 FAILOVER_BACKOFF_S = 0.2
+PROBE = [{"op": "hflip", "p": 0.0}]  # the identity: checks the server can map this client's regions
+log = logging.getLogger("augserve.client")
 
 
 def split_item(item) -> tuple[Array, Array | None, Any]:
@@ -45,6 +50,7 @@ class ClientSettings:
     retries: int = 4  # extra attempts of a call that met UNAVAILABLE (gRPC retry policy)
     failovers: int = 3  # times a dropped stream resumes on another replica
     max_message_bytes: int = 256 * MiB
+    shared_memory: bool | None = None  # tensors through /dev/shm; None: when every target is on this host
 
     def __post_init__(self):
         if self.compression not in COMPRESSION:
@@ -55,6 +61,8 @@ class ClientSettings:
         if self.tls is True:
             object.__setattr__(self, "tls", TLS())
         object.__setattr__(self, "tls", self.tls or None)
+        if self.shared_memory is None:
+            object.__setattr__(self, "shared_memory", is_local(self.targets))
 
     @property
     def metadata(self):
@@ -82,11 +90,13 @@ class Client:
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None,
                  tls: TLS | bool | None = None, compression: str | None = None, retries: int = 4,
-                 failovers: int = 3, max_message_bytes: int = 256 * MiB):
+                 failovers: int = 3, max_message_bytes: int = 256 * MiB, shared_memory: bool | None = None):
         self.settings = ClientSettings(targets, timeout, token, tls, compression, retries, failovers,
-                                       max_message_bytes)
+                                       max_message_bytes, shared_memory)
         self._channel: grpc.Channel | None = None
         self._pid = 0
+        self._slots: SlotPool | None = None
+        self._shared_memory = self.settings.shared_memory
 
     def __repr__(self) -> str:
         return f"Client({self.settings.targets!r})"
@@ -97,6 +107,7 @@ class Client:
 
     def __setstate__(self, state: dict) -> None:
         self.settings, self._channel, self._pid = state["settings"], None, 0
+        self._slots, self._shared_memory = None, self.settings.shared_memory
 
     @property
     def stub(self) -> rpc.AugmentationStub:
@@ -104,12 +115,50 @@ class Client:
             self._channel = self.settings.open_channel()
             self._pid = os.getpid()
             self._stub = rpc.AugmentationStub(self._channel)
+            self._slots = None  # a forked child makes its own regions
         return self._stub
 
     def close(self) -> None:
         if self._channel is not None and self._pid == os.getpid():
             self._channel.close()
-        self._channel = None
+            if self._slots is not None:
+                self._slots.close()
+        self._channel, self._slots = None, None
+
+    # --- same-host shared memory ---------------------------------------------------------------
+
+    def _slot(self) -> Slot | None:
+        """A shared-memory slot for one request in flight, or None when tensors go as gRPC bytes."""
+        stub = self.stub
+        if not self._shared_memory:
+            return None
+        if self._slots is None:
+            self._slots = SlotPool()
+            weakref.finalize(self, self._slots.close)  # regions are unlinked even if close() is never called
+            if not self._shared_memory_works(stub):
+                return None
+        return self._slots.acquire()
+
+    def _release(self, slot: Slot | None) -> None:
+        if slot is not None and self._slots is not None:
+            self._slots.release(slot)
+
+    def _shared_memory_works(self, stub) -> bool:
+        """One tiny round trip through shared memory; on refusal, fall back to bytes for good (with a warning)."""
+        slot = self._slots.acquire()
+        try:
+            probe = codec.augment_request(torch.zeros(1, 1, 1, 1, dtype=torch.uint8), None, pipeline=PROBE,
+                                          seed=0, slot=slot)
+            codec.batch_from(stub.Augment(probe, timeout=self.settings.timeout, **self.settings.call_options()),
+                             slot=slot)
+            return True
+        except (grpc.RpcError, ValueError) as error:
+            reason = error.details() if isinstance(error, grpc.RpcError) else str(error)
+            log.warning("shared memory unavailable (%s); sending tensors as gRPC bytes", reason)
+            self._shared_memory = False
+            return False
+        finally:
+            self._slots.release(slot)
 
     def __enter__(self) -> "Client":
         return self
@@ -130,9 +179,14 @@ class Client:
                 num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
                 timeout: float | None = None) -> Batch:
         """One batch in, one augmented batch out. Keys default to 0..B-1 (pass keys for distinct batches)."""
-        request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys, num_classes=num_classes,
-                                        out_dtype=out_dtype, return_params=return_params)
-        return codec.batch_from(self._unary("Augment", request, timeout), isinstance(x, np.ndarray))
+        slot = self._slot()
+        try:
+            request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
+                                            num_classes=num_classes, out_dtype=out_dtype,
+                                            return_params=return_params, slot=slot)
+            return codec.batch_from(self._unary("Augment", request, timeout), isinstance(x, np.ndarray), slot)
+        finally:
+            self._release(slot)
 
     def map(self, batches: Iterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
             out_dtype: str | None = None, prefetch: int = 4, return_params: bool = False) -> Iterator[Batch]:
@@ -146,7 +200,7 @@ class Client:
         if prefetch < 1:
             raise ValueError(f"prefetch: expected at least 1, got {prefetch}")
 
-        def requests() -> Iterator[tuple[pb.AugmentRequest, bool]]:
+        def requests() -> Iterator[tuple[pb.AugmentRequest, bool, Slot | None]]:
             position = 0
             for request_id, item in enumerate(batches):
                 x, labels, keys = split_item(item)
@@ -154,15 +208,24 @@ class Client:
                 if keys is None:
                     keys = torch.arange(position, position + size)
                 position += size
+                slot = self._slot()
                 yield codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
                                             num_classes=num_classes, out_dtype=out_dtype,
-                                            return_params=return_params, request_id=request_id), \
-                    isinstance(x, np.ndarray)
+                                            return_params=return_params, request_id=request_id, slot=slot), \
+                    isinstance(x, np.ndarray), slot
 
         yield from self._stream(requests(), prefetch)
 
-    def _stream(self, source: Iterator[tuple[pb.AugmentRequest, bool]], prefetch: int) -> Iterator[Batch]:
+    def _stream(self, source: Iterator[tuple[pb.AugmentRequest, bool, Slot | None]],
+                prefetch: int) -> Iterator[Batch]:
         pending: deque = deque()  # sent, not yet answered: resent in order after a failover
+        try:
+            yield from self._stream_with_failover(source, prefetch, pending)
+        finally:
+            for _, _, slot in pending:
+                self._release(slot)
+
+    def _stream_with_failover(self, source, prefetch: int, pending: deque) -> Iterator[Batch]:
         exhausted = False
         for attempt in range(self.settings.failovers + 1):
             outbox: queue.Queue = queue.Queue()
@@ -179,18 +242,21 @@ class Client:
                 if exhausted and not pending:
                     outbox.put(None)  # half-close: the server ends the stream
 
-            for request, _ in pending:
+            for request, _, _ in pending:
                 outbox.put(request)
             send_more()
             call = self.stub.AugmentStream(iter(outbox.get, None), **self.settings.call_options())
             try:
                 for response in call:
-                    request, as_numpy = pending.popleft()
+                    request, as_numpy, slot = pending[0]
                     if response.request_id != request.request_id:
                         raise ServerError(grpc.StatusCode.INTERNAL, f"stream answered request "
                                           f"{response.request_id}, expected {request.request_id}")
+                    batch = codec.batch_from(response, as_numpy, slot)  # read out before the slot is reused
+                    pending.popleft()
+                    self._release(slot)
                     send_more()
-                    yield codec.batch_from(response, as_numpy)
+                    yield batch
                 return
             except grpc.RpcError as error:
                 self.settings.fail_over_or_raise(error, attempt)

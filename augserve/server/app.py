@@ -12,6 +12,7 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from augserve.client.channel import HTTP2_WINDOWS
 from augserve.server.auth import TokenAuth
 from augserve.server.batcher import Batcher
 from augserve.server.catalog import named_pipelines
@@ -75,7 +76,7 @@ class AugmentServer:
         self.health = health.aio.HealthServicer()
         interceptors = [TokenAuth(config.token)] if config.token else []
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
-                   ("grpc.max_send_message_length", config.max_message_bytes)]
+                   ("grpc.max_send_message_length", config.max_message_bytes), *HTTP2_WINDOWS]
         self.server = grpc.aio.server(interceptors=interceptors, options=options)
         augserve_pb2_grpc.add_AugmentationServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -120,6 +121,7 @@ class AugmentServer:
         await asyncio.sleep(self.config.drain_delay_seconds)
         await self.server.stop(grace)
         await self.batcher.close()
+        self.service.regions.close()
         self._stopped.set()
 
     async def serve_forever(self) -> None:

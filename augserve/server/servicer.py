@@ -26,6 +26,7 @@ from augserve.pipeline import OUT_DTYPES, Pipeline
 from augserve.server.batcher import Batcher, DeadlineExpired, Job, QueueFull
 from augserve.server.config import ServerConfig
 from augserve.random import sample_keys
+from augserve.shared_memory import RegionCache
 from augserve.server.datasets import Dataset, shard_batches
 from augserve.steps.mixing import Mix
 from augserve.v1 import augserve_pb2 as pb
@@ -67,6 +68,7 @@ class AugmentationService(rpc.AugmentationServicer):
                  datasets: dict[str, Callable[[], Dataset]], pipelines: dict[str, tuple[str, object]], metrics):
         self.config = config
         self.pipelines = pipelines
+        self.regions = RegionCache()  # same-host clients' shared-memory regions
         self.batcher = batcher
         self.device = device
         self.dataset_loaders = datasets
@@ -101,8 +103,10 @@ class AugmentationService(rpc.AugmentationServicer):
         if not request.HasField("x"):
             raise _invalid("x: expected a tensor, got none")
         try:
-            x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"))
-        except wire.WireError as error:
+            x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions)
+            if request.HasField("output_shm"):
+                self.regions.view(request.output_shm, 0, "output_shm")  # exists and is ours to write
+        except ValueError as error:  # WireError, SharedMemoryError
             raise _invalid(str(error)) from None
         batch = x.shape[0] if x.dim() else 0
         if not 1 <= batch <= self.config.max_samples:
@@ -148,10 +152,10 @@ class AugmentationService(rpc.AugmentationServicer):
             cancel = functools.partial(self.batcher.cancel, job)
             context.add_done_callback(lambda _: cancel())
             out = await self.batcher.submit(job)
-            response = pb.AugmentResponse(x=wire.from_torch(out.x), request_id=request.request_id,
-                                          label_smoothing=out.label_smoothing)
+            response = pb.AugmentResponse(request_id=request.request_id, label_smoothing=out.label_smoothing)
+            self._write_x(response.x, out.x, request)
             if out.labels is not None:
-                response.labels.CopyFrom(wire.from_torch(out.labels))
+                wire.write(response.labels, out.labels)
             if request.return_params:
                 response.params_json = _params_json(out.params)
             response.server_seconds = time.perf_counter() - started
@@ -164,6 +168,14 @@ class AugmentationService(rpc.AugmentationServicer):
         finally:
             self.metrics.requests.labels(method, name, status).inc()
             self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+
+    def _write_x(self, message: pb.Tensor, x: torch.Tensor, request: pb.AugmentRequest) -> None:
+        """Into the client's output region when it asked and the batch fits; inline bytes otherwise."""
+        ref = request.output_shm
+        if request.HasField("output_shm") and x.nbytes <= ref.size:
+            wire.write_shared(message, x, self.regions.view(ref, x.nbytes, "output_shm"), ref)
+        else:
+            wire.write(message, x)
 
     @staticmethod
     def _status(error: Exception, method: str) -> tuple[grpc.StatusCode, str]:
@@ -219,8 +231,8 @@ class AugmentationService(rpc.AugmentationServicer):
                                       return_params=request.return_params, num_classes=dataset.num_classes,
                                       keys=sample_keys(indices, request.epoch).tolist())
             inner.pipeline.CopyFrom(request.pipeline)
-            inner.x.CopyFrom(wire.from_torch(dataset.x[indices]))
-            inner.labels.CopyFrom(wire.from_torch(dataset.labels[indices]))
+            wire.write(inner.x, dataset.x[indices])
+            wire.write(inner.labels, dataset.labels[indices])
             response = await self._augment(inner, context, "StreamDataset")
             yield pb.DatasetBatch(batch=response, batch_index=position, num_batches=len(batches),
                                   sample_indices=indices.tolist())

@@ -7,14 +7,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Tensor(_message.Message):
-    __slots__ = ("dtype", "shape", "data")
+    __slots__ = ("dtype", "shape", "data", "shm")
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    SHM_FIELD_NUMBER: _ClassVar[int]
     dtype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     data: bytes
-    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    shm: SharedMemoryRef
+    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ...) -> None: ...
+
+class SharedMemoryRef(_message.Message):
+    __slots__ = ("name", "offset", "size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    offset: int
+    size: int
+    def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
 
 class PipelineRef(_message.Message):
     __slots__ = ("name", "spec")
@@ -25,7 +37,7 @@ class PipelineRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ...) -> None: ...
 
 class AugmentRequest(_message.Message):
-    __slots__ = ("pipeline", "seed", "x", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id")
+    __slots__ = ("pipeline", "seed", "x", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id", "output_shm")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     X_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +47,7 @@ class AugmentRequest(_message.Message):
     OUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
     RETURN_PARAMS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHM_FIELD_NUMBER: _ClassVar[int]
     pipeline: PipelineRef
     seed: int
     x: Tensor
@@ -44,7 +57,8 @@ class AugmentRequest(_message.Message):
     out_dtype: str
     return_params: bool
     request_id: int
-    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ...) -> None: ...
+    output_shm: SharedMemoryRef
+    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ..., output_shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ...) -> None: ...
 
 class AugmentResponse(_message.Message):
     __slots__ = ("x", "labels", "params_json", "server_seconds", "request_id", "label_smoothing")
