@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from augserve.pipeline import Pipeline
+from augserve.presets import PRESETS
 
 ANCHOR = "torchvision.v2 per-sample"
 KORNIA_KERNEL = "kornia, same per-sample params"
@@ -244,8 +245,12 @@ def _sequence_cases(device: torch.device) -> dict[str, list[Engine]]:
             Engine("augserve magnitude_warp", ours([{"op": "magnitude_warp", "knots": 4}], series), "", 256),
             Engine("augserve drift", ours([{"op": "drift", "points": 4}], series), "", 256),
         ]
+    waveforms = torch.randn(64, 160_000, generator=generator).to(device)  # 10 s at 16 kHz: 1000 frames
+    from_audio = {"steps": [{"op": "log_mel"}, *PRESETS["specaugment-LD"][1]]}
     cases["SpecAugment-LD, 64x80x1000"] = _torchaudio_masking(spectrograms) + [
         Engine("augserve specaugment-LD", ours("specaugment-LD", spectrograms), "warp + 2 freq + 2 time masks", 64),
+        Engine("augserve log_mel + specaugment-LD", ours(from_audio, waveforms),
+               "from 64 x 10 s of 16 kHz audio", 64),
     ]
     return cases
 

@@ -23,8 +23,10 @@ from augserve.spec import SpecError
 from augserve.steps import MODALITIES, STEPS, LabelSmoothing, Normalize, Step
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
-LAYOUTS = {"image": "(B, C, H, W)", "spectrogram": "(B, F, T) or (B, C, F, T)", "timeseries": "(B, C, T)"}
-RANKS = {"image": (4,), "spectrogram": (3, 4), "timeseries": (3,)}
+LAYOUTS = {"image": "(B, C, H, W)", "spectrogram": "(B, F, T) or (B, C, F, T)", "timeseries": "(B, C, T)",
+           "waveform": "(B, T) or (B, C, T)"}
+RANKS = {"image": (4,), "spectrogram": (3, 4), "timeseries": (3,), "waveform": (2, 3)}
+INPUT_MODALITIES = (*MODALITIES, "waveform")  # waveforms enter through a converting step (log_mel)
 OUT_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
 _TIMM_KEYS = ("m", "n", "mstd", "mmax")
 
@@ -117,6 +119,19 @@ def compile_steps(step_dicts: list[Any]) -> list[Step]:
     return steps
 
 
+def _single_modality(steps: list[Step], modality: str | None) -> str | None:
+    """The one modality every step works on: declared, or implied by modality-specific steps."""
+    for step in steps:
+        if modality is not None and modality not in step.modalities:
+            raise SpecError(f"{step.where}: works on {' and '.join(step.modalities)} batches, "
+                            f"not on this pipeline's modality '{modality}'")
+    implied = {m for step in steps for m in step.modalities if len(step.modalities) == 1}
+    if len(implied) > 1:
+        raise SpecError(f"pipeline: steps for different modalities ({', '.join(sorted(implied))}) "
+                        "cannot share a pipeline")
+    return modality or (implied.pop() if implied else None)
+
+
 def _as_batch(x: Any, modality: str | None) -> tuple[torch.Tensor, str]:
     """Check the batch against the pipeline's modality; return it and the modality it runs as."""
     if isinstance(x, np.ndarray):
@@ -168,22 +183,30 @@ class Pipeline:
     """
 
     def __init__(self, steps: list[Step], modality: str | None = None):
-        if modality is not None and modality not in MODALITIES:
-            raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(MODALITIES)}, got {modality!r}")
-        for step in steps:
-            if modality is not None and modality not in step.modalities:
-                raise SpecError(f"{step.where}: works on {' and '.join(step.modalities)} batches, "
-                                f"not on this pipeline's modality '{modality}'")
-        implied = {m for step in steps for m in step.modalities if len(step.modalities) == 1}
-        if len(implied) > 1:
-            raise SpecError(f"pipeline: steps for different modalities ({', '.join(sorted(implied))}) "
-                            "cannot share a pipeline")
+        if modality is not None and modality not in INPUT_MODALITIES:
+            raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(INPUT_MODALITIES)}, "
+                            f"got {modality!r}")
+        converters = [step for step in steps if step.produces]
+        if converters and (len(converters) > 1 or converters[0] is not steps[0]):
+            misplaced = converters[-1] if converters[0] is steps[0] else converters[0]
+            raise SpecError(f"{misplaced.where}: turns {misplaced.modalities[0]} batches into {misplaced.produces} "
+                            "ones, so it must be the first step and appear once")
+        if converters:
+            first = steps[0]
+            if modality not in (None, first.modalities[0]):
+                raise SpecError(f"{first.where}: takes {first.modalities[0]} batches, not this pipeline's "
+                                f"modality '{modality}'")
+            _single_modality(steps[1:], first.produces)
+            self.modality = first.modalities[0]
+            self.stages = [self.modality] + [first.produces] * (len(steps) - 1)
+        else:
+            self.modality = _single_modality(steps, modality)
+            self.stages = [self.modality] * len(steps)  # None: generic steps only, decided per batch
         smoothing = [step.where for step in steps if isinstance(step, LabelSmoothing)]
         if len(smoothing) > 1:
             raise SpecError(f"pipeline: label smoothing appears {len(smoothing)} times ({', '.join(smoothing)}); "
                             "expected at most once")
         self.steps = steps
-        self.modality = modality or (implied.pop() if implied else None)
         self.normalizes = any(isinstance(s, Normalize) for s in steps)
 
     @classmethod
@@ -208,6 +231,8 @@ class Pipeline:
             raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
         for step in self.steps:
             step.check_input(x)
+            if step.produces:  # later steps see the converted batch, whose shape is not known here
+                break
 
     def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                  num_classes: int | None = None, out_dtype: Any = None) -> AugmentOutput:
@@ -225,8 +250,8 @@ class Pipeline:
         soft = None if labels is None else as_soft_labels(labels, x.shape[0], num_classes, x.device)
 
         params = []
-        for slot, step in enumerate(self.steps):
-            x, soft, drawn = step.run(x, soft, rng.fork(slot), modality)
+        for slot, (step, stage) in enumerate(zip(self.steps, self.stages)):
+            x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or modality)
             params.append({"op": step.op, **drawn})
         return AugmentOutput(_convert(x, out_dtype), soft, params)
 

@@ -85,10 +85,8 @@ def load_series(dataset: str) -> tuple[torch.Tensor, list[str]]:
     return torch.from_numpy(series[picks].astype(np.float32)), [f"{dataset} #{i} (class {labels[i]})" for i in picks]
 
 
-def synthetic_spectrograms(count: int = 3, bins: int = 80, seconds: float = 6.0) -> tuple[torch.Tensor, list[str]]:
-    """Standardized log-power spectrograms (N, bins, frames) of harmonic sweeps with syllable-like
-    envelopes; standardized as SpecAugment's inputs are, so a zero mask is the mean level."""
-    rate = 16_000
+def synthetic_speech(count: int = 3, seconds: float = 6.0, rate: int = 16_000) -> tuple[torch.Tensor, list[str]]:
+    """Waveforms (N, samples) of harmonic sweeps with syllable-like envelopes: speech-like test audio."""
     t = torch.arange(int(rate * seconds)) / rate
     waves = []
     for k in range(count):
@@ -97,12 +95,19 @@ def synthetic_spectrograms(count: int = 3, bins: int = 80, seconds: float = 6.0)
         voice = sum(torch.sin(h * phase) / h for h in range(1, 12))
         envelope = (torch.sin(2 * math.pi * (2 + k) * t).clamp(min=0)) ** 2
         waves.append(voice * envelope)
-    power = torch.stft(torch.stack(waves), n_fft=512, hop_length=160, window=torch.hann_window(512),
+    return torch.stack(waves), [f"harmonic sweep {k + 1}" for k in range(count)]
+
+
+def synthetic_spectrograms(count: int = 3, bins: int = 80, seconds: float = 6.0) -> tuple[torch.Tensor, list[str]]:
+    """Standardized log-power spectrograms (N, bins, frames) of ``synthetic_speech``; standardized as
+    SpecAugment's inputs are, so a zero mask is the mean level."""
+    waves, names = synthetic_speech(count, seconds)
+    power = torch.stft(waves, n_fft=512, hop_length=160, window=torch.hann_window(512),
                        return_complex=True).abs() ** 2
     pooled = torch.nn.functional.adaptive_avg_pool1d(power.transpose(1, 2), bins).transpose(1, 2)
     log_power = torch.log(pooled + 1e-6)
     mean, std = log_power.mean(dim=(1, 2), keepdim=True), log_power.std(dim=(1, 2), keepdim=True)
-    return (log_power - mean) / std, [f"harmonic sweep {k + 1}" for k in range(count)]
+    return (log_power - mean) / std, names
 
 
 def _draw(ax, sample: torch.Tensor, modality: str) -> None:
@@ -137,12 +142,16 @@ def write_preview(spec, out: str, *, images_dir: str | None = None, dataset: str
         samples, names = load_images(images_dir, size)
     elif modality == "spectrogram":
         samples, names = synthetic_spectrograms()
+    elif modality == "waveform":
+        samples, names = synthetic_speech()
     else:
         samples, names = load_series(dataset)
     batch = samples.repeat_interleave(versions, dim=0)
     out_dtype = "uint8" if modality == "image" else None
     result = shown(batch, seed=seed, keys=torch.arange(batch.shape[0]), out_dtype=out_dtype)
     captions = _captions(result.params, batch.shape[0])
+    if modality == "waveform":  # show what the front end makes of the audio, then the augmented versions
+        samples, modality = Pipeline(pipe.steps[:1])(samples).x, pipe.steps[0].produces
 
     rows, cols = len(names), versions + 1
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False,

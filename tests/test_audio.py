@@ -1,5 +1,6 @@
-"""SpecAugment on spectrograms: masks within their bounds, per sample, and a warp that keeps its ends."""
+"""SpecAugment on spectrograms: masks within their bounds, per sample, a warp that keeps its ends; the log-mel front end."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,3 +113,71 @@ def test_bad_specaugment_specs():
         Pipeline.from_spec([{"op": "freq_mask", "count": -1}])
     with pytest.raises(SpecError, match=r"different modalities \(image, spectrogram\)"):
         Pipeline.from_spec([{"op": "hflip"}, {"op": "time_mask"}])
+
+
+# --- the log-mel front end: raw audio in ------------------------------------------------------
+
+def reference_log_mel(wave: np.ndarray, rate=16000, n_fft=400, hop=160, n_mels=80, f_min=0.0, f_max=8000.0,
+                      top_db=80.0) -> np.ndarray:
+    """The textbook recipe in numpy: reflect-pad, frame, Hann, |rfft|^2, HTK triangles, dB, top_db."""
+    padded = np.pad(wave, n_fft // 2, mode="reflect")
+    count = 1 + (len(padded) - n_fft) // hop
+    frames = np.stack([padded[i * hop:i * hop + n_fft] for i in range(count)])
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (frames, bins)
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    hz = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    edges = hz(np.linspace(mel(f_min), mel(f_max), n_mels + 2))
+    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    filters = np.zeros((n_mels, len(freqs)))
+    for m in range(n_mels):
+        left, centre, right = edges[m], edges[m + 1], edges[m + 2]
+        rising, falling = (freqs - left) / (centre - left), (right - freqs) / (right - centre)
+        filters[m] = np.clip(np.minimum(rising, falling), 0, None)
+    db = 10 * np.log10(np.maximum(filters @ power.T, 1e-10))
+    return np.maximum(db, db.max() - top_db) if top_db else db
+
+
+def test_log_mel_matches_the_textbook_recipe_and_finds_a_tone():
+    rate = 16000
+    t = np.arange(rate) / rate
+    waves = np.stack([np.sin(2 * np.pi * 1000 * t), np.random.default_rng(0).normal(size=rate) * 0.1]).astype(np.float32)
+    out = Pipeline.from_spec([{"op": "log_mel"}])(torch.from_numpy(waves)).x
+    assert out.shape == (2, 80, 101)
+    for wave, got in zip(waves, out):
+        assert np.allclose(got.numpy(), reference_log_mel(wave.astype(np.float64)), atol=0.05)
+    centres = 700 * (10 ** (np.linspace(0, 2595 * np.log10(1 + 8000 / 700), 82)[1:-1] / 2595) - 1)
+    loudest = int(out[0].mean(dim=1).argmax())
+    assert abs(centres[loudest] - 1000) < (centres[loudest + 1] - centres[loudest - 1])  # the 1 kHz filter wins
+
+
+def test_log_mel_is_batch_invariant_and_feeds_specaugment():
+    waves = torch.randn(6, 2, 32000, generator=torch.Generator().manual_seed(3))  # 2 s: 201 frames > 2W
+    spec = {"steps": [{"op": "log_mel", "n_mels": 64}] + PRESETS["specaugment-LD"][1]}
+    pipe = Pipeline.from_spec(spec)
+    assert pipe.modality == "waveform" and pipe.stages[1:] == ["spectrogram"] * 3
+    batch = pipe(waves, seed=5, keys=torch.arange(10, 16)).x
+    assert batch.shape == (6, 2, 64, 201)
+    for i in (0, 4):
+        assert torch.equal(pipe(waves[i:i + 1], seed=5, keys=torch.tensor([10 + i])).x, batch[i:i + 1])
+
+
+@pytest.mark.parametrize("steps, message", [
+    ([{"op": "freq_mask"}, {"op": "log_mel"}], "must be the first step"),
+    ([{"op": "log_mel", "n_mels": 300}], "'n_mels' = 300 exceeds the 201 frequency bins"),
+    ([{"op": "log_mel", "f_max": 9000}], "'f_max' = 9000 is above the Nyquist frequency 8000"),
+    ([{"op": "log_mel"}, {"op": "hflip"}], "works on image batches"),
+])
+def test_log_mel_refuses_bad_specs(steps, message):
+    with pytest.raises(SpecError, match=message):
+        Pipeline.from_spec(steps)
+
+
+def test_log_mel_refuses_short_or_misshapen_audio():
+    pipe = Pipeline.from_spec([{"op": "log_mel"}])
+    with pytest.raises(ValueError, match="too short for field 'n_fft'"):
+        pipe(torch.zeros(2, 100))
+    with pytest.raises(ValueError, match=r"\(B, T\) or \(B, C, T\)"):
+        pipe(torch.zeros(2, 1, 8, 800))
+    with pytest.raises(ValueError, match="NaN"):
+        pipe(torch.full((2, 800), float("nan")))

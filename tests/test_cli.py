@@ -48,6 +48,7 @@ def test_preview_writes_a_grid(tmp_path):
     ("specaugment-LD", []),
     ("timeseries-um", ["--dataset", "basic_motions"]),
     ('{"modality": "timeseries", "steps": [{"op": "window_warp"}, {"op": "mixup"}]}', []),
+    ('[{"op": "log_mel"}, {"op": "freq_mask", "F": 15}, {"op": "time_mask", "T": 70}]', []),  # raw audio in
 ])
 def test_preview_draws_spectrograms_and_series(tmp_path, pipeline, extra):
     out = tmp_path / "grid.png"

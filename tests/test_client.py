@@ -62,6 +62,14 @@ def test_numpy_in_numpy_out_and_inline_specs(client):
     assert np.allclose(soft.labels.sum(1), 1.0, atol=1e-6)
 
 
+def test_raw_audio_goes_through_the_log_mel_front_end_on_the_server(client):
+    waves = torch.randn(3, 16000, generator=torch.Generator().manual_seed(2))
+    spec = [{"op": "log_mel", "n_mels": 40}, {"op": "time_mask", "T": 20, "count": 2}]
+    batch = client.augment(waves, pipeline=spec, seed=4)
+    assert batch.x.shape == (3, 40, 101)
+    assert torch.equal(batch.x, Pipeline.from_spec(spec)(waves, seed=4, keys=torch.arange(3)).x)
+
+
 def test_map_keeps_order_and_stays_within_prefetch(client):
     batches = [images(4, seed=s) for s in range(12)]
     consumed = 0

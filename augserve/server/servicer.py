@@ -111,7 +111,7 @@ class AugmentationService(rpc.AugmentationServicer):
         batch = x.shape[0] if x.dim() else 0
         if not 1 <= batch <= self.config.max_samples:
             raise _invalid(f"x.shape[0]: expected 1 to {self.config.max_samples} samples, got {batch}")
-        pixels = math.prod(x.shape[-2:]) if x.dim() >= 3 else 0
+        pixels = math.prod(x.shape[-2:]) if x.dim() >= 3 else x.shape[-1]  # a plane, or a waveform's length
         if pixels > self.config.max_pixels:
             raise _invalid(f"x.shape: expected at most {self.config.max_pixels} pixels per sample plane, "
                            f"got {'x'.join(map(str, x.shape[-2:]))} = {pixels}")

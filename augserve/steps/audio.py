@@ -8,7 +8,7 @@ import torch
 
 from augserve.ops import audio
 from augserve.ops.resample import sample_last_axis
-from augserve.spec import Choice, Number
+from augserve.spec import Choice, Number, SpecError
 from augserve.steps.base import PixelStep
 
 _VALUE = Choice("zero", options=("zero", "mean"), doc="mask with 0 or with each spectrogram's mean")
@@ -101,4 +101,46 @@ class SpecTimeWarp(PixelStep):
         return sample_last_axis(x, positions), {"center": center, "distance": distance}
 
 
-AUDIO_STEPS = (FrequencyMask, TimeMask, SpecTimeWarp)
+class LogMel(PixelStep):
+    """Waveforms (B, T) or (B, C, T) -> log-mel spectrograms (B, [C,] n_mels, frames) in dB, on the device.
+
+    Lets a client send raw audio: SpecAugment steps follow it in the same pipeline.
+    """
+
+    op = "log_mel"
+    modalities = ("waveform",)
+    produces = "spectrogram"
+    fields = {
+        "sample_rate": Number(16000, low=1000, high=384000, integer=True, doc="Hz"),
+        "n_fft": Number(400, low=16, high=16384, integer=True, doc="FFT size = window length (samples)"),
+        "hop_length": Number(160, low=1, high=16384, integer=True, doc="samples between frames"),
+        "n_mels": Number(80, low=1, high=512, integer=True),
+        "f_min": Number(0.0, low=0.0, doc="lowest filter edge, Hz"),
+        "f_max": Number(0.0, low=0.0, doc="highest filter edge, Hz; 0: sample_rate / 2"),
+        "top_db": Number(80.0, low=0.0, high=200.0, doc="clamp to this far below each spectrogram's peak; 0: off"),
+    }
+
+    def check(self) -> None:
+        nyquist = self.args["sample_rate"] / 2
+        f_max = self.args["f_max"] or nyquist
+        if f_max > nyquist:
+            raise SpecError(f"{self.where}: field 'f_max' = {f_max:g} is above the Nyquist frequency {nyquist:g}")
+        if self.args["f_min"] >= f_max:
+            raise SpecError(f"{self.where}: field 'f_min' = {self.args['f_min']:g} must be below f_max = {f_max:g}")
+        bins = self.args["n_fft"] // 2 + 1
+        if self.args["n_mels"] > bins:
+            raise SpecError(f"{self.where}: field 'n_mels' = {self.args['n_mels']} exceeds the {bins} frequency "
+                            f"bins of n_fft = {self.args['n_fft']}")
+
+    def check_input(self, x):
+        if x.shape[-1] <= self.args["n_fft"] // 2:
+            raise ValueError(f"{self.where}: waveforms of {x.shape[-1]} samples are too short for "
+                             f"field 'n_fft' = {self.args['n_fft']} (need more than {self.args['n_fft'] // 2})")
+
+    def __call__(self, x, rng):
+        args = dict(self.args)
+        args["f_max"] = args["f_max"] or args["sample_rate"] / 2
+        return audio.log_mel_spectrogram(x, **args), {}
+
+
+AUDIO_STEPS = (FrequencyMask, TimeMask, SpecTimeWarp, LogMel)

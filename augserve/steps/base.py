@@ -26,6 +26,7 @@ class Step(ABC):
     fields: ClassVar[dict[str, Field]] = {}
     needs_image_channels: ClassVar[bool] = False  # color ops need 1 or 3 channels
     modalities: ClassVar[tuple[str, ...]] = ("image",)  # batch kinds the step understands
+    produces: ClassVar[str | None] = None  # a converting step (e.g. waveform -> spectrogram) names its output
 
     def __init__(self, where: str, **given: Any):
         self.where = where
