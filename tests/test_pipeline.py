@@ -27,7 +27,7 @@ RESIZING = {
 
 
 # contracts of the other modalities' steps live in test_mix.py, test_audio.py, test_timeseries.py
-ELSEWHERE = {"mix", "mixup", "cutmix", "label_smoothing", "freq_mask", "time_mask", "spec_time_warp",
+ELSEWHERE = {"mix", "mixup", "cutmix", "label_smoothing", "freq_mask", "time_mask", "spec_time_warp", "log_mel",
              "jitter", "scaling", "magnitude_warp", "time_warp", "window_slice", "window_warp", "permutation", "drift"}
 
 

@@ -63,3 +63,14 @@ def test_pixel_noise_is_keyed_by_sample():
     alone = SampleRng(0, keys[1:]).pixel_uniform(0, (3, 8, 8))
     assert torch.equal(full[1:], alone)
     assert not torch.equal(full[0], full[1])
+
+
+def test_the_cpu_finalizer_gives_the_bits_of_the_device_one():
+    from augserve.random import _fmix32, _fmix32_torch, _mulmod32, _mulmod32_torch
+
+    words = torch.cat([torch.randint(0, 2**32, (4096,), generator=torch.Generator().manual_seed(0)),
+                       torch.tensor([0, 1, 2**31, 2**32 - 1])])
+    assert torch.equal(_fmix32(words), _fmix32_torch(words))
+    strided = words[:4096].view(64, -1)[:, ::3]  # not contiguous
+    assert torch.equal(_fmix32(strided), _fmix32_torch(strided))
+    assert torch.equal(_mulmod32(words, 0x9E3779B9), _mulmod32_torch(words, 0x9E3779B9))
