@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="throughput against torchvision, kornia and DALI")
     bench.add_argument("--batch", type=int, default=64)
     bench.add_argument("--size", type=int, default=224)
-    bench.add_argument("--repeats", type=int, default=15, help="timed batches per engine")
+    bench.add_argument("--repeats", type=int, default=8,
+                       help="round-robin rounds; each engine runs 1 untimed and 2 timed batches per round")
     bench.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: %(default)s)")
     bench.add_argument("--out", help="also write the table to this Markdown file")
     bench.set_defaults(func=_bench)
