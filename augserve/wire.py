@@ -84,13 +84,20 @@ def write(message: pb.Tensor, tensor: torch.Tensor) -> pb.Tensor:
     return message
 
 
+def describe_shared(message: pb.Tensor, tensor: torch.Tensor, ref: pb.SharedMemoryRef) -> None:
+    """Point ``message`` at a tensor already laid out in a shared-memory span (no bytes carried)."""
+    if tensor.dtype not in NAMES or sys.byteorder != "little":
+        raise WireError(f"cannot describe dtype {tensor.dtype} in shared memory on this host")
+    message.dtype = NAMES[tensor.dtype]
+    message.shape[:] = tensor.shape
+    message.shm.CopyFrom(pb.SharedMemoryRef(name=ref.name, offset=ref.offset, size=tensor.nbytes))
+
+
 def write_shared(message: pb.Tensor, tensor: torch.Tensor, target: memoryview, ref: pb.SharedMemoryRef) -> None:
     """Copy ``tensor`` into a shared-memory span and point ``message`` at it instead of carrying bytes."""
     array = _host_array(tensor)
     np.copyto(np.frombuffer(target, dtype=array.dtype).reshape(array.shape), array)
-    message.dtype = NAMES[tensor.dtype]
-    message.shape[:] = array.shape
-    message.shm.CopyFrom(pb.SharedMemoryRef(name=ref.name, offset=ref.offset, size=array.nbytes))
+    describe_shared(message, tensor, ref)
 
 
 def from_torch(tensor: torch.Tensor) -> pb.Tensor:

@@ -104,8 +104,8 @@ class AugmentationService(rpc.AugmentationServicer):
             raise _invalid("x: expected a tensor, got none")
         try:
             x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions)
-            if request.HasField("output_shm"):
-                self.regions.view(request.output_shm, 0, "output_shm")  # exists and is ours to write
+            output = self.regions.view(request.output_shm, request.output_shm.size, "output_shm") \
+                if request.HasField("output_shm") else None
         except ValueError as error:  # WireError, SharedMemoryError
             raise _invalid(str(error)) from None
         batch = x.shape[0] if x.dim() else 0
@@ -139,7 +139,7 @@ class AugmentationService(rpc.AugmentationServicer):
                                         None if labels is None else labels.shape[1])
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        return Job(pipeline, merge_key, x, labels, keys, request.seed, out_dtype, deadline), name
+        return Job(pipeline, merge_key, x, labels, keys, request.seed, out_dtype, deadline, output=output), name
 
     # --- running -----------------------------------------------------------------------
 
@@ -153,7 +153,10 @@ class AugmentationService(rpc.AugmentationServicer):
             context.add_done_callback(lambda _: cancel())
             out = await self.batcher.submit(job)
             response = pb.AugmentResponse(request_id=request.request_id, label_smoothing=out.label_smoothing)
-            self._write_x(response.x, out.x, request)
+            if job.output_written:  # already in the client's region: only the reference travels
+                wire.describe_shared(response.x, out.x, request.output_shm)
+            else:
+                wire.write(response.x, out.x)
             if out.labels is not None:
                 wire.write(response.labels, out.labels)
             if request.return_params:
@@ -168,14 +171,6 @@ class AugmentationService(rpc.AugmentationServicer):
         finally:
             self.metrics.requests.labels(method, name, status).inc()
             self.metrics.latency.labels(method).observe(time.perf_counter() - started)
-
-    def _write_x(self, message: pb.Tensor, x: torch.Tensor, request: pb.AugmentRequest) -> None:
-        """Into the client's output region when it asked and the batch fits; inline bytes otherwise."""
-        ref = request.output_shm
-        if request.HasField("output_shm") and x.nbytes <= ref.size:
-            wire.write_shared(message, x, self.regions.view(ref, x.nbytes, "output_shm"), ref)
-        else:
-            wire.write(message, x)
 
     @staticmethod
     def _status(error: Exception, method: str) -> tuple[grpc.StatusCode, str]:
