@@ -11,9 +11,9 @@ import torch
 
 from augserve.client import codec
 from augserve.client.channel import describe
-from augserve.client.codec import Array, Batch
+from augserve.client.codec import Array, Batch, split_item
 from augserve.client.errors import ServerError, from_rpc_error
-from augserve.client.sync import MiB, ClientSettings, split_item
+from augserve.client.settings import MiB, ClientSettings
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 

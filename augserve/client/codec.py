@@ -52,6 +52,15 @@ class Batch:
                      self.indices, self.batch_index, self.num_batches, self.request_id)
 
 
+def split_item(item) -> tuple[Array, Array | None, Any]:
+    """A ``map`` item: ``x``, ``(x, labels)`` or ``(x, labels, keys)``."""
+    if isinstance(item, (tuple, list)):
+        if not 1 <= len(item) <= 3:
+            raise ValueError(f"map: expected x, (x, labels) or (x, labels, keys), got a {len(item)}-tuple")
+        return tuple(item) + (None,) * (3 - len(item))
+    return item, None, None
+
+
 def pipeline_ref(pipeline: str | dict | list) -> pb.PipelineRef:
     """A preset / timm name, or an inline spec (dict, list, JSON or YAML text)."""
     if isinstance(pipeline, (dict, list)):

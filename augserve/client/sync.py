@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import time
 import weakref
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import grpc
@@ -16,76 +14,25 @@ import numpy as np
 import torch
 
 from augserve.client import codec
-from augserve.client.channel import COMPRESSION, TLS, describe, is_local, open_channel
-from augserve.client.codec import Array, Batch
+from augserve.client.channel import TLS, describe
+from augserve.client.codec import Array, Batch, split_item
 from augserve.client.errors import ServerError, from_rpc_error
+from augserve.client.settings import MiB, ClientSettings
 from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 
-MiB = 1 << 20
-FAILOVER_BACKOFF_S = 0.2
 PROBE = [{"op": "hflip", "p": 0.0}]  # the identity: checks the server can map this client's regions
 log = logging.getLogger("augserve.client")
-
-
-def split_item(item) -> tuple[Array, Array | None, Any]:
-    """A ``map`` item: ``x``, ``(x, labels)`` or ``(x, labels, keys)``."""
-    if isinstance(item, (tuple, list)):
-        if not 1 <= len(item) <= 3:
-            raise ValueError(f"map: expected x, (x, labels) or (x, labels, keys), got a {len(item)}-tuple")
-        return tuple(item) + (None,) * (3 - len(item))
-    return item, None, None
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """Everything needed to (re)open a channel: a client pickles as its settings, never its channel."""
-
-    targets: str | list[str] | tuple[str, ...]
-    timeout: float | None = 60.0  # seconds per unary call
-    token: str | None = field(default=None, repr=False)
-    tls: TLS | bool | None = None
-    compression: str | None = None  # None, "gzip" or "deflate"
-    retries: int = 4  # extra attempts of a call that met UNAVAILABLE (gRPC retry policy)
-    failovers: int = 3  # times a dropped stream resumes on another replica
-    max_message_bytes: int = 256 * MiB
-    shared_memory: bool | None = None  # tensors through /dev/shm; None: when every target is on this host
-
-    def __post_init__(self):
-        if self.compression not in COMPRESSION:
-            raise ValueError(f"compression: expected one of {[k for k in COMPRESSION if k]} or None, "
-                             f"got {self.compression!r}")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"timeout: expected seconds > 0 or None, got {self.timeout!r}")
-        if self.tls is True:
-            object.__setattr__(self, "tls", TLS())
-        object.__setattr__(self, "tls", self.tls or None)
-        if self.shared_memory is None:
-            object.__setattr__(self, "shared_memory", is_local(self.targets))
-
-    @property
-    def metadata(self):
-        return (("authorization", f"Bearer {self.token}"),) if self.token else None
-
-    def open_channel(self, aio: bool = False):
-        return open_channel(self.targets, self.tls, self.retries + 1, self.max_message_bytes, aio)
-
-    def call_options(self) -> dict:
-        return {"metadata": self.metadata, "compression": COMPRESSION[self.compression]}
-
-    def fail_over_or_raise(self, error: grpc.RpcError, attempt: int) -> None:
-        """Return (after a back-off) when a dropped stream may resume on another replica; raise otherwise."""
-        if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.failovers:
-            raise from_rpc_error(error, describe(self.targets)) from None
-        time.sleep(FAILOVER_BACKOFF_S * (attempt + 1))
 
 
 class Client:
     """Augment batches on an augserve server (or several replicas, round-robin).
 
-    Torch tensors in give torch tensors out (writable copies); numpy arrays in give
-    read-only numpy views of the received bytes. Every failure is a ``ServerError``.
+    Torch tensors in give torch tensors out (writable copies); numpy arrays in give numpy arrays
+    (read-only views of the received bytes). When every target is on this host, tensors travel
+    through shared memory instead of gRPC bytes (``shared_memory=False`` turns that off). Every
+    failure is a ``ServerError``.
     """
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None,

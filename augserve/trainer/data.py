@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from augserve.client.codec import Batch
-from augserve.client.sync import split_item
+from augserve.client.codec import Batch, split_item
 from augserve.pipeline import Pipeline
 
 

@@ -1,0 +1,57 @@
+"""Client settings: what it takes to (re)open a channel, and how a dropped stream fails over."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from augserve.client.channel import COMPRESSION, TLS, describe, is_local, open_channel
+from augserve.client.errors import from_rpc_error
+
+MiB = 1 << 20
+FAILOVER_BACKOFF_S = 0.2
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything needed to (re)open a channel: a client pickles as its settings, never its channel."""
+
+    targets: str | list[str] | tuple[str, ...]
+    timeout: float | None = 60.0  # seconds per unary call
+    token: str | None = field(default=None, repr=False)
+    tls: TLS | bool | None = None
+    compression: str | None = None  # None, "gzip" or "deflate"
+    retries: int = 4  # extra attempts of a call that met UNAVAILABLE (gRPC retry policy)
+    failovers: int = 3  # times a dropped stream resumes on another replica
+    max_message_bytes: int = 256 * MiB
+    shared_memory: bool | None = None  # tensors through /dev/shm; None: when every target is on this host
+
+    def __post_init__(self):
+        if self.compression not in COMPRESSION:
+            raise ValueError(f"compression: expected one of {[k for k in COMPRESSION if k]} or None, "
+                             f"got {self.compression!r}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout: expected seconds > 0 or None, got {self.timeout!r}")
+        if self.tls is True:
+            object.__setattr__(self, "tls", TLS())
+        object.__setattr__(self, "tls", self.tls or None)
+        if self.shared_memory is None:
+            object.__setattr__(self, "shared_memory", is_local(self.targets))
+
+    @property
+    def metadata(self):
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
+
+    def open_channel(self, aio: bool = False):
+        return open_channel(self.targets, self.tls, self.retries + 1, self.max_message_bytes, aio)
+
+    def call_options(self) -> dict:
+        return {"metadata": self.metadata, "compression": COMPRESSION[self.compression]}
+
+    def fail_over_or_raise(self, error: grpc.RpcError, attempt: int) -> None:
+        """Return (after a back-off) when a dropped stream may resume on another replica; raise otherwise."""
+        if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.failovers:
+            raise from_rpc_error(error, describe(self.targets)) from None
+        time.sleep(FAILOVER_BACKOFF_S * (attempt + 1))
