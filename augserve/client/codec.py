@@ -1,4 +1,4 @@
-"""Requests from torch/numpy, batches from responses: the only place the client touches protobuf."""
+"""Requests from torch/numpy, batches from responses: where the client turns tensors into messages and back."""
 
 from __future__ import annotations
 
