@@ -55,14 +55,16 @@ class RegionCache:
             return region
 
     def _map(self, name: str, field: str) -> mmap.mmap:
-        try:
-            descriptor = os.open(os.path.join(self.root, name), os.O_RDWR)
+        try:  # never through a symlink: another local user could point one at a file the server may write
+            descriptor = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise SharedMemoryError(f"{field}.name: no shared-memory region {name!r} on the server's host "
                                     "(shared memory works only when client and server share a host)") from None
         except PermissionError:
             raise SharedMemoryError(f"{field}.name: the server may not open region {name!r} "
                                     "(it belongs to another user)") from None
+        except OSError:  # ELOOP: a symlink
+            raise SharedMemoryError(f"{field}.name: {name!r} is not a shared-memory region") from None
         try:
             return mmap.mmap(descriptor, os.fstat(descriptor).st_size)
         finally:

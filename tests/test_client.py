@@ -197,6 +197,18 @@ def test_shared_memory_falls_back_to_bytes_when_the_server_cannot_see_the_region
         regions.root = root
 
 
+def test_the_server_never_follows_a_symlink_planted_as_a_region(tmp_path):
+    from augserve.shared_memory import RegionCache, SharedMemoryError
+    from augserve.v1 import augserve_pb2 as pb
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious" * 64)
+    (tmp_path / "augserve_planted").symlink_to(victim)
+    with pytest.raises(SharedMemoryError, match="not a shared-memory region"):
+        RegionCache(root=str(tmp_path)).view(pb.SharedMemoryRef(name="augserve_planted", size=8), 8, "output_shm")
+    assert victim.read_bytes() == b"precious" * 64
+
+
 def test_bad_client_arguments_are_refused_before_any_call():
     with pytest.raises(ValueError, match="compression"):
         Client("127.0.0.1:1", compression="zstd")

@@ -1,5 +1,6 @@
 """Time-series ops on real UCR/UEA data shipped with sktime (GunPoint, BasicMotions)."""
 
+import numpy as np
 import pytest
 import torch
 from sktime.datasets import load_basic_motions, load_gunpoint
@@ -132,3 +133,16 @@ def test_bad_series_are_refused(spec, x, words):
         Pipeline.from_spec(spec)(x)
     for word in words:
         assert word in str(error.value)
+
+
+def test_spline_curves_are_bit_identical_in_any_batch():
+    from augserve.ops.resample import CURVE_ROWS, smooth_curve
+
+    knots = torch.randn(3 * CURVE_ROWS + 5, 6, generator=torch.Generator().manual_seed(0))
+    whole = smooth_curve(knots, 1000)
+    for start, stop in ((0, 1), (5, 6), (0, 7), (3, 70), (CURVE_ROWS - 1, 2 * CURVE_ROWS + 2), (100, len(knots))):
+        assert torch.equal(smooth_curve(knots[start:stop], 1000), whole[start:stop])
+    from scipy.interpolate import CubicSpline
+
+    expected = CubicSpline(np.linspace(0, 999, 6), knots[:4].numpy().T, axis=0)(np.arange(1000)).T
+    assert np.allclose(whole[:4].numpy(), expected, atol=1e-5)
