@@ -6,7 +6,7 @@ ARG CUDA_IMAGE=nvidia/cuda:13.0.1-runtime-rockylinux9
 
 FROM ${CUDA_IMAGE} AS build
 # hadolint ignore=DL3041
-RUN dnf install -y python3.11 make && dnf clean all
+RUN dnf install -y python3.11 python3.11-pip make && dnf clean all
 WORKDIR /opt/augserve
 COPY pyproject.toml Makefile README.md ./
 COPY protos ./protos
