@@ -47,9 +47,12 @@ def counts(replicas, method):
 
 
 def test_round_robin_spreads_calls_over_every_replica(replicas):
-    before = counts(replicas, "Augment")
     with client_for(replicas, shared_memory=False) as client:  # no shared-memory probe call to count
         x = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
+        for i in range(6):  # until every replica's connection and health check are up
+            client.augment(x, pipeline=PIPELINE)
+        time.sleep(0.5)
+        before = counts(replicas, "Augment")
         for i in range(30):
             client.augment(x, pipeline=PIPELINE, keys=[i, i + 1])
     time.sleep(0.5)
