@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Any, AsyncIterable, AsyncIterator
 
@@ -102,6 +103,27 @@ class AsyncClient:
             raise self._error(error) from None
         finally:
             call.cancel()
+
+    async def stream_dataset(self, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
+                             shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
+                             out_dtype: str | None = None, return_params: bool = False) -> AsyncIterator[Batch]:
+        """``Client.stream_dataset``: a dropped stream resumes on another replica at the next undelivered batch."""
+        position = start_batch
+        for attempt in range(self.settings.failovers + 1):
+            request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
+                                            shard_index=shard_index, num_shards=num_shards, start_batch=position,
+                                            out_dtype=out_dtype, return_params=return_params)
+            call = self.stub.StreamDataset(request, **self.settings.call_options())
+            try:
+                async for message in call:
+                    batch = codec.dataset_batch_from(message)
+                    position = batch.batch_index + 1
+                    yield batch
+                return
+            except grpc.RpcError as error:
+                await asyncio.sleep(self.settings.failover_delay(error, attempt))
+            finally:
+                call.cancel()
 
     async def server_info(self) -> dict[str, Any]:
         try:

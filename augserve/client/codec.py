@@ -102,6 +102,16 @@ def augment_request(x: Array, labels: Array | None, *, pipeline, seed: int, keys
     return message
 
 
+def dataset_request(dataset: str, pipeline, batch_size: int, *, epoch: int, seed: int, shard_index: int,
+                    num_shards: int, start_batch: int, out_dtype: str | None,
+                    return_params: bool) -> pb.StreamDatasetRequest:
+    request = pb.StreamDatasetRequest(dataset=dataset, batch_size=batch_size, epoch=epoch, seed=seed,
+                                      shard_index=shard_index, num_shards=num_shards, start_batch=start_batch,
+                                      out_dtype=out_dtype or "", return_params=return_params)
+    request.pipeline.CopyFrom(pipeline_ref(pipeline))
+    return request
+
+
 def _decode(message: pb.Tensor, as_numpy: bool, slot: Slot | None = None) -> Array:
     """Inline bytes: numpy gets a read-only zero-copy view, torch one (writable) copy. Shared memory:
     always a copy, since the region is reused by the next request."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -50,8 +49,9 @@ class ClientSettings:
     def call_options(self) -> dict:
         return {"metadata": self.metadata, "compression": COMPRESSION[self.compression]}
 
-    def fail_over_or_raise(self, error: grpc.RpcError, attempt: int) -> None:
-        """Return (after a back-off) when a dropped stream may resume on another replica; raise otherwise."""
+    def failover_delay(self, error: grpc.RpcError, attempt: int) -> float:
+        """Seconds to back off before a dropped stream resumes on another replica; raises the
+        ``ServerError`` when it may not (not UNAVAILABLE, or out of failovers)."""
         if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.failovers:
             raise from_rpc_error(error, describe(self.targets)) from None
-        time.sleep(FAILOVER_BACKOFF_S * (attempt + 1))
+        return FAILOVER_BACKOFF_S * (attempt + 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import time
 import weakref
 from collections import deque
 from typing import Any, Iterable, Iterator
@@ -206,7 +207,7 @@ class Client:
                     yield batch
                 return
             except grpc.RpcError as error:
-                self.settings.fail_over_or_raise(error, attempt)
+                time.sleep(self.settings.failover_delay(error, attempt))
             finally:
                 outbox.put(None)
                 call.cancel()
@@ -222,11 +223,9 @@ class Client:
         """
         position = start_batch
         for attempt in range(self.settings.failovers + 1):
-            request = pb.StreamDatasetRequest(dataset=dataset, batch_size=batch_size, epoch=epoch, seed=seed,
-                                              shard_index=shard_index, num_shards=num_shards,
-                                              start_batch=position, out_dtype=out_dtype or "",
-                                              return_params=return_params)
-            request.pipeline.CopyFrom(codec.pipeline_ref(pipeline))
+            request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
+                                            shard_index=shard_index, num_shards=num_shards, start_batch=position,
+                                            out_dtype=out_dtype, return_params=return_params)
             call = self.stub.StreamDataset(request, **self.settings.call_options())
             try:
                 for message in call:
@@ -235,7 +234,7 @@ class Client:
                     yield batch
                 return
             except grpc.RpcError as error:
-                self.settings.fail_over_or_raise(error, attempt)
+                time.sleep(self.settings.failover_delay(error, attempt))
             finally:
                 call.cancel()
 
