@@ -98,11 +98,3 @@ def write_shared(message: pb.Tensor, tensor: torch.Tensor, target: memoryview, r
     array = _host_array(tensor)
     np.copyto(np.frombuffer(target, dtype=array.dtype).reshape(array.shape), array)
     describe_shared(message, tensor, ref)
-
-
-def from_torch(tensor: torch.Tensor) -> pb.Tensor:
-    return write(pb.Tensor(), tensor)
-
-
-def from_numpy(array: np.ndarray) -> pb.Tensor:
-    return from_torch(torch.from_numpy(np.ascontiguousarray(array)))

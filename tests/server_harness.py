@@ -41,11 +41,11 @@ def request(x, pipeline="rand-m9-n2", seed=0, keys=None, labels=None, num_classe
         message.pipeline.spec = pipeline
     else:
         message.pipeline.name = pipeline
-    message.x.CopyFrom(wire.from_torch(torch.as_tensor(x)))
+    wire.write(message.x, torch.as_tensor(x))
     if keys is not None:
         message.keys.extend(list(keys))
     if labels is not None:
-        message.labels.CopyFrom(wire.from_torch(torch.as_tensor(labels)))
+        wire.write(message.labels, torch.as_tensor(labels))
     return message
 
 

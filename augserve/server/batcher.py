@@ -55,14 +55,12 @@ class Job:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
 
-def _to_host(x: torch.Tensor, job: Job) -> torch.Tensor:
-    """The one device-to-host copy: into the client's shared-memory region when it has room, else host memory."""
-    if job.output is not None and x.nbytes <= len(job.output):
-        target = torch.frombuffer(job.output, dtype=x.dtype, count=x.numel()).view(x.shape)
-        target.copy_(x)
-        job.output_written = True
-        return target
-    return x.cpu()
+def _into_region(x: torch.Tensor, job: Job) -> torch.Tensor:
+    """Copy a job's rows into its client's shared-memory output region; the tensor viewing them there."""
+    target = torch.frombuffer(job.output, dtype=x.dtype, count=x.numel()).view(x.shape)
+    target.copy_(x)
+    job.output_written = True
+    return target
 
 
 def _slice_params(params: list[dict], start: int, stop: int, batch: int) -> list[dict]:
@@ -204,11 +202,16 @@ class Batcher:
                                          dtype=torch.int64) for job in jobs]).to(self.device)
         out = jobs[0].pipeline(x, labels, seed=seed, keys=keys, out_dtype=jobs[0].out_dtype)
         host_labels = None if out.labels is None else out.labels.cpu()
+        # The one device-to-host copy: straight into a same-host client's output region when it has room,
+        # the rest of the batch in one piece into host memory.
+        into_regions = [job.output is not None and out.x[0].nbytes * job.size <= len(job.output) for job in jobs]
+        host_x = None if all(into_regions) else out.x.cpu()
         results, start = [], 0
-        for job, size in zip(jobs, sizes):
+        for job, size, shared in zip(jobs, sizes, into_regions):
             stop = start + size
-            results.append(AugmentOutput(_to_host(out.x[start:stop], job), None if host_labels is None
-                                         else host_labels[start:stop], _slice_params(out.params, start, stop, batch)))
+            x = _into_region(out.x[start:stop], job) if shared else host_x[start:stop]
+            results.append(AugmentOutput(x, None if host_labels is None else host_labels[start:stop],
+                                         _slice_params(out.params, start, stop, batch)))
             start = stop
         return results
 

@@ -111,10 +111,11 @@ class AugmentationService(rpc.AugmentationServicer):
         batch = x.shape[0] if x.dim() else 0
         if not 1 <= batch <= self.config.max_samples:
             raise _invalid(f"x.shape[0]: expected 1 to {self.config.max_samples} samples, got {batch}")
-        pixels = math.prod(x.shape[-2:]) if x.dim() >= 3 else x.shape[-1]  # a plane, or a waveform's length
+        plane = x.shape[-2:] if x.dim() >= 3 else x.shape[-1:]  # H x W (F x T, C x T), or a waveform's length
+        pixels = math.prod(plane)
         if pixels > self.config.max_pixels:
-            raise _invalid(f"x.shape: expected at most {self.config.max_pixels} pixels per sample plane, "
-                           f"got {'x'.join(map(str, x.shape[-2:]))} = {pixels}")
+            raise _invalid(f"x.shape: expected at most {self.config.max_pixels} values per sample plane, "
+                           f"got {'x'.join(map(str, plane))} = {pixels}")
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise _invalid("x.data: expected finite values, got NaN or infinity")
         keys = torch.tensor(list(request.keys), dtype=torch.int64) if request.keys else torch.arange(batch)
