@@ -73,6 +73,18 @@ def test_bidirectional_stream_answers_in_order(stub):
         assert torch.equal(tensor(r.x), Pipeline.from_spec("rand-m9-n2")(b, seed=s).x)
 
 
+def test_one_streams_requests_each_run_as_sent(server, stub):
+    """A stream's in-flight window merged into one batch would answer nothing until all of it ran."""
+    before = fill(server)
+    requests = [request(images(16, seed=s), "rand-m9-n2", seed=s, request_id=s) for s in range(4)]
+    started = time.monotonic()
+    responses = list(stub.AugmentStream(iter(requests), timeout=60))
+    fill_sum, batches = (after - start for after, start in zip(fill(server), before))
+    assert [r.request_id for r in responses] == [0, 1, 2, 3]
+    assert batches == 4 and fill_sum == pytest.approx(4 * 16 / 64)  # 4 x 16 would have filled one batch of 64
+    assert time.monotonic() - started < 30
+
+
 def test_concurrent_requests_are_merged_but_never_mixed(server, stub):
     pipe = Pipeline.from_spec("rand-m9-n2")
     before = fill(server)

@@ -6,6 +6,13 @@ batch (one host-to-device copy in, one out) and split back. Every sample keeps
 its own (seed, key) stream, so a merged sample is bit-identical to the same
 request run alone. Pipelines that mix samples (mixup, cutmix) are never merged:
 partners must come from the same request.
+
+Requests of one call (the batches a client keeps in flight on one stream) are
+never merged with each other: the client already chose its batch size, and one
+device batch of its whole window would answer nothing until all of it is done,
+leaving the device idle while the client turns around (lock-step). When a
+call's next request arrives, what is pending from that call goes to the device
+at once; other calls' requests still merge with it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class DeadlineExpired(Exception):
 class Job:
     pipeline: Pipeline
     merge_key: tuple | None  # None: run alone
+    origin: object  # the call the request came on: one call's requests are never merged together
     x: torch.Tensor
     labels: torch.Tensor | None  # soft (B, K) float32, already validated
     keys: torch.Tensor
@@ -113,6 +121,8 @@ class Batcher:
         if job.merge_key is None:
             self._start([job])
             return
+        if any(queued.origin is job.origin for queued in self._pending.get(job.merge_key, ())):
+            self._flush(job.merge_key)  # the caller's next batch is here: its last one waits no longer
         bucket = self._pending.setdefault(job.merge_key, [])
         bucket.append(job)
         if sum(j.size for j in bucket) >= self.max_batch:

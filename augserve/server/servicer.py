@@ -140,7 +140,7 @@ class AugmentationService(rpc.AugmentationServicer):
                                         None if labels is None else labels.shape[1])
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        return Job(pipeline, merge_key, x, labels, keys, request.seed, out_dtype, deadline, output=output), name
+        return Job(pipeline, merge_key, context, x, labels, keys, request.seed, out_dtype, deadline, output=output), name
 
     # --- running -----------------------------------------------------------------------
 
