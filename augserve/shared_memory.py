@@ -15,13 +15,17 @@ import os
 import re
 import secrets
 import threading
+import weakref
 from multiprocessing import shared_memory
+
+import numpy as np
 
 from augserve.v1 import augserve_pb2 as pb
 
 NAME = re.compile(r"^augserve_[A-Za-z0-9_]{1,80}$")
 OPEN_REGIONS = 32  # regions a server keeps mapped (least recently used are dropped first)
 SHM_ROOT = "/dev/shm"  # where POSIX shared memory lives on Linux
+MAX_LENT = 16  # results a client holds in its output regions at once; beyond that, results are copied out
 
 
 class SharedMemoryError(ValueError):
@@ -84,18 +88,37 @@ class RegionCache:
 
 
 class Slot:
-    """The client side: one input and one output region, grown when a batch needs more room."""
+    """The client side: one input and one output region, grown when a batch needs more room.
 
-    def __init__(self):
+    A slot is free, busy (a request in flight) or lent (a result still viewing its output region).
+    """
+
+    def __init__(self, pool: "SlotPool"):
+        self.pool = pool
         self.regions: dict[str, shared_memory.SharedMemory] = {}
         self.output_bytes = 0  # the largest answer seen, so the output region is made big enough
+        self.state = "busy"
+        self._lendable: mmap.mmap | None = None  # the output region mapped once more, for results handed out
+
+    def lend(self, array: np.ndarray) -> np.ndarray:
+        """A result viewing this slot's output region, handed to the caller without a copy.
+
+        The slot goes back to the pool when the last view of the result is gone (tensors made
+        with ``torch.from_numpy`` and their views keep it alive). A copy instead when the pool
+        has ``MAX_LENT`` results out already, so results a caller keeps do not pin ever more memory.
+        """
+        return self.pool.lend(self, array)
 
     def view(self, ref: pb.SharedMemoryRef, nbytes: int, field: str) -> memoryview:
         """Resolve a reference to this slot's own output region (what the server wrote), and nothing else."""
         region = self.regions.get("out")
         if region is None or ref.name != region.name or ref.offset + nbytes > region.size:
             raise SharedMemoryError(f"{field}: expected {nbytes} bytes in this request's output region")
-        return region.buf[ref.offset:ref.offset + nbytes]
+        if self._lendable is None:
+            # A mapping of our own: SharedMemory.close() refuses while results view its buffer; this one
+            # simply lives as long as the last of them.
+            self._lendable = mmap.mmap(region._fd, region.size)  # noqa: SLF001 - the only handle to the descriptor
+        return memoryview(self._lendable)[ref.offset:ref.offset + nbytes]
 
     def region(self, kind: str, nbytes: int) -> shared_memory.SharedMemory:
         region = self.regions.get(kind)
@@ -113,6 +136,8 @@ class Slot:
                 self.regions.pop(kind, None)
                 raise SharedMemoryError(f"cannot reserve {nbytes} bytes of shared memory: {error}") from None
             self.regions[kind] = region
+            if kind == "out":
+                self._lendable = None
         return region
 
     def close(self) -> None:
@@ -120,30 +145,59 @@ class Slot:
             region.close()
             region.unlink()
         self.regions.clear()
+        self._lendable = None  # unmapped when the last result lent from it is gone
 
 
 class SlotPool:
-    """Slots handed out one per request in flight and returned after the answer is read."""
+    """Slots handed out one per request in flight, returned after the answer is read or, when the answer
+    was lent to the caller, when the caller lets go of it."""
 
-    def __init__(self):
+    def __init__(self, max_lent: int = MAX_LENT):
+        self.max_lent = max_lent
         self._free: list[Slot] = []
         self._all: list[Slot] = []
-        self._lock = threading.Lock()
+        self._lent = 0
+        self._closed = False
+        self._lock = threading.RLock()  # re-entrant: a lent result may be collected while the lock is held
 
     def acquire(self) -> Slot:
         with self._lock:
             if self._free:
-                return self._free.pop()
-            slot = Slot()
+                slot = self._free.pop()
+                slot.state = "busy"
+                return slot
+            slot = Slot(self)
             self._all.append(slot)
             return slot
 
     def release(self, slot: Slot) -> None:
+        """Back to the pool once its answer is read; a lent slot comes back when its result is gone."""
         with self._lock:
-            self._free.append(slot)
+            if slot.state == "busy" and not self._closed:
+                slot.state = "free"
+                self._free.append(slot)
+
+    def lend(self, slot: Slot, array: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if self._lent >= self.max_lent or slot.state != "busy":
+                return array.copy()
+            self._lent += 1
+            slot.state = "lent"
+        owner = array  # numpy views collapse their base to the first array that does not view another
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        weakref.finalize(owner, self._returned, slot)
+        return array
+
+    def _returned(self, slot: Slot) -> None:
+        with self._lock:
+            self._lent -= 1
+            slot.state = "busy"
+        self.release(slot)
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for slot in self._all:
                 slot.close()
             self._all.clear()

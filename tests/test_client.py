@@ -1,6 +1,7 @@
 """The thin client against real servers on loopback: equality with in-process runs, ordering, errors."""
 
 import asyncio
+import collections
 import logging
 import pickle
 import subprocess
@@ -180,6 +181,31 @@ def test_shared_memory_carries_the_tensors_and_learns_the_output_size(server):
         for s, batch in enumerate(mixed):  # float32 out: the first answer comes inline, the rest in the region
             assert torch.equal(batch.x, local(x, torch.eye(6), seed=s, keys=torch.arange(6)).x)
         assert max(slot.output_bytes for slot in client._slots._all) == x.nbytes * 4
+
+
+def test_shared_memory_results_are_lent_without_a_copy_and_never_overwritten_while_held(server):
+    batches = [images(4, seed=s) for s in range(12)]
+    pipe = Pipeline.from_spec("rand-m9-n2")
+    expected = [pipe(b, seed=3, keys=torch.arange(4 * i, 4 * i + 4)).x for i, b in enumerate(batches)]
+    with Client(server.target, shared_memory=True) as client:
+        client.augment(batches[0], pipeline="rand-m9-n2")
+        pool = client._slots
+        collections.deque(client.map(batches, pipeline="rand-m9-n2", seed=3, prefetch=2), maxlen=0)
+        assert len(pool._all) <= 3 and pool._lent == 0  # each dropped at once: 2 in flight, 1 being read
+        pool.max_lent = 5
+        held = list(client.map(batches, pipeline="rand-m9-n2", seed=3, prefetch=2))
+        regions = [np.frombuffer(s._lendable, np.uint8) for s in pool._all if s._lendable is not None]
+        inside = [any(r.ctypes.data <= b.x.data_ptr() < r.ctypes.data + r.size for r in regions) for b in held]
+        assert inside == [True] * 5 + [False] * 7  # the first five view their regions, the rest were copied out
+        del regions
+        tail = held[2].x[1:]  # a view outlives its batch
+        del held[2]
+        collections.deque(client.map(batches, pipeline="rand-m9-n2", seed=9, prefetch=2), maxlen=0)
+        assert all(torch.equal(b.x, expected[i if i < 2 else i + 1]) for i, b in enumerate(held))
+        assert torch.equal(tail, expected[2][1:])
+        lent = pool._lent
+        del held, tail
+        assert pool._lent == 0 and lent == 5
 
 
 def test_shared_memory_falls_back_to_bytes_when_the_server_cannot_see_the_regions(server, tmp_path, caplog):

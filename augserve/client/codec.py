@@ -114,9 +114,9 @@ def dataset_request(dataset: str, pipeline, batch_size: int, *, epoch: int, seed
 
 def _decode(message: pb.Tensor, as_numpy: bool, slot: Slot | None = None) -> Array:
     """Inline bytes: numpy gets a read-only zero-copy view, torch one (writable) copy. Shared memory:
-    always a copy, since the region is reused by the next request."""
+    a writable view of the slot's output region, lent until the result is dropped."""
     if message.HasField("shm"):
-        array = wire.to_numpy(message, "response", regions=slot).copy()  # the slot checks the region is its own
+        array = slot.lend(wire.to_numpy(message, "response", regions=slot))  # the slot checks the region is its own
         return array if as_numpy else torch.from_numpy(array)
     if slot is not None:
         slot.output_bytes = max(slot.output_bytes, len(message.data))  # did not fit: room for next time

@@ -30,10 +30,10 @@ log = logging.getLogger("augserve.client")
 class Client:
     """Augment batches on an augserve server (or several replicas, round-robin).
 
-    Torch tensors in give torch tensors out (writable copies); numpy arrays in give numpy arrays
+    Torch tensors in give torch tensors out (writable); numpy arrays in give numpy arrays
     (read-only views of the received bytes). When every target is on this host, tensors travel
-    through shared memory instead of gRPC bytes (``shared_memory=False`` turns that off). Every
-    failure is a ``ServerError``.
+    through shared memory instead of gRPC bytes (``shared_memory=False`` turns that off), and
+    results view the client's own output region until dropped. Every failure is a ``ServerError``.
     """
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None,
