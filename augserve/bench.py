@@ -161,7 +161,7 @@ def _service_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
 
     from augserve.client import Client
 
-    batch, spec, in_flight = x.shape[0], "rand-m9-n2", 4
+    batch, spec, in_flight, length = x.shape[0], "rand-m9-n2", 4, 16
     host = x.cpu()
     over_bytes = Client(target, timeout=600, shared_memory=False)
     over_shm = Client(target, timeout=600, shared_memory=True)
@@ -171,16 +171,20 @@ def _service_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
     pipe = Pipeline.from_spec(spec)
 
     def stream(client):
-        return lambda: list(client.map([host] * in_flight, pipeline=spec, prefetch=in_flight))
+        def run():
+            for augmented in client.map([host] * length, pipeline=spec, prefetch=in_flight):
+                del augmented  # as a training loop does: each batch is used, then let go
+        return run
 
     def eight_clients():
         list(threads.map(lambda pair: pair[0].augment(pair[1], pipeline=spec), zip(small_clients, eighths)))
 
     return {f"service: {spec}, {batch} samples": [
         Engine("in process", lambda: pipe(x, seed=0)),
-        Engine("Client.map, gRPC bytes", stream(over_bytes), f"AugmentStream, {in_flight} in flight", batch * in_flight),
-        Engine("Client.map, shared memory", stream(over_shm), f"AugmentStream, {in_flight} in flight, same host",
-               batch * in_flight),
+        Engine("Client.map, gRPC bytes", stream(over_bytes),
+               f"AugmentStream of {length} batches, {in_flight} in flight", batch * length),
+        Engine("Client.map, shared memory", stream(over_shm),
+               f"AugmentStream of {length} batches, {in_flight} in flight, same host", batch * length),
         Engine("1 client x 64 samples", lambda: over_bytes.augment(host, pipeline=spec), "unary, gRPC bytes"),
         Engine("8 clients x 8 samples", eight_clients, "unary, gRPC bytes, merged by the batcher"),
     ]}
@@ -347,14 +351,18 @@ def _machine(device: str) -> str:
 
 
 def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = "cpu",
-              out: str | None = None) -> str:
-    """Run every case, print the table, and optionally write it as Markdown."""
+              out: str | None = None, only: str | None = None) -> str:
+    """Run every case (or those whose name contains ``only``), print the table, and optionally write it as Markdown."""
     if batch < 1 or size < 8 or repeats < 1:
         raise ValueError("bench: expected --batch >= 1, --size >= 8 and --repeats >= 1")
+    if only is not None and out:
+        raise ValueError("bench: --out writes the whole table; run without --only")
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator).to(device)
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    cases = _cases(x)
+    cases = {case: engines for case, engines in _cases(x).items() if only is None or only.lower() in case.lower()}
+    if not cases:
+        raise ValueError(f"bench: no case name contains {only!r}")
 
     rows = []
     progress = tqdm(total=repeats * len(cases), desc="bench", unit="round")

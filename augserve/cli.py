@@ -118,7 +118,8 @@ def _preview(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from augserve.bench import run_bench
 
-    run_bench(batch=args.batch, size=args.size, repeats=args.repeats, device=args.device, out=args.out)
+    run_bench(batch=args.batch, size=args.size, repeats=args.repeats, device=args.device, out=args.out,
+              only=args.only)
     return 0
 
 
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="round-robin rounds; each engine runs 1 untimed and 2 timed batches per round")
     bench.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: %(default)s)")
     bench.add_argument("--out", help="also write the table to this Markdown file")
+    bench.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT "
+                       "(e.g. service); not with --out")
     bench.set_defaults(func=_bench)
     return parser
 

@@ -101,6 +101,11 @@ def test_bench_prints_ratios_against_torchvision(tmp_path):
     for row in ("torchvision.v2 per-sample | ", "kornia.augmentation.auto batched", "| augserve |"):
         assert row in text
     assert "1.00x" in text
+    service = augserve("bench", "--batch", "4", "--size", "32", "--repeats", "1", "--only", "service")
+    assert service.returncode == 0, service.stderr
+    assert "shared memory" in service.stdout and "RandAugment" not in service.stdout
+    nothing = augserve("bench", "--only", "no such case")
+    assert nothing.returncode == 2 and "no case name contains" in nothing.stderr
 
 
 def test_allocator_tuning_applies_on_glibc():
