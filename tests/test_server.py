@@ -123,6 +123,19 @@ def test_dataset_stream_shards_cover_the_epoch_exactly_once(stub):
     assert sorted(seen) == list(range(1797))
 
 
+def test_dataset_stream_keeps_the_next_batch_in_flight(server, stub):
+    """Each batch waited out max_delay_ms (30 ms here) when it was the only one queued; the next one's arrival sends it."""
+    message = pb.StreamDatasetRequest(dataset="digits", batch_size=32, seed=1)
+    message.pipeline.name = "rand-m9-n2"
+    assert len(list(stub.StreamDataset(message, timeout=120))) == 57  # loads the dataset
+    before = fill(server)
+    started = time.monotonic()
+    assert len(list(stub.StreamDataset(message, timeout=120))) == 57
+    elapsed = time.monotonic() - started
+    assert fill(server)[1] - before[1] == 57  # one device batch per dataset batch
+    assert elapsed < 57 * 0.030 / 2, f"{elapsed:.2f} s for 57 batches"
+
+
 def test_dataset_stream_resumes_and_replays(stub):
     def stream(start):
         message = pb.StreamDatasetRequest(dataset="digits", batch_size=256, epoch=0, seed=1, start_batch=start)

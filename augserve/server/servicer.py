@@ -9,6 +9,7 @@ for anything unexpected. Nothing surfaces as UNKNOWN.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import json
 import logging
@@ -34,6 +35,7 @@ from augserve.v1 import augserve_pb2_grpc as rpc
 
 log = logging.getLogger("augserve.server")
 SEED_LIMIT = 1 << 64
+DATASET_AHEAD = 2  # batches StreamDataset keeps in flight
 
 
 class Refused(Exception):
@@ -221,7 +223,8 @@ class AugmentationService(rpc.AugmentationServicer):
                                 f"got {request.shard_index}")
         batches = shard_batches(len(dataset), request.batch_size, request.seed, request.epoch,
                                 request.shard_index, shards)
-        for position in range(request.start_batch, len(batches)):
+
+        def augment(position: int) -> asyncio.Future:
             indices = batches[position]
             inner = pb.AugmentRequest(seed=request.seed, out_dtype=request.out_dtype,
                                       return_params=request.return_params, num_classes=dataset.num_classes,
@@ -229,9 +232,24 @@ class AugmentationService(rpc.AugmentationServicer):
             inner.pipeline.CopyFrom(request.pipeline)
             wire.write(inner.x, dataset.x[indices])
             wire.write(inner.labels, dataset.labels[indices])
-            response = await self._augment(inner, context, "StreamDataset")
-            yield pb.DatasetBatch(batch=response, batch_index=position, num_batches=len(batches),
-                                  sample_indices=indices.tolist())
+            return asyncio.ensure_future(self._augment(inner, context, "StreamDataset"))
+
+        # DATASET_AHEAD batches in flight: the device works on the next while this one is sent, and the
+        # next one's arrival sends this one to the device without waiting out max_delay_ms.
+        ahead: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+        positions = iter(range(request.start_batch, len(batches)))
+        try:
+            while True:
+                while len(ahead) < DATASET_AHEAD and (position := next(positions, None)) is not None:
+                    ahead.append((position, augment(position)))
+                if not ahead:
+                    return
+                position, task = ahead.popleft()
+                yield pb.DatasetBatch(batch=await task, batch_index=position, num_batches=len(batches),
+                                      sample_indices=batches[position].tolist())
+        finally:
+            for _, task in ahead:
+                task.cancel()
 
     async def _dataset(self, name: str, context) -> Dataset:
         if name not in self.dataset_loaders:
