@@ -77,11 +77,45 @@ def _host_array(tensor: torch.Tensor) -> np.ndarray:
 
 def write(message: pb.Tensor, tensor: torch.Tensor) -> pb.Tensor:
     """Fill ``message`` in place (no sub-message copy): one device-to-host copy at most, then the raw bytes."""
+    message.data = describe(message, tensor).tobytes()
+    return message
+
+
+def describe(message: pb.Tensor, tensor: torch.Tensor) -> np.ndarray:
+    """Fill ``message``'s dtype and shape; the host array whose bytes belong in its ``data`` (see ``frame``)."""
     array = _host_array(tensor)
     message.dtype = NAMES[tensor.dtype]
     message.shape[:] = array.shape
-    message.data = array.tobytes()
-    return message
+    return array
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def frame(message, payloads: dict[tuple[int, ...], np.ndarray]) -> bytes:
+    """``message`` serialized, each payload appended as the bytes field at its path of field numbers.
+
+    Protobuf merges repeated occurrences of an embedded message, so every parser reads the same
+    message as if the bytes had been set in place; but the megabytes are copied once, into the
+    result, instead of into the message, through the serializer's growing buffer and out again.
+    """
+    parts: list = [message.SerializeToString()]
+    for path, array in payloads.items():
+        data = memoryview(np.ascontiguousarray(array)).cast("B")
+        headers, length = [], data.nbytes
+        for number in reversed(path):
+            header = _varint(number << 3 | 2) + _varint(length)  # wire type 2: length-delimited
+            headers.insert(0, header)
+            length += len(header)
+        parts += headers
+        parts.append(data)
+    return b"".join(parts)
 
 
 def describe_shared(message: pb.Tensor, tensor: torch.Tensor, ref: pb.SharedMemoryRef) -> None:

@@ -16,3 +16,28 @@ def test_stubs_are_fresh(tmp_path):
         fresh = (tmp_path / "augserve/v1" / name).read_text()
         committed = (ROOT / "augserve/v1" / name).read_text()
         assert fresh == committed, f"augserve/v1/{name} is stale: run `make protos`"
+
+
+def test_framed_answers_parse_as_the_same_messages():
+    """Tensor bytes appended after the message (one copy) read back exactly as bytes set in place."""
+    import numpy as np
+    import torch
+
+    from augserve import wire
+    from augserve.server.servicer import BATCH_X_DATA, X_DATA
+    from augserve.v1 import augserve_pb2 as pb
+
+    x = torch.randint(0, 256, (3, 2, 70, 90), dtype=torch.uint8)  # > 16 KiB: multi-byte length varints
+    in_place = pb.AugmentResponse(request_id=7, label_smoothing=0.1)
+    wire.write(in_place.x, x)
+    wire.write(in_place.labels, torch.eye(3))
+    framed = pb.AugmentResponse(request_id=7, label_smoothing=0.1)
+    wire.write(framed.labels, torch.eye(3))
+    payload = wire.describe(framed.x, x)
+    assert pb.AugmentResponse.FromString(wire.frame(framed, {X_DATA: payload})) == in_place
+
+    batch = pb.DatasetBatch(batch=framed, batch_index=4, num_batches=9, sample_indices=[5, 1, 2])
+    parsed = pb.DatasetBatch.FromString(wire.frame(batch, {BATCH_X_DATA: payload}))
+    assert parsed.batch == in_place and list(parsed.sample_indices) == [5, 1, 2]
+    assert np.array_equal(wire.to_numpy(parsed.batch.x, "x"), x.numpy())
+    assert wire.frame(in_place, {}) == in_place.SerializeToString()

@@ -18,6 +18,7 @@ import time
 from typing import Any, AsyncIterator, Callable
 
 import grpc
+import numpy as np
 import torch
 
 import augserve
@@ -35,6 +36,8 @@ from augserve.v1 import augserve_pb2_grpc as rpc
 
 log = logging.getLogger("augserve.server")
 SEED_LIMIT = 1 << 64
+X_DATA = (pb.AugmentResponse.DESCRIPTOR.fields_by_name["x"].number, pb.Tensor.DESCRIPTOR.fields_by_name["data"].number)
+BATCH_X_DATA = (pb.DatasetBatch.DESCRIPTOR.fields_by_name["batch"].number, *X_DATA)
 DATASET_AHEAD = 2  # batches StreamDataset keeps in flight
 
 
@@ -46,6 +49,31 @@ class Refused(Exception):
 
 def _invalid(message: str) -> Refused:
     return Refused(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def _framed(message, payload: np.ndarray | None, path: tuple[int, ...] = X_DATA) -> bytes:
+    """An answer with its tensor bytes appended in one copy (``wire.frame``)."""
+    return wire.frame(message, {} if payload is None else {path: payload})
+
+
+def _serialize(message) -> bytes:
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def add_to_server(service: "AugmentationService", server) -> None:
+    """Register the service like the generated ``add_AugmentationServicer_to_server``, except that answers
+    may come already framed as bytes."""
+    handlers = {}
+    kinds = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
+             (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
+    descriptor = pb.DESCRIPTOR.services_by_name["Augmentation"]
+    for method in descriptor.methods:
+        handler = kinds[method.client_streaming, method.server_streaming]
+        handlers[method.name] = handler(getattr(service, method.name),
+                                        request_deserializer=getattr(pb, method.input_type.name).FromString,
+                                        response_serializer=_serialize)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
+    server.add_registered_method_handlers(descriptor.full_name, handlers)
 
 
 @functools.lru_cache(maxsize=256)
@@ -146,7 +174,9 @@ class AugmentationService(rpc.AugmentationServicer):
 
     # --- running -----------------------------------------------------------------------
 
-    async def _augment(self, request: pb.AugmentRequest, context, method: str) -> pb.AugmentResponse:
+    async def _augment(self, request: pb.AugmentRequest, context,
+                       method: str) -> tuple[pb.AugmentResponse, np.ndarray | None]:
+        """The answer without x's bytes, and the host array that holds them (None when they went to shared memory)."""
         started = time.perf_counter()
         name, status = "?", "OK"
         try:
@@ -156,17 +186,18 @@ class AugmentationService(rpc.AugmentationServicer):
             context.add_done_callback(lambda _: cancel())
             out = await self.batcher.submit(job)
             response = pb.AugmentResponse(request_id=request.request_id, label_smoothing=out.label_smoothing)
+            payload = None
             if job.output_written:  # already in the client's region: only the reference travels
                 wire.describe_shared(response.x, out.x, request.output_shm)
             else:
-                wire.write(response.x, out.x)
+                payload = wire.describe(response.x, out.x)
             if out.labels is not None:
                 wire.write(response.labels, out.labels)
             if request.return_params:
                 response.params_json = _params_json(out.params)
             response.server_seconds = time.perf_counter() - started
             self.metrics.samples.labels(name, "OK").inc(job.size)
-            return response
+            return response, payload
         except Exception as error:  # noqa: BLE001 - every failure becomes a clear status
             code, message = self._status(error, method)
             status = code.name
@@ -189,7 +220,7 @@ class AugmentationService(rpc.AugmentationServicer):
         return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see the server log"
 
     async def Augment(self, request, context):
-        return await self._augment(request, context, "Augment")
+        return _framed(*await self._augment(request, context, "Augment"))
 
     async def AugmentStream(self, request_iterator, context) -> AsyncIterator[pb.AugmentResponse]:
         """Requests run concurrently (so they can share device batches); answers keep their order."""
@@ -203,7 +234,7 @@ class AugmentationService(rpc.AugmentationServicer):
         reader = asyncio.ensure_future(read())
         try:
             while (task := await pending.get()) is not None:
-                yield await task
+                yield _framed(*await task)
         finally:
             reader.cancel()
 
@@ -245,8 +276,9 @@ class AugmentationService(rpc.AugmentationServicer):
                 if not ahead:
                     return
                 position, task = ahead.popleft()
-                yield pb.DatasetBatch(batch=await task, batch_index=position, num_batches=len(batches),
-                                      sample_indices=batches[position].tolist())
+                response, payload = await task
+                yield _framed(pb.DatasetBatch(batch=response, batch_index=position, num_batches=len(batches),
+                                              sample_indices=batches[position].tolist()), payload, BATCH_X_DATA)
         finally:
             for _, task in ahead:
                 task.cancel()
