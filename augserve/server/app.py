@@ -19,8 +19,8 @@ from augserve.server.catalog import named_pipelines
 from augserve.server.config import ServerConfig, read_config_file
 from augserve.server.datasets import load_datasets
 from augserve.server.metrics import Metrics
-from augserve.server.servicer import AugmentationService, add_to_server
-from augserve.v1 import augserve_pb2
+from augserve.server.servicer import AugmentationService
+from augserve.v1 import augserve_pb2, augserve_pb2_grpc
 
 log = logging.getLogger("augserve.server")
 SERVICE = augserve_pb2.DESCRIPTOR.services_by_name["Augmentation"].full_name
@@ -78,7 +78,7 @@ class AugmentServer:
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes), *HTTP2_WINDOWS]
         self.server = grpc.aio.server(interceptors=interceptors, options=options)
-        add_to_server(self.service, self.server)
+        augserve_pb2_grpc.add_AugmentationServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         credentials = _credentials(config)

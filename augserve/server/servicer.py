@@ -15,10 +15,9 @@ import json
 import logging
 import math
 import time
-from typing import Any, AsyncIterator, Callable, NamedTuple
+from typing import Any, AsyncIterator, Callable
 
 import grpc
-import numpy as np
 import torch
 
 import augserve
@@ -36,10 +35,6 @@ from augserve.v1 import augserve_pb2_grpc as rpc
 
 log = logging.getLogger("augserve.server")
 SEED_LIMIT = 1 << 64
-DATA = pb.Tensor.DESCRIPTOR.fields_by_name["data"].number
-X_DATA = (pb.AugmentResponse.DESCRIPTOR.fields_by_name["x"].number, DATA)
-BATCH_X_DATA = (pb.DatasetBatch.DESCRIPTOR.fields_by_name["batch"].number, *X_DATA)
-REQUEST_X_DATA = (pb.AugmentRequest.DESCRIPTOR.fields_by_name["x"].number, DATA)
 DATASET_AHEAD = 2  # batches StreamDataset keeps in flight
 
 
@@ -51,42 +46,6 @@ class Refused(Exception):
 
 def _invalid(message: str) -> Refused:
     return Refused(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def _framed(message, payload: np.ndarray | None, path: tuple[int, ...] = X_DATA) -> bytes:
-    """An answer with its tensor bytes appended in one copy (``wire.frame``)."""
-    return wire.frame(message, {} if payload is None else {path: payload})
-
-
-class Received(NamedTuple):
-    """An AugmentRequest and the bytes of its ``x.data``, parsed apart from it (``wire.parse``)."""
-    message: pb.AugmentRequest
-    x_data: memoryview | None = None
-
-
-def _receive(raw: bytes) -> Received:
-    return Received(*wire.parse(pb.AugmentRequest, raw, REQUEST_X_DATA))
-
-
-def _serialize(message) -> bytes:
-    return message if isinstance(message, bytes) else message.SerializeToString()
-
-
-def add_to_server(service: "AugmentationService", server) -> None:
-    """Register the service like the generated ``add_AugmentationServicer_to_server``, except that tensor
-    bytes are read apart from requests and answers may come already framed as bytes."""
-    handlers = {}
-    kinds = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-             (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
-    descriptor = pb.DESCRIPTOR.services_by_name["Augmentation"]
-    for method in descriptor.methods:
-        handler = kinds[method.client_streaming, method.server_streaming]
-        parse = _receive if method.input_type is pb.AugmentRequest.DESCRIPTOR \
-            else getattr(pb, method.input_type.name).FromString
-        handlers[method.name] = handler(getattr(service, method.name), request_deserializer=parse,
-                                        response_serializer=_serialize)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
-    server.add_registered_method_handlers(descriptor.full_name, handlers)
 
 
 @functools.lru_cache(maxsize=256)
@@ -141,12 +100,12 @@ class AugmentationService(rpc.AugmentationServicer):
             message = str(error)
             raise _invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
 
-    def _job(self, request: pb.AugmentRequest, x_data: memoryview | None, context) -> tuple[Job, str]:
+    def _job(self, request: pb.AugmentRequest, context) -> tuple[Job, str]:
         pipeline, name = self._pipeline(request.pipeline, "pipeline")
         if not request.HasField("x"):
             raise _invalid("x: expected a tensor, got none")
         try:
-            x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions, x_data)
+            x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions)
             output = self.regions.view(request.output_shm, request.output_shm.size, "output_shm") \
                 if request.HasField("output_shm") else None
         except ValueError as error:  # WireError, SharedMemoryError
@@ -187,31 +146,27 @@ class AugmentationService(rpc.AugmentationServicer):
 
     # --- running -----------------------------------------------------------------------
 
-    async def _augment(self, received: Received, context,
-                       method: str) -> tuple[pb.AugmentResponse, np.ndarray | None]:
-        """The answer without x's bytes, and the host array that holds them (None when they went to shared memory)."""
+    async def _augment(self, request: pb.AugmentRequest, context, method: str) -> pb.AugmentResponse:
         started = time.perf_counter()
-        request = received.message
         name, status = "?", "OK"
         try:
             self._admit_while_serving()
-            job, name = self._job(request, received.x_data, context)
+            job, name = self._job(request, context)
             cancel = functools.partial(self.batcher.cancel, job)
             context.add_done_callback(lambda _: cancel())
             out = await self.batcher.submit(job)
             response = pb.AugmentResponse(request_id=request.request_id, label_smoothing=out.label_smoothing)
-            payload = None
             if job.output_written:  # already in the client's region: only the reference travels
                 wire.describe_shared(response.x, out.x, request.output_shm)
             else:
-                payload = wire.describe(response.x, out.x)
+                wire.write(response.x, out.x)
             if out.labels is not None:
                 wire.write(response.labels, out.labels)
             if request.return_params:
                 response.params_json = _params_json(out.params)
             response.server_seconds = time.perf_counter() - started
             self.metrics.samples.labels(name, "OK").inc(job.size)
-            return response, payload
+            return response
         except Exception as error:  # noqa: BLE001 - every failure becomes a clear status
             code, message = self._status(error, method)
             status = code.name
@@ -233,22 +188,22 @@ class AugmentationService(rpc.AugmentationServicer):
         log.exception("%s failed unexpectedly", method)
         return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see the server log"
 
-    async def Augment(self, received: Received, context) -> bytes:
-        return _framed(*await self._augment(received, context, "Augment"))
+    async def Augment(self, request, context):
+        return await self._augment(request, context, "Augment")
 
-    async def AugmentStream(self, request_iterator, context) -> AsyncIterator[bytes]:
+    async def AugmentStream(self, request_iterator, context) -> AsyncIterator[pb.AugmentResponse]:
         """Requests run concurrently (so they can share device batches); answers keep their order."""
         pending: asyncio.Queue = asyncio.Queue()
 
         async def read():
-            async for received in request_iterator:
-                await pending.put(asyncio.ensure_future(self._augment(received, context, "AugmentStream")))
+            async for request in request_iterator:
+                await pending.put(asyncio.ensure_future(self._augment(request, context, "AugmentStream")))
             await pending.put(None)
 
         reader = asyncio.ensure_future(read())
         try:
             while (task := await pending.get()) is not None:
-                yield _framed(*await task)
+                yield await task
         finally:
             reader.cancel()
 
@@ -277,7 +232,7 @@ class AugmentationService(rpc.AugmentationServicer):
             inner.pipeline.CopyFrom(request.pipeline)
             wire.write(inner.x, dataset.x[indices])
             wire.write(inner.labels, dataset.labels[indices])
-            return asyncio.ensure_future(self._augment(Received(inner), context, "StreamDataset"))
+            return asyncio.ensure_future(self._augment(inner, context, "StreamDataset"))
 
         # DATASET_AHEAD batches in flight: the device works on the next while this one is sent, and the
         # next one's arrival sends this one to the device without waiting out max_delay_ms.
@@ -290,9 +245,8 @@ class AugmentationService(rpc.AugmentationServicer):
                 if not ahead:
                     return
                 position, task = ahead.popleft()
-                response, payload = await task
-                yield _framed(pb.DatasetBatch(batch=response, batch_index=position, num_batches=len(batches),
-                                              sample_indices=batches[position].tolist()), payload, BATCH_X_DATA)
+                yield pb.DatasetBatch(batch=await task, batch_index=position, num_batches=len(batches),
+                                      sample_indices=batches[position].tolist())
         finally:
             for _, task in ahead:
                 task.cancel()
