@@ -23,7 +23,7 @@ import numpy as np
 from augserve.v1 import augserve_pb2 as pb
 
 NAME = re.compile(r"^augserve_[A-Za-z0-9_]{1,80}$")
-OPEN_REGIONS = 256  # regions a server keeps mapped (least recently used dropped first): 8 clients x 16 slots x 2
+OPEN_REGIONS = 256  # regions a server keeps mapped, least recently used dropped first (a client: 2 per slot)
 SHM_ROOT = "/dev/shm"  # where POSIX shared memory lives on Linux
 MAX_LENT = 8  # results a client holds in its output regions at once; beyond that, results are copied out
 
