@@ -100,12 +100,14 @@ class AugmentationService(rpc.AugmentationServicer):
             message = str(error)
             raise _invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
 
-    def _job(self, request: pb.AugmentRequest, context) -> tuple[Job, str]:
+    def _job(self, request: pb.AugmentRequest, context, x: torch.Tensor | None = None) -> tuple[Job, str]:
+        """``x``: a served dataset's batch, gathered on the server (the request then carries none)."""
         pipeline, name = self._pipeline(request.pipeline, "pipeline")
-        if not request.HasField("x"):
+        if x is None and not request.HasField("x"):
             raise _invalid("x: expected a tensor, got none")
         try:
-            x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions)
+            if x is None:
+                x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions)
             output = self.regions.view(request.output_shm, request.output_shm.size, "output_shm") \
                 if request.HasField("output_shm") else None
         except ValueError as error:  # WireError, SharedMemoryError
@@ -146,12 +148,13 @@ class AugmentationService(rpc.AugmentationServicer):
 
     # --- running -----------------------------------------------------------------------
 
-    async def _augment(self, request: pb.AugmentRequest, context, method: str) -> pb.AugmentResponse:
+    async def _augment(self, request: pb.AugmentRequest, context, method: str,
+                       x: torch.Tensor | None = None) -> pb.AugmentResponse:
         started = time.perf_counter()
         name, status = "?", "OK"
         try:
             self._admit_while_serving()
-            job, name = self._job(request, context)
+            job, name = self._job(request, context, x)
             cancel = functools.partial(self.batcher.cancel, job)
             context.add_done_callback(lambda _: cancel())
             out = await self.batcher.submit(job)
@@ -230,9 +233,8 @@ class AugmentationService(rpc.AugmentationServicer):
                                       return_params=request.return_params, num_classes=dataset.num_classes,
                                       keys=sample_keys(indices, request.epoch).tolist())
             inner.pipeline.CopyFrom(request.pipeline)
-            wire.write(inner.x, dataset.x[indices])
             wire.write(inner.labels, dataset.labels[indices])
-            return asyncio.ensure_future(self._augment(inner, context, "StreamDataset"))
+            return asyncio.ensure_future(self._augment(inner, context, "StreamDataset", dataset.x[indices]))
 
         # DATASET_AHEAD batches in flight: the device works on the next while this one is sent, and the
         # next one's arrival sends this one to the device without waiting out max_delay_ms.
