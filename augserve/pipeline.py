@@ -224,15 +224,26 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline({[s.op for s in self.steps]})"
 
-    def check(self, x: Any, out_dtype: Any = None) -> None:
-        """Raise ValueError for a batch this pipeline would refuse, without running it."""
+    def check(self, x: Any, out_dtype: Any = None) -> tuple[tuple[int, ...], torch.dtype]:
+        """Raise ValueError for a batch this pipeline would refuse, without running it.
+
+        Returns the shape and dtype of what it would return, so callers can bound the output before any work.
+        """
         x, _ = _as_batch(x, self.modality)
-        if _as_out_dtype(out_dtype) == torch.uint8 and self.normalizes:
+        requested = _as_out_dtype(out_dtype)
+        if requested == torch.uint8 and self.normalizes:
             raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
+        shape, converted = tuple(x.shape), False
         for step in self.steps:
-            step.check_input(x)
-            if step.produces:  # later steps see the converted batch, whose shape is not known here
-                break
+            if not converted:  # steps after a converter (log_mel) see a batch that does not exist yet
+                step.check_input(x)
+            converted = converted or bool(step.produces)
+            shape = step.output_shape(shape)
+        if requested is not None:
+            return shape, requested
+        if x.is_floating_point():
+            return shape, x.dtype
+        return shape, torch.float32 if self.normalizes else torch.uint8
 
     def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                  num_classes: int | None = None, out_dtype: Any = None) -> AugmentOutput:

@@ -1,8 +1,8 @@
 """Same-host transport: tensors in POSIX shared memory instead of gRPC bytes.
 
 A client on the server's host writes its batch into a region it created and sends only a
-reference (name, offset, size); the server maps the region, reads the batch without a copy and
-writes the result into the client's output region. gRPC then carries a few hundred bytes per
+reference (name, offset, size); the server reads the batch from the region file and writes the
+result into the client's output region. gRPC then carries a few hundred bytes per
 batch instead of two copies of the tensors. Region names carry a random token, so they are
 unguessable, and the operating system's permissions on ``/dev/shm`` apply as usual.
 """
@@ -14,6 +14,7 @@ import mmap
 import os
 import re
 import secrets
+import stat
 import threading
 import weakref
 from multiprocessing import shared_memory
@@ -32,55 +33,106 @@ class SharedMemoryError(ValueError):
     """A shared-memory reference that cannot be used; the message names the field."""
 
 
-class RegionCache:
-    """The server side: regions mapped by name on first use and kept mapped, least recently used dropped first.
+class Span:
+    """``nbytes`` at ``offset`` of an open region file, read and written with ``pread``/``pwrite``.
 
-    Regions are mapped with ``mmap`` directly (not ``SharedMemory``): a dropped mapping stays valid
-    until the last batch reading from it lets go, and the client, which created the region, alone
-    decides when it is unlinked.
+    The server never maps a client's region: the client (or any process of that user) can
+    truncate the file at any moment, and touching a mapping past the new end kills the whole
+    process with SIGBUS. A read or write through the file descriptor instead comes up short or
+    extends the file, which the server reports as an error for that one request.
+    """
+
+    def __init__(self, region: "_Region", offset: int, nbytes: int, field: str):
+        self.region, self.offset, self.nbytes, self.field = region, offset, nbytes, field
+
+    def read(self) -> np.ndarray:
+        """A private copy of the span: what the client changes or truncates later does not reach it."""
+        data = np.empty(self.nbytes, dtype=np.uint8)
+        if os.preadv(self.region.fd, [data], self.offset) != self.nbytes:
+            raise SharedMemoryError(f"{self.field}: region {self.region.name!r} shrank below "
+                                    f"{self.offset + self.nbytes} bytes while it was read")
+        return data
+
+    def write(self, data: memoryview) -> None:
+        """Copy ``data`` (at most ``nbytes``) into the span."""
+        data = data.cast("B")
+        if len(data) > self.nbytes:
+            raise SharedMemoryError(f"{self.field}: {len(data)} bytes do not fit the {self.nbytes} bytes given")
+        written = 0
+        while written < len(data):
+            written += os.pwrite(self.region.fd, data[written:], self.offset + written)
+
+
+class _Region:
+    """One open region file; its descriptor closes when the cache and every span using it let go."""
+
+    def __init__(self, name: str, descriptor: int, identity: tuple[int, int]):
+        self.name, self.fd, self.identity = name, descriptor, identity
+        weakref.finalize(self, os.close, descriptor)
+
+
+class RegionCache:
+    """The server side: region files opened by name on first use and kept open, least recently used dropped first.
+
+    Every use re-checks the name (a client may replace a region under the same name) and the
+    file's current size, and refuses anything but a regular file. The client, which created
+    the region, alone decides when it is unlinked.
     """
 
     def __init__(self, capacity: int = OPEN_REGIONS, root: str = SHM_ROOT):
         self.capacity = capacity
         self.root = root
-        self._open: collections.OrderedDict[str, mmap.mmap] = collections.OrderedDict()
+        self._open: collections.OrderedDict[str, _Region] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def _region(self, name: str, field: str) -> mmap.mmap:
+    def _region(self, name: str, field: str) -> _Region:
         if not NAME.match(name):
             raise SharedMemoryError(f"{field}.name: expected 'augserve_' then letters, digits or '_', got {name!r}")
+        path = os.path.join(self.root, name)
+        try:
+            status = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            raise SharedMemoryError(f"{field}.name: no shared-memory region {name!r} on the server's host "
+                                    "(shared memory works only when client and server share a host)") from None
         with self._lock:
             region = self._open.pop(name, None)
-            if region is None:
-                region = self._map(name, field)
+            if region is None or region.identity != (status.st_dev, status.st_ino):
+                region = self._open_file(name, path, field)
             self._open[name] = region
             while len(self._open) > self.capacity:
                 self._open.popitem(last=False)
             return region
 
-    def _map(self, name: str, field: str) -> mmap.mmap:
-        try:  # never through a symlink: another local user could point one at a file the server may write
-            descriptor = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_NOFOLLOW)
+    @staticmethod
+    def _open_file(name: str, path: str, field: str) -> _Region:
+        try:  # never through a symlink (another local user could point one at a file the server may write),
+            # never waiting on a FIFO or device
+            descriptor = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise SharedMemoryError(f"{field}.name: no shared-memory region {name!r} on the server's host "
-                                    "(shared memory works only when client and server share a host)") from None
+            raise SharedMemoryError(f"{field}.name: no shared-memory region {name!r} on the server's host") from None
         except PermissionError:
             raise SharedMemoryError(f"{field}.name: the server may not open region {name!r} "
                                     "(it belongs to another user)") from None
-        except OSError:  # ELOOP: a symlink
+        except OSError:  # ELOOP (a symlink), EISDIR, ENXIO (a socket)
             raise SharedMemoryError(f"{field}.name: {name!r} is not a shared-memory region") from None
-        try:
-            return mmap.mmap(descriptor, os.fstat(descriptor).st_size)
-        finally:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             os.close(descriptor)
+            raise SharedMemoryError(f"{field}.name: {name!r} is not a shared-memory region (not a regular file)")
+        return _Region(name, descriptor, (status.st_dev, status.st_ino))
 
-    def view(self, ref: pb.SharedMemoryRef, nbytes: int, field: str) -> memoryview:
-        """``nbytes`` of the region at ``ref.offset``, after checking they lie within ``ref.size`` and the region."""
+    def span(self, ref: pb.SharedMemoryRef, nbytes: int, field: str) -> Span:
+        """``nbytes`` at ``ref.offset``, after checking they lie within ``ref.size`` and the region as it is now."""
         region = self._region(ref.name, field)
-        if nbytes > ref.size or ref.offset + ref.size > len(region):
+        length = os.fstat(region.fd).st_size
+        if nbytes > ref.size or ref.offset + ref.size > length:
             raise SharedMemoryError(f"{field}: expected {nbytes} bytes within size {ref.size} at offset {ref.offset} "
-                                    f"of region {ref.name!r} ({len(region)} bytes)")
-        return memoryview(region)[ref.offset:ref.offset + nbytes]
+                                    f"of region {ref.name!r} ({length} bytes)")
+        return Span(region, ref.offset, nbytes, field)
+
+    def buffer(self, ref: pb.SharedMemoryRef, nbytes: int, field: str) -> np.ndarray:
+        """A private copy of ``nbytes`` at the reference (what ``wire.to_numpy`` reads a tensor from)."""
+        return self.span(ref, nbytes, field).read()
 
     def close(self) -> None:
         with self._lock:
@@ -109,7 +161,7 @@ class Slot:
         """
         return self.pool.lend(self, array)
 
-    def view(self, ref: pb.SharedMemoryRef, nbytes: int, field: str) -> memoryview:
+    def buffer(self, ref: pb.SharedMemoryRef, nbytes: int, field: str) -> memoryview:
         """Resolve a reference to this slot's own output region (what the server wrote), and nothing else."""
         region = self.regions.get("out")
         if region is None or ref.name != region.name or ref.offset + nbytes > region.size:

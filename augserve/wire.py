@@ -47,7 +47,7 @@ def to_numpy(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DT
         if message.data:
             raise WireError(f"{field}: expected data or shm, got both")
         try:
-            buffer = regions.view(message.shm, expected, f"{field}.shm")
+            buffer = regions.buffer(message.shm, expected, f"{field}.shm")
         except SharedMemoryError as error:
             raise WireError(str(error)) from None
     else:

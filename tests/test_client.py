@@ -231,7 +231,7 @@ def test_the_server_never_follows_a_symlink_planted_as_a_region(tmp_path):
     victim.write_bytes(b"precious" * 64)
     (tmp_path / "augserve_planted").symlink_to(victim)
     with pytest.raises(SharedMemoryError, match="not a shared-memory region"):
-        RegionCache(root=str(tmp_path)).view(pb.SharedMemoryRef(name="augserve_planted", size=8), 8, "output_shm")
+        RegionCache(root=str(tmp_path)).span(pb.SharedMemoryRef(name="augserve_planted", size=8), 8, "output_shm")
     assert victim.read_bytes() == b"precious" * 64
 
 

@@ -17,13 +17,16 @@ from augserve.server.auth import TokenAuth
 from augserve.server.batcher import Batcher
 from augserve.server.catalog import named_pipelines
 from augserve.server.config import ServerConfig, read_config_file
+from augserve.server.cpu import ThreadBudget
 from augserve.server.datasets import load_datasets
+from augserve.server.handlers import service_handler
 from augserve.server.metrics import Metrics
 from augserve.server.servicer import AugmentationService
-from augserve.v1 import augserve_pb2, augserve_pb2_grpc
+from augserve.v1 import augserve_pb2
 
 log = logging.getLogger("augserve.server")
-SERVICE = augserve_pb2.DESCRIPTOR.services_by_name["Augmentation"].full_name
+AUGMENTATION = augserve_pb2.DESCRIPTOR.services_by_name["Augmentation"]
+SERVICE = AUGMENTATION.full_name
 # Health names: "" and SERVICE mean "send me work" (NOT_SERVING while warming up and draining:
 # readiness); LIVENESS means "the process is alive", SERVING until it exits, so a liveness
 # probe never kills a replica that is draining.
@@ -58,7 +61,9 @@ class AugmentServer:
         self.config = config
         self.device = pick_device(config.device)
         self.metrics = Metrics(self.device)
-        self.batcher = Batcher(self.device, config.max_batch, config.max_delay_ms, config.max_queue, self.metrics)
+        self.threads = ThreadBudget(config.threads)
+        self.batcher = Batcher(self.device, config.max_batch, config.max_delay_ms, config.max_queue, self.metrics,
+                               self.threads)
         sections = read_config_file(config.config)
         self.datasets = load_datasets({**sections.get("datasets", {}), **config.datasets})
         self.pipelines = named_pipelines(sections.get("pipelines", {}))
@@ -78,7 +83,7 @@ class AugmentServer:
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes), *HTTP2_WINDOWS]
         self.server = grpc.aio.server(interceptors=interceptors, options=options)
-        augserve_pb2_grpc.add_AugmentationServicer_to_server(self.service, self.server)
+        self.server.add_generic_rpc_handlers((service_handler(self.service, AUGMENTATION, self.service.count_refused),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         credentials = _credentials(config)
@@ -103,8 +108,10 @@ class AugmentServer:
         self._warm_up()
         await self._set_status(health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
-        log.info("augserve listening on %s:%d (%s) on %s; metrics %s; pipelines: %s; datasets: %s",
+        log.info("augserve listening on %s:%d (%s) on %s, %s; metrics %s; pipelines: %s; datasets: %s",
                  self.config.host, self.port, "TLS" if self.tls else "plaintext", self.device,
+                 f"{self.threads.fixed} CPU threads" if self.threads.fixed else
+                 f"up to {self.threads.usable} CPU threads as the host's load allows",
                  f":{self.config.metrics_port}" if self.config.metrics_port else "off",
                  ", ".join(self.pipelines), ", ".join(sorted(self.datasets)))
 

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 
 from augserve.pipeline import AugmentOutput, Pipeline
+from augserve.server.cpu import ThreadBudget
+from augserve.shared_memory import Span
 
 log = logging.getLogger("augserve.server")
 
@@ -52,7 +54,7 @@ class Job:
     deadline: float | None  # time.monotonic() seconds
     future: asyncio.Future = field(default=None)
     cancelled: bool = False
-    output: memoryview | None = None  # a same-host client's output region: the result is copied straight in
+    output: Span | None = None  # a same-host client's output region: the result is copied straight in
     output_written: bool = False  # set by the device thread when the result went there
 
     @property
@@ -64,11 +66,18 @@ class Job:
 
 
 def _into_region(x: torch.Tensor, job: Job) -> torch.Tensor:
-    """Copy a job's rows into its client's shared-memory output region; the tensor viewing them there."""
-    target = torch.frombuffer(job.output, dtype=x.dtype, count=x.numel()).view(x.shape)
-    target.copy_(x)
+    """Copy a job's rows into its client's shared-memory output region; the host tensor they came from.
+
+    A region the client broke meanwhile (truncated, /dev/shm full) only sends this answer inline instead.
+    """
+    host = x.cpu().contiguous()
+    try:
+        job.output.write(memoryview(host.numpy()))
+    except OSError as error:
+        log.warning("output_shm: could not write region %r (%s); answering inline", job.output.region.name, error)
+        return host
     job.output_written = True
-    return target
+    return host
 
 
 def _slice_params(params: list[dict], start: int, stop: int, batch: int) -> list[dict]:
@@ -78,8 +87,10 @@ def _slice_params(params: list[dict], start: int, stop: int, batch: int) -> list
 
 
 class Batcher:
-    def __init__(self, device: torch.device, max_batch: int, max_delay_ms: float, max_queue: int, metrics):
+    def __init__(self, device: torch.device, max_batch: int, max_delay_ms: float, max_queue: int, metrics,
+                 threads: ThreadBudget | None = None):
         self.device = device
+        self.threads = threads or ThreadBudget()
         self.max_batch = max_batch
         self.max_delay = max_delay_ms / 1000.0
         self.max_queue = max_queue
@@ -176,6 +187,7 @@ class Batcher:
 
     def _run(self, jobs: list[Job]) -> list[Any]:
         """On the device thread: drop what expired while waiting, then one batch for the rest."""
+        self.metrics.cpu_threads.set(self.threads.apply())
         results: list[Any] = [DeadlineExpired("deadline passed while queued for the device") if j.expired()
                               else None for j in jobs]
         live = [j for j, r in zip(jobs, results) if r is None]
@@ -214,7 +226,7 @@ class Batcher:
         host_labels = None if out.labels is None else out.labels.cpu()
         # The one device-to-host copy: straight into a same-host client's output region when it has room,
         # the rest of the batch in one piece into host memory.
-        into_regions = [job.output is not None and out.x[0].nbytes * job.size <= len(job.output) for job in jobs]
+        into_regions = [job.output is not None and out.x[0].nbytes * job.size <= job.output.nbytes for job in jobs]
         host_x = None if all(into_regions) else out.x.cpu()
         results, start = [], 0
         for job, size, shared in zip(jobs, sizes, into_regions):

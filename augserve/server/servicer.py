@@ -29,19 +29,13 @@ from augserve.server.config import ServerConfig
 from augserve.random import sample_keys
 from augserve.shared_memory import RegionCache
 from augserve.server.datasets import Dataset, shard_batches
+from augserve.server.handlers import Refused
 from augserve.steps.mixing import Mix
 from augserve.v1 import augserve_pb2 as pb
-from augserve.v1 import augserve_pb2_grpc as rpc
 
 log = logging.getLogger("augserve.server")
 SEED_LIMIT = 1 << 64
 DATASET_AHEAD = 2  # batches StreamDataset keeps in flight
-
-
-class Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 def _invalid(message: str) -> Refused:
@@ -61,11 +55,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+async def _end_stream(context, refused: Refused, position: int, request_id: int | None) -> None:
+    """End a stream with one request's failure, naming it in the message and in trailing metadata."""
+    metadata = [("augserve-failed-request", str(position))]
+    message = str(refused)  # undecodable bytes (no request_id) are already named by position
+    if request_id is not None:
+        metadata.append(("augserve-failed-request-id", str(request_id)))
+        message = f"request {position} of the stream (request_id {request_id}): {message}"
+    context.set_trailing_metadata(tuple(metadata))
+    await context.abort(refused.code, message)
+
+
 def _params_json(params: list[dict]) -> str:
     return json.dumps([{k: _jsonable(v) for k, v in step.items()} for step in params])
 
 
-class AugmentationService(rpc.AugmentationServicer):
+class AugmentationService:
     def __init__(self, config: ServerConfig, batcher: Batcher, device: torch.device,
                  datasets: dict[str, Callable[[], Dataset]], pipelines: dict[str, tuple[str, object]], metrics):
         self.config = config
@@ -100,6 +105,13 @@ class AugmentationService(rpc.AugmentationServicer):
             message = str(error)
             raise _invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
 
+    def _check_plane(self, shape: tuple[int, ...], field: str, what: str) -> None:
+        plane = shape[-2:] if len(shape) >= 3 else shape[-1:]  # H x W (F x T, C x T), or a waveform's length
+        pixels = math.prod(plane)
+        if pixels > self.config.max_pixels:
+            raise _invalid(f"{field}: expected at most {self.config.max_pixels} values per sample plane "
+                           f"(--max-pixels), {what} {'x'.join(map(str, plane))} = {pixels}")
+
     def _job(self, request: pb.AugmentRequest, context, x: torch.Tensor | None = None) -> tuple[Job, str]:
         """``x``: a served dataset's batch, gathered on the server (the request then carries none)."""
         pipeline, name = self._pipeline(request.pipeline, "pipeline")
@@ -108,18 +120,14 @@ class AugmentationService(rpc.AugmentationServicer):
         try:
             if x is None:
                 x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions)
-            output = self.regions.view(request.output_shm, request.output_shm.size, "output_shm") \
+            output = self.regions.span(request.output_shm, request.output_shm.size, "output_shm") \
                 if request.HasField("output_shm") else None
         except ValueError as error:  # WireError, SharedMemoryError
             raise _invalid(str(error)) from None
         batch = x.shape[0] if x.dim() else 0
         if not 1 <= batch <= self.config.max_samples:
             raise _invalid(f"x.shape[0]: expected 1 to {self.config.max_samples} samples, got {batch}")
-        plane = x.shape[-2:] if x.dim() >= 3 else x.shape[-1:]  # H x W (F x T, C x T), or a waveform's length
-        pixels = math.prod(plane)
-        if pixels > self.config.max_pixels:
-            raise _invalid(f"x.shape: expected at most {self.config.max_pixels} values per sample plane, "
-                           f"got {'x'.join(map(str, plane))} = {pixels}")
+        self._check_plane(tuple(x.shape), "x.shape", "got")
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise _invalid("x.data: expected finite values, got NaN or infinity")
         keys = torch.tensor(list(request.keys), dtype=torch.int64) if request.keys else torch.arange(batch)
@@ -135,10 +143,11 @@ class AugmentationService(rpc.AugmentationServicer):
                 labels = as_soft_labels(raw, batch, request.num_classes or None, torch.device("cpu"))
             except ValueError as error:
                 raise _invalid(str(error)) from None
-        try:  # the pipeline's own checks (rank, dtype, modality), before any work
-            pipeline.check(x, out_dtype)
+        try:  # the pipeline's own checks (rank, dtype, modality, shapes), before any work
+            out_shape, out_type = pipeline.check(x, out_dtype)
         except ValueError as error:
             raise _invalid(str(error)) from None
+        self._check_output(out_shape, out_type, output)
         mixes = any(isinstance(step, Mix) for step in pipeline.steps)
         merge_key = None if mixes else (name, tuple(x.shape[1:]), x.dtype, out_dtype,
                                         None if labels is None else labels.shape[1])
@@ -146,17 +155,25 @@ class AugmentationService(rpc.AugmentationServicer):
         deadline = None if remaining is None else time.monotonic() + remaining
         return Job(pipeline, merge_key, context, x, labels, keys, request.seed, out_dtype, deadline, output=output), name
 
+    def _check_output(self, shape: tuple[int, ...], dtype: torch.dtype, output) -> None:
+        """The answer's size, known from the pipeline before any work, within the same limits as the input's."""
+        self._check_plane(shape, "pipeline", f"but it returns {list(shape)}, a plane of")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > self.config.max_message_bytes and (output is None or nbytes > output.nbytes):
+            raise _invalid(f"pipeline: returns {list(shape)} {wire.NAMES[dtype]} = {nbytes} bytes, more than the "
+                           f"{self.config.max_message_bytes}-byte message limit (--max-message-bytes); "
+                           "send fewer samples or a smaller size")
+
     # --- running -----------------------------------------------------------------------
 
-    async def _augment(self, request: pb.AugmentRequest, context, method: str,
-                       x: torch.Tensor | None = None) -> pb.AugmentResponse:
+    async def _answer(self, request: pb.AugmentRequest, context, method: str,
+                      x: torch.Tensor | None = None) -> pb.AugmentResponse:
+        """One request's answer; every failure comes out as ``Refused`` with the status the caller gets."""
         started = time.perf_counter()
-        name, status = "?", "OK"
+        name, status = "?", "UNKNOWN"
         try:
             self._admit_while_serving()
             job, name = self._job(request, context, x)
-            cancel = functools.partial(self.batcher.cancel, job)
-            context.add_done_callback(lambda _: cancel())
             out = await self.batcher.submit(job)
             response = pb.AugmentResponse(request_id=request.request_id, label_smoothing=out.label_smoothing)
             if job.output_written:  # already in the client's region: only the reference travels
@@ -169,14 +186,23 @@ class AugmentationService(rpc.AugmentationServicer):
                 response.params_json = _params_json(out.params)
             response.server_seconds = time.perf_counter() - started
             self.metrics.samples.labels(name, "OK").inc(job.size)
+            status = "OK"
             return response
+        except asyncio.CancelledError:  # the caller went away or its deadline passed: no answer was sent
+            remaining = context.time_remaining()
+            status = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            raise
         except Exception as error:  # noqa: BLE001 - every failure becomes a clear status
             code, message = self._status(error, method)
             status = code.name
-            await context.abort(code, message)
+            raise Refused(code, message) from None
         finally:
             self.metrics.requests.labels(method, name, status).inc()
             self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+
+    def count_refused(self, method: str, code: grpc.StatusCode) -> None:
+        """A request refused before it reached the service (undecodable bytes)."""
+        self.metrics.requests.labels(method, "?", code.name).inc()
 
     @staticmethod
     def _status(error: Exception, method: str) -> tuple[grpc.StatusCode, str]:
@@ -192,23 +218,47 @@ class AugmentationService(rpc.AugmentationServicer):
         return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see the server log"
 
     async def Augment(self, request, context):
-        return await self._augment(request, context, "Augment")
+        try:
+            return await self._answer(request, context, "Augment")
+        except Refused as refused:
+            await context.abort(refused.code, str(refused))
 
-    async def AugmentStream(self, request_iterator, context) -> AsyncIterator[pb.AugmentResponse]:
-        """Requests run concurrently (so they can share device batches); answers keep their order."""
+    async def AugmentStream(self, requests, context) -> AsyncIterator[pb.AugmentResponse]:
+        """Requests run concurrently (so they can share device batches); answers keep their order.
+
+        A request that fails (bad fields, undecodable bytes, arriving while the server drains) ends
+        the stream with its status, after the answers to every request received before it; the ones
+        after it are dropped. The message and trailing metadata name its position and request_id.
+        """
         pending: asyncio.Queue = asyncio.Queue()
 
         async def read():
-            async for request in request_iterator:
-                await pending.put(asyncio.ensure_future(self._augment(request, context, "AugmentStream")))
+            position = 0
+            try:
+                async for request in requests:
+                    answer = asyncio.ensure_future(self._answer(request, context, "AugmentStream"))
+                    await pending.put((position, request.request_id, answer))
+                    position += 1
+            except Refused as refused:  # undecodable bytes at this position
+                self.count_refused("AugmentStream", refused.code)
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(refused)
+                await pending.put((position, None, failed))
             await pending.put(None)
 
         reader = asyncio.ensure_future(read())
         try:
-            while (task := await pending.get()) is not None:
-                yield await task
+            while (item := await pending.get()) is not None:
+                position, request_id, answer = item
+                try:
+                    yield await answer
+                except Refused as refused:
+                    await _end_stream(context, refused, position, request_id)
         finally:
             reader.cancel()
+            while not pending.empty():  # answers to requests after the failing one: never sent
+                if (item := pending.get_nowait()) is not None:
+                    item[2].cancel()
 
     async def StreamDataset(self, request, context):
         dataset = await self._dataset(request.dataset, context)
@@ -234,7 +284,7 @@ class AugmentationService(rpc.AugmentationServicer):
                                       keys=sample_keys(indices, request.epoch).tolist())
             inner.pipeline.CopyFrom(request.pipeline)
             wire.write(inner.labels, dataset.labels[indices])
-            return asyncio.ensure_future(self._augment(inner, context, "StreamDataset", dataset.x[indices]))
+            return asyncio.ensure_future(self._answer(inner, context, "StreamDataset", dataset.x[indices]))
 
         # DATASET_AHEAD batches in flight: the device works on the next while this one is sent, and the
         # next one's arrival sends this one to the device without waiting out max_delay_ms.
@@ -247,7 +297,11 @@ class AugmentationService(rpc.AugmentationServicer):
                 if not ahead:
                     return
                 position, task = ahead.popleft()
-                yield pb.DatasetBatch(batch=await task, batch_index=position, num_batches=len(batches),
+                try:
+                    answer = await task
+                except Refused as refused:
+                    await context.abort(refused.code, f"batch {position}: {refused}")
+                yield pb.DatasetBatch(batch=answer, batch_index=position, num_batches=len(batches),
                                       sample_indices=batches[position].tolist())
         finally:
             for _, task in ahead:

@@ -137,6 +137,9 @@ class LogMel(PixelStep):
             raise ValueError(f"{self.where}: waveforms of {x.shape[-1]} samples are too short for "
                              f"field 'n_fft' = {self.args['n_fft']} (need more than {self.args['n_fft'] // 2})")
 
+    def output_shape(self, shape):
+        return (*shape[:-1], self.args["n_mels"], shape[-1] // self.args["hop_length"] + 1)  # centred frames
+
     def __call__(self, x, rng):
         args = dict(self.args)
         args["f_max"] = args["f_max"] or args["sample_rate"] / 2

@@ -43,6 +43,10 @@ class Step(ABC):
         if self.needs_image_channels and x.shape[1] not in (1, 3):
             raise ValueError(f"{self.where}: expected images with 1 or 3 channels, got {x.shape[1]}")
 
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The batch shape this step turns ``shape`` into, without running it; ValueError for one it cannot take."""
+        return shape
+
     def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...]:
         """A per-channel field checked against this batch's channels (and uint8 range)."""
         values = self.args[name]
@@ -71,6 +75,7 @@ class PixelStep(Step):
 
     def run(self, x, labels, rng, modality):
         self.check_input(x)
+        self.output_shape(tuple(x.shape))
         x, params = self(x, rng)
         return x, labels, params
 

@@ -56,6 +56,9 @@ class RandomResizedCrop(PixelStep):
         if self.args["scale"][1] <= 0:
             raise SpecError(f"{self.where}: field 'scale': expected max > 0, got {list(self.args['scale'])}")
 
+    def output_shape(self, shape):
+        return (*shape[:-2], *self.args["size"])
+
     def __call__(self, x, rng):
         height, width = x.shape[-2:]
         uniforms = tuple(rng.uniform(d, n=ATTEMPTS) for d in range(4))
@@ -75,6 +78,14 @@ class Resize(PixelStep):
         size = self.args["size"]
         return {"op": self.op, "size": size[0] if self.shorter_side else list(size)}
 
+    def output_shape(self, shape):
+        if not self.shorter_side:
+            return (*shape[:-2], *self.args["size"])
+        height, width = shape[-2:]
+        short, long = sorted((height, width))
+        side, other = self.args["size"][0], int(self.args["size"][0] * long / short)  # as torchvision rounds
+        return (*shape[:-2], *((side, other) if height <= width else (other, side)))
+
     def __call__(self, x, rng):
         size = [self.args["size"][0]] if self.shorter_side else list(self.args["size"])
         return TF.resize(x, size, antialias=True), {}
@@ -83,6 +94,9 @@ class Resize(PixelStep):
 class CenterCrop(PixelStep):
     op = "center_crop"
     fields = {"size": Size()}
+
+    def output_shape(self, shape):
+        return (*shape[:-2], *self.args["size"])
 
     def __call__(self, x, rng):
         return TF.center_crop(x, list(self.args["size"])), {}
@@ -96,6 +110,15 @@ class RandomCrop(PixelStep):
         "fill": _FILL,
     }
 
+    def output_shape(self, shape):
+        pad = self.args["padding"]
+        height, width = shape[-2] + 2 * pad, shape[-1] + 2 * pad
+        out_h, out_w = self.args["size"]
+        if out_h > height or out_w > width:
+            raise ValueError(f"{self.where}: field 'size' = [{out_h}, {out_w}] is larger than the "
+                             f"padded image ({height}x{width})")
+        return (*shape[:-2], out_h, out_w)
+
     def __call__(self, x, rng):
         pad = self.args["padding"]
         if pad:
@@ -103,9 +126,6 @@ class RandomCrop(PixelStep):
             x = TF.pad(x, [pad], fill=list(fill) if len(fill) > 1 else fill[0])
         height, width = x.shape[-2:]
         out_h, out_w = self.args["size"]
-        if out_h > height or out_w > width:
-            raise ValueError(f"{self.where}: field 'size' = [{out_h}, {out_w}] is larger than the "
-                             f"padded image ({height}x{width})")
         top = rng.integers(0, height - out_h + 1)
         left = rng.integers(1, width - out_w + 1)
         return geometry.crop(x, top, left, (out_h, out_w)), {"top": top, "left": left}
