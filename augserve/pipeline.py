@@ -242,8 +242,11 @@ class Pipeline:
         if requested is not None:
             return shape, requested
         if x.is_floating_point():
-            return shape, x.dtype
-        return shape, torch.float32 if self.normalizes else torch.uint8
+            return shape, x.dtype  # handed back as it came
+        dtype = x.dtype
+        for step in self.steps:
+            dtype = step.output_dtype(dtype)
+        return shape, dtype
 
     def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                  num_classes: int | None = None, out_dtype: Any = None) -> AugmentOutput:

@@ -56,6 +56,43 @@ def test_resizing_ops_produce_their_size(photo_batch, op):
     assert out.x.shape == (16, 3, *size) and out.x.dtype == torch.uint8
 
 
+SPECTROGRAM_OPS = ("freq_mask", "time_mask", "spec_time_warp")
+SERIES_OPS = ("jitter", "scaling", "magnitude_warp", "time_warp", "window_slice", "window_warp", "permutation", "drift")
+
+
+def _predicted_cases(photo_batch):
+    odd = photo_batch[:4, :, :61, :83]
+    yield from ((name, photo_batch) for name in PRESETS if Pipeline.from_spec(name).modality == "image")
+    yield from ((name, torch.randn(4, 80, 300)) for name in PRESETS if Pipeline.from_spec(name).modality
+                == "spectrogram")
+    yield "timeseries-um", torch.randn(4, 3, 200)
+    yield from (([{"op": op, **SHAPE_KEEPING.get(op, {})}], odd) for op in [*SHAPE_KEEPING, "mix", "label_smoothing"])
+    yield from (([{"op": op, **spec}], odd) for op, (spec, _) in RESIZING.items())
+    yield [{"op": "resize", "size": 20}], odd
+    yield [{"op": "resize", "size": 20}], odd.transpose(-1, -2)
+    yield [{"op": "center_crop", "size": 80}, {"op": "normalize", "mean": [0.5], "std": [0.2]}], odd
+    yield from (([{"op": op}], torch.randn(3, 2, 40, 190)) for op in SPECTROGRAM_OPS)
+    yield from (([{"op": op}], torch.randn(3, 2, 90)) for op in SERIES_OPS)
+    yield [{"op": "log_mel", "hop_length": 123}, {"op": "time_mask", "T": 5}], torch.randn(2, 16001)
+    yield [{"op": "log_mel"}], torch.randn(2, 2, 4000)
+
+
+def test_check_predicts_the_output_shape_and_dtype_without_running(photo_batch):
+    """The server bounds an answer's size from this before any work, so it must match what runs."""
+    for spec, x in _predicted_cases(photo_batch):
+        pipe = Pipeline.from_spec(spec)
+        labels = torch.arange(x.shape[0]) % 3
+        for out_dtype in (None, "float16"):
+            shape, dtype = pipe.check(x, out_dtype)
+            out = pipe(x, labels, num_classes=3, out_dtype=out_dtype)
+            assert (shape, dtype) == (tuple(out.x.shape), out.x.dtype), spec
+
+
+def test_shape_checks_run_before_any_work(photo_batch):
+    with pytest.raises(ValueError, match="'size' = \\[64, 64\\] is larger than the padded image \\(40x40\\)"):
+        Pipeline.from_spec([{"op": "random_crop", "size": 64, "padding": 4}]).check(photo_batch[:, :, :32, :32])
+
+
 def test_normalize_outputs_float_with_expected_statistics(photo_batch):
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
     out = Pipeline.from_spec([{"op": "normalize", "mean": mean, "std": std}])(photo_batch)

@@ -146,3 +146,14 @@ def test_spline_curves_are_bit_identical_in_any_batch():
 
     expected = CubicSpline(np.linspace(0, 999, 6), knots[:4].numpy().T, axis=0)(np.arange(1000)).T
     assert np.allclose(whole[:4].numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec,length,message", [
+    ({"op": "magnitude_warp", "knots": 6}, 7, "'knots' = 6 needs at least 8 time steps"),
+    ({"op": "time_warp"}, 5, "'knots' = 4 needs at least 6"),
+    ({"op": "window_warp"}, 2, "needs at least 3 time steps"),
+    ({"op": "permutation", "max_segments": 9}, 8, "'max_segments' = 9 needs at least as many"),
+])
+def test_series_too_short_are_refused_before_any_work(spec, length, message):
+    with pytest.raises(ValueError, match=message):
+        Pipeline.from_spec([spec]).check(torch.zeros(2, 1, length))

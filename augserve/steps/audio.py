@@ -32,11 +32,15 @@ class FrequencyMask(PixelStep):
         "value": _VALUE,
     }
 
-    def __call__(self, x, rng):
-        bins = x.shape[audio.FREQ_AXIS]
+    def output_shape(self, shape):
+        bins = shape[audio.FREQ_AXIS]
         if self.args["F"] > bins:
             raise ValueError(f"{self.where}: field 'F' = {self.args['F']} is wider than the "
                              f"spectrogram's {bins} frequency bins")
+        return shape
+
+    def __call__(self, x, rng):
+        bins = x.shape[audio.FREQ_AXIS]
         count = self.args["count"]
         if count == 0:
             return x, {"start": torch.zeros(x.shape[0], 0), "width": torch.zeros(x.shape[0], 0)}
@@ -90,13 +94,17 @@ class SpecTimeWarp(PixelStep):
     modalities = ("spectrogram",)
     fields = {"W": Number(80, low=0, high=100_000, integer=True, doc="largest shift in frames")}
 
+    def output_shape(self, shape):
+        frames, window = shape[audio.TIME_AXIS], self.args["W"]
+        if window and frames <= 2 * window:
+            raise ValueError(f"{self.where}: field 'W' = {window} needs more than {2 * window} frames "
+                             f"(2W); the spectrogram has {frames}")
+        return shape
+
     def __call__(self, x, rng):
         frames, window = x.shape[audio.TIME_AXIS], self.args["W"]
         if window == 0:
             return x, {}
-        if frames <= 2 * window:
-            raise ValueError(f"{self.where}: field 'W' = {window} needs more than {2 * window} frames "
-                             f"(2W); the spectrogram has {frames}")
         positions, center, distance = audio.time_warp_positions(rng.uniform(0), rng.uniform(1), window, frames)
         return sample_last_axis(x, positions), {"center": center, "distance": distance}
 

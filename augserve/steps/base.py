@@ -47,6 +47,10 @@ class Step(ABC):
         """The batch shape this step turns ``shape`` into, without running it; ValueError for one it cannot take."""
         return shape
 
+    def output_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The dtype this step turns a ``dtype`` batch into (float batches run as float32 throughout)."""
+        return dtype
+
     def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...]:
         """A per-channel field checked against this batch's channels (and uint8 range)."""
         values = self.args[name]

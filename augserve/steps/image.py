@@ -400,6 +400,9 @@ class Normalize(PixelStep):
         "std": Numbers((0.229, 0.224, 0.225), low=0.0, high=1e3, exclusive_low=True),
     }
 
+    def output_dtype(self, dtype):
+        return torch.float32
+
     def __call__(self, x, rng):
         mean = torch.tensor(self.fill_for(x, "mean"), dtype=torch.float32, device=x.device)
         std = torch.tensor(self.fill_for(x, "std"), dtype=torch.float32, device=x.device)

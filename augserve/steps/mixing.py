@@ -51,6 +51,10 @@ class Mix(Step):
         """The full mix configuration; the mixup and cutmix steps fill in the other half."""
         return dict(self.args)
 
+    def output_dtype(self, dtype):
+        """Blends need float: a step that may blend (mixup) turns uint8 into float32; pasting alone keeps uint8."""
+        return torch.float32 if dtype == torch.uint8 and self.settings()["mixup_alpha"] > 0 else dtype
+
     def run(self, x, labels, rng, modality):
         a = self.settings()
         batch = x.shape[0]
@@ -78,6 +82,8 @@ class Mix(Step):
             lam = torch.where(use_cutmix & mixed, area_lam, lam)
         regions = torch.where((use_cutmix & mixed)[:, None], regions, torch.zeros_like(regions))
         kind = torch.where(mixed, torch.where(use_cutmix, _CUTMIX, _MIXUP), _NOT_MIXED)
+        if self.output_dtype(x.dtype) != x.dtype:  # the same dtype out whatever this batch drew
+            x = TF.to_dtype(x, torch.float32, scale=True)
         x = self._mix_pixels(x, kind, partner, lam, regions, region_shape)
         if labels is not None:
             labels = mix.mix_labels(labels, partner, lam)
@@ -107,8 +113,6 @@ class Mix(Step):
         pasted = mix.region_mask(regions, region_shape, x.dim())
         if not bool((kind == _MIXUP).any()):
             return mix.cutmix(x, x.index_select(0, partner), pasted)  # pasting keeps uint8 as uint8
-        if not x.is_floating_point():  # blends need float
-            x = TF.to_dtype(x, torch.float32, scale=True)
         # own-content weight: lam for mixup, 1 outside / 0 inside the box for cutmix, 1 when unmixed
         weight = torch.where(kind == _CUTMIX, torch.ones_like(lam), lam).to(x.dtype)
         weight = weight.view(-1, *([1] * (x.dim() - 1)))

@@ -18,10 +18,17 @@ _KNOTS = Number(4, low=1, high=256, integer=True, doc="interior knots of the ran
 class _SeriesStep(PixelStep):
     modalities = ("timeseries",)
 
-    def check_knots(self, length: int, knots: int) -> None:
-        if length < knots + 2:
-            raise ValueError(f"{self.where}: field 'knots' = {knots} needs at least {knots + 2} time steps "
-                             f"(knots + 2); the series has {length}")
+    def output_shape(self, shape):
+        if shape[-1] < self.needs_length():
+            raise ValueError(f"{self.where}: {self.length_rule()}; the series has {shape[-1]}")
+        return shape
+
+    def needs_length(self) -> int:
+        """The fewest time steps this step can work on."""
+        return 1
+
+    def length_rule(self) -> str:
+        return f"needs at least {self.needs_length()} time steps"
 
 
 def _normal(rng, draw: int, shape: tuple[int, ...], mean: float, std: float) -> torch.Tensor:
@@ -58,9 +65,14 @@ class MagnitudeWarp(_SeriesStep):
     op = "magnitude_warp"
     fields = {"sigma": Number(0.2, **_SIGMA), "knots": _KNOTS}
 
+    def needs_length(self):
+        return self.args["knots"] + 2
+
+    def length_rule(self):
+        return f"field 'knots' = {self.args['knots']} needs at least {self.needs_length()} time steps (knots + 2)"
+
     def __call__(self, x, rng):
         batch, channels, length = x.shape
-        self.check_knots(length, self.args["knots"])
         knots = rng.normal(0, 1.0, self.args["sigma"], n=channels * (self.args["knots"] + 2))
         curve = smooth_curve(knots.view(batch * channels, -1), length).view(batch, channels, length)
         return x * curve.to(x.dtype), {"knots": knots.view(batch, channels, -1)}
@@ -72,9 +84,14 @@ class TimeWarp(_SeriesStep):
     op = "time_warp"
     fields = {"sigma": Number(0.2, **_SIGMA), "knots": _KNOTS}
 
+    def needs_length(self):
+        return self.args["knots"] + 2
+
+    def length_rule(self):
+        return f"field 'knots' = {self.args['knots']} needs at least {self.needs_length()} time steps (knots + 2)"
+
     def __call__(self, x, rng):
         length = x.shape[-1]
-        self.check_knots(length, self.args["knots"])
         speed = rng.normal(0, 1.0, self.args["sigma"], n=self.args["knots"] + 2)
         positions = timeseries.warp_positions(speed, length)
         return sample_last_axis(x, positions), {"positions": positions.to(torch.float32)}
@@ -100,10 +117,11 @@ class WindowWarp(_SeriesStep):
         "scales": Numbers((0.5, 2.0), low=0.0, high=100.0, exclusive_low=True, doc="slow-down factors to pick from"),
     }
 
+    def needs_length(self):
+        return 3
+
     def __call__(self, x, rng):
         length = x.shape[-1]
-        if length < 3:
-            raise ValueError(f"{self.where}: needs at least 3 time steps, the series has {length}")
         choices = torch.tensor(self.args["scales"], device=x.device)
         scale = choices[rng.integers(1, len(choices))]
         positions = timeseries.window_warp_positions(rng.uniform(0), scale, self.args["ratio"], length)
@@ -116,11 +134,15 @@ class Permutation(_SeriesStep):
     op = "permutation"
     fields = {"max_segments": Number(5, low=1, high=256, integer=True)}
 
+    def needs_length(self):
+        return self.args["max_segments"]
+
+    def length_rule(self):
+        return f"field 'max_segments' = {self.args['max_segments']} needs at least as many time steps"
+
     def __call__(self, x, rng):
         slots = self.args["max_segments"]
         length = x.shape[-1]
-        if slots > length:
-            raise ValueError(f"{self.where}: field 'max_segments' = {slots} exceeds the series length {length}")
         segments = 1 + rng.integers(0, slots)
         cuts = rng.uniform(1, n=max(slots - 1, 1))[:, : slots - 1]
         positions = timeseries.permutation_positions(cuts, segments, rng.permutation(2, slots), length)

@@ -1,0 +1,364 @@
+"""Hostile input, drain and CPU contention: the server answers clearly and keeps serving.
+
+Each test reproduces a way the service once broke (a crash, a hang, a lost answer, a wrong
+status or metric, an unbounded answer) as an outside client would meet it.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing import shared_memory
+
+import grpc
+import pytest
+import torch
+
+from augserve.v1 import augserve_pb2 as pb
+from augserve.v1 import augserve_pb2_grpc as rpc
+from server_harness import RunningServer, ServerProcess, request, tensor
+
+AUGMENTATION = "/augserve.v1.Augmentation/"
+FLIP = '[{"op": "hflip", "p": 1.0}]'
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = RunningServer(max_batch=64, max_delay_ms=5.0, metrics_port=0)
+    yield running
+    running.stop()
+
+
+def images(n=4, size=16, seed=0):
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def metric(running, status, method="Augment"):
+    registry = running.server.metrics.registry
+    return sum(registry.get_sample_value("augserve_requests_total", {"method": method, "pipeline": name,
+                                                                      "status": status}) or 0.0
+               for name in ("?", "rand-m9"))
+
+
+def _shared(message, name, nbytes):
+    message.x.shm.CopyFrom(pb.SharedMemoryRef(name=name, size=nbytes))
+    message.x.data = b""
+    return message
+
+
+def _region(size, tag):
+    return shared_memory.SharedMemory(create=True, size=size, name=f"augserve_test_{tag}_{os.getpid()}")
+
+
+# --- shared memory a same-host process breaks --------------------------------------------------
+
+
+def test_truncated_regions_are_refused_and_the_server_lives():
+    """A truncated region once killed the server with SIGBUS: its mapping kept the old length."""
+    replica = ServerProcess()
+    x = images()
+    source, output = _region(x.nbytes, "in"), _region(x.nbytes, "out")
+    try:
+        stub = rpc.AugmentationStub(replica.channel)
+        source.buf[:x.nbytes] = x.numpy().tobytes()
+
+        def send():
+            message = _shared(request(x, "rand-m9"), source.name, x.nbytes)
+            message.output_shm.CopyFrom(pb.SharedMemoryRef(name=output.name, size=x.nbytes))
+            return stub.Augment(message, timeout=30)
+
+        assert send().x.HasField("shm")  # both regions in use (and cached by the server)
+        for region in (source, output):
+            os.truncate(f"/dev/shm/{region.name}", 0)
+            with pytest.raises(grpc.RpcError) as error:
+                send()
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "(0 bytes)" in error.value.details() and region.name in error.value.details()
+            os.truncate(f"/dev/shm/{region.name}", x.nbytes)
+            source.buf[:x.nbytes] = x.numpy().tobytes()
+        assert send().x.HasField("shm")  # restored regions serve again
+        assert replica.process.poll() is None
+    finally:
+        for region in (source, output):
+            region.close()
+            region.unlink()
+        replica.stop()
+
+
+def test_regions_truncated_while_requests_run_never_crash_the_server():
+    """Truncation between the server's size check and its read or write must not kill it either."""
+    replica = ServerProcess()
+    x = images(16, 64)
+    source, output = _region(x.nbytes, "racein"), _region(x.nbytes, "raceout")
+    stop = threading.Event()
+
+    def vandal():
+        while not stop.is_set():
+            for region in (source, output):
+                os.truncate(f"/dev/shm/{region.name}", 0)
+                os.truncate(f"/dev/shm/{region.name}", x.nbytes)
+
+    thread = threading.Thread(target=vandal, daemon=True)
+    try:
+        stub = rpc.AugmentationStub(replica.channel)
+        thread.start()
+        for _ in range(60):
+            message = _shared(request(x, "rand-m9"), source.name, x.nbytes)
+            message.output_shm.CopyFrom(pb.SharedMemoryRef(name=output.name, size=x.nbytes))
+            try:
+                stub.Augment(message, timeout=30)
+            except grpc.RpcError as error:  # a region too short at the size check; never a dead server
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+        stop.set()
+        thread.join(timeout=10)
+        assert replica.process.poll() is None, replica.stop()
+        assert tensor(stub.Augment(request(x, "rand-m9"), timeout=30).x).shape == x.shape
+    finally:
+        stop.set()
+        for region in (source, output):
+            region.close()
+            region.unlink()
+        replica.stop()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_region_that_is_not_a_regular_file_is_invalid_argument(server, kind):
+    path = f"/dev/shm/augserve_test_{kind}_{os.getpid()}"
+    os.mkfifo(path) if kind == "fifo" else os.mkdir(path)
+    try:
+        message = _shared(request(images(), "rand-m9"), os.path.basename(path), images().nbytes)
+        with pytest.raises(grpc.RpcError) as error:
+            server.stub().Augment(message, timeout=10)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "is not a shared-memory region" in error.value.details()
+    finally:
+        os.unlink(path) if kind == "fifo" else os.rmdir(path)
+
+
+def test_a_region_replaced_under_the_same_name_is_read_anew(server):
+    """The server caches open regions by name; a new file under that name must not serve the old bytes."""
+    x, y = images(seed=1), images(seed=2)
+    region = _region(x.nbytes, "replaced")
+    name = region.name
+    try:
+        region.buf[:x.nbytes] = x.numpy().tobytes()
+        first = server.stub().Augment(_shared(request(x, FLIP), name, x.nbytes), timeout=10)
+        region.close()
+        region.unlink()
+        region = shared_memory.SharedMemory(create=True, size=y.nbytes, name=name)
+        region.buf[:y.nbytes] = y.numpy().tobytes()
+        second = server.stub().Augment(_shared(request(y, FLIP), name, y.nbytes), timeout=10)
+        assert torch.equal(tensor(first.x), x.flip(-1)) and torch.equal(tensor(second.x), y.flip(-1))
+    finally:
+        region.close()
+        region.unlink()
+
+
+# --- bytes that are not a request ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method,kind", [("Augment", "unary"), ("StreamDataset", "stream"),
+                                         ("ListPipelines", "unary"), ("ListDatasets", "unary"),
+                                         ("ServerInfo", "unary")])
+def test_undecodable_request_bytes_are_invalid_argument(server, method, kind):
+    channel = server.channel()
+    call = (channel.unary_unary if kind == "unary" else channel.unary_stream)(AUGMENTATION + method)
+    with pytest.raises(grpc.RpcError) as error:
+        result = call(b"\xff" * 8, timeout=10)
+        list(result) if kind == "stream" else result
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+    assert "not a valid augserve.v1." in error.value.details()
+    assert server.stub().ServerInfo(pb.ServerInfoRequest(), timeout=10).version
+
+
+def test_a_stream_with_undecodable_bytes_answers_what_came_before_then_ends(server):
+    """[valid, garbage, valid] once gave one answer and then hung until the client's deadline."""
+    valid = [request(images(seed=s), "rand-m9", seed=s, request_id=s).SerializeToString() for s in range(2)]
+    call = server.channel().stream_stream(AUGMENTATION + "AugmentStream")(iter([valid[0], b"\xff" * 8, valid[1]]),
+                                                                          timeout=20)
+    answers = []
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as error:
+        for raw in call:
+            answers.append(pb.AugmentResponse.FromString(raw).request_id)
+    assert time.monotonic() - started < 15  # ended by the server, not by the deadline
+    assert answers == [0]
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request 1 of the stream" in error.value.details()
+
+
+def test_one_bad_request_in_a_stream_keeps_the_answers_before_it(server):
+    """[valid 1, int32 2, valid 3] once lost answer 1 as well."""
+    bad = request(images(), "rand-m9", request_id=2)
+    bad.x.dtype = "int32"
+    messages = [request(images(), "rand-m9", request_id=1), bad, request(images(), "rand-m9", request_id=3)]
+    call = server.stub().AugmentStream(iter(messages), timeout=30)
+    answers = []
+    with pytest.raises(grpc.RpcError) as error:
+        for answer in call:
+            answers.append(answer.request_id)
+    assert answers == [1]
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request 1 of the stream (request_id 2): x.dtype" in error.value.details()
+    trailing = dict(error.value.trailing_metadata())
+    assert trailing["augserve-failed-request"] == "1" and trailing["augserve-failed-request-id"] == "2"
+
+
+# --- limits on what comes back ------------------------------------------------------------------
+
+
+def test_output_size_is_bounded_before_any_work():
+    small = RunningServer(max_pixels=4096, max_message_bytes=1 << 20, metrics_port=0)
+    try:
+        stub = small.stub()
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Augment(request(images(1, 8), '[{"op": "resize", "size": [6000, 6000]}]'), timeout=10)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "--max-pixels" in error.value.details() and "6000x6000" in error.value.details()
+        # within the plane limit, but 64 float32 planes of 64x64x3 exceed the 1 MiB message limit
+        big = '[{"op": "resize", "size": [64, 64]}, {"op": "normalize", "mean": [0.5], "std": [0.5]}]'
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Augment(request(images(64, 8), big), timeout=10)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "--max-message-bytes" in error.value.details() and "3145728 bytes" in error.value.details()
+        assert small.server.metrics.registry.get_sample_value("augserve_batch_fill_count") == 0  # nothing ran
+    finally:
+        small.stop()
+
+
+# --- the outcome each call really had -----------------------------------------------------------
+
+
+def test_a_call_dropped_at_its_deadline_is_not_counted_ok():
+    slow = RunningServer(max_batch=64, max_delay_ms=400.0, metrics_port=0)
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            slow.stub().Augment(request(images(2), "rand-m9"), timeout=0.1)
+        assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        deadline = time.monotonic() + 10
+        while metric(slow, "DEADLINE_EXCEEDED") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert metric(slow, "DEADLINE_EXCEEDED") == 1 and metric(slow, "OK") == 0
+    finally:
+        slow.stop()
+
+
+# --- drain --------------------------------------------------------------------------------------
+
+
+def _answered(replica):
+    return replica.metric("augserve_requests_total", method="AugmentStream", status="OK")
+
+
+def test_drain_answers_every_request_a_stream_sent_before_sigterm():
+    """A refused request after SIGTERM once aborted the whole stream, dropping the backlog before it."""
+    replica = ServerProcess("--grace-seconds", "60")
+    before_sigterm, batch = 14, 32
+    sent_all = threading.Event()
+    signalled = threading.Event()
+
+    def requests():
+        for index in range(before_sigterm):
+            yield request(images(batch, 160, seed=index), "imagenet-randaug", seed=index, request_id=index)
+        sent_all.set()
+        signalled.wait(120)
+        for index in range(before_sigterm, before_sigterm + 10):  # after SIGTERM: refused, the stream ends
+            time.sleep(0.037)
+            yield request(images(batch, 160, seed=index), "imagenet-randaug", seed=index, request_id=index)
+
+    try:
+        channel = grpc.insecure_channel(replica.target, options=[("grpc.max_receive_message_length", 1 << 28)])
+        call = rpc.AugmentationStub(channel).AugmentStream(requests(), timeout=300)
+        answers = []
+        failure = []
+
+        def consume():
+            try:
+                answers.extend(answer.request_id for answer in call)
+            except grpc.RpcError as error:
+                failure.append(error)
+
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        sent_all.wait(120)
+        deadline = time.monotonic() + 120  # every one of them received: answered or queued on the server
+        while time.monotonic() < deadline:
+            queued = replica.metric("augserve_queue_samples") / batch
+            if _answered(replica) + queued >= before_sigterm:
+                break
+            time.sleep(0.01)
+        backlog = before_sigterm - _answered(replica)
+        replica.process.send_signal(signal.SIGTERM)
+        signalled.set()
+        consumer.join(timeout=240)
+        assert backlog >= 2, "the server kept up; no backlog to drain"
+        assert answers[:before_sigterm] == list(range(before_sigterm))
+        assert failure and failure[0].code() == grpc.StatusCode.UNAVAILABLE and "draining" in failure[0].details()
+        assert replica.process.wait(timeout=60) == 0
+    finally:
+        output = replica.stop()
+    assert "never retrieved" not in output and "Traceback" not in output
+
+
+# --- CPU threads --------------------------------------------------------------------------------
+
+
+def test_cgroup_quota_caps_the_threads(tmp_path):
+    from augserve.server.cpu import cgroup_cpu_limit
+
+    membership = tmp_path / "cgroup"
+    membership.write_text("0::/job\n")
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_limit(str(tmp_path), str(membership)) == 1.5
+    (tmp_path / "job" / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(str(tmp_path), str(membership)) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    membership.write_text("3:cpu,cpuacct:/\n")
+    assert cgroup_cpu_limit(str(v1), str(membership)) == 0.5
+
+
+def test_thread_budget_follows_what_other_processes_leave_free():
+    from augserve.server.cpu import CpuSample, ThreadBudget
+
+    now, samples = [0.0], []
+
+    def feed(others_cpus, own_cpus, seconds=1.0):  # 4 host CPUs; cumulative seconds
+        last = samples[-1] if samples else CpuSample(0.0, 0.0, 0.0)
+        samples.append(CpuSample(last.host_busy + (others_cpus + own_cpus) * seconds,
+                                 last.host_total + 4 * seconds, last.own + own_cpus * seconds))
+        now[0] += seconds
+
+    budget = ThreadBudget(usable=4, host_cpus=4, sample=lambda: samples[-1], clock=lambda: now[0])
+    feed(0, 0)
+    assert budget.threads() == 4  # first look: no interval yet, all usable
+    for others, expected in ((0.1, 4), (1.0, 3), (2.9, 1), (4.0, 1), (1.6, 2), (0.0, 4)):
+        feed(others, own_cpus=min(expected, 4 - others))
+        assert budget.threads() == expected, (others, budget.threads())
+    assert ThreadBudget(3, usable=4).threads() == 3
+    with pytest.raises(ValueError, match="--threads"):
+        ThreadBudget(-1)
+
+
+def test_a_busy_neighbour_takes_threads_away_from_the_pipelines():
+    from augserve.server.cpu import ThreadBudget, usable_cpus
+
+    if usable_cpus() < 2:
+        pytest.skip("one usable CPU: there is no thread to give back")
+    budget = ThreadBudget(interval=0.2)
+    neighbours = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(usable_cpus())]
+    try:
+        deadline = time.monotonic() + 20
+        budget.threads()
+        while budget.threads() == budget.usable and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert budget.threads() < budget.usable
+    finally:
+        for neighbour in neighbours:
+            neighbour.kill()
+            neighbour.wait()
