@@ -126,6 +126,13 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
     cases.update(_feed_cases(x, target))
     cases.update(_sequence_cases(x.device))
     cases.update(_kernel_cases(x))
+    if not x.is_cuda:
+        from augserve.bench_contention import contention_cases
+
+        series = torch.randn(256, 3, 1000, generator=torch.Generator().manual_seed(3))
+        warp, policy = Pipeline.from_spec([{"op": "time_warp"}]), Pipeline.from_spec("imagenet-randaug")
+        cases.update(contention_cases({"time_warp on 256x3x1000": lambda: warp(series, seed=0),
+                                       f"imagenet-randaug on {x.shape[0]} images": lambda: policy(x, seed=0)}))
     return cases
 
 

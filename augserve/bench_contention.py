@@ -1,0 +1,68 @@
+"""Bench cases: a pipeline's throughput while a CPU-bound neighbour process shares the machine.
+
+The neighbour is switched on and off (SIGCONT / SIGSTOP) as the engines take turns, so the rows
+with and without it come from the same round-robin run. Each pipeline runs with torch's default
+thread count and with the server's ``ThreadBudget`` (``--threads 0``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from augserve.bench import Engine
+from augserve.server.cpu import ThreadBudget
+
+SETTLE = 0.3  # seconds after switching the neighbour before timing: the budget sees the new load
+
+
+class Neighbour:
+    """A CPU-bound process (one busy core), stopped until asked to run."""
+
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        self.process.send_signal(signal.SIGSTOP)
+        self.running = False
+        atexit.register(self.close)
+
+    def run(self, running: bool) -> None:
+        if running != self.running:
+            self.process.send_signal(signal.SIGCONT if running else signal.SIGSTOP)
+            self.running = running
+            time.sleep(SETTLE)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def contention_cases(pipelines: dict[str, Callable[[], object]]) -> dict[str, list[Engine]]:
+    """For each named pipeline call: alone and beside a busy neighbour, torch's default threads vs the budget."""
+    neighbour = Neighbour()
+    default = torch.get_num_threads()
+    budget = ThreadBudget(interval=SETTLE / 3)
+
+    def under(busy: bool, threads: Callable[[], int], call: Callable[[], object]) -> Callable[[], object]:
+        def run():
+            neighbour.run(busy)
+            torch.set_num_threads(threads())
+            call()
+            torch.set_num_threads(default)
+        return run
+
+    cases = {}
+    for name, call in pipelines.items():
+        cases[f"CPU contention: {name}, 1 busy neighbour process"] = [
+            Engine(f"alone, torch default ({default} threads)", under(False, lambda: default, call)),
+            Engine("alone, ThreadBudget", under(False, budget.threads, call)),
+            Engine(f"busy neighbour, torch default ({default} threads)", under(True, lambda: default, call)),
+            Engine("busy neighbour, ThreadBudget", under(True, budget.threads, call), "the server's --threads 0"),
+        ]
+    return cases
