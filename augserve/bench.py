@@ -131,8 +131,9 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
 
         series = torch.randn(256, 3, 1000, generator=torch.Generator().manual_seed(3))
         warp, policy = Pipeline.from_spec([{"op": "time_warp"}]), Pipeline.from_spec("imagenet-randaug")
-        cases.update(contention_cases({"time_warp on 256x3x1000": lambda: warp(series, seed=0),
-                                       f"imagenet-randaug on {x.shape[0]} images": lambda: policy(x, seed=0)}))
+        cases.update(contention_cases({
+            "time_warp on 256x3x1000": (lambda: warp(series, seed=0), len(series), 40),
+            f"imagenet-randaug on {x.shape[0]} images": (lambda: policy(x, seed=0), x.shape[0], 1)}))
     return cases
 
 

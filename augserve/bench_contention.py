@@ -43,26 +43,35 @@ class Neighbour:
             self.process.wait(timeout=10)
 
 
-def contention_cases(pipelines: dict[str, Callable[[], object]]) -> dict[str, list[Engine]]:
-    """For each named pipeline call: alone and beside a busy neighbour, torch's default threads vs the budget."""
+def contention_cases(pipelines: dict[str, tuple[Callable[[], object], int, int]]) -> dict[str, list[Engine]]:
+    """For each named pipeline (call, samples per call, calls per timed run): alone and beside a busy
+    neighbour, torch's default threads vs the budget.
+
+    A timed run makes many calls of a short pipeline, so the rare long stalls at a parallel barrier
+    count in the rate as they do in a training job (a median over single calls would hide them).
+    """
     neighbour = Neighbour()
     default = torch.get_num_threads()
     budget = ThreadBudget(interval=SETTLE / 3)
 
-    def under(busy: bool, threads: Callable[[], int], call: Callable[[], object]) -> Callable[[], object]:
-        def run():
-            neighbour.run(busy)
-            torch.set_num_threads(threads())
-            call()
-            torch.set_num_threads(default)
-        return run
-
     cases = {}
-    for name, call in pipelines.items():
+    for name, (call, samples, calls) in pipelines.items():
+        def under(busy: bool, threads: Callable[[], int], call=call, calls=calls) -> Callable[[], object]:
+            def run():
+                neighbour.run(busy)
+                for _ in range(calls):
+                    torch.set_num_threads(threads())
+                    call()
+                torch.set_num_threads(default)
+            return run
+
+        note = f"{calls} calls per timed run" if calls > 1 else ""
         cases[f"CPU contention: {name}, 1 busy neighbour process"] = [
-            Engine(f"alone, torch default ({default} threads)", under(False, lambda: default, call)),
-            Engine("alone, ThreadBudget", under(False, budget.threads, call)),
-            Engine(f"busy neighbour, torch default ({default} threads)", under(True, lambda: default, call)),
-            Engine("busy neighbour, ThreadBudget", under(True, budget.threads, call), "the server's --threads 0"),
+            Engine(f"alone, torch default ({default} threads)", under(False, lambda: default), note, samples * calls),
+            Engine("alone, ThreadBudget", under(False, budget.threads), note, samples * calls),
+            Engine(f"busy neighbour, torch default ({default} threads)", under(True, lambda: default), note,
+                   samples * calls),
+            Engine("busy neighbour, ThreadBudget", under(True, budget.threads),
+                   f"the server's --threads 0; {note}".rstrip("; "), samples * calls),
         ]
     return cases
