@@ -2,7 +2,8 @@
 
 The neighbour is switched on and off (SIGCONT / SIGSTOP) as the engines take turns, so the rows
 with and without it come from the same round-robin run. Each pipeline runs with torch's default
-thread count and with the server's ``ThreadBudget`` (``--threads 0``).
+thread count and with the server's ``ThreadBudget`` (``--threads 0``): one budget per row, as a
+server that has run in that state for a while would have.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from augserve.bench import Engine
 from augserve.server.cpu import ThreadBudget
 
-SETTLE = 0.3  # seconds after switching the neighbour before timing: the budget sees the new load
+SETTLE = 0.3  # seconds after switching the neighbour on or off, before timing
 
 
 class Neighbour:
@@ -52,26 +53,26 @@ def contention_cases(pipelines: dict[str, tuple[Callable[[], object], int, int]]
     """
     neighbour = Neighbour()
     default = torch.get_num_threads()
-    budget = ThreadBudget(interval=SETTLE / 3)
+    fixed = ThreadBudget(default)
 
     cases = {}
     for name, (call, samples, calls) in pipelines.items():
-        def under(busy: bool, threads: Callable[[], int], call=call, calls=calls) -> Callable[[], object]:
+        def under(busy: bool, budget: ThreadBudget, call=call, calls=calls) -> Callable[[], object]:
             def run():
                 neighbour.run(busy)
                 for _ in range(calls):
-                    torch.set_num_threads(threads())
-                    call()
+                    with budget.batch():
+                        call()
                 torch.set_num_threads(default)
             return run
 
         note = f"{calls} calls per timed run" if calls > 1 else ""
         cases[f"CPU contention: {name}, 1 busy neighbour process"] = [
-            Engine(f"alone, torch default ({default} threads)", under(False, lambda: default), note, samples * calls),
-            Engine("alone, ThreadBudget", under(False, budget.threads), note, samples * calls),
-            Engine(f"busy neighbour, torch default ({default} threads)", under(True, lambda: default), note,
+            Engine(f"alone, torch default ({default} threads)", under(False, fixed), note, samples * calls),
+            Engine("alone, ThreadBudget", under(False, ThreadBudget()), note, samples * calls),
+            Engine(f"busy neighbour, torch default ({default} threads)", under(True, fixed), note,
                    samples * calls),
-            Engine("busy neighbour, ThreadBudget", under(True, budget.threads),
+            Engine("busy neighbour, ThreadBudget", under(True, ThreadBudget()),
                    f"the server's --threads 0; {note}".rstrip("; "), samples * calls),
         ]
     return cases

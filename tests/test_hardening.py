@@ -324,23 +324,33 @@ def test_cgroup_quota_caps_the_threads(tmp_path):
 
 
 def test_thread_budget_follows_what_other_processes_leave_free():
+    """Only the load beside the worker's own batches counts, decided from enough of them."""
     from augserve.server.cpu import CpuSample, ThreadBudget
 
-    now, samples = [0.0], []
+    now, state = [0.0], [CpuSample(0.0, 0.0, 0.0)]
 
-    def feed(others_cpus, own_cpus, seconds=1.0):  # 4 host CPUs; cumulative seconds
-        last = samples[-1] if samples else CpuSample(0.0, 0.0, 0.0)
-        samples.append(CpuSample(last.host_busy + (others_cpus + own_cpus) * seconds,
-                                 last.host_total + 4 * seconds, last.own + own_cpus * seconds))
+    def advance(others_cpus, own_cpus, seconds):  # 4 host CPUs; cumulative CPU seconds
+        last = state[0]
+        state[0] = CpuSample(last.host_busy + (others_cpus + own_cpus) * seconds, last.host_total + 4 * seconds,
+                             last.own + own_cpus * seconds)
         now[0] += seconds
 
-    budget = ThreadBudget(usable=4, host_cpus=4, sample=lambda: samples[-1], clock=lambda: now[0])
-    feed(0, 0)
-    assert budget.threads() == 4  # first look: no interval yet, all usable
+    budget = ThreadBudget(usable=4, host_cpus=4, sample=lambda: state[0], clock=lambda: now[0], interval=0.5)
     for others, expected in ((0.1, 4), (1.0, 3), (2.9, 1), (4.0, 1), (1.6, 2), (0.0, 4)):
-        feed(others, own_cpus=min(expected, 4 - others))
-        assert budget.threads() == expected, (others, budget.threads())
-    assert ThreadBudget(3, usable=4).threads() == 3
+        for _ in range(10):  # ten 60 ms batches, then a pause in which others work hard but we do not
+            with budget.batch():
+                advance(others, own_cpus=budget.current, seconds=0.06)
+            advance(4.0, own_cpus=0.0, seconds=0.04)
+        assert budget.threads() == expected, (others, budget.current)
+    fresh = ThreadBudget(usable=4, host_cpus=4, sample=lambda: state[0], clock=lambda: now[0], interval=0.5)
+    with fresh.batch():  # one short batch under full load is too little to decide on
+        advance(4.0, own_cpus=1.0, seconds=0.06)
+    advance(0.0, 0.0, seconds=1.0)
+    assert fresh.threads() == 4
+    fixed = ThreadBudget(3, usable=4)
+    with fixed.batch() as count:
+        assert count == 3 == torch.get_num_threads()
+    torch.set_num_threads(budget.usable)
     with pytest.raises(ValueError, match="--threads"):
         ThreadBudget(-1)
 
@@ -350,15 +360,19 @@ def test_a_busy_neighbour_takes_threads_away_from_the_pipelines():
 
     if usable_cpus() < 2:
         pytest.skip("one usable CPU: there is no thread to give back")
+    default = torch.get_num_threads()
     budget = ThreadBudget(interval=0.2)
+    work = torch.randn(256, 3, 1000)
     neighbours = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(usable_cpus())]
     try:
-        deadline = time.monotonic() + 20
-        budget.threads()
+        deadline = time.monotonic() + 30
         while budget.threads() == budget.usable and time.monotonic() < deadline:
-            time.sleep(0.05)
+            with budget.batch():
+                for _ in range(20):
+                    torch.fft.rfft(work).abs()
         assert budget.threads() < budget.usable
     finally:
+        torch.set_num_threads(default)
         for neighbour in neighbours:
             neighbour.kill()
             neighbour.wait()

@@ -186,8 +186,13 @@ class Batcher:
             job.future.set_result(result)
 
     def _run(self, jobs: list[Job]) -> list[Any]:
-        """On the device thread: drop what expired while waiting, then one batch for the rest."""
-        self.metrics.cpu_threads.set(self.threads.apply())
+        """On the device thread, with as many CPU threads as the budget allows."""
+        with self.threads.batch() as threads:
+            self.metrics.cpu_threads.set(threads)
+            return self._run_live(jobs)
+
+    def _run_live(self, jobs: list[Job]) -> list[Any]:
+        """Drop what expired while waiting, then one batch for the rest."""
         results: list[Any] = [DeadlineExpired("deadline passed while queued for the device") if j.expired()
                               else None for j in jobs]
         live = [j for j, r in zip(jobs, results) if r is None]

@@ -5,23 +5,27 @@ use (its affinity, a container's ``cpu.max`` quota), nor from what other process
 Its threads meet at a barrier after every parallel region, so one thread descheduled by a busy
 neighbour stalls the rest: on the 2-core bench machine with two CPU-bound neighbours,
 imagenet-randaug on 64x3x256x256 took 3.6 s per batch with 2 threads and 0.21 s with 1.
-``ThreadBudget`` re-reads the host's load every half second and runs with as many threads as
-there are CPUs the others leave free (at least one, at most the usable ones).
+``ThreadBudget`` measures what other processes use while the worker's batches run and, every half
+second, runs with as many threads as there are CPUs they leave free (at least one, at most the
+usable ones).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pathlib
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-INTERVAL = 0.5  # seconds between looks at the host's load
+INTERVAL = 0.5  # seconds between decisions
+SHORT_BATCH, SHORT_SAMPLED = 0.005, 8  # batches under 5 ms: one in 8 measured
+MIN_OBSERVED = 0.25  # seconds of batches per CPU observed before a decision (the kernel counts 10 ms ticks)
 
 
 def cgroup_cpu_limit(root: str = CGROUP_ROOT, membership: str = "/proc/self/cgroup") -> float | None:
@@ -81,7 +85,10 @@ def read_cpu_sample(stat: str = "/proc/stat") -> CpuSample:
 class ThreadBudget:
     """Intra-op threads for the device worker: a fixed count, or (0) as many as other processes leave free.
 
-    ``apply()`` runs on the device thread before each batch; torch's thread count is per calling thread.
+    Only the load that overlaps the worker's own batches counts: a client on the same host that
+    works while the server waits for it (serializing, loading the next batch) takes nothing from
+    the server's threads. Wrap each batch in ``with budget.batch():`` on the device thread (torch's
+    thread count belongs to the calling thread).
     """
 
     def __init__(self, fixed: int = 0, *, usable: int | None = None, host_cpus: int | None = None,
@@ -93,29 +100,45 @@ class ThreadBudget:
         self.usable = usable or usable_cpus()
         self.host_cpus = host_cpus or os.cpu_count() or 1
         self._sample, self._clock, self.interval = sample, clock, interval
-        self._last: CpuSample | None = None
-        self._last_time = -math.inf
+        self._others = 0.0  # CPU seconds other processes used during batches since the last decision
+        self._capacity = 0.0  # the host's CPU seconds during those batches
+        self._decided = clock()
+        self._batches, self._last_seconds = 0, 0.0
         self.current = fixed or self.usable
 
     def threads(self) -> int:
-        """The count to run the next batch with (re-decided at most once per interval)."""
+        """The count to run the next batch with (re-decided at most once per interval, from enough data)."""
         if self.fixed:
             return self.fixed
         now = self._clock()
-        if now - self._last_time < self.interval:
-            return self.current
-        sample = self._sample()
-        if self._last is not None and sample.host_total > self._last.host_total:
-            share = (sample.host_busy - self._last.host_busy - (sample.own - self._last.own)) / \
-                    (sample.host_total - self._last.host_total)
-            others = max(0.0, share) * self.host_cpus  # CPUs other processes kept busy
-            free = self.host_cpus - others
-            self.current = max(1, min(self.usable, math.floor(free + 0.25)))
-        self._last, self._last_time = sample, now
+        if now - self._decided >= self.interval and self._capacity >= MIN_OBSERVED * self.host_cpus:
+            others = max(0.0, self._others) / self._capacity * self.host_cpus  # CPUs busy beside our batches
+            self.current = max(1, min(self.usable, math.floor(self.host_cpus - others + 0.5)))
+            self._others = self._capacity = 0.0
+            self._decided = now
         return self.current
 
-    def apply(self) -> int:
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[int]:
+        """Run one batch with the current count (yielded); what others used meanwhile informs the next.
+
+        Reading the host's counters costs ~0.1 ms with its disturbance, so batches shorter than
+        ``SHORT_BATCH`` are measured one in ``SHORT_SAMPLED``.
+        """
         count = self.threads()
         if torch.get_num_threads() != count:
             torch.set_num_threads(count)
-        return count
+        self._batches += 1
+        if self.fixed or (self._last_seconds < SHORT_BATCH and self._batches % SHORT_SAMPLED):
+            started = self._clock()
+            yield count
+            self._last_seconds = self._clock() - started
+            return
+        start, started = self._sample(), self._clock()
+        try:
+            yield count
+        finally:
+            end = self._sample()
+            self._last_seconds = self._clock() - started
+            self._others += (end.host_busy - start.host_busy) - (end.own - start.own)  # noisy, unbiased
+            self._capacity += end.host_total - start.host_total
