@@ -135,16 +135,25 @@ def test_bad_series_are_refused(spec, x, words):
         assert word in str(error.value)
 
 
-def test_spline_curves_are_bit_identical_in_any_batch():
-    from augserve.ops.resample import CURVE_ROWS, smooth_curve
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("count", [5, 6])
+def test_spline_curves_are_bit_identical_in_any_batch_and_thread_count(threads, count):
+    """drift (5 knots) once replayed other bits for a sample moved within a batch, with 4 threads."""
+    from augserve.ops.resample import smooth_curve
 
-    knots = torch.randn(3 * CURVE_ROWS + 5, 6, generator=torch.Generator().manual_seed(0))
+    default = torch.get_num_threads()
+    knots = torch.randn(768, count, generator=torch.Generator().manual_seed(0))
     whole = smooth_curve(knots, 1000)
-    for start, stop in ((0, 1), (5, 6), (0, 7), (3, 70), (CURVE_ROWS - 1, 2 * CURVE_ROWS + 2), (100, len(knots))):
-        assert torch.equal(smooth_curve(knots[start:stop], 1000), whole[start:stop])
+    try:
+        torch.set_num_threads(threads)
+        assert torch.equal(smooth_curve(knots, 1000), whole)
+        for rows in ([0], [5], [70, 3, 41], list(range(3, 70)), list(range(63, 130)), list(range(100, 768))):
+            assert torch.equal(smooth_curve(knots[rows], 1000), whole[rows])
+    finally:
+        torch.set_num_threads(default)
     from scipy.interpolate import CubicSpline
 
-    expected = CubicSpline(np.linspace(0, 999, 6), knots[:4].numpy().T, axis=0)(np.arange(1000)).T
+    expected = CubicSpline(np.linspace(0, 999, count), knots[:4].numpy().T, axis=0)(np.arange(1000)).T
     assert np.allclose(whole[:4].numpy(), expected, atol=1e-5)
 
 

@@ -50,25 +50,17 @@ def _spline_basis(knots: int, length: int, device: torch.device) -> torch.Tensor
     return torch.from_numpy(basis.T.astype(np.float32)).to(device)  # cached per device: no copy per call
 
 
-CURVE_ROWS = 64  # knot vectors per matrix product: every product has this shape, whatever the batch
-
-
 def smooth_curve(knots: torch.Tensor, length: int) -> torch.Tensor:
     """The cubic spline of ``length`` points through (N, K) knot values placed evenly from 0 to length-1.
 
     scipy's ``CubicSpline`` (not-a-knot ends), as in Um et al. 2017, evaluated for the whole batch
-    as knots @ basis from a cached basis. Every row must come out bit-identical in any batch for
-    samples to replay, and a BLAS product's blocking depends on its row count (batches of 1-7 rows
-    took another kernel here), so the rows go through products of exactly ``CURVE_ROWS`` rows,
-    the last one zero-padded: one shape, one kernel, the same bits.
+    from a cached basis. Every row must come out bit-identical in any batch, on any number of
+    threads, for samples to replay. One matrix product is not: its blocking depends on the row
+    count and, with 4 or more threads, on where a row falls in the split (even in fixed-shape
+    chunks of 64 rows). A batched product of one row each is: every row is its own 1 x K product.
     """
-    if knots.shape[1] < 2:
-        return knots[:, :1].to(torch.float32).expand(-1, length).contiguous()
-    basis = _spline_basis(knots.shape[1], length, knots.device)
     values = knots.to(torch.float32)
-    rows = values.shape[0]
-    padded = torch.nn.functional.pad(values, (0, 0, 0, (-rows) % CURVE_ROWS))
-    curve = torch.empty(padded.shape[0], length, device=values.device)
-    for start in range(0, padded.shape[0], CURVE_ROWS):
-        torch.mm(padded[start:start + CURVE_ROWS], basis, out=curve[start:start + CURVE_ROWS])
-    return curve[:rows]
+    if values.shape[1] < 2:
+        return values[:, :1].expand(-1, length).contiguous()
+    basis = _spline_basis(values.shape[1], length, values.device)
+    return torch.bmm(values[:, None, :], basis.expand(values.shape[0], *basis.shape)).squeeze(1)
