@@ -101,6 +101,11 @@ def _pipelines(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({name: steps for name, (_, steps) in PRESETS.items()}, indent=2))
         return 0
+    if args.ops:
+        from augserve.steps.reference import op_table
+
+        print(op_table())
+        return 0
     width = max(len(name) for name in PRESETS)
     for name, (description, _) in PRESETS.items():
         print(f"{name:<{width}}  {description}")
@@ -147,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipelines = commands.add_parser("pipelines", help="list the preset pipelines")
     pipelines.add_argument("--json", action="store_true", help="print the presets' steps as JSON")
+    pipelines.add_argument("--ops", action="store_true",
+                           help="print every op with its fields and defaults as a Markdown table")
     pipelines.set_defaults(func=_pipelines)
 
     preview = commands.add_parser("preview", help="write a PNG grid of originals and augmented versions")

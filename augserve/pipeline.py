@@ -20,13 +20,10 @@ from augserve.labels import as_soft_labels
 from augserve.presets import PRESETS
 from augserve.random import SampleRng
 from augserve.spec import SpecError
-from augserve.steps import MODALITIES, STEPS, LabelSmoothing, Normalize, Step
+from augserve.modality import Modality
+from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
-LAYOUTS = {"image": "(B, C, H, W)", "spectrogram": "(B, F, T) or (B, C, F, T)", "timeseries": "(B, C, T)",
-           "waveform": "(B, T) or (B, C, T)"}
-RANKS = {"image": (4,), "spectrogram": (3, 4), "timeseries": (3,), "waveform": (2, 3)}
-INPUT_MODALITIES = (*MODALITIES, "waveform")  # waveforms enter through a converting step (log_mel)
 OUT_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
 _TIMM_KEYS = ("m", "n", "mstd", "mmax")
 
@@ -138,9 +135,9 @@ def _as_batch(x: Any, modality: str | None) -> tuple[torch.Tensor, str]:
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x: expected a torch.Tensor or numpy array, got {type(x).__name__}")
-    ranks = RANKS[modality] if modality else (3, 4)
+    ranks = Modality(modality).ranks if modality else (3, 4)
     if x.dim() not in ranks:
-        layout = LAYOUTS[modality] if modality else "(B, C, H, W) images or (B, C, T) sequences"
+        layout = Modality(modality).layout if modality else "(B, C, H, W) images or (B, C, T) sequences"
         raise ValueError(f"x: expected shape {layout}, got rank {x.dim()} shape {tuple(x.shape)}")
     runs_as = modality or ("image" if x.dim() == 4 else "timeseries")
     if x.dtype not in INPUT_DTYPES:
@@ -183,9 +180,8 @@ class Pipeline:
     """
 
     def __init__(self, steps: list[Step], modality: str | None = None):
-        if modality is not None and modality not in INPUT_MODALITIES:
-            raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(INPUT_MODALITIES)}, "
-                            f"got {modality!r}")
+        if modality is not None and modality not in list(Modality):
+            raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(Modality)}, got {modality!r}")
         converters = [step for step in steps if step.produces]
         if converters and (len(converters) > 1 or converters[0] is not steps[0]):
             misplaced = converters[-1] if converters[0] is steps[0] else converters[0]

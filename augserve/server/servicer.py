@@ -30,7 +30,6 @@ from augserve.random import sample_keys
 from augserve.shared_memory import RegionCache
 from augserve.server.datasets import Dataset, shard_batches
 from augserve.server.handlers import Refused
-from augserve.steps.mixing import Mix
 from augserve.v1 import augserve_pb2 as pb
 
 log = logging.getLogger("augserve.server")
@@ -148,7 +147,7 @@ class AugmentationService:
         except ValueError as error:
             raise _invalid(str(error)) from None
         self._check_output(out_shape, out_type, output)
-        mixes = any(isinstance(step, Mix) for step in pipeline.steps)
+        mixes = any(step.mixes_samples for step in pipeline.steps)
         merge_key = None if mixes else (name, tuple(x.shape[1:]), x.dtype, out_dtype,
                                         None if labels is None else labels.shape[1])
         remaining = context.time_remaining()

@@ -1,11 +1,8 @@
-"""All pipeline steps by op name."""
+"""All pipeline steps by op name: each module registers its steps as it is imported."""
 
-from augserve.steps.audio import AUDIO_STEPS
-from augserve.steps.base import Step
-from augserve.steps.image import IMAGE_STEPS, Normalize
-from augserve.steps.mixing import MIX_STEPS, MODALITIES, LabelSmoothing
-from augserve.steps.timeseries import SERIES_STEPS
+from augserve.steps import audio, image, mixing, timeseries  # noqa: F401 - imported to register their steps
+from augserve.steps.base import STEPS, Step
+from augserve.steps.image import Normalize
+from augserve.steps.mixing import LabelSmoothing
 
-STEPS: dict[str, type[Step]] = {cls.op: cls for cls in (*IMAGE_STEPS, *AUDIO_STEPS, *SERIES_STEPS, *MIX_STEPS)}
-
-__all__ = ["MODALITIES", "STEPS", "LabelSmoothing", "Normalize", "Step"]
+__all__ = ["STEPS", "LabelSmoothing", "Normalize", "Step"]

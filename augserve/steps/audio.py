@@ -6,10 +6,11 @@ import math
 
 import torch
 
+from augserve.modality import Modality
 from augserve.ops import audio
 from augserve.ops.resample import sample_last_axis
 from augserve.spec import Choice, Number, SpecError
-from augserve.steps.base import PixelStep
+from augserve.steps.base import PixelStep, register
 
 _VALUE = Choice("zero", options=("zero", "mean"), doc="mask with 0 or with each spectrogram's mean")
 _MAX_MASKS = 64
@@ -21,11 +22,12 @@ def _mask_value(x: torch.Tensor, how: str) -> torch.Tensor:
     return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
 
 
+@register
 class FrequencyMask(PixelStep):
     """``count`` masks of width uniform in [0, F] frequency bins, iid per sample."""
 
     op = "freq_mask"
-    modalities = ("spectrogram",)
+    modalities = (Modality.SPECTROGRAM,)
     fields = {
         "F": Number(27, low=0, high=4096, integer=True, doc="largest mask width in bins"),
         "count": Number(1, low=0, high=_MAX_MASKS, integer=True, doc="masks per sample (mF)"),
@@ -50,6 +52,7 @@ class FrequencyMask(PixelStep):
         return out, {"start": start, "width": width}
 
 
+@register
 class TimeMask(PixelStep):
     """``count`` masks of width uniform in [0, min(T, p * length)] frames, iid per sample.
 
@@ -59,7 +62,7 @@ class TimeMask(PixelStep):
     """
 
     op = "time_mask"
-    modalities = ("spectrogram",)
+    modalities = (Modality.SPECTROGRAM,)
     fields = {
         "T": Number(100, low=0, high=1_000_000, integer=True, doc="largest mask width in frames"),
         "count": Number(1, low=0, high=_MAX_MASKS, integer=True, doc="masks per sample (mT); a cap if adaptive"),
@@ -87,11 +90,12 @@ class TimeMask(PixelStep):
         return out, {"start": start, "width": width}
 
 
+@register
 class SpecTimeWarp(PixelStep):
     """SpecAugment's time warp: frame ``center`` in [W, T - W) moves by up to W frames (piecewise linear)."""
 
     op = "spec_time_warp"
-    modalities = ("spectrogram",)
+    modalities = (Modality.SPECTROGRAM,)
     fields = {"W": Number(80, low=0, high=100_000, integer=True, doc="largest shift in frames")}
 
     def output_shape(self, shape):
@@ -109,6 +113,7 @@ class SpecTimeWarp(PixelStep):
         return sample_last_axis(x, positions), {"center": center, "distance": distance}
 
 
+@register
 class LogMel(PixelStep):
     """Waveforms (B, T) or (B, C, T) -> log-mel spectrograms (B, [C,] n_mels, frames) in dB, on the device.
 
@@ -116,8 +121,8 @@ class LogMel(PixelStep):
     """
 
     op = "log_mel"
-    modalities = ("waveform",)
-    produces = "spectrogram"
+    modalities = (Modality.WAVEFORM,)
+    produces = Modality.SPECTROGRAM
     fields = {
         "sample_rate": Number(16000, low=1000, high=384000, integer=True, doc="Hz"),
         "n_fft": Number(400, low=16, high=16384, integer=True, doc="FFT size = window length (samples)"),
@@ -153,5 +158,3 @@ class LogMel(PixelStep):
         args["f_max"] = args["f_max"] or args["sample_rate"] / 2
         return audio.log_mel_spectrogram(x, **args), {}
 
-
-AUDIO_STEPS = (FrequencyMask, TimeMask, SpecTimeWarp, LogMel)

@@ -12,10 +12,12 @@ from typing import Any, ClassVar
 
 import torch
 
+from augserve.modality import Modality
 from augserve.random import SampleRng
 from augserve.spec import Field, Number, parse_fields
 
 Params = dict[str, Any]
+STEPS: dict[str, type["Step"]] = {}  # every registered step by op name
 PROBABILITY = Number(0.5, low=0.0, high=1.0, doc="probability that a sample is transformed")
 
 
@@ -25,8 +27,9 @@ class Step(ABC):
     op: ClassVar[str]
     fields: ClassVar[dict[str, Field]] = {}
     needs_image_channels: ClassVar[bool] = False  # color ops need 1 or 3 channels
-    modalities: ClassVar[tuple[str, ...]] = ("image",)  # batch kinds the step understands
-    produces: ClassVar[str | None] = None  # a converting step (e.g. waveform -> spectrogram) names its output
+    modalities: ClassVar[tuple[Modality, ...]] = (Modality.IMAGE,)  # batch kinds the step understands
+    produces: ClassVar[Modality | None] = None  # a converting step (e.g. waveform -> spectrogram) names its output
+    mixes_samples: ClassVar[bool] = False  # combines samples of its batch: never merged across requests
 
     def __init__(self, where: str, **given: Any):
         self.where = where
@@ -84,3 +87,11 @@ class PixelStep(Step):
         return x, labels, params
 
 
+
+
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator: make a step available to pipelines under its ``op`` name."""
+    if cls.op in STEPS:
+        raise TypeError(f"op {cls.op!r} is registered twice ({STEPS[cls.op].__name__} and {cls.__name__})")
+    STEPS[cls.op] = cls
+    return cls

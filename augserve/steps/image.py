@@ -19,11 +19,12 @@ from augserve.ops.policies import PolicyOp
 from augserve.random import SampleRng
 from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError
 from augserve.steps.base import PROBABILITY as _P
-from augserve.steps.base import PixelStep, Step
+from augserve.steps.base import PixelStep, register
 
 ATTEMPTS = 10  # box draws per sample for crops and erasing, as torchvision
 _INTERPOLATION = Choice("nearest", options=geometry.INTERPOLATIONS)
 _FILL = Numbers(0.0, doc="value for pixels warped in from outside, per channel")
+_FACTOR = "factor range; v means [max(0, 1 - v), 1 + v]"
 
 
 class _RandomApply(PixelStep):
@@ -44,7 +45,10 @@ class _RandomApply(PixelStep):
 # --- crops, resizing, flips -------------------------------------------------------------
 
 
+@register
 class RandomResizedCrop(PixelStep):
+    """torchvision's RandomResizedCrop: a box of random area and aspect ratio per sample (10 attempts, then the centre), resized with area averaging."""
+
     op = "random_resized_crop"
     fields = {
         "size": Size(doc="output [height, width]"),
@@ -66,7 +70,10 @@ class RandomResizedCrop(PixelStep):
         return geometry.resized_crop(x, boxes, self.args["size"]), {"box": boxes}
 
 
+@register
 class Resize(PixelStep):
+    """Resize (antialiased): one integer resizes the shorter side, ``[h, w]`` sets both."""
+
     op = "resize"
     fields = {"size": Size(doc="output [height, width]; one integer resizes the shorter side")}
 
@@ -91,7 +98,10 @@ class Resize(PixelStep):
         return TF.resize(x, size, antialias=True), {}
 
 
+@register
 class CenterCrop(PixelStep):
+    """The centre ``size`` of every image, padded with 0 where the image is smaller (as torchvision)."""
+
     op = "center_crop"
     fields = {"size": Size()}
 
@@ -102,7 +112,10 @@ class CenterCrop(PixelStep):
         return TF.center_crop(x, list(self.args["size"])), {}
 
 
+@register
 class RandomCrop(PixelStep):
+    """A ``size`` crop at a random position per sample, after padding every side by ``padding``."""
+
     op = "random_crop"
     fields = {
         "size": Size(),
@@ -131,7 +144,10 @@ class RandomCrop(PixelStep):
         return geometry.crop(x, top, left, (out_h, out_w)), {"top": top, "left": left}
 
 
+@register
 class HorizontalFlip(PixelStep):
+    """Mirror left-right, each sample with probability ``p``."""
+
     op = "hflip"
     fields = {"p": _P}
 
@@ -140,7 +156,10 @@ class HorizontalFlip(PixelStep):
         return geometry.flip_where(x, applied, dim=-1), {"applied": applied}
 
 
+@register
 class VerticalFlip(HorizontalFlip):
+    """Mirror top-bottom, each sample with probability ``p``."""
+
     op = "vflip"
 
     def __call__(self, x, rng):
@@ -148,14 +167,15 @@ class VerticalFlip(HorizontalFlip):
         return geometry.flip_where(x, applied, dim=-2), {"applied": applied}
 
 
+@register
 class RandomAffine(PixelStep):
     """torchvision's RandomAffine, every sample with its own angle, shift, scale and shear."""
 
     op = "random_affine"
     fields = {
-        "degrees": Interval((0.0, 0.0), low=-360, high=360, symmetric="plus_minus"),
+        "degrees": Interval((0.0, 0.0), low=-360, high=360, symmetric="plus_minus", doc="rotation range; v means [-v, v]"),
         "translate": Numbers((0.0, 0.0), low=0.0, high=1.0, doc="max shift as a fraction of [width, height]"),
-        "scale": Interval((1.0, 1.0), low=1e-3, high=100.0),
+        "scale": Interval((1.0, 1.0), low=1e-3, high=100.0, doc="zoom range"),
         "shear": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", doc="x shear in degrees"),
         "shear_y": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", doc="y shear in degrees"),
         "interpolation": _INTERPOLATION,
@@ -187,17 +207,18 @@ class RandomAffine(PixelStep):
 _JITTER_SPACE = (PolicyOp("brightness"), PolicyOp("contrast"), PolicyOp("color"), PolicyOp("hue"))
 
 
+@register
 class ColorJitter(PixelStep):
     """torchvision's ColorJitter: factors drawn per sample, applied in a random order per sample."""
 
     op = "color_jitter"
     needs_image_channels = True
     fields = {
-        "brightness": Interval(None, low=0.0, high=1e3, symmetric="around_one"),
-        "contrast": Interval(None, low=0.0, high=1e3, symmetric="around_one"),
-        "saturation": Interval(None, low=0.0, high=1e3, symmetric="around_one"),
-        "hue": Interval(None, low=-0.5, high=0.5, symmetric="plus_minus"),
-        "p": Number(1.0, low=0.0, high=1.0),
+        "brightness": Interval(None, low=0.0, high=1e3, symmetric="around_one", doc=_FACTOR),
+        "contrast": Interval(None, low=0.0, high=1e3, symmetric="around_one", doc=_FACTOR),
+        "saturation": Interval(None, low=0.0, high=1e3, symmetric="around_one", doc=_FACTOR),
+        "hue": Interval(None, low=-0.5, high=0.5, symmetric="plus_minus", doc="hue shift range; v means [-v, v]"),
+        "p": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is jittered at all"),
     }
 
     def __call__(self, x, rng):
@@ -219,14 +240,20 @@ class ColorJitter(PixelStep):
         return x, {"order": op_index, "factors": factors}
 
 
+@register
 class Grayscale(_RandomApply):
+    """Grayscale, keeping the channel count, each sample with probability ``p``."""
+
     op = "grayscale"
     fields = {"p": Number(0.1, low=0.0, high=1.0)}
 
     kernel = staticmethod(color.grayscale)
 
 
+@register
 class Posterize(_RandomApply):
+    """Keep the top ``bits`` of every value, each sample with probability ``p``."""
+
     op = "posterize"
     fields = {"bits": Number(4, low=0, high=8, integer=True), "p": _P}
 
@@ -234,7 +261,10 @@ class Posterize(_RandomApply):
         return color.posterize(x, torch.full((x.shape[0],), self.args["bits"], device=x.device))
 
 
+@register
 class Solarize(_RandomApply):
+    """Invert every value at or above ``threshold``, each sample with probability ``p``."""
+
     op = "solarize"
     fields = {"threshold": Number(0.5, low=0.0, high=1.0, doc="fraction of the dtype's maximum"), "p": _P}
 
@@ -243,7 +273,10 @@ class Solarize(_RandomApply):
         return color.solarize(x, torch.full((x.shape[0],), threshold, device=x.device))
 
 
+@register
 class Sharpness(_RandomApply):
+    """torchvision's adjust_sharpness by ``factor`` (above 1 sharpens), each sample with probability ``p``."""
+
     op = "sharpness"
     fields = {"factor": Number(2.0, low=0.0, high=1e3), "p": _P}
 
@@ -251,17 +284,26 @@ class Sharpness(_RandomApply):
         return color.sharpness(x, torch.full((x.shape[0],), self.args["factor"], device=x.device))
 
 
+@register
 class Equalize(_RandomApply):
+    """Histogram equalization per channel, each sample with probability ``p``."""
+
     op = "equalize"
     kernel = staticmethod(color.equalize)
 
 
+@register
 class AutoContrast(_RandomApply):
+    """Stretch every channel to the full range, each sample with probability ``p``."""
+
     op = "autocontrast"
     kernel = staticmethod(color.autocontrast)
 
 
+@register
 class Invert(_RandomApply):
+    """Invert (maximum minus value), each sample with probability ``p``."""
+
     op = "invert"
     kernel = staticmethod(color.invert)
 
@@ -282,6 +324,7 @@ class _Policy(PixelStep):
         return out, {"ops": params.op_index, "values": params.value, "space": [op.name for op in params.space]}
 
 
+@register
 class RandAugment(_Policy):
     """RandAugment (Cubuk et al. 2019): ``n`` ops per sample at magnitude bin ``m``.
 
@@ -314,6 +357,7 @@ class RandAugment(_Policy):
                                             a["mstd"], a["mmax"])
 
 
+@register
 class TrivialAugment(_Policy):
     """TrivialAugmentWide (Müller & Hutter 2021): one op per sample, uniform magnitude."""
 
@@ -328,6 +372,7 @@ class TrivialAugment(_Policy):
         return policies.trivial_augment_params(rng, height, width, self.args["num_magnitude_bins"])
 
 
+@register
 class AutoAugment(_Policy):
     """AutoAugment (Cubuk et al. 2018) learned policies; a sub-policy drawn per sample."""
 
@@ -353,6 +398,7 @@ class _ErasingValue(Field):
         return "random" if value == "random" else Numbers().convert(value)
 
 
+@register
 class RandomErasing(PixelStep):
     """torchvision's RandomErasing per sample; ``value: random`` fills with noise.
 
@@ -364,8 +410,8 @@ class RandomErasing(PixelStep):
     fields = {
         "p": _P,
         "scale": Interval((0.02, 0.33), low=0.0, high=1.0),
-        "ratio": Interval((0.3, 3.3), low=1e-3, high=1e3),
-        "value": _ErasingValue((0.0,)),
+        "ratio": Interval((0.3, 3.3), low=1e-3, high=1e3, doc="box aspect ratio range"),
+        "value": _ErasingValue((0.0,), doc="a number, one per channel, or random (noise)"),
     }
 
     def __call__(self, x, rng):
@@ -391,13 +437,14 @@ class RandomErasing(PixelStep):
         return grouping.apply_where(x, applied, erase), {"applied": applied, "box": boxes}
 
 
+@register
 class Normalize(PixelStep):
     """(x - mean) / std per channel, with mean and std on the [0, 1] scale; outputs float32."""
 
     op = "normalize"
     fields = {
-        "mean": Numbers((0.485, 0.456, 0.406), low=-1e3, high=1e3),
-        "std": Numbers((0.229, 0.224, 0.225), low=0.0, high=1e3, exclusive_low=True),
+        "mean": Numbers((0.485, 0.456, 0.406), low=-1e3, high=1e3, doc="per channel, on the 0..1 scale"),
+        "std": Numbers((0.229, 0.224, 0.225), low=0.0, high=1e3, exclusive_low=True, doc="per channel, on the 0..1 scale"),
     }
 
     def output_dtype(self, dtype):
@@ -411,9 +458,3 @@ class Normalize(PixelStep):
         out = x.to(torch.float32, copy=x.dtype == torch.float32)  # never write into the caller's tensor
         return out.mul_(scale).sub_((mean / std).view(1, -1, 1, 1)), {}
 
-
-IMAGE_STEPS: tuple[type[Step], ...] = (
-    RandomResizedCrop, Resize, CenterCrop, RandomCrop, HorizontalFlip, VerticalFlip, RandomAffine,
-    ColorJitter, Grayscale, Posterize, Solarize, Sharpness, Equalize, AutoContrast, Invert,
-    RandAugment, TrivialAugment, AutoAugment, RandomErasing, Normalize,
-)

@@ -11,16 +11,17 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from augserve.modality import BATCHES
 from augserve.ops import grouping, mix
 from augserve.spec import Choice, Flag, Interval, Number, SpecError
-from augserve.steps.base import Params, Step
+from augserve.steps.base import Params, Step, register
 
-MODALITIES = ("image", "spectrogram", "timeseries")
 MODES = ("elem", "pair", "batch")
 _ALPHA = dict(low=0.0, high=1e3, exclusive_low=True)
 _NOT_MIXED, _MIXUP, _CUTMIX = 0, 1, 2
 
 
+@register
 class Mix(Step):
     """timm's Mixup: mixup or cutmix per sample (``switch_prob``), applied with ``prob``.
 
@@ -30,7 +31,8 @@ class Mix(Step):
     """
 
     op = "mix"
-    modalities = MODALITIES
+    modalities = BATCHES
+    mixes_samples = True
     fields = {
         "mixup_alpha": Number(0.8, low=0.0, high=1e3, doc="Beta(a, a) for mixup; 0 disables mixup"),
         "cutmix_alpha": Number(1.0, low=0.0, high=1e3, doc="Beta(a, a) for cutmix; 0 disables cutmix"),
@@ -124,13 +126,14 @@ class Mix(Step):
         return out
 
 
+@register
 class MixUp(Mix):
     """Mixup alone (Zhang et al. 2018)."""
 
     op = "mixup"
     fields = {
         "alpha": Number(1.0, **_ALPHA, doc="lambda ~ Beta(alpha, alpha)"),
-        "p": Number(1.0, low=0.0, high=1.0),
+        "p": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is mixed at all"),
         "mode": Choice("elem", options=MODES),
     }
 
@@ -139,6 +142,7 @@ class MixUp(Mix):
                 "prob": self.args["p"], "switch_prob": 0.0, "mode": self.args["mode"], "correct_lambda": True}
 
 
+@register
 class CutMix(Mix):
     """CutMix alone (Yun et al. 2019)."""
 
@@ -146,7 +150,7 @@ class CutMix(Mix):
     fields = {
         "alpha": Number(1.0, **_ALPHA, doc="lambda ~ Beta(alpha, alpha)"),
         "minmax": Interval(None, low=0.0, high=1.0, doc="box side as a fraction, instead of alpha"),
-        "p": Number(1.0, low=0.0, high=1.0),
+        "p": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is mixed at all"),
         "mode": Choice("elem", options=MODES),
         "correct_lambda": Flag(True),
     }
@@ -157,17 +161,16 @@ class CutMix(Mix):
                 "correct_lambda": self.args["correct_lambda"]}
 
 
+@register
 class LabelSmoothing(Step):
     """(1 - epsilon) * y + epsilon / K, once; the caller sees it in ``out.params``."""
 
     op = "label_smoothing"
-    modalities = MODALITIES
-    fields = {"epsilon": Number(0.1, low=0.0, high=1.0, exclusive_high=True)}
+    modalities = BATCHES
+    fields = {"epsilon": Number(0.1, low=0.0, high=1.0, exclusive_high=True, doc="mass spread evenly over the K classes")}
 
     def run(self, x, labels, rng, modality):
         if labels is not None:
             labels = mix.smooth_labels(labels, self.args["epsilon"])
         return x, labels, {"epsilon": self.args["epsilon"]}
 
-
-MIX_STEPS: tuple[type[Step], ...] = (Mix, MixUp, CutMix, LabelSmoothing)

@@ -6,17 +6,18 @@ import math
 
 import torch
 
+from augserve.modality import Modality
 from augserve.ops import timeseries
 from augserve.ops.resample import sample_last_axis, smooth_curve
 from augserve.spec import Interval, Number, Numbers
-from augserve.steps.base import PixelStep
+from augserve.steps.base import PixelStep, register
 
 _SIGMA = dict(low=0.0, high=100.0)
 _KNOTS = Number(4, low=1, high=256, integer=True, doc="interior knots of the random curve")
 
 
 class _SeriesStep(PixelStep):
-    modalities = ("timeseries",)
+    modalities = (Modality.TIMESERIES,)
 
     def output_shape(self, shape):
         if shape[-1] < self.needs_length():
@@ -38,27 +39,30 @@ def _normal(rng, draw: int, shape: tuple[int, ...], mean: float, std: float) -> 
     return mean + std * torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
 
 
+@register
 class Jitter(_SeriesStep):
     """Add Gaussian noise N(0, sigma^2) to every value (Um et al. 2017)."""
 
     op = "jitter"
-    fields = {"sigma": Number(0.03, **_SIGMA)}
+    fields = {"sigma": Number(0.03, **_SIGMA, doc="noise standard deviation")}
 
     def __call__(self, x, rng):
         return x + _normal(rng, 0, tuple(x.shape[1:]), 0.0, self.args["sigma"]).to(x.dtype), {}
 
 
+@register
 class Scaling(_SeriesStep):
     """Multiply each channel by a factor ~ N(1, sigma^2), per sample."""
 
     op = "scaling"
-    fields = {"sigma": Number(0.1, **_SIGMA)}
+    fields = {"sigma": Number(0.1, **_SIGMA, doc="factor standard deviation")}
 
     def __call__(self, x, rng):
         factor = rng.normal(0, 1.0, self.args["sigma"], n=x.shape[1])
         return x * factor[:, :, None].to(x.dtype), {"factor": factor}
 
 
+@register
 class MagnitudeWarp(_SeriesStep):
     """Multiply each channel by a smooth curve through ``knots + 2`` values ~ N(1, sigma^2)."""
 
@@ -78,6 +82,7 @@ class MagnitudeWarp(_SeriesStep):
         return x * curve.to(x.dtype), {"knots": knots.view(batch, channels, -1)}
 
 
+@register
 class TimeWarp(_SeriesStep):
     """Resample along a smooth monotonic warp: speed knots ~ N(1, sigma^2), first and last step fixed."""
 
@@ -97,23 +102,25 @@ class TimeWarp(_SeriesStep):
         return sample_last_axis(x, positions), {"positions": positions.to(torch.float32)}
 
 
+@register
 class WindowSlice(_SeriesStep):
     """Crop a window of ``ratio`` of the length and stretch it back (Le Guennec et al. 2016)."""
 
     op = "window_slice"
-    fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True)}
+    fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True, doc="window length as a fraction of the series")}
 
     def __call__(self, x, rng):
         positions = timeseries.window_slice_positions(rng.uniform(0), self.args["ratio"], x.shape[-1])
         return sample_last_axis(x, positions), {"start": positions[:, 0].to(torch.int64)}
 
 
+@register
 class WindowWarp(_SeriesStep):
     """Play one window of ``ratio`` of the length at a speed from ``scales`` (Iwana & Uchida 2021)."""
 
     op = "window_warp"
     fields = {
-        "ratio": Number(0.1, low=0.0, high=1.0, exclusive_low=True),
+        "ratio": Number(0.1, low=0.0, high=1.0, exclusive_low=True, doc="window length as a fraction of the series"),
         "scales": Numbers((0.5, 2.0), low=0.0, high=100.0, exclusive_low=True, doc="slow-down factors to pick from"),
     }
 
@@ -128,11 +135,12 @@ class WindowWarp(_SeriesStep):
         return sample_last_axis(x, positions), {"scale": scale}
 
 
+@register
 class Permutation(_SeriesStep):
     """Cut into 1..max_segments pieces at random points and shuffle them (Um et al. 2017)."""
 
     op = "permutation"
-    fields = {"max_segments": Number(5, low=1, high=256, integer=True)}
+    fields = {"max_segments": Number(5, low=1, high=256, integer=True, doc="at most this many pieces")}
 
     def needs_length(self):
         return self.args["max_segments"]
@@ -150,6 +158,7 @@ class Permutation(_SeriesStep):
         return x.gather(-1, view), {"segments": segments}
 
 
+@register
 class Drift(_SeriesStep):
     """Add a smooth random-walk trend per channel, peak ``max_drift`` times the series' range (tsaug)."""
 
@@ -167,5 +176,3 @@ class Drift(_SeriesStep):
         spread = x.amax(dim=-1) - x.amin(dim=-1)
         return x + (curve * (amount * spread)[..., None]).to(x.dtype), {"amount": amount}
 
-
-SERIES_STEPS = (Jitter, Scaling, MagnitudeWarp, TimeWarp, WindowSlice, WindowWarp, Permutation, Drift)

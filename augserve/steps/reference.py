@@ -1,0 +1,50 @@
+"""The op reference, generated from the registered steps and their fields' docs.
+
+``augserve pipelines --ops`` prints it; the README shows it, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from augserve.modality import Modality
+from augserve.spec import Choice, Field
+from augserve.steps.base import STEPS, Step
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if value is None:
+        return "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _field(name: str, field: Field) -> str:
+    default = "required" if field.required else _value(field.default)
+    notes = [field.doc] if field.doc else []
+    if isinstance(field, Choice):
+        notes.append("one of " + ", ".join(field.options))
+    return f"`{name}` [{default}]" + (": " + "; ".join(notes) if notes else "")
+
+
+def _summary(step: type[Step]) -> str:
+    return (step.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+
+
+def _works_on(step: type[Step]) -> str:
+    kinds = ", ".join(step.modalities)
+    return f"{kinds} -> {step.produces}" if step.produces else kinds
+
+
+def op_table() -> str:
+    """A Markdown table of every registered op: what it works on, what it does, its fields with defaults."""
+    order = list(Modality)
+    steps = sorted(STEPS.values(), key=lambda step: order.index(step.modalities[0]))
+    rows = ["| op | works on | what it does | fields [default] |", "|---|---|---|---|"]
+    for step in steps:
+        fields = "; ".join(_field(name, field) for name, field in step.fields.items()) or "none"
+        rows.append(f"| `{step.op}` | {_works_on(step)} | {_summary(step)} | {fields} |".replace("\n", " "))
+    return "\n".join(rows)
