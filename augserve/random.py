@@ -11,6 +11,7 @@ vectorized over the batch.
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
 
@@ -98,14 +99,25 @@ def _split64(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return value & _MASK32, (value >> 32) & _MASK32
 
 
+class Draw(enum.IntEnum):
+    """A step's named draws: subclass it with one member per random quantity the step draws.
+
+    The numbers are part of every recorded sample's ``(seed, key, slot, draw)``, so a released
+    number never changes meaning. ``steps.base.register`` refuses two names on one number, and
+    asking one stream for the same draw twice fails at that call (both would get the same values).
+    """
+
+
 class SampleRng:
     """Per-sample random streams for one batch.
 
     ``SampleRng(seed, keys).fork(slot)`` names a pipeline slot; ``uniform(draw)``
-    and friends return one value per sample (or ``(B, n)`` for ``n`` values).
+    and friends return one value per sample (or ``(B, n)`` for ``n`` values), for
+    a named ``Draw``.
     """
 
     def __init__(self, seed: int | torch.Tensor, keys: torch.Tensor, *, _state: torch.Tensor | None = None):
+        self._drawn: set[Draw] = set()
         if _state is not None:
             self._state = _state
             return
@@ -158,50 +170,66 @@ class SampleRng:
             return _absorb(state, first)
         return _fmix32(state[:, None] ^ _mixed_counters(first, n, self.device)[None, :])
 
-    def bits(self, draw: int, n: int | None = None) -> torch.Tensor:
+    def _claim(self, draw: Draw) -> int:
+        if not isinstance(draw, Draw):
+            raise TypeError(f"draws are named: expected a member of a Draw enum, got {draw!r}")
+        if draw in self._drawn:
+            raise RuntimeError(f"draw {type(draw).__qualname__}.{draw.name} asked for twice from one stream: "
+                               "both would get the same values; give the second its own name")
+        self._drawn.add(draw)
+        return int(draw)
+
+    def bits(self, draw: Draw, n: int | None = None) -> torch.Tensor:
         """32 random bits per sample as int64: shape (B,), or (B, n)."""
-        return self._words(draw, 0, n)
+        return self._words(self._claim(draw), 0, n)
 
     @staticmethod
     def _to_unit(words: torch.Tensor) -> torch.Tensor:
         return (words >> 8).to(torch.float32) * (1.0 / (1 << 24))
 
-    def uniform(self, draw: int, low: float = 0.0, high: float = 1.0, n: int | None = None) -> torch.Tensor:
+    def uniform(self, draw: Draw, low: float = 0.0, high: float = 1.0, n: int | None = None) -> torch.Tensor:
         """Uniform float32 in [low, high) from the top 24 bits (exact in float32)."""
         return low + (high - low) * self._to_unit(self.bits(draw, n))
 
-    def integers(self, draw: int, high: int, n: int | None = None) -> torch.Tensor:
-        """Integers in [0, high), int64. Bias is below 2**-32 * high."""
-        if high <= 0:
-            raise ValueError(f"high must be positive, got {high}")
-        return (self.bits(draw, n) * high) >> 32
+    def index(self, draw: Draw, count: int, n: int | None = None) -> torch.Tensor:
+        """An index in [0, count) per sample, int64 (uniform; bias below 2**-32 * count)."""
+        if count <= 0:
+            raise ValueError(f"count must be positive, got {count}")
+        return (self.bits(draw, n) * count) >> 32
 
-    def bernoulli(self, draw: int, p: float, n: int | None = None) -> torch.Tensor:
+    def bernoulli(self, draw: Draw, p: float, n: int | None = None) -> torch.Tensor:
         """Boolean per sample, True with probability p (p=1 is always True)."""
         return self.uniform(draw, n=n) < p
 
-    def normal(self, draw: int, mean: float = 0.0, std: float = 1.0, n: int | None = None) -> torch.Tensor:
-        """Standard normal by Box-Muller from two independent uniforms."""
-        width = 1 if n is None else n
-        u1 = 1.0 - self._to_unit(self._words(draw, 0, n))  # (0, 1]: log is finite
-        u2 = self._to_unit(self._words(draw, width, n))
-        z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
-        return mean + std * z
+    def normal(self, draw: Draw, mean: float = 0.0, std: float = 1.0, n: int | None = None) -> torch.Tensor:
+        """Normal(mean, std) by Box-Muller from two independent uniforms of one draw."""
+        number, width = self._claim(draw), 1 if n is None else n
+        u1 = 1.0 - self._to_unit(self._words(number, 0, n))  # (0, 1]: log is finite
+        return mean + std * _box_muller(u1, self._to_unit(self._words(number, width, n)))
 
-    def permutation(self, draw: int, n: int) -> torch.Tensor:
+    def permutation(self, draw: Draw, n: int) -> torch.Tensor:
         """An independent uniformly random permutation of range(n) per sample: (B, n)."""
         return torch.argsort(self.bits(draw, n), dim=1, stable=True)
 
-    def pixel_uniform(self, draw: int, shape: tuple[int, ...]) -> torch.Tensor:
+    def pixel_normal(self, radius: Draw, angle: Draw, shape: tuple[int, ...], std: float = 1.0) -> torch.Tensor:
+        """Normal(0, std) noise of shape (B, *shape), each element keyed by its position (two draws)."""
+        return _box_muller(1.0 - self.pixel_uniform(radius, shape), self.pixel_uniform(angle, shape), std)
+
+    def pixel_uniform(self, draw: Draw, shape: tuple[int, ...]) -> torch.Tensor:
         """Uniform [0,1) noise of shape (B, *shape), each element keyed by its position.
 
         Uses one finalizer round per element (a Weyl sequence), not the full
         absorb chain: noise fields are large and need no more mixing than this.
         """
-        count = math.prod(shape)
+        number, count = self._claim(draw), math.prod(shape)
         weyl = _mulmod32(torch.arange(count, device=self.device, dtype=torch.int64), _GOLDEN)
-        words = _fmix32((_absorb(self._state, draw)[:, None] + weyl[None, :]) & _MASK32)
+        words = _fmix32((_absorb(self._state, number)[:, None] + weyl[None, :]) & _MASK32)
         return self._to_unit(words).view(self.batch_size, *shape)
+
+
+def _box_muller(u1: torch.Tensor, u2: torch.Tensor, std: float = 1.0) -> torch.Tensor:
+    """Normal(0, std) from u1 in (0, 1] and u2 in [0, 1)."""
+    return std * torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
 
 
 def sample_keys(indices: torch.Tensor, epoch: int) -> torch.Tensor:

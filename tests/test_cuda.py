@@ -9,19 +9,25 @@ import torch
 from torch import nn
 
 from augserve import Pipeline
-from augserve.random import SampleRng
+from augserve.random import Draw, SampleRng
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
+
+
+class D(Draw):
+    A = 0
+    B = 1
+    C = 2
 
 
 def test_the_sampler_gives_the_same_bits_on_the_device():
     keys = torch.arange(1000, 1512)
     cpu = SampleRng(7, keys).fork(3)
     gpu = SampleRng(7, keys.to(CUDA)).fork(3)
-    assert torch.equal(cpu.bits(0, n=5), gpu.bits(0, n=5).cpu())
-    assert torch.equal(cpu.integers(1, 14), gpu.integers(1, 14).cpu())
-    assert torch.allclose(cpu.normal(2, n=3), gpu.normal(2, n=3).cpu(), atol=1e-5)
+    assert torch.equal(cpu.bits(D.A, n=5), gpu.bits(D.A, n=5).cpu())
+    assert torch.equal(cpu.index(D.B, 14), gpu.index(D.B, 14).cpu())
+    assert torch.allclose(cpu.normal(D.C, n=3), gpu.normal(D.C, n=3).cpu(), atol=1e-5)
 
 
 @pytest.mark.parametrize("preset", ["imagenet-randaug", "imagenet-trivial", "cifar-autoaug"])

@@ -70,10 +70,12 @@ def test_op_choice_is_uniform_per_sample():
 
 
 def test_magnitude_noise_is_per_sample_and_clipped():
-    rng = SampleRng(0, torch.arange(4000))
-    fixed = policies.rand_augment_params(rng, 64, 64, 1, 9, 11)
-    noisy = policies.rand_augment_params(rng, 64, 64, 1, 9, 11, magnitude_std=2.0)
-    uniform = policies.rand_augment_params(rng, 64, 64, 1, 9, 11, magnitude_std=float("inf"))
+    def rng():  # the same streams each time: a stream gives each named draw once
+        return SampleRng(0, torch.arange(4000))
+
+    fixed = policies.rand_augment_params(rng(), 64, 64, 1, 9, 11)
+    noisy = policies.rand_augment_params(rng(), 64, 64, 1, 9, 11, magnitude_std=2.0)
+    uniform = policies.rand_augment_params(rng(), 64, 64, 1, 9, 11, magnitude_std=float("inf"))
     brightness = [op.name for op in policies.RAND_AUGMENT_SPACE].index("brightness")
 
     def levels(p):

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from augserve.ops import color, geometry, grouping
-from augserve.random import SampleRng
+from augserve.random import Draw, SampleRng
 
 Magnitude = Callable[[torch.Tensor, int, int], torch.Tensor]
 
@@ -207,6 +207,25 @@ def _values_for(space: Sequence[PolicyOp], op_index: torch.Tensor, level: torch.
     return value
 
 
+class RandAugmentDraw(Draw):
+    OP = 0
+    MAGNITUDE = 1  # mstd = inf: the bin drawn uniformly
+    MAGNITUDE_NOISE = 2
+    NEGATE = 3
+
+
+class TrivialAugmentDraw(Draw):
+    OP = 0
+    LEVEL = 1
+    NEGATE = 2
+
+
+class AutoAugmentDraw(Draw):
+    SUB_POLICY = 0
+    APPLY = 1
+    NEGATE = 2
+
+
 def rand_augment_params(rng: SampleRng, height: int, width: int, num_ops: int, magnitude: float,
                         num_bins: int, magnitude_std: float = 0.0, magnitude_max: float | None = None) -> LayerParams:
     """RandAugment: ``num_ops`` uniform op draws per sample at a fixed magnitude bin.
@@ -215,24 +234,24 @@ def rand_augment_params(rng: SampleRng, height: int, width: int, num_ops: int, m
     ``mstd``); ``inf`` draws the bin uniformly from [0, magnitude] instead.
     """
     space = RAND_AUGMENT_SPACE
-    op_index = rng.integers(0, len(space), n=num_ops)
+    op_index = rng.index(RandAugmentDraw.OP, len(space), n=num_ops)
     top = float(num_bins - 1) if magnitude_max is None else float(magnitude_max)
     bins = torch.full(op_index.shape, float(magnitude), dtype=torch.float64, device=rng.device)
     if math.isinf(magnitude_std):
-        bins = rng.uniform(1, 0.0, magnitude, n=num_ops).to(torch.float64)
+        bins = rng.uniform(RandAugmentDraw.MAGNITUDE, 0.0, magnitude, n=num_ops).to(torch.float64)
     elif magnitude_std > 0:
-        bins = bins + rng.normal(2, 0.0, magnitude_std, n=num_ops).to(torch.float64)
+        bins = bins + rng.normal(RandAugmentDraw.MAGNITUDE_NOISE, 0.0, magnitude_std, n=num_ops).to(torch.float64)
     level = bins.clamp(0.0, top) / (num_bins - 1)
-    negate = rng.bernoulli(3, 0.5, n=num_ops)
+    negate = rng.bernoulli(RandAugmentDraw.NEGATE, 0.5, n=num_ops)
     return LayerParams(space, op_index, _values_for(space, op_index, level, negate, height, width))
 
 
 def trivial_augment_params(rng: SampleRng, height: int, width: int, num_bins: int) -> LayerParams:
     """TrivialAugmentWide: one op per sample with a uniformly drawn magnitude bin."""
     space = TRIVIAL_AUGMENT_WIDE_SPACE
-    op_index = rng.integers(0, len(space), n=1)
-    level = rng.integers(1, num_bins, n=1).to(torch.float64) / (num_bins - 1)
-    negate = rng.bernoulli(2, 0.5, n=1)
+    op_index = rng.index(TrivialAugmentDraw.OP, len(space), n=1)
+    level = rng.index(TrivialAugmentDraw.LEVEL, num_bins, n=1).to(torch.float64) / (num_bins - 1)
+    negate = rng.bernoulli(TrivialAugmentDraw.NEGATE, 0.5, n=1)
     return LayerParams(space, op_index, _values_for(space, op_index, level, negate, height, width))
 
 
@@ -246,11 +265,11 @@ def auto_augment_params(rng: SampleRng, height: int, width: int, policy: str) ->
     probs = torch.tensor([[p for _, p, _ in sub] for sub in table], dtype=torch.float32, device=device)
     bins = torch.tensor([[b or 0 for _, _, b in sub] for sub in table], dtype=torch.float64, device=device)
 
-    choice = rng.integers(0, len(table))
-    apply = rng.uniform(1, n=2) <= probs[choice]
+    choice = rng.index(AutoAugmentDraw.SUB_POLICY, len(table))
+    apply = rng.uniform(AutoAugmentDraw.APPLY, n=2) <= probs[choice]
     op_index = torch.where(apply, ops[choice], torch.full_like(ops[choice], SKIP))
     level = bins[choice] / 9.0
-    negate = rng.bernoulli(2, 0.5, n=2)
+    negate = rng.bernoulli(AutoAugmentDraw.NEGATE, 0.5, n=2)
     return LayerParams(space, op_index, _values_for(space, op_index, level, negate, height, width))
 
 

@@ -9,6 +9,7 @@ import torch
 from augserve.modality import Modality
 from augserve.ops import audio
 from augserve.ops.resample import sample_last_axis
+from augserve.random import Draw
 from augserve.spec import Choice, Number, SpecError
 from augserve.steps.base import PixelStep, register
 
@@ -25,6 +26,10 @@ def _mask_value(x: torch.Tensor, how: str) -> torch.Tensor:
 @register
 class FrequencyMask(PixelStep):
     """``count`` masks of width uniform in [0, F] frequency bins, iid per sample."""
+
+    class Draw(Draw):
+        START = 0
+        WIDTH = 1
 
     op = "freq_mask"
     modalities = (Modality.SPECTROGRAM,)
@@ -46,7 +51,8 @@ class FrequencyMask(PixelStep):
         count = self.args["count"]
         if count == 0:
             return x, {"start": torch.zeros(x.shape[0], 0), "width": torch.zeros(x.shape[0], 0)}
-        start, width = audio.mask_spans(rng.uniform(0, n=count), rng.uniform(1, n=count), self.args["F"], bins)
+        start, width = audio.mask_spans(rng.uniform(self.Draw.START, n=count), rng.uniform(self.Draw.WIDTH, n=count),
+                                        self.args["F"], bins)
         mask = audio.span_mask(start, width, bins)
         out = audio.apply_mask(x, mask, audio.FREQ_AXIS, _mask_value(x, self.args["value"]))
         return out, {"start": start, "width": width}
@@ -60,6 +66,10 @@ class TimeMask(PixelStep):
     width with the length, as in Park et al. 2020: count = min(count, pM * length),
     T = pS * length.
     """
+
+    class Draw(Draw):
+        START = 0
+        WIDTH = 1
 
     op = "time_mask"
     modalities = (Modality.SPECTROGRAM,)
@@ -84,7 +94,8 @@ class TimeMask(PixelStep):
         count, width_limit = self.limits(frames)
         if count == 0:
             return x, {"start": torch.zeros(x.shape[0], 0), "width": torch.zeros(x.shape[0], 0)}
-        start, width = audio.mask_spans(rng.uniform(0, n=count), rng.uniform(1, n=count), width_limit, frames)
+        start, width = audio.mask_spans(rng.uniform(self.Draw.START, n=count), rng.uniform(self.Draw.WIDTH, n=count),
+                                        width_limit, frames)
         mask = audio.span_mask(start, width, frames)
         out = audio.apply_mask(x, mask, audio.TIME_AXIS, _mask_value(x, self.args["value"]))
         return out, {"start": start, "width": width}
@@ -93,6 +104,10 @@ class TimeMask(PixelStep):
 @register
 class SpecTimeWarp(PixelStep):
     """SpecAugment's time warp: frame ``center`` in [W, T - W) moves by up to W frames (piecewise linear)."""
+
+    class Draw(Draw):
+        CENTER = 0
+        DISTANCE = 1
 
     op = "spec_time_warp"
     modalities = (Modality.SPECTROGRAM,)
@@ -109,7 +124,8 @@ class SpecTimeWarp(PixelStep):
         frames, window = x.shape[audio.TIME_AXIS], self.args["W"]
         if window == 0:
             return x, {}
-        positions, center, distance = audio.time_warp_positions(rng.uniform(0), rng.uniform(1), window, frames)
+        positions, center, distance = audio.time_warp_positions(rng.uniform(self.Draw.CENTER),
+                                                                rng.uniform(self.Draw.DISTANCE), window, frames)
         return sample_last_axis(x, positions), {"center": center, "distance": distance}
 
 

@@ -7,6 +7,7 @@ step's own per-sample stream and ``params`` the per-sample provenance it drew.
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -93,5 +94,8 @@ def register(cls: type[Step]) -> type[Step]:
     """Class decorator: make a step available to pipelines under its ``op`` name."""
     if cls.op in STEPS:
         raise TypeError(f"op {cls.op!r} is registered twice ({STEPS[cls.op].__name__} and {cls.__name__})")
+    draws = getattr(cls, "Draw", None)
+    if draws is not None:
+        enum.unique(draws)  # two names on one number would draw the same values
     STEPS[cls.op] = cls
     return cls

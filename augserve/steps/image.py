@@ -6,7 +6,6 @@ step: 0..255 for uint8, the float values otherwise (e.g. after ``normalize``).
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from typing import Any
 
@@ -16,7 +15,7 @@ from torchvision.transforms.v2 import functional as TF
 from augserve.ops import color, erasing, geometry, grouping, policies
 from augserve.ops.boxes import sample_boxes
 from augserve.ops.policies import PolicyOp
-from augserve.random import SampleRng
+from augserve.random import Draw, SampleRng
 from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError
 from augserve.steps.base import PROBABILITY as _P
 from augserve.steps.base import PixelStep, register
@@ -27,8 +26,16 @@ _FILL = Numbers(0.0, doc="value for pixels warped in from outside, per channel")
 _FACTOR = "factor range; v means [max(0, 1 - v), 1 + v]"
 
 
+def _box_uniforms(rng: SampleRng, draws: type[Draw]) -> tuple[torch.Tensor, ...]:
+    """Uniforms for ATTEMPTS boxes per sample: area, aspect ratio, top, left (``ops.boxes.sample_boxes``)."""
+    return tuple(rng.uniform(d, n=ATTEMPTS) for d in (draws.AREA, draws.RATIO, draws.TOP, draws.LEFT))
+
+
 class _RandomApply(PixelStep):
     """A fixed color op applied to each sample with probability ``p``."""
+
+    class Draw(Draw):
+        APPLIED = 0
 
     needs_image_channels = True
     fields = {"p": _P}
@@ -38,7 +45,7 @@ class _RandomApply(PixelStep):
         """The op on the selected samples."""
 
     def __call__(self, x, rng):
-        applied = rng.bernoulli(0, self.args["p"])
+        applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"])
         return grouping.apply_where(x, applied, lambda sub, _: self.kernel(sub)), {"applied": applied}
 
 
@@ -48,6 +55,12 @@ class _RandomApply(PixelStep):
 @register
 class RandomResizedCrop(PixelStep):
     """torchvision's RandomResizedCrop: a box of random area and aspect ratio per sample (10 attempts, then the centre), resized with area averaging."""
+
+    class Draw(Draw):
+        AREA = 0
+        RATIO = 1
+        TOP = 2
+        LEFT = 3
 
     op = "random_resized_crop"
     fields = {
@@ -65,7 +78,7 @@ class RandomResizedCrop(PixelStep):
 
     def __call__(self, x, rng):
         height, width = x.shape[-2:]
-        uniforms = tuple(rng.uniform(d, n=ATTEMPTS) for d in range(4))
+        uniforms = _box_uniforms(rng, self.Draw)
         boxes = geometry.sample_resized_crop_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"])
         return geometry.resized_crop(x, boxes, self.args["size"]), {"box": boxes}
 
@@ -116,6 +129,10 @@ class CenterCrop(PixelStep):
 class RandomCrop(PixelStep):
     """A ``size`` crop at a random position per sample, after padding every side by ``padding``."""
 
+    class Draw(Draw):
+        TOP = 0
+        LEFT = 1
+
     op = "random_crop"
     fields = {
         "size": Size(),
@@ -139,8 +156,8 @@ class RandomCrop(PixelStep):
             x = TF.pad(x, [pad], fill=list(fill) if len(fill) > 1 else fill[0])
         height, width = x.shape[-2:]
         out_h, out_w = self.args["size"]
-        top = rng.integers(0, height - out_h + 1)
-        left = rng.integers(1, width - out_w + 1)
+        top = rng.index(self.Draw.TOP, height - out_h + 1)
+        left = rng.index(self.Draw.LEFT, width - out_w + 1)
         return geometry.crop(x, top, left, (out_h, out_w)), {"top": top, "left": left}
 
 
@@ -148,12 +165,16 @@ class RandomCrop(PixelStep):
 class HorizontalFlip(PixelStep):
     """Mirror left-right, each sample with probability ``p``."""
 
+    class Draw(Draw):
+        APPLIED = 0
+
     op = "hflip"
     fields = {"p": _P}
+    axis = -1
 
     def __call__(self, x, rng):
-        applied = rng.bernoulli(0, self.args["p"])
-        return geometry.flip_where(x, applied, dim=-1), {"applied": applied}
+        applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"])
+        return geometry.flip_where(x, applied, dim=self.axis), {"applied": applied}
 
 
 @register
@@ -161,15 +182,20 @@ class VerticalFlip(HorizontalFlip):
     """Mirror top-bottom, each sample with probability ``p``."""
 
     op = "vflip"
-
-    def __call__(self, x, rng):
-        applied = rng.bernoulli(0, self.args["p"])
-        return geometry.flip_where(x, applied, dim=-2), {"applied": applied}
+    axis = -2
 
 
 @register
 class RandomAffine(PixelStep):
     """torchvision's RandomAffine, every sample with its own angle, shift, scale and shear."""
+
+    class Draw(Draw):
+        ANGLE = 0
+        SHIFT_X = 1
+        SHIFT_Y = 2
+        SCALE = 3
+        SHEAR_X = 4
+        SHEAR_Y = 5
 
     op = "random_affine"
     fields = {
@@ -189,12 +215,12 @@ class RandomAffine(PixelStep):
     def __call__(self, x, rng):
         height, width = x.shape[-2:]
         a = self.args
-        angle = rng.uniform(0, *a["degrees"])
-        tx = torch.round(rng.uniform(1, -1.0, 1.0) * (a["translate"][0] * width))
-        ty = torch.round(rng.uniform(2, -1.0, 1.0) * (a["translate"][1] * height))
-        scale = rng.uniform(3, *a["scale"])
-        shear_x = rng.uniform(4, *a["shear"])
-        shear_y = rng.uniform(5, *a["shear_y"])
+        angle = rng.uniform(self.Draw.ANGLE, *a["degrees"])
+        tx = torch.round(rng.uniform(self.Draw.SHIFT_X, -1.0, 1.0) * (a["translate"][0] * width))
+        ty = torch.round(rng.uniform(self.Draw.SHIFT_Y, -1.0, 1.0) * (a["translate"][1] * height))
+        scale = rng.uniform(self.Draw.SCALE, *a["scale"])
+        shear_x = rng.uniform(self.Draw.SHEAR_X, *a["shear"])
+        shear_y = rng.uniform(self.Draw.SHEAR_Y, *a["shear_y"])
         zero = torch.zeros_like(angle)
         matrix = geometry.inverse_affine_matrix(angle, tx, ty, scale, shear_x, shear_y, zero, zero)
         out = geometry.warp_affine(x, matrix, a["interpolation"], self.fill_for(x))
@@ -211,6 +237,14 @@ _JITTER_SPACE = (PolicyOp("brightness"), PolicyOp("contrast"), PolicyOp("color")
 class ColorJitter(PixelStep):
     """torchvision's ColorJitter: factors drawn per sample, applied in a random order per sample."""
 
+    class Draw(Draw):
+        ORDER = 0
+        APPLIED = 1
+        BRIGHTNESS = 2
+        CONTRAST = 3
+        SATURATION = 4
+        HUE = 5
+
     op = "color_jitter"
     needs_image_channels = True
     fields = {
@@ -223,12 +257,13 @@ class ColorJitter(PixelStep):
 
     def __call__(self, x, rng):
         ranges = [self.args[k] for k in ("brightness", "contrast", "saturation", "hue")]
-        order = rng.permutation(0, 4)  # order[:, t] = which of the four runs t-th
-        applied = rng.bernoulli(1, self.args["p"])
+        order = rng.permutation(self.Draw.ORDER, 4)  # order[:, t] = which of the four runs t-th
+        applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"])
         values = torch.zeros(x.shape[0], 4, dtype=torch.float64, device=x.device)
-        for k, bounds in enumerate(ranges):
+        factor_draws = (self.Draw.BRIGHTNESS, self.Draw.CONTRAST, self.Draw.SATURATION, self.Draw.HUE)
+        for k, (bounds, name) in enumerate(zip(ranges, factor_draws)):
             if bounds is not None:
-                draw = rng.uniform(2 + k, *bounds).to(torch.float64)
+                draw = rng.uniform(name, *bounds).to(torch.float64)
                 values[:, k] = draw if k == 3 else draw - 1.0  # kernels take factor - 1, hue as is
         enabled = torch.tensor([r is not None for r in ranges], device=x.device)
         op_index = torch.where(enabled[order] & applied[:, None], order, torch.full_like(order, policies.SKIP))
@@ -406,6 +441,15 @@ class RandomErasing(PixelStep):
     batches (torchvision and timm's per-pixel mode, meant for normalized input).
     """
 
+    class Draw(Draw):
+        AREA = 0
+        RATIO = 1
+        TOP = 2
+        LEFT = 3
+        APPLIED = 4
+        NOISE = 5
+        NOISE_ANGLE = 6
+
     op = "random_erasing"
     fields = {
         "p": _P,
@@ -416,20 +460,18 @@ class RandomErasing(PixelStep):
 
     def __call__(self, x, rng):
         batch, channels, height, width = x.shape
-        uniforms = tuple(rng.uniform(d, n=ATTEMPTS) for d in range(4))
+        uniforms = _box_uniforms(rng, self.Draw)
         boxes, fits = sample_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"], erasing=True)
-        applied = rng.bernoulli(4, self.args["p"]) & fits
+        applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"]) & fits
         value = self.fill_for(x, "value")
 
         def erase(sub: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             if value == "random":
                 noise_rng = rng.select(index)
                 if sub.is_floating_point():
-                    u1 = 1.0 - noise_rng.pixel_uniform(5, (channels, height, width))
-                    u2 = noise_rng.pixel_uniform(6, (channels, height, width))
-                    fill = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+                    fill = noise_rng.pixel_normal(self.Draw.NOISE, self.Draw.NOISE_ANGLE, (channels, height, width))
                 else:
-                    fill = (noise_rng.pixel_uniform(5, (channels, height, width)) * 256).floor_()
+                    fill = (noise_rng.pixel_uniform(self.Draw.NOISE, (channels, height, width)) * 256).floor_()
             else:
                 fill = torch.tensor(value, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
             return erasing.erase(sub, boxes[index], fill)

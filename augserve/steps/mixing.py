@@ -13,6 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from augserve.modality import BATCHES
 from augserve.ops import grouping, mix
+from augserve.random import Draw
 from augserve.spec import Choice, Flag, Interval, Number, SpecError
 from augserve.steps.base import Params, Step, register
 
@@ -29,6 +30,13 @@ class Mix(Step):
     swapped pairs; batch draws one set for the whole request. With
     ``correct_lambda`` (default) a cutmix label weight is the pasted area exactly.
     """
+
+    class Draw(Draw):
+        ORDER = 0  # partners
+        LAMBDA = 1
+        SWITCH = 2  # mixup or cutmix
+        APPLY = 3
+        REGION = 4
 
     op = "mix"
     modalities = BATCHES
@@ -61,15 +69,16 @@ class Mix(Step):
         a = self.settings()
         batch = x.shape[0]
         region_shape = tuple(x.shape[-2:]) if modality == "image" else tuple(x.shape[-1:])
-        order = torch.argsort(rng.bits(0), stable=True)
+        order = torch.argsort(rng.bits(self.Draw.ORDER), stable=True)
         if a["mode"] == "pair":
             partner, leader = mix.pair_partners(order)
         else:
             partner = mix.cyclic_partners(order)
             leader = order[:1].expand(batch) if a["mode"] == "batch" else torch.arange(batch, device=x.device)
 
-        u_lam, u_switch, u_apply = (rng.uniform(d)[leader] for d in (1, 2, 3))
-        u_region = rng.uniform(4, n=4)[leader]
+        u_lam, u_switch, u_apply = (rng.uniform(d)[leader] for d in (self.Draw.LAMBDA, self.Draw.SWITCH,
+                                                                       self.Draw.APPLY))
+        u_region = rng.uniform(self.Draw.REGION, n=4)[leader]
         use_cutmix = self._use_cutmix(u_switch, a)
         lam = torch.ones(batch, dtype=torch.float64, device=x.device)
         if a["mixup_alpha"] > 0:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from augserve.modality import Modality
 from augserve.ops import timeseries
 from augserve.ops.resample import sample_last_axis, smooth_curve
+from augserve.random import Draw
 from augserve.spec import Interval, Number, Numbers
 from augserve.steps.base import PixelStep, register
 
@@ -32,39 +31,43 @@ class _SeriesStep(PixelStep):
         return f"needs at least {self.needs_length()} time steps"
 
 
-def _normal(rng, draw: int, shape: tuple[int, ...], mean: float, std: float) -> torch.Tensor:
-    """Per-sample Gaussian noise of (B, *shape), keyed by position (Box-Muller)."""
-    u1 = 1.0 - rng.pixel_uniform(2 * draw, shape)
-    u2 = rng.pixel_uniform(2 * draw + 1, shape)
-    return mean + std * torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
-
-
 @register
 class Jitter(_SeriesStep):
     """Add Gaussian noise N(0, sigma^2) to every value (Um et al. 2017)."""
+
+    class Draw(Draw):
+        NOISE_RADIUS = 0
+        NOISE_ANGLE = 1
 
     op = "jitter"
     fields = {"sigma": Number(0.03, **_SIGMA, doc="noise standard deviation")}
 
     def __call__(self, x, rng):
-        return x + _normal(rng, 0, tuple(x.shape[1:]), 0.0, self.args["sigma"]).to(x.dtype), {}
+        noise = rng.pixel_normal(self.Draw.NOISE_RADIUS, self.Draw.NOISE_ANGLE, tuple(x.shape[1:]), self.args["sigma"])
+        return x + noise.to(x.dtype), {}
 
 
 @register
 class Scaling(_SeriesStep):
     """Multiply each channel by a factor ~ N(1, sigma^2), per sample."""
 
+    class Draw(Draw):
+        FACTOR = 0
+
     op = "scaling"
     fields = {"sigma": Number(0.1, **_SIGMA, doc="factor standard deviation")}
 
     def __call__(self, x, rng):
-        factor = rng.normal(0, 1.0, self.args["sigma"], n=x.shape[1])
+        factor = rng.normal(self.Draw.FACTOR, 1.0, self.args["sigma"], n=x.shape[1])
         return x * factor[:, :, None].to(x.dtype), {"factor": factor}
 
 
 @register
 class MagnitudeWarp(_SeriesStep):
     """Multiply each channel by a smooth curve through ``knots + 2`` values ~ N(1, sigma^2)."""
+
+    class Draw(Draw):
+        KNOTS = 0
 
     op = "magnitude_warp"
     fields = {"sigma": Number(0.2, **_SIGMA), "knots": _KNOTS}
@@ -77,7 +80,7 @@ class MagnitudeWarp(_SeriesStep):
 
     def __call__(self, x, rng):
         batch, channels, length = x.shape
-        knots = rng.normal(0, 1.0, self.args["sigma"], n=channels * (self.args["knots"] + 2))
+        knots = rng.normal(self.Draw.KNOTS, 1.0, self.args["sigma"], n=channels * (self.args["knots"] + 2))
         curve = smooth_curve(knots.view(batch * channels, -1), length).view(batch, channels, length)
         return x * curve.to(x.dtype), {"knots": knots.view(batch, channels, -1)}
 
@@ -85,6 +88,9 @@ class MagnitudeWarp(_SeriesStep):
 @register
 class TimeWarp(_SeriesStep):
     """Resample along a smooth monotonic warp: speed knots ~ N(1, sigma^2), first and last step fixed."""
+
+    class Draw(Draw):
+        SPEED = 0
 
     op = "time_warp"
     fields = {"sigma": Number(0.2, **_SIGMA), "knots": _KNOTS}
@@ -97,7 +103,7 @@ class TimeWarp(_SeriesStep):
 
     def __call__(self, x, rng):
         length = x.shape[-1]
-        speed = rng.normal(0, 1.0, self.args["sigma"], n=self.args["knots"] + 2)
+        speed = rng.normal(self.Draw.SPEED, 1.0, self.args["sigma"], n=self.args["knots"] + 2)
         positions = timeseries.warp_positions(speed, length)
         return sample_last_axis(x, positions), {"positions": positions.to(torch.float32)}
 
@@ -106,17 +112,24 @@ class TimeWarp(_SeriesStep):
 class WindowSlice(_SeriesStep):
     """Crop a window of ``ratio`` of the length and stretch it back (Le Guennec et al. 2016)."""
 
+    class Draw(Draw):
+        START = 0
+
     op = "window_slice"
     fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True, doc="window length as a fraction of the series")}
 
     def __call__(self, x, rng):
-        positions = timeseries.window_slice_positions(rng.uniform(0), self.args["ratio"], x.shape[-1])
+        positions = timeseries.window_slice_positions(rng.uniform(self.Draw.START), self.args["ratio"], x.shape[-1])
         return sample_last_axis(x, positions), {"start": positions[:, 0].to(torch.int64)}
 
 
 @register
 class WindowWarp(_SeriesStep):
     """Play one window of ``ratio`` of the length at a speed from ``scales`` (Iwana & Uchida 2021)."""
+
+    class Draw(Draw):
+        START = 0
+        SCALE = 1
 
     op = "window_warp"
     fields = {
@@ -130,14 +143,19 @@ class WindowWarp(_SeriesStep):
     def __call__(self, x, rng):
         length = x.shape[-1]
         choices = torch.tensor(self.args["scales"], device=x.device)
-        scale = choices[rng.integers(1, len(choices))]
-        positions = timeseries.window_warp_positions(rng.uniform(0), scale, self.args["ratio"], length)
+        scale = choices[rng.index(self.Draw.SCALE, len(choices))]
+        positions = timeseries.window_warp_positions(rng.uniform(self.Draw.START), scale, self.args["ratio"], length)
         return sample_last_axis(x, positions), {"scale": scale}
 
 
 @register
 class Permutation(_SeriesStep):
     """Cut into 1..max_segments pieces at random points and shuffle them (Um et al. 2017)."""
+
+    class Draw(Draw):
+        SEGMENTS = 0
+        CUTS = 1
+        ORDER = 2
 
     op = "permutation"
     fields = {"max_segments": Number(5, low=1, high=256, integer=True, doc="at most this many pieces")}
@@ -151,9 +169,9 @@ class Permutation(_SeriesStep):
     def __call__(self, x, rng):
         slots = self.args["max_segments"]
         length = x.shape[-1]
-        segments = 1 + rng.integers(0, slots)
-        cuts = rng.uniform(1, n=max(slots - 1, 1))[:, : slots - 1]
-        positions = timeseries.permutation_positions(cuts, segments, rng.permutation(2, slots), length)
+        segments = 1 + rng.index(self.Draw.SEGMENTS, slots)
+        cuts = rng.uniform(self.Draw.CUTS, n=max(slots - 1, 1))[:, : slots - 1]
+        positions = timeseries.permutation_positions(cuts, segments, rng.permutation(self.Draw.ORDER, slots), length)
         view = positions[:, None, :].expand_as(x)
         return x.gather(-1, view), {"segments": segments}
 
@@ -161,6 +179,10 @@ class Permutation(_SeriesStep):
 @register
 class Drift(_SeriesStep):
     """Add a smooth random-walk trend per channel, peak ``max_drift`` times the series' range (tsaug)."""
+
+    class Draw(Draw):
+        STEPS = 0
+        AMOUNT = 1
 
     op = "drift"
     fields = {
@@ -170,9 +192,9 @@ class Drift(_SeriesStep):
 
     def __call__(self, x, rng):
         batch, channels, length = x.shape
-        steps = rng.normal(0, 0.0, 1.0, n=channels * (self.args["points"] + 2)).view(batch * channels, -1)
+        steps = rng.normal(self.Draw.STEPS, 0.0, 1.0, n=channels * (self.args["points"] + 2)).view(batch * channels, -1)
         curve = timeseries.drift_curve(steps, length).view(batch, channels, length)
-        amount = rng.uniform(1, *self.args["max_drift"], n=channels)
+        amount = rng.uniform(self.Draw.AMOUNT, *self.args["max_drift"], n=channels)
         spread = x.amax(dim=-1) - x.amin(dim=-1)
         return x + (curve * (amount * spread)[..., None]).to(x.dtype), {"amount": amount}
 
