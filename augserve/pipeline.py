@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 from augserve.labels import as_soft_labels
 from augserve.presets import PRESETS
 from augserve.random import SampleRng
-from augserve.spec import SpecError
+from augserve.spec import SpecError, is_spec_text
 from augserve.modality import Modality
 from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
 
@@ -76,7 +76,7 @@ def _spec_data(spec: Any) -> Any:
         return PRESETS[name][1]
     if name.startswith("rand-") or name == "rand":
         return parse_timm_rand(name)
-    if name[:1] in "[{" or "\n" in name:
+    if is_spec_text(name):
         try:
             return yaml.safe_load(name)
         except yaml.YAMLError as error:
@@ -149,7 +149,7 @@ def _as_batch(x: Any, modality: str | None) -> tuple[torch.Tensor, str]:
     # A finite sum (one read pass, no allocation) proves every value finite; only a non-finite
     # sum, from NaN/inf or from overflowing huge values, pays for the exact check.
     if x.is_floating_point() and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
-        raise ValueError("x: float input contains NaN or infinity")
+        raise ValueError("x: expected finite values, got NaN or infinity")
     return x, runs_as
 
 

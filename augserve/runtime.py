@@ -4,9 +4,8 @@ glibc serves every allocation above its mmap threshold (128 KiB by default, a
 single 224x224 float image is 600 KiB) with a fresh ``mmap`` and returns it on
 free, so each batch pays page faults on all of its buffers. Raising the mmap
 threshold to glibc's maximum and not trimming the heap lets freed tensors be
-reused: the time-warp pipeline went from 5.3 ms to 1.7 ms per 256x3x1000 batch
-and RandAugment on 64x3x224x224 gained about 40% on the 2-core bench machine.
-The cost is that the process keeps its peak heap instead of returning it.
+reused (bench/RESULTS.md has the measurements). The cost is that the process
+keeps its peak heap instead of returning it.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ from typing import Any
 MAX_IMAGE_SIDE = 8192
 
 
+def is_spec_text(text: str) -> bool:
+    """Inline JSON or YAML steps, as opposed to a preset or timm name."""
+    return text.lstrip()[:1] in ("[", "{") or "\n" in text
+
+
 class SpecError(ValueError):
     """A pipeline spec that cannot be compiled; the message names step, field, value and range."""
 

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from augserve import wire
 from augserve.server.app import BackgroundServer
 from augserve.server.config import ServerConfig
+from augserve.spec import is_spec_text
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 
@@ -37,7 +38,7 @@ class RunningServer(BackgroundServer):
 
 def request(x, pipeline="rand-m9-n2", seed=0, keys=None, labels=None, num_classes=0, **fields) -> pb.AugmentRequest:
     message = pb.AugmentRequest(seed=seed, num_classes=num_classes, **fields)
-    if pipeline.lstrip()[:1] in "[{":
+    if is_spec_text(pipeline):
         message.pipeline.spec = pipeline
     else:
         message.pipeline.name = pipeline

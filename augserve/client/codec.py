@@ -11,6 +11,7 @@ import torch
 
 from augserve import wire
 from augserve.shared_memory import Slot
+from augserve.spec import is_spec_text
 from augserve.v1 import augserve_pb2 as pb
 
 Array = torch.Tensor | np.ndarray
@@ -67,7 +68,7 @@ def pipeline_ref(pipeline: str | dict | list) -> pb.PipelineRef:
         return pb.PipelineRef(spec=json.dumps(pipeline))
     if not isinstance(pipeline, str) or not pipeline.strip():
         raise ValueError(f"pipeline: expected a preset name, a spec or its text, got {pipeline!r}")
-    if pipeline.lstrip()[:1] in "[{" or "\n" in pipeline:
+    if is_spec_text(pipeline):
         return pb.PipelineRef(spec=pipeline)
     return pb.PipelineRef(name=pipeline)
 

@@ -7,9 +7,8 @@ boolean-mask gather/scatter (``x[mask]``, ``out[mask] = ...``), and on the GPU i
 launches one kernel per group rather than per sample.
 
 On the CPU a large group is processed in tiles of a few samples whose float
-working set stays in cache: warping 24 images of 224x224 in tiles of 4 measured
-2-3x faster than in one call. Results are identical either way, since every
-sample's parameters are its own.
+working set stays in cache (several times faster for warps; see bench/RESULTS.md).
+Results are identical either way, since every sample's parameters are its own.
 """
 
 from __future__ import annotations

@@ -187,10 +187,6 @@ class LayerParams:
     op_index: torch.Tensor  # (B, layers) int64, SKIP where the sample is left alone
     value: torch.Tensor  # (B, layers) float64, in the op's own units (degrees, pixels, factor - 1, bits, ...)
 
-    def op_names(self) -> list[list[str]]:
-        names = [op.name for op in self.space]
-        return [[names[i] if i >= 0 else "skip" for i in row] for row in self.op_index.tolist()]
-
 
 def _values_for(space: Sequence[PolicyOp], op_index: torch.Tensor, level: torch.Tensor,
                 negate: torch.Tensor, height: int, width: int) -> torch.Tensor:

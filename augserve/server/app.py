@@ -12,7 +12,6 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from augserve.client.channel import HTTP2_WINDOWS
 from augserve.server.auth import TokenAuth
 from augserve.server.batcher import Batcher
 from augserve.server.catalog import named_pipelines
@@ -22,6 +21,7 @@ from augserve.server.datasets import load_datasets
 from augserve.server.handlers import service_handler
 from augserve.server.metrics import Metrics
 from augserve.server.servicer import AugmentationService
+from augserve.transport import HTTP2_WINDOWS
 from augserve.v1 import augserve_pb2
 
 log = logging.getLogger("augserve.server")

@@ -218,6 +218,7 @@ class Batcher:
         sizes = [job.size for job in jobs]
         batch = sum(sizes)
         self.metrics.batch_fill.observe(batch / self.max_batch)
+        self.metrics.device_batches.inc()
         x = jobs[0].x if len(jobs) == 1 else torch.cat([job.x for job in jobs])
         x = x.to(self.device, non_blocking=True)  # the one host-to-device copy
         keys = torch.cat([job.keys for job in jobs]).to(self.device)

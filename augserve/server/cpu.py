@@ -3,8 +3,7 @@
 torch sizes its intra-op pool from the host's cores, not from the CPUs the process may really
 use (its affinity, a container's ``cpu.max`` quota), nor from what other processes leave free.
 Its threads meet at a barrier after every parallel region, so one thread descheduled by a busy
-neighbour stalls the rest: on the 2-core bench machine with two CPU-bound neighbours,
-imagenet-randaug on 64x3x256x256 took 3.6 s per batch with 2 threads and 0.21 s with 1.
+neighbour stalls the rest (bench/RESULTS.md, "CPU contention": up to 17x slower per batch).
 ``ThreadBudget`` measures what other processes use while the worker's batches run and, every half
 second, runs with as many threads as there are CPUs they leave free (at least one, at most the
 usable ones).

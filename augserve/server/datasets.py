@@ -14,8 +14,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-
 
 @dataclass
 class Dataset:
@@ -38,7 +36,7 @@ def _digits() -> Dataset:
 
 
 def _photos() -> Dataset:
-    from augserve.preview import SAMPLE_PHOTOS, load_images
+    from augserve.photos import SAMPLE_PHOTOS, load_images
 
     images, _ = load_images(None, 256)
     return Dataset("photos", "image", images, torch.arange(len(SAMPLE_PHOTOS)), len(SAMPLE_PHOTOS))
@@ -60,7 +58,7 @@ def _folder(name: str, path: str, size: int) -> Dataset:
     """An image folder with one subfolder per class, resized and centre-cropped to ``size``."""
     from PIL import Image
 
-    from augserve.preview import _square
+    from augserve.photos import IMAGE_SUFFIXES, square
 
     root = pathlib.Path(path)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -70,7 +68,7 @@ def _folder(name: str, path: str, size: int) -> Dataset:
     for index, label in enumerate(classes):
         for file in sorted((root / label).iterdir()):
             if file.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(_square(np.asarray(Image.open(file).convert("RGB")), size))
+                images.append(square(np.asarray(Image.open(file).convert("RGB")), size))
                 labels.append(index)
     if not images:
         raise ValueError(f"dataset {name}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")

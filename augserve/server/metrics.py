@@ -15,7 +15,7 @@ class Metrics:
                                registry=self.registry)
         self.batch_fill = Histogram("augserve_batch_fill", "Samples per device batch over max_batch",
                                     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0), registry=self.registry)
-        self.batch_samples = Counter("augserve_device_batches", "Device batches run", registry=self.registry)
+        self.device_batches = Counter("augserve_device_batches", "Device batches run", registry=self.registry)
         self.queue_depth = Gauge("augserve_queue_samples", "Samples waiting for the device", registry=self.registry)
         self.latency = Histogram("augserve_request_seconds", "Time from arrival to reply", ["method"],
                                  registry=self.registry)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -74,9 +74,6 @@ class History:
             return (f"underfitting: training accuracy {last.train_accuracy:.1%}, validation "
                     f"{last.val_accuracy:.1%}; use a bigger model, train longer or regularize less")
         return f"converged: best validation loss {val[best]:.4g} at epoch {best}"
-
-    def to_rows(self) -> list[dict]:
-        return [asdict(r) for r in self.records]
 
 
 def plot_learning_curves(histories: dict[str, History], path: str | pathlib.Path, title: str = "") -> pathlib.Path:

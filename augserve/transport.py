@@ -1,0 +1,5 @@
+"""gRPC settings the client and the server share."""
+
+# Batches are megabytes: a 64 MiB stream window lets one stream carry several in flight without
+# waiting on flow-control updates (bench/RESULTS.md has the measurement). Both ends set it.
+HTTP2_WINDOWS = [("grpc.http2.lookahead_bytes", 64 << 20), ("grpc.http2.bdp_probe", 0)]
