@@ -229,20 +229,13 @@ class Pipeline:
         requested = _as_out_dtype(out_dtype)
         if requested == torch.uint8 and self.normalizes:
             raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
-        shape, converted = tuple(x.shape), False
+        shape = tuple(x.shape)
+        dtype = torch.float32 if x.is_floating_point() else x.dtype  # float batches run as float32
         for step in self.steps:
-            if not converted:  # steps after a converter (log_mel) see a batch that does not exist yet
-                step.check_input(x)
-            converted = converted or bool(step.produces)
-            shape = step.output_shape(shape)
+            shape, dtype = step.check_shape(shape, dtype)
         if requested is not None:
             return shape, requested
-        if x.is_floating_point():
-            return shape, x.dtype  # handed back as it came
-        dtype = x.dtype
-        for step in self.steps:
-            dtype = step.output_dtype(dtype)
-        return shape, dtype
+        return shape, x.dtype if x.is_floating_point() else dtype  # float inputs are handed back as they came
 
     def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                  num_classes: int | None = None, out_dtype: Any = None) -> AugmentOutput:

@@ -161,12 +161,10 @@ class LogMel(PixelStep):
             raise SpecError(f"{self.where}: field 'n_mels' = {self.args['n_mels']} exceeds the {bins} frequency "
                             f"bins of n_fft = {self.args['n_fft']}")
 
-    def check_input(self, x):
-        if x.shape[-1] <= self.args["n_fft"] // 2:
-            raise ValueError(f"{self.where}: waveforms of {x.shape[-1]} samples are too short for "
-                             f"field 'n_fft' = {self.args['n_fft']} (need more than {self.args['n_fft'] // 2})")
-
     def output_shape(self, shape):
+        if shape[-1] <= self.args["n_fft"] // 2:
+            raise ValueError(f"{self.where}: waveforms of {shape[-1]} samples are too short for "
+                             f"field 'n_fft' = {self.args['n_fft']} (need more than {self.args['n_fft'] // 2})")
         return (*shape[:-1], self.args["n_mels"], shape[-1] // self.args["hop_length"] + 1)  # centred frames
 
     def __call__(self, x, rng):

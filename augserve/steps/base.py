@@ -31,6 +31,7 @@ class Step(ABC):
     modalities: ClassVar[tuple[Modality, ...]] = (Modality.IMAGE,)  # batch kinds the step understands
     produces: ClassVar[Modality | None] = None  # a converting step (e.g. waveform -> spectrogram) names its output
     mixes_samples: ClassVar[bool] = False  # combines samples of its batch: never merged across requests
+    per_channel: ClassVar[tuple[str, ...]] = ()  # fields holding one value or one per channel
 
     def __init__(self, where: str, **given: Any):
         self.where = where
@@ -43,30 +44,41 @@ class Step(ABC):
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
 
-    def check_input(self, x: torch.Tensor) -> None:
-        if self.needs_image_channels and x.shape[1] not in (1, 3):
-            raise ValueError(f"{self.where}: expected images with 1 or 3 channels, got {x.shape[1]}")
+    def check_shape(self, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[tuple[int, ...], torch.dtype]:
+        """What this step returns for a batch of ``shape`` and ``dtype``, without running it.
+
+        Every refusal that depends on the batch happens here (a ValueError naming step and field),
+        so pipelines, and the server before it queues a request, refuse before any work.
+        """
+        if self.needs_image_channels and shape[1] not in (1, 3):
+            raise ValueError(f"{self.where}: expected images with 1 or 3 channels, got {shape[1]}")
+        for name in self.per_channel:
+            self.channel_values(name, shape[1], dtype)
+        return self.output_shape(shape), self.output_dtype(dtype)
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The batch shape this step turns ``shape`` into, without running it; ValueError for one it cannot take."""
+        """The batch shape this step turns ``shape`` into; ValueError for one it cannot take."""
         return shape
 
     def output_dtype(self, dtype: torch.dtype) -> torch.dtype:
         """The dtype this step turns a ``dtype`` batch into (float batches run as float32 throughout)."""
         return dtype
 
-    def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...]:
-        """A per-channel field checked against this batch's channels (and uint8 range)."""
+    def channel_values(self, name: str, channels: int, dtype: torch.dtype) -> tuple[float, ...] | str:
+        """A per-channel field checked against a batch's channels (and the uint8 range)."""
         values = self.args[name]
         if isinstance(values, str):
             return values
-        if len(values) not in (1, x.shape[1]):
+        if len(values) not in (1, channels):
             raise ValueError(f"{self.where}: field '{name}' has {len(values)} values; "
-                             f"expected 1 or {x.shape[1]} (one per channel)")
+                             f"expected 1 or {channels} (one per channel)")
         in_pixel_units = name in ("fill", "value")
-        if in_pixel_units and not x.is_floating_point() and not all(0 <= v <= 255 for v in values):
+        if in_pixel_units and not dtype.is_floating_point and not all(0 <= v <= 255 for v in values):
             raise ValueError(f"{self.where}: field '{name}' = {list(values)} must lie in [0, 255] for uint8 images")
         return values
+
+    def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...] | str:
+        return self.channel_values(name, x.shape[1], x.dtype)
 
     @abstractmethod
     def run(self, x: torch.Tensor, labels: torch.Tensor | None, rng: SampleRng,
@@ -82,8 +94,7 @@ class PixelStep(Step):
         """Apply to a batch; return the new batch and per-sample provenance."""
 
     def run(self, x, labels, rng, modality):
-        self.check_input(x)
-        self.output_shape(tuple(x.shape))
+        self.check_shape(tuple(x.shape), x.dtype)
         x, params = self(x, rng)
         return x, labels, params
 

@@ -134,6 +134,7 @@ class RandomCrop(PixelStep):
         LEFT = 1
 
     op = "random_crop"
+    per_channel = ("fill",)
     fields = {
         "size": Size(),
         "padding": Number(0, low=0, high=1024, integer=True, doc="border added on every side before cropping"),
@@ -198,6 +199,7 @@ class RandomAffine(PixelStep):
         SHEAR_Y = 5
 
     op = "random_affine"
+    per_channel = ("fill",)
     fields = {
         "degrees": Interval((0.0, 0.0), low=-360, high=360, symmetric="plus_minus", doc="rotation range; v means [-v, v]"),
         "translate": Numbers((0.0, 0.0), low=0.0, high=1.0, doc="max shift as a fraction of [width, height]"),
@@ -348,6 +350,7 @@ class Invert(_RandomApply):
 
 class _Policy(PixelStep):
     needs_image_channels = True
+    per_channel = ("fill",)
 
     @abstractmethod
     def draw(self, rng: SampleRng, height: int, width: int) -> policies.LayerParams:
@@ -451,6 +454,7 @@ class RandomErasing(PixelStep):
         NOISE_ANGLE = 6
 
     op = "random_erasing"
+    per_channel = ("value",)
     fields = {
         "p": _P,
         "scale": Interval((0.02, 0.33), low=0.0, high=1.0),
@@ -484,6 +488,7 @@ class Normalize(PixelStep):
     """(x - mean) / std per channel, with mean and std on the [0, 1] scale; outputs float32."""
 
     op = "normalize"
+    per_channel = ("mean", "std")
     fields = {
         "mean": Numbers((0.485, 0.456, 0.406), low=-1e3, high=1e3, doc="per channel, on the 0..1 scale"),
         "std": Numbers((0.229, 0.224, 0.225), low=0.0, high=1e3, exclusive_low=True, doc="per channel, on the 0..1 scale"),

@@ -190,6 +190,9 @@ class Drift(_SeriesStep):
         "points": Number(3, low=1, high=256, integer=True, doc="n_drift_points: where the trend turns"),
     }
 
+    def needs_length(self):
+        return 2  # the trend is a spline over the series
+
     def __call__(self, x, rng):
         batch, channels, length = x.shape
         steps = rng.normal(self.Draw.STEPS, 0.0, 1.0, n=channels * (self.args["points"] + 2)).view(batch * channels, -1)
