@@ -33,7 +33,7 @@ OP_SPECS = {
     "random_affine": {"degrees": 20, "translate": [0.1, 0.2], "scale": [0.8, 1.2], "shear": 10, "shear_y": 5},
     "color_jitter": {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "p": 0.8},
     "grayscale": {"p": 0.5}, "posterize": {"bits": 3}, "solarize": {"threshold": 0.6}, "sharpness": {"factor": 3.0},
-    "equalize": {}, "autocontrast": {}, "invert": {},
+    "equalize": {}, "autocontrast": {}, "invert": {}, "gaussian_blur": {"kernel_size": 5, "sigma": [0.1, 2.0], "p": 0.8},
     "rand_augment": {"n": 2, "m": 9, "mstd": 0.5}, "trivial_augment": {}, "auto_augment": {"policy": "imagenet"},
     "random_erasing": {"p": 0.9, "value": "random"}, "normalize": {"mean": [0.5], "std": [0.25]},
     "mix": {}, "mixup": {"alpha": 0.4}, "cutmix": {"alpha": 1.0}, "label_smoothing": {"epsilon": 0.1},

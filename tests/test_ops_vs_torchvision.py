@@ -177,3 +177,20 @@ def test_affine_grid_matches_torch():
     ours = geometry.affine_grid(theta, 17, 23)
     theirs = torch.nn.functional.affine_grid(theta, [5, 1, 17, 23], align_corners=False)
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size", [(5, 5), (7, 11), (23, 3)])
+def test_gaussian_blur_matches_torchvision_per_sample_sigma(photos, kernel_size):
+    from augserve.ops import blur
+
+    sigma = torch.tensor([0.3, 1.0, 2.5, 7.0]).repeat(len(photos))[: len(photos)]
+    ours = blur.gaussian_blur(photos, sigma, kernel_size)
+    theirs = torch.stack([TF.gaussian_blur(image, [kernel_size[1], kernel_size[0]], [float(s), float(s)])
+                          for image, s in zip(photos, sigma)])  # torchvision orders the kernel (x, y)
+    assert (ours.int() - theirs.int()).abs().max() <= 1  # float sums in another order: rounding only
+    assert ((ours != theirs).float().mean()) < 0.001
+    floats = photos.float() / 255
+    ours = blur.gaussian_blur(floats, sigma, kernel_size)
+    theirs = torch.stack([TF.gaussian_blur(image, [kernel_size[1], kernel_size[0]], [float(s), float(s)])
+                          for image, s in zip(floats, sigma)])
+    assert torch.allclose(ours, theirs, atol=1e-5)

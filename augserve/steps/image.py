@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from augserve.ops import color, erasing, geometry, grouping, policies
+from augserve.ops import blur, color, erasing, geometry, grouping, policies
 from augserve.ops.boxes import sample_boxes
 from augserve.ops.policies import PolicyOp
 from augserve.random import Draw, SampleRng
@@ -275,6 +275,40 @@ class ColorJitter(PixelStep):
                                      values.gather(1, chosen.clamp(min=0)[:, None]).squeeze(1))
         factors = values + torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=x.device)
         return x, {"order": op_index, "factors": factors}
+
+
+@register
+class GaussianBlur(PixelStep):
+    """torchvision's GaussianBlur with its own sigma per sample (uniform in ``sigma``), applied with ``p``."""
+
+    class Draw(Draw):
+        SIGMA = 0
+        APPLIED = 1
+
+    op = "gaussian_blur"
+    fields = {
+        "kernel_size": Size(doc="odd [height, width] of the kernel, or one odd integer (torchvision lists it x, y)"),
+        "sigma": Interval((0.1, 2.0), low=1e-3, high=100.0, symmetric="point", doc="sigma range, or one sigma"),
+        "p": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is blurred"),
+    }
+
+    def check(self):
+        if any(side % 2 == 0 for side in self.args["kernel_size"]):
+            raise SpecError(f"{self.where}: field 'kernel_size': expected odd sides, got {list(self.args['kernel_size'])}")
+
+    def output_shape(self, shape):
+        rows, cols = self.args["kernel_size"]
+        if rows // 2 >= shape[-2] or cols // 2 >= shape[-1]:
+            raise ValueError(f"{self.where}: field 'kernel_size' = [{rows}, {cols}] needs images larger than half "
+                             f"the kernel (reflect padding), got {shape[-2]}x{shape[-1]}")
+        return shape
+
+    def __call__(self, x, rng):
+        sigma = rng.uniform(self.Draw.SIGMA, *self.args["sigma"])
+        applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"])
+        out = grouping.apply_where(x, applied, lambda sub, index: blur.gaussian_blur(sub, sigma[index],
+                                                                                      self.args["kernel_size"]))
+        return out, {"sigma": sigma, "applied": applied}
 
 
 @register
