@@ -265,6 +265,13 @@ def test_expired_deadline_never_reaches_the_device():
         time.sleep(0.6)
         assert fill(slow)[1] == 0  # the expired work was dropped before any device batch
         assert slow.server.batcher.queued == 0
+        registry = slow.server.metrics.registry
+
+        def counted(status):
+            return registry.get_sample_value("augserve_requests_total", {"method": "Augment", "pipeline": "rand-m9",
+                                                                          "status": status}) or 0.0
+
+        assert counted("DEADLINE_EXCEEDED") == 1 and counted("OK") == 0  # a dropped call once counted as OK
     finally:
         slow.stop()
 
