@@ -2,7 +2,7 @@
 
 - replays by (seed, key) in any batch composition (steps that mix samples: the same request
   mixes the same way),
-- never writes into its input,
+- never writes into its input, and reports only per-sample tensors in its params,
 - returns the shape and dtype ``Pipeline.check`` predicted without running it,
 - refuses before any work: a batch shape it cannot take fails ``check``, never only at run time,
 - draws the same parameters on CUDA as on the CPU (where a GPU is present).
@@ -56,6 +56,15 @@ def test_replays_in_any_batch_composition(op):
     assert torch.equal(part.x, full.x[rows])
     if full.labels is not None:
         assert torch.equal(part.labels, full.labels[rows])
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_every_tensor_it_reports_is_per_sample(op):
+    """The batcher cuts each merged request's params by rows; a shared tensor would be cut wrongly."""
+    pipe = _pipe(op)
+    params = pipe(_batch(pipe), torch.arange(6) % 3, seed=3, keys=KEYS, num_classes=3).params[0]
+    for name, value in params.items():
+        assert not isinstance(value, torch.Tensor) or (value.dim() and value.shape[0] == 6), (op, name)
 
 
 @pytest.mark.parametrize("op", OPS)

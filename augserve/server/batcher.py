@@ -80,10 +80,9 @@ def _into_region(x: torch.Tensor, job: Job) -> torch.Tensor:
     return host
 
 
-def _slice_params(params: list[dict], start: int, stop: int, batch: int) -> list[dict]:
-    """Each step's per-sample entries cut to one request's rows; the rest kept as is."""
-    return [{k: v[start:stop] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == batch else v
-             for k, v in step.items()} for step in params]
+def _slice_params(params: list[dict], start: int, stop: int) -> list[dict]:
+    """Each step's params cut to one request's rows: every tensor in them is per sample (``steps.base.Params``)."""
+    return [{k: v[start:stop] if isinstance(v, torch.Tensor) else v for k, v in step.items()} for step in params]
 
 
 class Batcher:
@@ -239,7 +238,7 @@ class Batcher:
             stop = start + size
             x = _into_region(out.x[start:stop], job) if shared else host_x[start:stop]
             results.append(AugmentOutput(x, None if host_labels is None else host_labels[start:stop],
-                                         _slice_params(out.params, start, stop, batch)))
+                                         _slice_params(out.params, start, stop)))
             start = stop
         return results
 

@@ -17,7 +17,7 @@ from augserve.modality import Modality
 from augserve.random import SampleRng
 from augserve.spec import Field, Number, parse_fields
 
-Params = dict[str, Any]
+Params = dict[str, Any]  # what a step drew: per-sample tensors (B, ...) and plain values; no other tensors
 STEPS: dict[str, type["Step"]] = {}  # every registered step by op name
 PROBABILITY = Number(0.5, low=0.0, high=1.0, doc="probability that a sample is transformed")
 
