@@ -79,9 +79,10 @@ class RegionCache:
     the region, alone decides when it is unlinked.
     """
 
-    def __init__(self, capacity: int = OPEN_REGIONS, root: str = SHM_ROOT):
+    def __init__(self, capacity: int = OPEN_REGIONS, root: str = SHM_ROOT, max_read: int | None = None):
         self.capacity = capacity
         self.root = root
+        self.max_read = max_read  # bytes one reference may make the server read (it copies them)
         self._open: collections.OrderedDict[str, _Region] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -132,6 +133,9 @@ class RegionCache:
 
     def buffer(self, ref: pb.SharedMemoryRef, nbytes: int, field: str) -> np.ndarray:
         """A private copy of ``nbytes`` at the reference (what ``wire.to_numpy`` reads a tensor from)."""
+        if self.max_read is not None and nbytes > self.max_read:
+            raise SharedMemoryError(f"{field}: {nbytes} bytes exceed the {self.max_read}-byte limit on a request "
+                                    "(--max-message-bytes; it holds for shared memory as for bytes)")
         return self.span(ref, nbytes, field).read()
 
     def close(self) -> None:

@@ -124,6 +124,24 @@ def test_regions_truncated_while_requests_run_never_crash_the_server():
         replica.stop()
 
 
+def test_a_huge_shared_memory_tensor_is_refused_before_it_is_read():
+    """The server copies a region's bytes: a sparse multi-gigabyte region must not make it allocate them."""
+    small = RunningServer(max_message_bytes=1 << 16, metrics_port=0)
+    region = _region(4096, "sparse")
+    try:
+        os.truncate(f"/dev/shm/{region.name}", 8 << 30)  # 8 GiB, sparse: costs nothing until read
+        message = request(images(8, 64), "rand-m9")  # 98304 bytes
+        _shared(message, region.name, 98304)
+        with pytest.raises(grpc.RpcError) as error:
+            small.stub().Augment(message, timeout=10)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "98304 bytes exceed the 65536-byte limit" in error.value.details()
+    finally:
+        small.stop()
+        region.close()
+        region.unlink()
+
+
 @pytest.mark.parametrize("kind", ["fifo", "directory"])
 def test_a_region_that_is_not_a_regular_file_is_invalid_argument(server, kind):
     path = f"/dev/shm/augserve_test_{kind}_{os.getpid()}"

@@ -73,7 +73,7 @@ class AugmentationService:
                  datasets: dict[str, Callable[[], Dataset]], pipelines: dict[str, tuple[str, object]], metrics):
         self.config = config
         self.pipelines = pipelines
-        self.regions = RegionCache()  # same-host clients' shared-memory regions
+        self.regions = RegionCache(max_read=config.max_message_bytes)  # same-host clients' regions
         self.batcher = batcher
         self.device = device
         self.dataset_loaders = datasets
