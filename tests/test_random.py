@@ -69,9 +69,9 @@ def test_draws_are_named_and_each_is_drawn_once_per_stream():
 
 
 def test_a_step_with_two_draws_on_one_number_is_refused():
-    from augserve.steps.base import PixelStep, register
+    from augserve.steps.base import Step, register
 
-    class Clash(PixelStep):
+    class Clash(Step):
         op = "clash_for_test"
 
         class Draw(Draw):

@@ -11,7 +11,7 @@ from augserve.ops import audio
 from augserve.ops.resample import sample_last_axis
 from augserve.random import Draw
 from augserve.spec import Choice, Number, SpecError
-from augserve.steps.base import PixelStep, register
+from augserve.steps.base import Params, Step, register
 
 _VALUE = Choice("zero", options=("zero", "mean"), doc="mask with 0 or with each spectrogram's mean")
 _MAX_MASKS = 64
@@ -23,8 +23,24 @@ def _mask_value(x: torch.Tensor, how: str) -> torch.Tensor:
     return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
 
 
+def _mask_spans(rng, draws, samples: int, count: int, width_limit: int, length: int) -> Params:
+    """``count`` spans per sample (start, width) with widths uniform in [0, width_limit]."""
+    if count == 0:
+        return {"start": torch.zeros(samples, 0), "width": torch.zeros(samples, 0)}
+    start, width = audio.mask_spans(rng.uniform(draws.START, n=count), rng.uniform(draws.WIDTH, n=count),
+                                    width_limit, length)
+    return {"start": start, "width": width}
+
+
+def _masked(x: torch.Tensor, params: Params, axis: int, value: str) -> torch.Tensor:
+    if params["start"].shape[1] == 0:
+        return x
+    mask = audio.span_mask(params["start"], params["width"], x.shape[axis])
+    return audio.apply_mask(x, mask, axis, _mask_value(x, value))
+
+
 @register
-class FrequencyMask(PixelStep):
+class FrequencyMask(Step):
     """``count`` masks of width uniform in [0, F] frequency bins, iid per sample."""
 
     class Draw(Draw):
@@ -46,20 +62,16 @@ class FrequencyMask(PixelStep):
                              f"spectrogram's {bins} frequency bins")
         return shape
 
-    def __call__(self, x, rng):
-        bins = x.shape[audio.FREQ_AXIS]
-        count = self.args["count"]
-        if count == 0:
-            return x, {"start": torch.zeros(x.shape[0], 0), "width": torch.zeros(x.shape[0], 0)}
-        start, width = audio.mask_spans(rng.uniform(self.Draw.START, n=count), rng.uniform(self.Draw.WIDTH, n=count),
-                                        self.args["F"], bins)
-        mask = audio.span_mask(start, width, bins)
-        out = audio.apply_mask(x, mask, audio.FREQ_AXIS, _mask_value(x, self.args["value"]))
-        return out, {"start": start, "width": width}
+    def draw(self, rng, batch):
+        return _mask_spans(rng, self.Draw, batch.shape[0], self.args["count"], self.args["F"],
+                           batch.shape[audio.FREQ_AXIS])
+
+    def apply(self, x, params):
+        return _masked(x, params, audio.FREQ_AXIS, self.args["value"])
 
 
 @register
-class TimeMask(PixelStep):
+class TimeMask(Step):
     """``count`` masks of width uniform in [0, min(T, p * length)] frames, iid per sample.
 
     ``adaptive_count`` (pM) and ``adaptive_size`` (pS) scale the count and the
@@ -89,20 +101,17 @@ class TimeMask(PixelStep):
         width = a["T"] if a["adaptive_size"] is None else math.floor(a["adaptive_size"] * frames)
         return count, min(width, math.floor(a["p"] * frames))
 
-    def __call__(self, x, rng):
-        frames = x.shape[audio.TIME_AXIS]
+    def draw(self, rng, batch):
+        frames = batch.shape[audio.TIME_AXIS]
         count, width_limit = self.limits(frames)
-        if count == 0:
-            return x, {"start": torch.zeros(x.shape[0], 0), "width": torch.zeros(x.shape[0], 0)}
-        start, width = audio.mask_spans(rng.uniform(self.Draw.START, n=count), rng.uniform(self.Draw.WIDTH, n=count),
-                                        width_limit, frames)
-        mask = audio.span_mask(start, width, frames)
-        out = audio.apply_mask(x, mask, audio.TIME_AXIS, _mask_value(x, self.args["value"]))
-        return out, {"start": start, "width": width}
+        return _mask_spans(rng, self.Draw, batch.shape[0], count, width_limit, frames)
+
+    def apply(self, x, params):
+        return _masked(x, params, audio.TIME_AXIS, self.args["value"])
 
 
 @register
-class SpecTimeWarp(PixelStep):
+class SpecTimeWarp(Step):
     """SpecAugment's time warp: frame ``center`` in [W, T - W) moves by up to W frames (piecewise linear)."""
 
     class Draw(Draw):
@@ -120,17 +129,20 @@ class SpecTimeWarp(PixelStep):
                              f"(2W); the spectrogram has {frames}")
         return shape
 
-    def __call__(self, x, rng):
-        frames, window = x.shape[audio.TIME_AXIS], self.args["W"]
+    def draw(self, rng, batch):
+        frames, window = batch.shape[audio.TIME_AXIS], self.args["W"]
         if window == 0:
-            return x, {}
+            return {}
         positions, center, distance = audio.time_warp_positions(rng.uniform(self.Draw.CENTER),
                                                                 rng.uniform(self.Draw.DISTANCE), window, frames)
-        return sample_last_axis(x, positions), {"center": center, "distance": distance}
+        return {"center": center, "distance": distance, "_positions": positions}
+
+    def apply(self, x, params):
+        return sample_last_axis(x, params["_positions"]) if params else x
 
 
 @register
-class LogMel(PixelStep):
+class LogMel(Step):
     """Waveforms (B, T) or (B, C, T) -> log-mel spectrograms (B, [C,] n_mels, frames) in dB, on the device.
 
     Lets a client send raw audio: SpecAugment steps follow it in the same pipeline.
@@ -167,8 +179,8 @@ class LogMel(PixelStep):
                              f"field 'n_fft' = {self.args['n_fft']} (need more than {self.args['n_fft'] // 2})")
         return (*shape[:-1], self.args["n_mels"], shape[-1] // self.args["hop_length"] + 1)  # centred frames
 
-    def __call__(self, x, rng):
+    def apply(self, x, params):
         args = dict(self.args)
         args["f_max"] = args["f_max"] or args["sample_rate"] / 2
-        return audio.log_mel_spectrogram(x, **args), {}
+        return audio.log_mel_spectrogram(x, **args)
 

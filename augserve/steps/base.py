@@ -1,21 +1,32 @@
-"""What every pipeline step is: validated fields, a per-sample draw, a batched apply.
+"""What every pipeline step is: validated fields, a check before work, a per-sample draw, a batched apply.
 
-Each step is built from a spec dict (validated field by field) and run as
-``step.run(x, labels, rng, modality) -> (x, labels, params)``: ``rng`` is the
-step's own per-sample stream and ``params`` the per-sample provenance it drew.
+A step is built from a spec dict (validated field by field) and registered by its ``op`` name.
+Running it is ``check_shape`` (every refusal that depends on the batch, from its shape and dtype
+alone), ``draw(rng, batch)`` (every random choice, per sample, from the step's named draws and
+the batch's shape, never its values), then ``apply(x, params)`` and ``relabel(labels, params)``,
+which add no randomness: the torchvision v2 split of ``make_params`` and ``transform``.
 """
 
 from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
 from augserve.modality import Modality
 from augserve.random import SampleRng
 from augserve.spec import Field, Number, parse_fields
+
+class Batch(NamedTuple):
+    """What ``draw`` may know of a batch: never its values."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    modality: Modality
+    device: torch.device
+
 
 Params = dict[str, Any]  # what a step drew: per-sample tensors (B, ...) and plain values; no other tensors
 STEPS: dict[str, type["Step"]] = {}  # every registered step by op name
@@ -80,25 +91,31 @@ class Step(ABC):
     def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...] | str:
         return self.channel_values(name, x.shape[1], x.dtype)
 
+    def draw(self, rng: SampleRng, batch: Batch) -> Params:
+        """Every random choice for the batch, per sample, from the step's streams and the batch's shape only.
+
+        Keys starting with ``_`` are for ``apply`` alone (curves, positions, noise streams); the rest
+        is what the caller sees in ``out.params``.
+        """
+        return {}
+
     @abstractmethod
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        """The batch transformed with the drawn parameters: no randomness of its own."""
+
+    def relabel(self, labels: torch.Tensor, params: Params) -> torch.Tensor:
+        """The soft labels that go with the transformed batch (most steps leave them alone)."""
+        return labels
+
     def run(self, x: torch.Tensor, labels: torch.Tensor | None, rng: SampleRng,
             modality: str) -> tuple[torch.Tensor, torch.Tensor | None, Params]:
-        """One pipeline stage: the new batch, the new soft labels, per-sample provenance."""
-
-
-class PixelStep(Step):
-    """A step that changes the batch and leaves labels alone (every image op)."""
-
-    @abstractmethod
-    def __call__(self, x: torch.Tensor, rng: SampleRng) -> tuple[torch.Tensor, Params]:
-        """Apply to a batch; return the new batch and per-sample provenance."""
-
-    def run(self, x, labels, rng, modality):
-        self.check_shape(tuple(x.shape), x.dtype)
-        x, params = self(x, rng)
-        return x, labels, params
-
-
+        """One pipeline stage: check, draw, apply; the new batch, the new soft labels, the reported params."""
+        batch = Batch(tuple(x.shape), x.dtype, Modality(modality), x.device)
+        self.check_shape(batch.shape, batch.dtype)
+        params = self.draw(rng, batch)
+        x = self.apply(x, params)
+        labels = None if labels is None else self.relabel(labels, params)
+        return x, labels, {name: value for name, value in params.items() if not name.startswith("_")}
 
 
 def register(cls: type[Step]) -> type[Step]:

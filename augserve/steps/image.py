@@ -18,7 +18,7 @@ from augserve.ops.policies import PolicyOp
 from augserve.random import Draw, SampleRng
 from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError
 from augserve.steps.base import PROBABILITY as _P
-from augserve.steps.base import PixelStep, register
+from augserve.steps.base import Step, register
 
 ATTEMPTS = 10  # box draws per sample for crops and erasing, as torchvision
 _INTERPOLATION = Choice("nearest", options=geometry.INTERPOLATIONS)
@@ -31,7 +31,7 @@ def _box_uniforms(rng: SampleRng, draws: type[Draw]) -> tuple[torch.Tensor, ...]
     return tuple(rng.uniform(d, n=ATTEMPTS) for d in (draws.AREA, draws.RATIO, draws.TOP, draws.LEFT))
 
 
-class _RandomApply(PixelStep):
+class _RandomApply(Step):
     """A fixed color op applied to each sample with probability ``p``."""
 
     class Draw(Draw):
@@ -44,16 +44,18 @@ class _RandomApply(PixelStep):
     def kernel(self, x: torch.Tensor) -> torch.Tensor:
         """The op on the selected samples."""
 
-    def __call__(self, x, rng):
-        applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"])
-        return grouping.apply_where(x, applied, lambda sub, _: self.kernel(sub)), {"applied": applied}
+    def draw(self, rng, batch):
+        return {"applied": rng.bernoulli(self.Draw.APPLIED, self.args["p"])}
+
+    def apply(self, x, params):
+        return grouping.apply_where(x, params["applied"], lambda sub, _: self.kernel(sub))
 
 
 # --- crops, resizing, flips -------------------------------------------------------------
 
 
 @register
-class RandomResizedCrop(PixelStep):
+class RandomResizedCrop(Step):
     """torchvision's RandomResizedCrop: a box of random area and aspect ratio per sample (10 attempts, then the centre), resized with area averaging."""
 
     class Draw(Draw):
@@ -76,15 +78,18 @@ class RandomResizedCrop(PixelStep):
     def output_shape(self, shape):
         return (*shape[:-2], *self.args["size"])
 
-    def __call__(self, x, rng):
-        height, width = x.shape[-2:]
+    def draw(self, rng, batch):
+        height, width = batch.shape[-2:]
         uniforms = _box_uniforms(rng, self.Draw)
-        boxes = geometry.sample_resized_crop_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"])
-        return geometry.resized_crop(x, boxes, self.args["size"]), {"box": boxes}
+        return {"box": geometry.sample_resized_crop_boxes(uniforms, height, width, self.args["scale"],
+                                                          self.args["ratio"])}
+
+    def apply(self, x, params):
+        return geometry.resized_crop(x, params["box"], self.args["size"])
 
 
 @register
-class Resize(PixelStep):
+class Resize(Step):
     """Resize (antialiased): one integer resizes the shorter side, ``[h, w]`` sets both."""
 
     op = "resize"
@@ -106,13 +111,13 @@ class Resize(PixelStep):
         side, other = self.args["size"][0], int(self.args["size"][0] * long / short)  # as torchvision rounds
         return (*shape[:-2], *((side, other) if height <= width else (other, side)))
 
-    def __call__(self, x, rng):
+    def apply(self, x, params):
         size = [self.args["size"][0]] if self.shorter_side else list(self.args["size"])
-        return TF.resize(x, size, antialias=True), {}
+        return TF.resize(x, size, antialias=True)
 
 
 @register
-class CenterCrop(PixelStep):
+class CenterCrop(Step):
     """The centre ``size`` of every image, padded with 0 where the image is smaller (as torchvision)."""
 
     op = "center_crop"
@@ -121,12 +126,12 @@ class CenterCrop(PixelStep):
     def output_shape(self, shape):
         return (*shape[:-2], *self.args["size"])
 
-    def __call__(self, x, rng):
-        return TF.center_crop(x, list(self.args["size"])), {}
+    def apply(self, x, params):
+        return TF.center_crop(x, list(self.args["size"]))
 
 
 @register
-class RandomCrop(PixelStep):
+class RandomCrop(Step):
     """A ``size`` crop at a random position per sample, after padding every side by ``padding``."""
 
     class Draw(Draw):
@@ -150,20 +155,22 @@ class RandomCrop(PixelStep):
                              f"padded image ({height}x{width})")
         return (*shape[:-2], out_h, out_w)
 
-    def __call__(self, x, rng):
+    def draw(self, rng, batch):
+        pad = self.args["padding"]
+        height, width = batch.shape[-2] + 2 * pad, batch.shape[-1] + 2 * pad
+        out_h, out_w = self.args["size"]
+        return {"top": rng.index(self.Draw.TOP, height - out_h + 1), "left": rng.index(self.Draw.LEFT, width - out_w + 1)}
+
+    def apply(self, x, params):
         pad = self.args["padding"]
         if pad:
             fill = self.fill_for(x)
             x = TF.pad(x, [pad], fill=list(fill) if len(fill) > 1 else fill[0])
-        height, width = x.shape[-2:]
-        out_h, out_w = self.args["size"]
-        top = rng.index(self.Draw.TOP, height - out_h + 1)
-        left = rng.index(self.Draw.LEFT, width - out_w + 1)
-        return geometry.crop(x, top, left, (out_h, out_w)), {"top": top, "left": left}
+        return geometry.crop(x, params["top"], params["left"], self.args["size"])
 
 
 @register
-class HorizontalFlip(PixelStep):
+class HorizontalFlip(Step):
     """Mirror left-right, each sample with probability ``p``."""
 
     class Draw(Draw):
@@ -173,9 +180,11 @@ class HorizontalFlip(PixelStep):
     fields = {"p": _P}
     axis = -1
 
-    def __call__(self, x, rng):
-        applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"])
-        return geometry.flip_where(x, applied, dim=self.axis), {"applied": applied}
+    def draw(self, rng, batch):
+        return {"applied": rng.bernoulli(self.Draw.APPLIED, self.args["p"])}
+
+    def apply(self, x, params):
+        return geometry.flip_where(x, params["applied"], dim=self.axis)
 
 
 @register
@@ -187,7 +196,7 @@ class VerticalFlip(HorizontalFlip):
 
 
 @register
-class RandomAffine(PixelStep):
+class RandomAffine(Step):
     """torchvision's RandomAffine, every sample with its own angle, shift, scale and shear."""
 
     class Draw(Draw):
@@ -214,8 +223,8 @@ class RandomAffine(PixelStep):
         if len(self.args["translate"]) != 2:
             raise SpecError(f"{self.where}: field 'translate': expected [fx, fy], got {list(self.args['translate'])}")
 
-    def __call__(self, x, rng):
-        height, width = x.shape[-2:]
+    def draw(self, rng, batch):
+        height, width = batch.shape[-2:]
         a = self.args
         angle = rng.uniform(self.Draw.ANGLE, *a["degrees"])
         tx = torch.round(rng.uniform(self.Draw.SHIFT_X, -1.0, 1.0) * (a["translate"][0] * width))
@@ -223,11 +232,14 @@ class RandomAffine(PixelStep):
         scale = rng.uniform(self.Draw.SCALE, *a["scale"])
         shear_x = rng.uniform(self.Draw.SHEAR_X, *a["shear"])
         shear_y = rng.uniform(self.Draw.SHEAR_Y, *a["shear_y"])
-        zero = torch.zeros_like(angle)
-        matrix = geometry.inverse_affine_matrix(angle, tx, ty, scale, shear_x, shear_y, zero, zero)
-        out = geometry.warp_affine(x, matrix, a["interpolation"], self.fill_for(x))
-        return out, {"angle": angle, "translate": torch.stack((tx, ty), 1), "scale": scale,
-                     "shear": torch.stack((shear_x, shear_y), 1)}
+        return {"angle": angle, "translate": torch.stack((tx, ty), 1), "scale": scale,
+                "shear": torch.stack((shear_x, shear_y), 1)}
+
+    def apply(self, x, params):
+        (tx, ty), (shear_x, shear_y) = params["translate"].unbind(1), params["shear"].unbind(1)
+        zero = torch.zeros_like(params["angle"])
+        matrix = geometry.inverse_affine_matrix(params["angle"], tx, ty, params["scale"], shear_x, shear_y, zero, zero)
+        return geometry.warp_affine(x, matrix, self.args["interpolation"], self.fill_for(x))
 
 
 # --- color --------------------------------------------------------------------------------
@@ -236,7 +248,7 @@ _JITTER_SPACE = (PolicyOp("brightness"), PolicyOp("contrast"), PolicyOp("color")
 
 
 @register
-class ColorJitter(PixelStep):
+class ColorJitter(Step):
     """torchvision's ColorJitter: factors drawn per sample, applied in a random order per sample."""
 
     class Draw(Draw):
@@ -257,28 +269,32 @@ class ColorJitter(PixelStep):
         "p": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is jittered at all"),
     }
 
-    def __call__(self, x, rng):
+    def draw(self, rng, batch):
         ranges = [self.args[k] for k in ("brightness", "contrast", "saturation", "hue")]
         order = rng.permutation(self.Draw.ORDER, 4)  # order[:, t] = which of the four runs t-th
         applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"])
-        values = torch.zeros(x.shape[0], 4, dtype=torch.float64, device=x.device)
+        values = torch.zeros(batch.shape[0], 4, dtype=torch.float64, device=batch.device)
         factor_draws = (self.Draw.BRIGHTNESS, self.Draw.CONTRAST, self.Draw.SATURATION, self.Draw.HUE)
         for k, (bounds, name) in enumerate(zip(ranges, factor_draws)):
             if bounds is not None:
                 draw = rng.uniform(name, *bounds).to(torch.float64)
                 values[:, k] = draw if k == 3 else draw - 1.0  # kernels take factor - 1, hue as is
-        enabled = torch.tensor([r is not None for r in ranges], device=x.device)
+        enabled = torch.tensor([r is not None for r in ranges], device=batch.device)
         op_index = torch.where(enabled[order] & applied[:, None], order, torch.full_like(order, policies.SKIP))
+        factors = values + torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=batch.device)
+        return {"order": op_index, "factors": factors, "_values": values}
+
+    def apply(self, x, params):
+        op_index, values = params["order"], params["_values"]
         for t in range(4):
             chosen = op_index[:, t]
             x = policies.apply_layer(x, _JITTER_SPACE, chosen,
                                      values.gather(1, chosen.clamp(min=0)[:, None]).squeeze(1))
-        factors = values + torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=x.device)
-        return x, {"order": op_index, "factors": factors}
+        return x
 
 
 @register
-class GaussianBlur(PixelStep):
+class GaussianBlur(Step):
     """torchvision's GaussianBlur with its own sigma per sample (uniform in ``sigma``), applied with ``p``."""
 
     class Draw(Draw):
@@ -303,12 +319,13 @@ class GaussianBlur(PixelStep):
                              f"the kernel (reflect padding), got {shape[-2]}x{shape[-1]}")
         return shape
 
-    def __call__(self, x, rng):
-        sigma = rng.uniform(self.Draw.SIGMA, *self.args["sigma"])
-        applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"])
-        out = grouping.apply_where(x, applied, lambda sub, index: blur.gaussian_blur(sub, sigma[index],
-                                                                                      self.args["kernel_size"]))
-        return out, {"sigma": sigma, "applied": applied}
+    def draw(self, rng, batch):
+        return {"sigma": rng.uniform(self.Draw.SIGMA, *self.args["sigma"]),
+                "applied": rng.bernoulli(self.Draw.APPLIED, self.args["p"])}
+
+    def apply(self, x, params):
+        return grouping.apply_where(x, params["applied"], lambda sub, index: blur.gaussian_blur(
+            sub, params["sigma"][index], self.args["kernel_size"]))
 
 
 @register
@@ -382,18 +399,21 @@ class Invert(_RandomApply):
 # --- automatic augmentation policies -------------------------------------------------------
 
 
-class _Policy(PixelStep):
+class _Policy(Step):
     needs_image_channels = True
     per_channel = ("fill",)
 
     @abstractmethod
-    def draw(self, rng: SampleRng, height: int, width: int) -> policies.LayerParams:
+    def layers(self, rng: SampleRng, height: int, width: int) -> policies.LayerParams:
         """Per-sample op choices and values."""
 
-    def __call__(self, x, rng):
-        params = self.draw(rng, *x.shape[-2:])
-        out = policies.apply_layers(x, params, self.args["interpolation"], self.fill_for(x))
-        return out, {"ops": params.op_index, "values": params.value, "space": [op.name for op in params.space]}
+    def draw(self, rng, batch):
+        layers = self.layers(rng, *batch.shape[-2:])
+        return {"ops": layers.op_index, "values": layers.value, "space": [op.name for op in layers.space],
+                "_layers": layers}
+
+    def apply(self, x, params):
+        return policies.apply_layers(x, params["_layers"], self.args["interpolation"], self.fill_for(x))
 
 
 @register
@@ -423,7 +443,7 @@ class RandAugment(_Policy):
                 raise SpecError(f"{self.where}: field '{name}': expected a number in [0, {top}] "
                                 f"(num_magnitude_bins - 1), got {self.args[name]!r}")
 
-    def draw(self, rng, height, width):
+    def layers(self, rng, height, width):
         a = self.args
         return policies.rand_augment_params(rng, height, width, a["n"], a["m"], a["num_magnitude_bins"],
                                             a["mstd"], a["mmax"])
@@ -440,7 +460,7 @@ class TrivialAugment(_Policy):
         "fill": _FILL,
     }
 
-    def draw(self, rng, height, width):
+    def layers(self, rng, height, width):
         return policies.trivial_augment_params(rng, height, width, self.args["num_magnitude_bins"])
 
 
@@ -455,7 +475,7 @@ class AutoAugment(_Policy):
         "fill": _FILL,
     }
 
-    def draw(self, rng, height, width):
+    def layers(self, rng, height, width):
         return policies.auto_augment_params(rng, height, width, self.args["policy"])
 
 
@@ -471,7 +491,7 @@ class _ErasingValue(Field):
 
 
 @register
-class RandomErasing(PixelStep):
+class RandomErasing(Step):
     """torchvision's RandomErasing per sample; ``value: random`` fills with noise.
 
     Noise is uniform over 0..255 for uint8 batches and standard normal for float
@@ -496,11 +516,16 @@ class RandomErasing(PixelStep):
         "value": _ErasingValue((0.0,), doc="a number, one per channel, or random (noise)"),
     }
 
-    def __call__(self, x, rng):
-        batch, channels, height, width = x.shape
+    def draw(self, rng, batch):
+        height, width = batch.shape[-2:]
         uniforms = _box_uniforms(rng, self.Draw)
         boxes, fits = sample_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"], erasing=True)
         applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"]) & fits
+        return {"applied": applied, "box": boxes, "_noise": rng}  # noise only for the erased samples, in apply
+
+    def apply(self, x, params):
+        channels, height, width = x.shape[1:]
+        applied, boxes, rng = params["applied"], params["box"], params["_noise"]
         value = self.fill_for(x, "value")
 
         def erase(sub: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -514,11 +539,11 @@ class RandomErasing(PixelStep):
                 fill = torch.tensor(value, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
             return erasing.erase(sub, boxes[index], fill)
 
-        return grouping.apply_where(x, applied, erase), {"applied": applied, "box": boxes}
+        return grouping.apply_where(x, applied, erase)
 
 
 @register
-class Normalize(PixelStep):
+class Normalize(Step):
     """(x - mean) / std per channel, with mean and std on the [0, 1] scale; outputs float32."""
 
     op = "normalize"
@@ -531,11 +556,11 @@ class Normalize(PixelStep):
     def output_dtype(self, dtype):
         return torch.float32
 
-    def __call__(self, x, rng):
+    def apply(self, x, params):
         mean = torch.tensor(self.fill_for(x, "mean"), dtype=torch.float32, device=x.device)
         std = torch.tensor(self.fill_for(x, "std"), dtype=torch.float32, device=x.device)
         unit = 1.0 if x.is_floating_point() else 1.0 / 255.0
         scale = (unit / std).view(1, -1, 1, 1)
         out = x.to(torch.float32, copy=x.dtype == torch.float32)  # never write into the caller's tensor
-        return out.mul_(scale).sub_((mean / std).view(1, -1, 1, 1)), {}
+        return out.mul_(scale).sub_((mean / std).view(1, -1, 1, 1))
 

@@ -22,6 +22,11 @@ _ALPHA = dict(low=0.0, high=1e3, exclusive_low=True)
 _NOT_MIXED, _MIXUP, _CUTMIX = 0, 1, 2
 
 
+def _region_shape(shape: tuple[int, ...], modality: str) -> tuple[int, ...]:
+    """Images paste boxes over (H, W); spectrograms and series paste spans of the time axis."""
+    return tuple(shape[-2:]) if modality == "image" else tuple(shape[-1:])
+
+
 @register
 class Mix(Step):
     """timm's Mixup: mixup or cutmix per sample (``switch_prob``), applied with ``prob``.
@@ -65,27 +70,27 @@ class Mix(Step):
         """Blends need float: a step that may blend (mixup) turns uint8 into float32; pasting alone keeps uint8."""
         return torch.float32 if dtype == torch.uint8 and self.settings()["mixup_alpha"] > 0 else dtype
 
-    def run(self, x, labels, rng, modality):
+    def draw(self, rng, batch):
         a = self.settings()
-        batch = x.shape[0]
-        region_shape = tuple(x.shape[-2:]) if modality == "image" else tuple(x.shape[-1:])
+        samples, device = batch.shape[0], batch.device
+        region_shape = _region_shape(batch.shape, batch.modality)
         order = torch.argsort(rng.bits(self.Draw.ORDER), stable=True)
         if a["mode"] == "pair":
             partner, leader = mix.pair_partners(order)
         else:
             partner = mix.cyclic_partners(order)
-            leader = order[:1].expand(batch) if a["mode"] == "batch" else torch.arange(batch, device=x.device)
+            leader = order[:1].expand(samples) if a["mode"] == "batch" else torch.arange(samples, device=device)
 
         u_lam, u_switch, u_apply = (rng.uniform(d)[leader] for d in (self.Draw.LAMBDA, self.Draw.SWITCH,
                                                                        self.Draw.APPLY))
         u_region = rng.uniform(self.Draw.REGION, n=4)[leader]
         use_cutmix = self._use_cutmix(u_switch, a)
-        lam = torch.ones(batch, dtype=torch.float64, device=x.device)
+        lam = torch.ones(samples, dtype=torch.float64, device=device)
         if a["mixup_alpha"] > 0:
             lam = torch.where(~use_cutmix, mix.beta_from_uniform(u_lam, a["mixup_alpha"]), lam)
         if a["cutmix_alpha"] > 0 and a["cutmix_minmax"] is None:
             lam = torch.where(use_cutmix, mix.beta_from_uniform(u_lam, a["cutmix_alpha"]), lam)
-        mixed = (u_apply < a["prob"]) & (partner != torch.arange(batch, device=x.device))
+        mixed = (u_apply < a["prob"]) & (partner != torch.arange(samples, device=device))
         lam = torch.where(mixed, lam, torch.ones_like(lam))
 
         regions, area_lam = mix.cut_regions(lam, region_shape, u_region, a["cutmix_minmax"])
@@ -93,19 +98,22 @@ class Mix(Step):
             lam = torch.where(use_cutmix & mixed, area_lam, lam)
         regions = torch.where((use_cutmix & mixed)[:, None], regions, torch.zeros_like(regions))
         kind = torch.where(mixed, torch.where(use_cutmix, _CUTMIX, _MIXUP), _NOT_MIXED)
+        params: Params = {"partner": partner, "lam": lam.to(torch.float32), "cutmix": kind == _CUTMIX,
+                          "mixed": kind != _NOT_MIXED, "region": regions, "_lam": lam, "_kind": kind}
+        if samples == 1:
+            params["note"] = "batch of 1: nothing to mix with; sample and label unchanged"
+        elif a["mode"] == "pair" and samples % 2:
+            params["note"] = f"odd batch in pair mode: sample {int(order[-1])} has no pair and is unchanged"
+        return params
+
+    def apply(self, x, params):
         if self.output_dtype(x.dtype) != x.dtype:  # the same dtype out whatever this batch drew
             x = TF.to_dtype(x, torch.float32, scale=True)
-        x = self._mix_pixels(x, kind, partner, lam, regions, region_shape)
-        if labels is not None:
-            labels = mix.mix_labels(labels, partner, lam)
+        region_shape = tuple(x.shape[-(params["region"].shape[1] // 2):])  # regions: starts, then lengths
+        return self._mix_pixels(x, params["_kind"], params["partner"], params["_lam"], params["region"], region_shape)
 
-        params: Params = {"partner": partner, "lam": lam.to(torch.float32), "cutmix": kind == _CUTMIX,
-                          "mixed": kind != _NOT_MIXED, "region": regions}
-        if batch == 1:
-            params["note"] = "batch of 1: nothing to mix with; sample and label unchanged"
-        elif a["mode"] == "pair" and batch % 2:
-            params["note"] = f"odd batch in pair mode: sample {int(order[-1])} has no pair and is unchanged"
-        return x, labels, params
+    def relabel(self, labels, params):
+        return mix.mix_labels(labels, params["partner"], params["_lam"])
 
     @staticmethod
     def _use_cutmix(u_switch: torch.Tensor, a: dict) -> torch.Tensor:
@@ -178,8 +186,12 @@ class LabelSmoothing(Step):
     modalities = BATCHES
     fields = {"epsilon": Number(0.1, low=0.0, high=1.0, exclusive_high=True, doc="mass spread evenly over the K classes")}
 
-    def run(self, x, labels, rng, modality):
-        if labels is not None:
-            labels = mix.smooth_labels(labels, self.args["epsilon"])
-        return x, labels, {"epsilon": self.args["epsilon"]}
+    def draw(self, rng, batch):
+        return {"epsilon": self.args["epsilon"]}
+
+    def apply(self, x, params):
+        return x
+
+    def relabel(self, labels, params):
+        return mix.smooth_labels(labels, self.args["epsilon"])
 

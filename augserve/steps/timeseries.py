@@ -9,13 +9,13 @@ from augserve.ops import timeseries
 from augserve.ops.resample import sample_last_axis, smooth_curve
 from augserve.random import Draw
 from augserve.spec import Interval, Number, Numbers
-from augserve.steps.base import PixelStep, register
+from augserve.steps.base import Step, register
 
 _SIGMA = dict(low=0.0, high=100.0)
 _KNOTS = Number(4, low=1, high=256, integer=True, doc="interior knots of the random curve")
 
 
-class _SeriesStep(PixelStep):
+class _SeriesStep(Step):
     modalities = (Modality.TIMESERIES,)
 
     def output_shape(self, shape):
@@ -42,9 +42,12 @@ class Jitter(_SeriesStep):
     op = "jitter"
     fields = {"sigma": Number(0.03, **_SIGMA, doc="noise standard deviation")}
 
-    def __call__(self, x, rng):
-        noise = rng.pixel_normal(self.Draw.NOISE_RADIUS, self.Draw.NOISE_ANGLE, tuple(x.shape[1:]), self.args["sigma"])
-        return x + noise.to(x.dtype), {}
+    def draw(self, rng, batch):
+        return {"_noise": rng.pixel_normal(self.Draw.NOISE_RADIUS, self.Draw.NOISE_ANGLE, batch.shape[1:],
+                                           self.args["sigma"])}
+
+    def apply(self, x, params):
+        return x + params["_noise"].to(x.dtype)
 
 
 @register
@@ -57,9 +60,11 @@ class Scaling(_SeriesStep):
     op = "scaling"
     fields = {"sigma": Number(0.1, **_SIGMA, doc="factor standard deviation")}
 
-    def __call__(self, x, rng):
-        factor = rng.normal(self.Draw.FACTOR, 1.0, self.args["sigma"], n=x.shape[1])
-        return x * factor[:, :, None].to(x.dtype), {"factor": factor}
+    def draw(self, rng, batch):
+        return {"factor": rng.normal(self.Draw.FACTOR, 1.0, self.args["sigma"], n=batch.shape[1])}
+
+    def apply(self, x, params):
+        return x * params["factor"][:, :, None].to(x.dtype)
 
 
 @register
@@ -78,11 +83,15 @@ class MagnitudeWarp(_SeriesStep):
     def length_rule(self):
         return f"field 'knots' = {self.args['knots']} needs at least {self.needs_length()} time steps (knots + 2)"
 
-    def __call__(self, x, rng):
-        batch, channels, length = x.shape
+    def draw(self, rng, batch):
+        samples, channels, _ = batch.shape
         knots = rng.normal(self.Draw.KNOTS, 1.0, self.args["sigma"], n=channels * (self.args["knots"] + 2))
-        curve = smooth_curve(knots.view(batch * channels, -1), length).view(batch, channels, length)
-        return x * curve.to(x.dtype), {"knots": knots.view(batch, channels, -1)}
+        return {"knots": knots.view(samples, channels, -1)}
+
+    def apply(self, x, params):
+        samples, channels, length = x.shape
+        curve = smooth_curve(params["knots"].view(samples * channels, -1), length).view(samples, channels, length)
+        return x * curve.to(x.dtype)
 
 
 @register
@@ -101,11 +110,13 @@ class TimeWarp(_SeriesStep):
     def length_rule(self):
         return f"field 'knots' = {self.args['knots']} needs at least {self.needs_length()} time steps (knots + 2)"
 
-    def __call__(self, x, rng):
-        length = x.shape[-1]
+    def draw(self, rng, batch):
         speed = rng.normal(self.Draw.SPEED, 1.0, self.args["sigma"], n=self.args["knots"] + 2)
-        positions = timeseries.warp_positions(speed, length)
-        return sample_last_axis(x, positions), {"positions": positions.to(torch.float32)}
+        positions = timeseries.warp_positions(speed, batch.shape[-1])
+        return {"positions": positions.to(torch.float32), "_positions": positions}
+
+    def apply(self, x, params):
+        return sample_last_axis(x, params["_positions"])
 
 
 @register
@@ -118,9 +129,12 @@ class WindowSlice(_SeriesStep):
     op = "window_slice"
     fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True, doc="window length as a fraction of the series")}
 
-    def __call__(self, x, rng):
-        positions = timeseries.window_slice_positions(rng.uniform(self.Draw.START), self.args["ratio"], x.shape[-1])
-        return sample_last_axis(x, positions), {"start": positions[:, 0].to(torch.int64)}
+    def draw(self, rng, batch):
+        positions = timeseries.window_slice_positions(rng.uniform(self.Draw.START), self.args["ratio"], batch.shape[-1])
+        return {"start": positions[:, 0].to(torch.int64), "_positions": positions}
+
+    def apply(self, x, params):
+        return sample_last_axis(x, params["_positions"])
 
 
 @register
@@ -140,12 +154,15 @@ class WindowWarp(_SeriesStep):
     def needs_length(self):
         return 3
 
-    def __call__(self, x, rng):
-        length = x.shape[-1]
-        choices = torch.tensor(self.args["scales"], device=x.device)
+    def draw(self, rng, batch):
+        choices = torch.tensor(self.args["scales"], device=batch.device)
         scale = choices[rng.index(self.Draw.SCALE, len(choices))]
-        positions = timeseries.window_warp_positions(rng.uniform(self.Draw.START), scale, self.args["ratio"], length)
-        return sample_last_axis(x, positions), {"scale": scale}
+        positions = timeseries.window_warp_positions(rng.uniform(self.Draw.START), scale, self.args["ratio"],
+                                                     batch.shape[-1])
+        return {"scale": scale, "_positions": positions}
+
+    def apply(self, x, params):
+        return sample_last_axis(x, params["_positions"])
 
 
 @register
@@ -166,14 +183,16 @@ class Permutation(_SeriesStep):
     def length_rule(self):
         return f"field 'max_segments' = {self.args['max_segments']} needs at least as many time steps"
 
-    def __call__(self, x, rng):
+    def draw(self, rng, batch):
         slots = self.args["max_segments"]
-        length = x.shape[-1]
         segments = 1 + rng.index(self.Draw.SEGMENTS, slots)
         cuts = rng.uniform(self.Draw.CUTS, n=max(slots - 1, 1))[:, : slots - 1]
-        positions = timeseries.permutation_positions(cuts, segments, rng.permutation(self.Draw.ORDER, slots), length)
-        view = positions[:, None, :].expand_as(x)
-        return x.gather(-1, view), {"segments": segments}
+        positions = timeseries.permutation_positions(cuts, segments, rng.permutation(self.Draw.ORDER, slots),
+                                                     batch.shape[-1])
+        return {"segments": segments, "_positions": positions}
+
+    def apply(self, x, params):
+        return x.gather(-1, params["_positions"][:, None, :].expand_as(x))
 
 
 @register
@@ -193,11 +212,13 @@ class Drift(_SeriesStep):
     def needs_length(self):
         return 2  # the trend is a spline over the series
 
-    def __call__(self, x, rng):
-        batch, channels, length = x.shape
-        steps = rng.normal(self.Draw.STEPS, 0.0, 1.0, n=channels * (self.args["points"] + 2)).view(batch * channels, -1)
-        curve = timeseries.drift_curve(steps, length).view(batch, channels, length)
-        amount = rng.uniform(self.Draw.AMOUNT, *self.args["max_drift"], n=channels)
+    def draw(self, rng, batch):
+        samples, channels, length = batch.shape
+        steps = rng.normal(self.Draw.STEPS, 0.0, 1.0, n=channels * (self.args["points"] + 2))
+        curve = timeseries.drift_curve(steps.view(samples * channels, -1), length).view(samples, channels, length)
+        return {"amount": rng.uniform(self.Draw.AMOUNT, *self.args["max_drift"], n=channels), "_curve": curve}
+
+    def apply(self, x, params):
         spread = x.amax(dim=-1) - x.amin(dim=-1)
-        return x + (curve * (amount * spread)[..., None]).to(x.dtype), {"amount": amount}
+        return x + (params["_curve"] * (params["amount"] * spread)[..., None]).to(x.dtype)
 
