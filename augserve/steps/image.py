@@ -56,7 +56,8 @@ class _RandomApply(Step):
 
 @register
 class RandomResizedCrop(Step):
-    """torchvision's RandomResizedCrop: a box of random area and aspect ratio per sample (10 attempts, then the centre), resized with area averaging."""
+    """torchvision's RandomResizedCrop: a box of random area and aspect ratio per sample
+    (10 attempts, then the centre), resized with area averaging."""
 
     class Draw(Draw):
         AREA = 0
@@ -159,7 +160,8 @@ class RandomCrop(Step):
         pad = self.args["padding"]
         height, width = batch.shape[-2] + 2 * pad, batch.shape[-1] + 2 * pad
         out_h, out_w = self.args["size"]
-        return {"top": rng.index(self.Draw.TOP, height - out_h + 1), "left": rng.index(self.Draw.LEFT, width - out_w + 1)}
+        return {"top": rng.index(self.Draw.TOP, height - out_h + 1),
+                "left": rng.index(self.Draw.LEFT, width - out_w + 1)}
 
     def apply(self, x, params):
         pad = self.args["padding"]
@@ -210,7 +212,8 @@ class RandomAffine(Step):
     op = "random_affine"
     per_channel = ("fill",)
     fields = {
-        "degrees": Interval((0.0, 0.0), low=-360, high=360, symmetric="plus_minus", doc="rotation range; v means [-v, v]"),
+        "degrees": Interval((0.0, 0.0), low=-360, high=360, symmetric="plus_minus",
+                            doc="rotation range; v means [-v, v]"),
         "translate": Numbers((0.0, 0.0), low=0.0, high=1.0, doc="max shift as a fraction of [width, height]"),
         "scale": Interval((1.0, 1.0), low=1e-3, high=100.0, doc="zoom range"),
         "shear": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", doc="x shear in degrees"),
@@ -310,7 +313,8 @@ class GaussianBlur(Step):
 
     def check(self):
         if any(side % 2 == 0 for side in self.args["kernel_size"]):
-            raise SpecError(f"{self.where}: field 'kernel_size': expected odd sides, got {list(self.args['kernel_size'])}")
+            raise SpecError(f"{self.where}: field 'kernel_size': expected odd sides, "
+                            f"got {list(self.args['kernel_size'])}")
 
     def output_shape(self, shape):
         rows, cols = self.args["kernel_size"]
@@ -550,7 +554,8 @@ class Normalize(Step):
     per_channel = ("mean", "std")
     fields = {
         "mean": Numbers((0.485, 0.456, 0.406), low=-1e3, high=1e3, doc="per channel, on the 0..1 scale"),
-        "std": Numbers((0.229, 0.224, 0.225), low=0.0, high=1e3, exclusive_low=True, doc="per channel, on the 0..1 scale"),
+        "std": Numbers((0.229, 0.224, 0.225), low=0.0, high=1e3, exclusive_low=True,
+                       doc="per channel, on the 0..1 scale"),
     }
 
     def output_dtype(self, dtype):

@@ -184,7 +184,8 @@ class LabelSmoothing(Step):
 
     op = "label_smoothing"
     modalities = BATCHES
-    fields = {"epsilon": Number(0.1, low=0.0, high=1.0, exclusive_high=True, doc="mass spread evenly over the K classes")}
+    fields = {"epsilon": Number(0.1, low=0.0, high=1.0, exclusive_high=True,
+                                doc="mass spread evenly over the K classes")}
 
     def draw(self, rng, batch):
         return {"epsilon": self.args["epsilon"]}

@@ -31,7 +31,7 @@ def _field(name: str, field: Field) -> str:
 
 
 def _summary(step: type[Step]) -> str:
-    return (step.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    return " ".join((step.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 def _works_on(step: type[Step]) -> str:

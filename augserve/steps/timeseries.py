@@ -127,7 +127,8 @@ class WindowSlice(_SeriesStep):
         START = 0
 
     op = "window_slice"
-    fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True, doc="window length as a fraction of the series")}
+    fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True,
+                              doc="window length as a fraction of the series")}
 
     def draw(self, rng, batch):
         positions = timeseries.window_slice_positions(rng.uniform(self.Draw.START), self.args["ratio"], batch.shape[-1])
@@ -205,7 +206,8 @@ class Drift(_SeriesStep):
 
     op = "drift"
     fields = {
-        "max_drift": Interval(0.5, low=0.0, high=100.0, symmetric="point", doc="peak drift, fixed or a [min, max] range"),
+        "max_drift": Interval(0.5, low=0.0, high=100.0, symmetric="point",
+                              doc="peak drift, fixed or a [min, max] range"),
         "points": Number(3, low=1, high=256, integer=True, doc="n_drift_points: where the trend turns"),
     }
 
