@@ -19,6 +19,7 @@ from augserve.modality import Modality
 from augserve.random import SampleRng
 from augserve.spec import Field, Number, parse_fields
 
+
 class Batch(NamedTuple):
     """What ``draw`` may know of a batch: never its values."""
 
