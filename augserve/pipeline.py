@@ -16,12 +16,14 @@ import torch
 import yaml
 from torchvision.transforms.v2 import functional as TF
 
+from augserve.encoded import EncodedBatch, first_steps, is_encoded_image
 from augserve.labels import as_soft_labels
 from augserve.presets import PRESETS
 from augserve.random import SampleRng
 from augserve.spec import SpecError, is_spec_text
 from augserve.modality import Modality
 from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
+from augserve.steps.base import public
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
 OUT_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
@@ -134,7 +136,8 @@ def _as_batch(x: Any, modality: str | None) -> tuple[torch.Tensor, str]:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"x: expected a torch.Tensor or numpy array, got {type(x).__name__}")
+        raise ValueError(f"x: expected a torch.Tensor or numpy array, or a list of encoded images (bytes), "
+                         f"got {type(x).__name__}")
     ranks = Modality(modality).ranks if modality else (3, 4)
     if x.dim() not in ranks:
         layout = Modality(modality).layout if modality else "(B, C, H, W) images or (B, C, T) sequences"
@@ -220,43 +223,79 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline({[s.op for s in self.steps]})"
 
+    def first_steps(self) -> int:
+        """How many leading steps bring encoded images of any size to one size (ValueError if none do)."""
+        if self.modality not in (None, Modality.IMAGE):
+            raise ValueError(f"encoded images: this pipeline is for {self.modality} batches, not images")
+        return first_steps.count(self.steps)
+
     def check(self, x: Any, out_dtype: Any = None) -> tuple[tuple[int, ...], torch.dtype]:
         """Raise ValueError for a batch this pipeline would refuse, without running it.
 
+        ``x`` is a dense batch or encoded images (an ``EncodedBatch`` or a list of file bytes).
         Returns the shape and dtype of what it would return, so callers can bound the output before any work.
         """
-        x, _ = _as_batch(x, self.modality)
         requested = _as_out_dtype(out_dtype)
         if requested == torch.uint8 and self.normalizes:
             raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
-        shape = tuple(x.shape)
-        dtype = torch.float32 if x.is_floating_point() else x.dtype  # float batches run as float32
-        for step in self.steps:
+        encoded = _as_encoded(x)
+        if encoded is not None:
+            start = self.first_steps()
+            shape, dtype = first_steps.output(self.steps[:start], encoded)
+            in_dtype = dtype
+        else:
+            x, _ = _as_batch(x, self.modality)
+            start, shape, in_dtype = 0, tuple(x.shape), x.dtype
+            dtype = torch.float32 if x.is_floating_point() else x.dtype  # float batches run as float32
+        for step in self.steps[start:]:
             shape, dtype = step.check_shape(shape, dtype)
         if requested is not None:
             return shape, requested
-        return shape, x.dtype if x.is_floating_point() else dtype  # float inputs are handed back as they came
+        return shape, in_dtype if in_dtype.is_floating_point else dtype  # float inputs are handed back as they came
 
     def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                  num_classes: int | None = None, out_dtype: Any = None) -> AugmentOutput:
-        """Augment a (B, C, H, W) batch; each sample's draws depend only on (seed, its key)."""
-        x, modality = _as_batch(x, self.modality)
+        """Augment a batch; each sample's draws depend only on (seed, its key).
+
+        ``x`` is a dense batch ((B, C, H, W) images, spectrograms, series) or encoded images of any
+        sizes (an ``EncodedBatch``, decoded on its device, or a list of JPEG/PNG/WebP file bytes).
+        """
         out_dtype = _as_out_dtype(out_dtype)
-        if out_dtype is None and x.is_floating_point():
-            out_dtype = x.dtype  # float16/64 inputs are processed in float32 and handed back as they came
         if out_dtype == torch.uint8 and self.normalizes:
             raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
-        keys = _as_keys(keys, x.shape[0], x.device)
-        rng = SampleRng(seed, keys)
-        if x.is_floating_point():
-            x = x.to(torch.float32)
-        soft = None if labels is None else as_soft_labels(labels, x.shape[0], num_classes, x.device)
+        encoded = _as_encoded(x)
+        if encoded is not None:
+            start, modality, device, size = self.first_steps(), Modality.IMAGE, encoded.device, len(encoded)
+        else:
+            x, modality = _as_batch(x, self.modality)
+            start, device, size = 0, x.device, x.shape[0]
+            if out_dtype is None and x.is_floating_point():
+                out_dtype = x.dtype  # float16/64 inputs are processed in float32 and handed back as they came
+            if x.is_floating_point():
+                x = x.to(torch.float32)
+        rng = SampleRng(seed, _as_keys(keys, size, device))
+        soft = None if labels is None else as_soft_labels(labels, size, num_classes, device)
 
         params = []
+        if encoded is not None:
+            x, drawn = first_steps.run(self.steps[:start], encoded, rng)
+            for step, step_params in zip(self.steps[:start], drawn):
+                soft = None if soft is None else step.relabel(soft, step_params)
+                params.append({"op": step.op, **public(step_params)})
         for slot, (step, stage) in enumerate(zip(self.steps, self.stages)):
-            x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or modality)
-            params.append({"op": step.op, **drawn})
+            if slot >= start:
+                x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or modality)
+                params.append({"op": step.op, **drawn})
         return AugmentOutput(_convert(x, out_dtype), soft, params)
+
+
+def _as_encoded(x: Any) -> EncodedBatch | None:
+    """Encoded images as a checked batch; None for a dense batch."""
+    if isinstance(x, EncodedBatch):
+        return x
+    if isinstance(x, (list, tuple)) and x and all(map(is_encoded_image, x)):
+        return EncodedBatch(x)
+    return None
 
 
 def _convert(x: torch.Tensor, out_dtype: torch.dtype | None) -> torch.Tensor:

@@ -7,9 +7,10 @@ import math
 import torch
 
 Uniforms = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+Side = int | torch.Tensor  # one size for the batch, or one per sample (B,) int64 (images of different sizes)
 
 
-def sample_boxes(uniforms: Uniforms, height: int, width: int, scale: tuple[float, float],
+def sample_boxes(uniforms: Uniforms, height: Side, width: Side, scale: tuple[float, float],
                  ratio: tuple[float, float], *, erasing: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """First valid of several area / aspect-ratio draws per sample.
 
@@ -19,6 +20,7 @@ def sample_boxes(uniforms: Uniforms, height: int, width: int, scale: tuple[float
     the box must be strictly smaller (RandomErasing). Returns (B, 4) int64 boxes
     ``(top, left, height, width)`` and a (B,) mask of samples where an attempt fitted.
     """
+    height, width = (torch.as_tensor(side).reshape(-1, 1) for side in (height, width))
     u_area, u_ratio, u_top, u_left = (u.to(torch.float64) for u in uniforms)
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u_area)

@@ -29,6 +29,7 @@ import torch
 from augserve.pipeline import AugmentOutput, Pipeline
 from augserve.server.cpu import ThreadBudget
 from augserve.shared_memory import Span
+from augserve.steps.base import rows
 
 log = logging.getLogger("augserve.server")
 
@@ -78,11 +79,6 @@ def _into_region(x: torch.Tensor, job: Job) -> torch.Tensor:
         return host
     job.output_written = True
     return host
-
-
-def _slice_params(params: list[dict], start: int, stop: int) -> list[dict]:
-    """Each step's params cut to one request's rows: every tensor in them is per sample (``steps.base.Params``)."""
-    return [{k: v[start:stop] if isinstance(v, torch.Tensor) else v for k, v in step.items()} for step in params]
 
 
 class Batcher:
@@ -238,7 +234,7 @@ class Batcher:
             stop = start + size
             x = _into_region(out.x[start:stop], job) if shared else host_x[start:stop]
             results.append(AugmentOutput(x, None if host_labels is None else host_labels[start:stop],
-                                         _slice_params(out.params, start, stop)))
+                                         [rows(step, start, stop) for step in out.params]))
             start = stop
         return results
 

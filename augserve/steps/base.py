@@ -27,6 +27,8 @@ class Batch(NamedTuple):
     dtype: torch.dtype
     modality: Modality
     device: torch.device
+    sizes: torch.Tensor | None = None  # (B, 2) heights and widths when samples differ in size (encoded
+    # images); ``shape`` then holds -1 for both
 
 
 Params = dict[str, Any]  # what a step drew: per-sample tensors (B, ...) and plain values; no other tensors
@@ -44,6 +46,7 @@ class Step(ABC):
     produces: ClassVar[Modality | None] = None  # a converting step (e.g. waveform -> spectrogram) names its output
     mixes_samples: ClassVar[bool] = False  # combines samples of its batch: never merged across requests
     per_channel: ClassVar[tuple[str, ...]] = ()  # fields holding one value or one per channel
+    fixes_size: ClassVar[bool] = False  # returns one size whatever the input's: can start an encoded-image pipeline
 
     def __init__(self, where: str, **given: Any):
         self.where = where
@@ -116,7 +119,17 @@ class Step(ABC):
         params = self.draw(rng, batch)
         x = self.apply(x, params)
         labels = None if labels is None else self.relabel(labels, params)
-        return x, labels, {name: value for name, value in params.items() if not name.startswith("_")}
+        return x, labels, public(params)
+
+
+def public(params: Params) -> Params:
+    """What callers see of a step's params: private ones (``_name``) are for ``apply`` alone."""
+    return {name: value for name, value in params.items() if not name.startswith("_")}
+
+
+def rows(params: Params, start: int, stop: int) -> Params:
+    """A step's params cut to samples start..stop-1: every tensor in them is per sample."""
+    return {k: v[start:stop] if isinstance(v, torch.Tensor) else v for k, v in params.items()}
 
 
 def register(cls: type[Step]) -> type[Step]:

@@ -66,6 +66,7 @@ class RandomResizedCrop(Step):
         LEFT = 3
 
     op = "random_resized_crop"
+    fixes_size = True
     fields = {
         "size": Size(doc="output [height, width]"),
         "scale": Interval((0.08, 1.0), low=0.0, high=1.0, doc="crop area as a fraction of the image"),
@@ -80,7 +81,7 @@ class RandomResizedCrop(Step):
         return (*shape[:-2], *self.args["size"])
 
     def draw(self, rng, batch):
-        height, width = batch.shape[-2:]
+        height, width = batch.shape[-2:] if batch.sizes is None else batch.sizes.unbind(1)
         uniforms = _box_uniforms(rng, self.Draw)
         return {"box": geometry.sample_resized_crop_boxes(uniforms, height, width, self.args["scale"],
                                                           self.args["ratio"])}
@@ -98,6 +99,7 @@ class Resize(Step):
 
     def __init__(self, where: str, **given: Any):
         self.shorter_side = isinstance(given.get("size"), (int, float)) and not isinstance(given.get("size"), bool)
+        self.fixes_size = not self.shorter_side
         super().__init__(where, **given)
 
     def to_dict(self):
@@ -122,6 +124,7 @@ class CenterCrop(Step):
     """The centre ``size`` of every image, padded with 0 where the image is smaller (as torchvision)."""
 
     op = "center_crop"
+    fixes_size = True
     fields = {"size": Size()}
 
     def output_shape(self, shape):
@@ -521,7 +524,7 @@ class RandomErasing(Step):
     }
 
     def draw(self, rng, batch):
-        height, width = batch.shape[-2:]
+        height, width = batch.shape[-2:] if batch.sizes is None else batch.sizes.unbind(1)
         uniforms = _box_uniforms(rng, self.Draw)
         boxes, fits = sample_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"], erasing=True)
         applied = rng.bernoulli(self.Draw.APPLIED, self.args["p"]) & fits

@@ -1,0 +1,163 @@
+"""A batch of encoded images (JPEG, PNG, WebP) of any sizes: headers read and limits checked before decoding.
+
+Decoding uses libjpeg-turbo, libpng and libwebp through ``torchvision.io`` on the CPU, and nvJPEG
+(one batched call) for JPEGs on CUDA. Every image decodes to 3-channel RGB uint8: grayscale is
+replicated, CMYK converted, alpha dropped, 16-bit PNG scaled to 8 bits, and a JPEG's EXIF
+orientation applied, so what comes out has the size its header promised (checked).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torchvision.io import ImageReadMode, decode_jpeg, decode_png, decode_webp
+from torchvision.transforms.v2 import functional as TF
+
+from augserve.encoded.headers import Header, HeaderError, read_header
+
+CHANNELS = 3
+# Decoding runs on several threads, where ``warnings.catch_warnings`` is not safe: filter the two
+# known warnings by message instead. torchvision 0.29 marks its decoders deprecated in favour of
+# TorchCodec (which needs a system FFmpeg); the decoders only read their read-only input buffers.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+
+
+class DecodeError(ValueError):
+    """An image whose bytes could not be decoded; the message names its index in the batch."""
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data: memoryview  # the file's bytes, read-only
+    header: Header
+
+
+def is_encoded_image(image: Any) -> bool:
+    """Whether ``image`` is what a batch of encoded images holds: file bytes, not pixels."""
+    if isinstance(image, (bytes, bytearray, memoryview, EncodedImage)):
+        return True
+    return isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 1 and image.dtype in (np.uint8, torch.uint8)
+
+
+def _as_buffer(image: Any, where: str) -> memoryview:
+    if isinstance(image, torch.Tensor):
+        image = image.numpy() if image.device.type == "cpu" else None
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 1:
+            raise ValueError(f"{where}: expected a 1-D uint8 array of file bytes, got {image.dtype} "
+                             f"of shape {image.shape}")
+        image = np.ascontiguousarray(image)
+    if not isinstance(image, (bytes, bytearray, memoryview, np.ndarray)):
+        raise ValueError(f"{where}: expected the bytes of an encoded image (bytes, memoryview or a uint8 "
+                         f"array), got {type(image).__name__}")
+    view = memoryview(image).cast("B") if isinstance(image, memoryview) else memoryview(image)
+    if view.nbytes == 0:
+        raise ValueError(f"{where}: expected the bytes of an encoded image, got 0 bytes")
+    return view.toreadonly()
+
+
+class EncodedBatch:
+    """Encoded images of any sizes, each header read and checked: what a pipeline takes instead of a dense x.
+
+    ``max_pixels`` refuses any image whose header declares more than that many pixels, before
+    anything is decoded or allocated. ``field`` names the images in error messages.
+    """
+
+    def __init__(self, images: Iterable[Any], *, max_pixels: int | None = None, field: str = "encoded",
+                 device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.field = field
+        self.images: list[EncodedImage] = []
+        for index, image in enumerate(images):
+            if isinstance(image, EncodedImage):
+                self.images.append(image)
+                continue
+            where = f"{field}[{index}]"
+            buffer = _as_buffer(image, where)
+            try:
+                header = read_header(buffer)
+            except HeaderError as error:
+                raise ValueError(f"{where}: {error}") from None
+            pixels = header.height * header.width
+            if max_pixels is not None and pixels > max_pixels:
+                raise ValueError(f"{where}: the {header.format} header declares {header.height}x{header.width} = "
+                                 f"{pixels} pixels, more than the limit of {max_pixels} (--max-pixels); "
+                                 "refused before decoding")
+            self.images.append(EncodedImage(buffer, header))
+        if not self.images:
+            raise ValueError(f"{field}: expected at least one image, got none")
+
+    @classmethod
+    def concat(cls, batches: Sequence["EncodedBatch"]) -> "EncodedBatch":
+        return cls([image for batch in batches for image in batch.images], field=batches[0].field,
+                   device=batches[0].device)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "EncodedBatch":
+        """The same images, to be decoded on ``device`` (decoding is the host-to-device step)."""
+        return EncodedBatch(self.images, field=self.field, device=device)
+
+    @property
+    def sizes(self) -> torch.Tensor:
+        """(B, 2) int64 displayed heights and widths, from the headers."""
+        return torch.tensor([(i.header.height, i.header.width) for i in self.images], dtype=torch.int64)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(image.data.nbytes for image in self.images)
+
+    def decode(self, index: int) -> torch.Tensor:
+        """Image ``index`` as (3, H, W) uint8 on the CPU."""
+        image = self.images[index]
+        try:
+            pixels = _DECODERS[image.header.format](_as_tensor(image.data))
+        except RuntimeError as error:
+            raise DecodeError(f"{self.field}[{index}]: corrupt {image.header.format}: {_first_line(error)}") from None
+        return self._checked(index, pixels)
+
+    def decode_jpegs_on_device(self) -> dict[int, torch.Tensor]:
+        """Every JPEG of the batch decoded on the CUDA device in one nvJPEG call, by index."""
+        indices = [i for i, image in enumerate(self.images) if image.header.format == "jpeg"]
+        if not indices:
+            return {}
+        try:
+            decoded = decode_jpeg([_as_tensor(self.images[i].data) for i in indices], mode=ImageReadMode.RGB,
+                                  device=self.device, apply_exif_orientation=True)
+        except RuntimeError:  # find the one that failed, with the CPU decoder's message
+            for i in indices:
+                self.decode(i)
+            raise
+        return {i: self._checked(i, pixels) for i, pixels in zip(indices, decoded)}
+
+    def _checked(self, index: int, pixels: torch.Tensor) -> torch.Tensor:
+        header = self.images[index].header
+        if pixels.dtype != torch.uint8:  # 16-bit PNG
+            pixels = TF.to_dtype(pixels, torch.uint8, scale=True)
+        if tuple(pixels.shape) != (CHANNELS, header.height, header.width):
+            raise DecodeError(f"{self.field}[{index}]: decoded to {list(pixels.shape)}, but its {header.format} "
+                              f"header declares {header.height}x{header.width}")
+        return pixels
+
+
+def _as_tensor(data: memoryview) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(data, dtype=np.uint8))
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip() and "/csrc/" not in line]
+    return lines[-1] if lines else type(error).__name__
+
+
+_DECODERS = {
+    "jpeg": lambda data: decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True),
+    "png": lambda data: decode_png(data, mode=ImageReadMode.RGB),
+    "webp": lambda data: decode_webp(data, mode=ImageReadMode.RGB),
+}
