@@ -7,7 +7,6 @@ from collections import deque
 from typing import Any, AsyncIterable, AsyncIterator
 
 import grpc
-import numpy as np
 import torch
 
 from augserve.client import codec
@@ -61,7 +60,7 @@ class AsyncClient:
                                                **self.settings.call_options())
         except grpc.RpcError as error:
             raise self._error(error) from None
-        return codec.batch_from(response, isinstance(x, np.ndarray))
+        return codec.batch_from(response, codec.wants_numpy(x))
 
     async def map(self, batches: AsyncIterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
                   out_dtype: str | None = None, prefetch: int = 4) -> AsyncIterator[Batch]:
@@ -91,7 +90,7 @@ class AsyncClient:
                                                            num_classes=num_classes, out_dtype=out_dtype,
                                                            request_id=request_id))
                     request_id += 1
-                    in_flight.append(isinstance(x, np.ndarray))
+                    in_flight.append(codec.wants_numpy(x))
                 if not in_flight:
                     return
                 response = await call.read()

@@ -54,8 +54,8 @@ class Batch:
 
 
 def split_item(item) -> tuple[Array, Array | None, Any]:
-    """A ``map`` item: ``x``, ``(x, labels)`` or ``(x, labels, keys)``."""
-    if isinstance(item, (tuple, list)):
+    """A ``map`` item: ``x``, ``(x, labels)`` or ``(x, labels, keys)``; ``x`` may be a list of encoded images."""
+    if isinstance(item, (tuple, list)) and not is_encoded(item):
         if not 1 <= len(item) <= 3:
             raise ValueError(f"map: expected x, (x, labels) or (x, labels, keys), got a {len(item)}-tuple")
         return tuple(item) + (None,) * (3 - len(item))
@@ -81,20 +81,68 @@ def _as_torch(value: Array, field: str) -> torch.Tensor:
     raise TypeError(f"{field}: expected a torch tensor or numpy array, got {type(value).__name__}")
 
 
-def augment_request(x: Array, labels: Array | None, *, pipeline, seed: int, keys=None, num_classes=None,
+def is_encoded(x: Any) -> bool:
+    """A list of encoded image files (bytes, memoryviews, 1-D uint8 arrays) rather than a dense batch."""
+    return isinstance(x, (list, tuple)) and bool(x) and all(map(_is_file, x))
+
+
+def _is_file(item: Any) -> bool:
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return True
+    return isinstance(item, (np.ndarray, torch.Tensor)) and item.ndim == 1 and item.dtype in (np.uint8, torch.uint8)
+
+
+def wants_numpy(x: Any) -> bool:
+    """Numpy in, numpy out: a numpy batch, or encoded images given as numpy arrays."""
+    return isinstance(x, np.ndarray) or is_encoded(x) and isinstance(x[0], np.ndarray)
+
+
+def _file_bytes(item: Any) -> memoryview:
+    if isinstance(item, torch.Tensor):
+        item = item.cpu().numpy()
+    return memoryview(np.ascontiguousarray(item) if isinstance(item, np.ndarray) else item).cast("B")
+
+
+def _write_encoded(message: pb.EncodedImages, files: list, slot: Slot | None) -> int:
+    """Encoded images into the request (inline, or back to back in the slot's input region); their total bytes."""
+    views = [_file_bytes(item) for item in files]
+    total = sum(view.nbytes for view in views)
+    if slot is None:
+        message.images.extend(bytes(view) for view in views)
+        return total
+    region = slot.region("x", total)
+    offset = 0
+    for view in views:
+        region.buf[offset:offset + view.nbytes] = view
+        offset += view.nbytes
+    message.sizes.extend(view.nbytes for view in views)
+    message.shm.CopyFrom(pb.SharedMemoryRef(name=region.name, size=region.size))
+    return total
+
+
+def augment_request(x: Array | list, labels: Array | None, *, pipeline, seed: int, keys=None, num_classes=None,
                     out_dtype=None, return_params=False, request_id=0, slot: Slot | None = None) -> pb.AugmentRequest:
     """The request; with a shared-memory ``slot``, x travels in its input region and the answer comes back
-    in its output region (sized to the last answer, or to x at first)."""
+    in its output region (sized to the last answer, or to x at first).
+
+    ``x`` is a dense batch or a list of encoded image files (JPEG, PNG, WebP bytes) of any sizes.
+    """
     message = pb.AugmentRequest(seed=int(seed), num_classes=int(num_classes or 0), out_dtype=out_dtype or "",
                                 return_params=return_params, request_id=request_id)
     message.pipeline.CopyFrom(pipeline_ref(pipeline))
-    x = _as_torch(x, "x")
-    if slot is None:
-        wire.write(message.x, x)
+    if is_encoded(x):
+        sent = _write_encoded(message.encoded, x, slot)
     else:
-        region = slot.region("x", x.nbytes)
-        wire.write_shared(message.x, x, region.buf[:x.nbytes], pb.SharedMemoryRef(name=region.name, size=region.size))
-        output = slot.region("out", max(slot.output_bytes, x.nbytes))
+        x = _as_torch(x, "x")
+        sent = x.nbytes
+        if slot is None:
+            wire.write(message.x, x)
+        else:
+            region = slot.region("x", x.nbytes)
+            wire.write_shared(message.x, x, region.buf[:x.nbytes],
+                              pb.SharedMemoryRef(name=region.name, size=region.size))
+    if slot is not None:
+        output = slot.region("out", max(slot.output_bytes, sent))
         message.output_shm.CopyFrom(pb.SharedMemoryRef(name=output.name, size=output.size))
     if keys is not None:
         message.keys.extend(np.asarray(keys, dtype=np.int64).reshape(-1).tolist())

@@ -11,7 +11,6 @@ from collections import deque
 from typing import Any, Iterable, Iterator
 
 import grpc
-import numpy as np
 import torch
 
 from augserve.client import codec
@@ -126,13 +125,17 @@ class Client:
     def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
                 num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
                 timeout: float | None = None) -> Batch:
-        """One batch in, one augmented batch out. Keys default to 0..B-1 (pass keys for distinct batches)."""
+        """One batch in, one augmented batch out. Keys default to 0..B-1 (pass keys for distinct batches).
+
+        ``x`` is a dense batch (torch or numpy) or a list of encoded image files (``bytes``,
+        ``memoryview`` or 1-D uint8 arrays: JPEG, PNG, WebP of any sizes) that the server decodes.
+        """
         slot = self._slot()
         try:
             request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
                                             num_classes=num_classes, out_dtype=out_dtype,
                                             return_params=return_params, slot=slot)
-            return codec.batch_from(self._unary("Augment", request, timeout), isinstance(x, np.ndarray), slot)
+            return codec.batch_from(self._unary("Augment", request, timeout), codec.wants_numpy(x), slot)
         finally:
             self._release(slot)
 
@@ -160,7 +163,7 @@ class Client:
                 yield codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
                                             num_classes=num_classes, out_dtype=out_dtype,
                                             return_params=return_params, request_id=request_id, slot=slot), \
-                    isinstance(x, np.ndarray), slot
+                    codec.wants_numpy(x), slot
 
         yield from self._stream(requests(), prefetch)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from augserve.encoded import EncodedBatch
 from augserve.pipeline import AugmentOutput, Pipeline
 from augserve.server.cpu import ThreadBudget
 from augserve.shared_memory import Span
@@ -47,7 +48,7 @@ class Job:
     pipeline: Pipeline
     merge_key: tuple | None  # None: run alone
     origin: object  # the call the request came on: one call's requests are never merged together
-    x: torch.Tensor
+    x: torch.Tensor | EncodedBatch
     labels: torch.Tensor | None  # soft (B, K) float32, already validated
     keys: torch.Tensor
     seed: int
@@ -60,7 +61,7 @@ class Job:
 
     @property
     def size(self) -> int:
-        return self.x.shape[0]
+        return len(self.x)
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -79,6 +80,11 @@ def _into_region(x: torch.Tensor, job: Job) -> torch.Tensor:
         return host
     job.output_written = True
     return host
+
+
+def _concat(inputs: list) -> torch.Tensor | EncodedBatch:
+    """Merged requests' inputs as one batch (dense tensors, or encoded images: jobs never mix the two)."""
+    return EncodedBatch.concat(inputs) if isinstance(inputs[0], EncodedBatch) else torch.cat(inputs)
 
 
 class Batcher:
@@ -214,8 +220,8 @@ class Batcher:
         batch = sum(sizes)
         self.metrics.batch_fill.observe(batch / self.max_batch)
         self.metrics.device_batches.inc()
-        x = jobs[0].x if len(jobs) == 1 else torch.cat([job.x for job in jobs])
-        x = x.to(self.device, non_blocking=True)  # the one host-to-device copy
+        x = jobs[0].x if len(jobs) == 1 else _concat([job.x for job in jobs])
+        x = x.to(self.device, non_blocking=True)  # the one host-to-device copy (encoded: decoding there)
         keys = torch.cat([job.keys for job in jobs]).to(self.device)
         labels = None if jobs[0].labels is None else torch.cat([job.labels for job in jobs]).to(self.device)
         if len({job.seed for job in jobs}) == 1:

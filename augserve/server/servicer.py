@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import itertools
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ import torch
 
 import augserve
 from augserve import wire
+from augserve.encoded import FORMATS, EncodedBatch
 from augserve.labels import as_soft_labels
 from augserve.pipeline import OUT_DTYPES, Pipeline
 from augserve.server.batcher import Batcher, DeadlineExpired, Job, QueueFull
@@ -113,19 +115,20 @@ class AugmentationService:
     def _job(self, request: pb.AugmentRequest, context, x: torch.Tensor | None = None) -> tuple[Job, str]:
         """``x``: a served dataset's batch, gathered on the server (the request then carries none)."""
         pipeline, name = self._pipeline(request.pipeline, "pipeline")
-        if x is None and not request.HasField("x"):
-            raise _invalid("x: expected a tensor, got none")
         try:
             if x is None:
-                x = wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions)
+                x = self._input(request)
             output = self.regions.span(request.output_shm, request.output_shm.size, "output_shm") \
                 if request.HasField("output_shm") else None
-        except ValueError as error:  # WireError, SharedMemoryError
+        except ValueError as error:  # WireError, SharedMemoryError, a bad encoded image
             raise _invalid(str(error)) from None
-        batch = x.shape[0] if x.dim() else 0
+        encoded = isinstance(x, EncodedBatch)
+        batch = len(x) if encoded or x.dim() else 0
+        field = "encoded.images" if encoded else "x.shape[0]"
         if not 1 <= batch <= self.config.max_samples:
-            raise _invalid(f"x.shape[0]: expected 1 to {self.config.max_samples} samples, got {batch}")
-        self._check_plane(tuple(x.shape), "x.shape", "got")
+            raise _invalid(f"{field}: expected 1 to {self.config.max_samples} samples, got {batch}")
+        if not encoded:  # encoded images had each header checked against the limit already
+            self._check_plane(tuple(x.shape), "x.shape", "got")
         keys = torch.tensor(list(request.keys), dtype=torch.int64) if request.keys else torch.arange(batch)
         if keys.shape[0] != batch:
             raise _invalid(f"keys: expected {batch} keys (one per sample) or none, got {keys.shape[0]}")
@@ -139,17 +142,47 @@ class AugmentationService:
                 labels = as_soft_labels(raw, batch, request.num_classes or None, torch.device("cpu"))
             except ValueError as error:
                 raise _invalid(str(error)) from None
-        try:  # the pipeline's own checks (rank, dtype, modality, shapes), before any work
+        try:  # the pipeline's own checks (rank, dtype, modality, shapes, a size-fixing first step), before any work
             out_shape, out_type = pipeline.check(x, out_dtype)
         except ValueError as error:
             raise _invalid(str(error)) from None
         self._check_output(out_shape, out_type, output)
         mixes = any(step.mixes_samples for step in pipeline.steps)
-        merge_key = None if mixes else (name, tuple(x.shape[1:]), x.dtype, out_dtype,
-                                        None if labels is None else labels.shape[1])
+        layout = ("encoded",) if encoded else (tuple(x.shape[1:]), x.dtype)
+        merge_key = None if mixes else (name, *layout, out_dtype, None if labels is None else labels.shape[1])
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         return Job(pipeline, merge_key, context, x, labels, keys, request.seed, out_dtype, deadline, output=output), name
+
+    def _input(self, request: pb.AugmentRequest) -> torch.Tensor | EncodedBatch:
+        """The request's dense ``x`` or its ``encoded`` images (exactly one), every field checked."""
+        if request.HasField("x") == request.HasField("encoded"):
+            given = "both" if request.HasField("x") else "neither"
+            raise _invalid(f"x, encoded: expected exactly one (a dense tensor or encoded images), got {given}")
+        if request.HasField("x"):
+            return wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions)
+        return EncodedBatch(self._encoded_files(request.encoded), max_pixels=self.config.max_pixels,
+                            field="encoded.images")
+
+    def _encoded_files(self, message: pb.EncodedImages) -> list:
+        """Each file's bytes: the repeated field, or spans of one shared-memory region (read once, then checked)."""
+        if not message.HasField("shm"):
+            if message.sizes:
+                raise _invalid("encoded.sizes: only with encoded.shm (inline images carry their own lengths)")
+            files = list(message.images)
+            if len(files) > self.config.max_samples:
+                raise _invalid(f"encoded.images: expected 1 to {self.config.max_samples} samples, got {len(files)}")
+            return files
+        if message.images:
+            raise _invalid("encoded: expected images or shm, got both")
+        sizes = list(message.sizes)
+        if not 1 <= len(sizes) <= self.config.max_samples:
+            raise _invalid(f"encoded.sizes: expected 1 to {self.config.max_samples} file lengths, got {len(sizes)}")
+        if 0 in sizes:
+            raise _invalid(f"encoded.sizes[{sizes.index(0)}]: expected a file length, got 0 bytes")
+        files = memoryview(self.regions.buffer(message.shm, sum(sizes), "encoded.shm"))
+        ends = itertools.accumulate(sizes)
+        return [files[end - size:end] for size, end in zip(sizes, ends)]
 
     def _check_output(self, shape: tuple[int, ...], dtype: torch.dtype, output) -> None:
         """The answer's size, known from the pipeline before any work, within the same limits as the input's."""
@@ -338,5 +371,5 @@ class AugmentationService:
         return pb.ServerInfoResponse(version=augserve.__version__, device=str(self.device),
                                      max_message_bytes=c.max_message_bytes, max_samples_per_request=c.max_samples,
                                      max_pixels=c.max_pixels, max_queue=c.max_queue, max_batch=c.max_batch,
-                                     max_delay_ms=c.max_delay_ms)
+                                     max_delay_ms=c.max_delay_ms, encoded_formats=FORMATS)
 

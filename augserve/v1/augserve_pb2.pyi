@@ -36,11 +36,22 @@ class PipelineRef(_message.Message):
     spec: str
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ...) -> None: ...
 
+class EncodedImages(_message.Message):
+    __slots__ = ("images", "shm", "sizes")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    SHM_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    shm: SharedMemoryRef
+    sizes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, images: _Optional[_Iterable[bytes]] = ..., shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ..., sizes: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class AugmentRequest(_message.Message):
-    __slots__ = ("pipeline", "seed", "x", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id", "output_shm")
+    __slots__ = ("pipeline", "seed", "x", "encoded", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id", "output_shm")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     X_FIELD_NUMBER: _ClassVar[int]
+    ENCODED_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +62,7 @@ class AugmentRequest(_message.Message):
     pipeline: PipelineRef
     seed: int
     x: Tensor
+    encoded: EncodedImages
     keys: _containers.RepeatedScalarFieldContainer[int]
     labels: Tensor
     num_classes: int
@@ -58,7 +70,7 @@ class AugmentRequest(_message.Message):
     return_params: bool
     request_id: int
     output_shm: SharedMemoryRef
-    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ..., output_shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ...) -> None: ...
+    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., encoded: _Optional[_Union[EncodedImages, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ..., output_shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ...) -> None: ...
 
 class AugmentResponse(_message.Message):
     __slots__ = ("x", "labels", "params_json", "server_seconds", "request_id", "label_smoothing")
@@ -163,7 +175,7 @@ class ServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfoResponse(_message.Message):
-    __slots__ = ("version", "device", "max_message_bytes", "max_samples_per_request", "max_pixels", "max_queue", "max_batch", "max_delay_ms")
+    __slots__ = ("version", "device", "max_message_bytes", "max_samples_per_request", "max_pixels", "max_queue", "max_batch", "max_delay_ms", "encoded_formats")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +184,7 @@ class ServerInfoResponse(_message.Message):
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     MAX_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    ENCODED_FORMATS_FIELD_NUMBER: _ClassVar[int]
     version: str
     device: str
     max_message_bytes: int
@@ -180,4 +193,5 @@ class ServerInfoResponse(_message.Message):
     max_queue: int
     max_batch: int
     max_delay_ms: float
-    def __init__(self, version: _Optional[str] = ..., device: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_samples_per_request: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_delay_ms: _Optional[float] = ...) -> None: ...
+    encoded_formats: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., device: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_samples_per_request: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_delay_ms: _Optional[float] = ..., encoded_formats: _Optional[_Iterable[str]] = ...) -> None: ...
