@@ -1,31 +1,29 @@
 """A batch of encoded images (JPEG, PNG, WebP) of any sizes: headers read and limits checked before decoding.
 
-Decoding uses libjpeg-turbo, libpng and libwebp through ``torchvision.io`` on the CPU, and nvJPEG
-(one batched call) for JPEGs on CUDA. Every image decodes to 3-channel RGB uint8: grayscale is
+JPEG and WebP decode with libjpeg-turbo and libwebp through ``torchvision.io`` on the CPU, and JPEGs
+with nvJPEG (one batched call) on CUDA. PNG decodes with Pillow: torchvision's libpng wrapper kills
+the whole process on a corrupt PNG (libpng's error jump), which no server can allow. (torchvision
+0.29 marks its decoders deprecated in favour of TorchCodec, which needs a system FFmpeg; the pinned
+torchvision keeps them.) Every image decodes to 3-channel RGB uint8: grayscale is
 replicated, CMYK converted, alpha dropped, 16-bit PNG scaled to 8 bits, and a JPEG's EXIF
 orientation applied, so what comes out has the size its header promised (checked).
 """
 
 from __future__ import annotations
 
-import warnings
+import io
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_jpeg, decode_png, decode_webp
-from torchvision.transforms.v2 import functional as TF
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg, decode_webp
 
 from augserve.encoded.headers import Header, HeaderError, read_header
 
 CHANNELS = 3
-# Decoding runs on several threads, where ``warnings.catch_warnings`` is not safe: filter the two
-# known warnings by message instead. torchvision 0.29 marks its decoders deprecated in favour of
-# TorchCodec (which needs a system FFmpeg); the decoders only read their read-only input buffers.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+DEFAULT_MAX_PIXELS = 89_478_485  # per image, as Pillow's decompression-bomb limit; servers set --max-pixels
 
 
 class DecodeError(ValueError):
@@ -69,7 +67,7 @@ class EncodedBatch:
     anything is decoded or allocated. ``field`` names the images in error messages.
     """
 
-    def __init__(self, images: Iterable[Any], *, max_pixels: int | None = None, field: str = "encoded",
+    def __init__(self, images: Iterable[Any], *, max_pixels: int = DEFAULT_MAX_PIXELS, field: str = "encoded",
                  device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.field = field
@@ -85,10 +83,10 @@ class EncodedBatch:
             except HeaderError as error:
                 raise ValueError(f"{where}: {error}") from None
             pixels = header.height * header.width
-            if max_pixels is not None and pixels > max_pixels:
+            if pixels > max_pixels:
                 raise ValueError(f"{where}: the {header.format} header declares {header.height}x{header.width} = "
-                                 f"{pixels} pixels, more than the limit of {max_pixels} (--max-pixels); "
-                                 "refused before decoding")
+                                 f"{pixels} pixels, more than the limit of {max_pixels} per image "
+                                 "(--max-pixels); refused before decoding")
             self.images.append(EncodedImage(buffer, header))
         if not self.images:
             raise ValueError(f"{field}: expected at least one image, got none")
@@ -118,8 +116,8 @@ class EncodedBatch:
         """Image ``index`` as (3, H, W) uint8 on the CPU."""
         image = self.images[index]
         try:
-            pixels = _DECODERS[image.header.format](_as_tensor(image.data))
-        except RuntimeError as error:
+            pixels = _DECODERS[image.header.format](image.data)
+        except (RuntimeError, OSError, ValueError, SyntaxError) as error:  # what the decoders raise for bad data
             raise DecodeError(f"{self.field}[{index}]: corrupt {image.header.format}: {_first_line(error)}") from None
         return self._checked(index, pixels)
 
@@ -139,8 +137,6 @@ class EncodedBatch:
 
     def _checked(self, index: int, pixels: torch.Tensor) -> torch.Tensor:
         header = self.images[index].header
-        if pixels.dtype != torch.uint8:  # 16-bit PNG
-            pixels = TF.to_dtype(pixels, torch.uint8, scale=True)
         if tuple(pixels.shape) != (CHANNELS, header.height, header.width):
             raise DecodeError(f"{self.field}[{index}]: decoded to {list(pixels.shape)}, but its {header.format} "
                               f"header declares {header.height}x{header.width}")
@@ -148,7 +144,8 @@ class EncodedBatch:
 
 
 def _as_tensor(data: memoryview) -> torch.Tensor:
-    return torch.from_numpy(np.frombuffer(data, dtype=np.uint8))
+    """A tensor over a copy of the file: torch warns on read-only buffers, and a file is ~1% of its pixels."""
+    return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
 
 
 def _first_line(error: Exception) -> str:
@@ -156,8 +153,18 @@ def _first_line(error: Exception) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+def _decode_png(data: memoryview) -> torch.Tensor:
+    with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+        if image.mode.startswith("I"):  # 16-bit grayscale: the top 8 bits, as Pillow keeps of 16-bit colour
+            grey = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
+            array = np.repeat(grey[..., None], CHANNELS, axis=-1)
+        else:
+            array = np.asarray(image.convert("RGB"))
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())  # CHW, and writable (Pillow's arrays are not)
+
+
 _DECODERS = {
-    "jpeg": lambda data: decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True),
-    "png": lambda data: decode_png(data, mode=ImageReadMode.RGB),
-    "webp": lambda data: decode_webp(data, mode=ImageReadMode.RGB),
+    "jpeg": lambda data: decode_jpeg(_as_tensor(data), mode=ImageReadMode.RGB, apply_exif_orientation=True),
+    "png": _decode_png,
+    "webp": lambda data: decode_webp(_as_tensor(data), mode=ImageReadMode.RGB),
 }

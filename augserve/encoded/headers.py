@@ -127,6 +127,9 @@ def _png(view: memoryview) -> Header:
 
 
 def _webp(view: memoryview) -> Header:
+    (riff_size,) = _unpack("<I", view, 4, "the RIFF size")
+    if riff_size + 8 > len(view):
+        raise HeaderError(f"truncated WebP: the RIFF header declares {riff_size + 8} bytes, got {len(view)}")
     (chunk,) = _unpack("4s", view, 12, "the first chunk")
     if chunk == b"VP8 ":
         start, width, height = _unpack("<3sHH", view, 23, "the VP8 frame header")
