@@ -10,6 +10,7 @@ from torchvision.transforms.v2 import functional as TF
 
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+ENCODED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # what the service decodes itself
 MAX_IMAGES = 8
 
 
@@ -22,6 +23,24 @@ def square(image: np.ndarray, size: int) -> torch.Tensor:
     return TF.center_crop(tensor, [size, size])
 
 
+def _image_paths(images_dir: str) -> list[pathlib.Path]:
+    folder = pathlib.Path(images_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--images: {folder} is not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:MAX_IMAGES]
+    if not paths:
+        raise FileNotFoundError(f"--images: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return paths
+
+
+def read_image_files(images_dir: str) -> tuple[list[bytes], list[str]]:
+    """The first image files of a folder, undecoded, and their names."""
+    paths = [p for p in _image_paths(images_dir) if p.suffix.lower() in ENCODED_SUFFIXES]
+    if not paths:
+        raise FileNotFoundError(f"--images: no {', '.join(ENCODED_SUFFIXES)} files in {images_dir}")
+    return [p.read_bytes() for p in paths], [p.name for p in paths]
+
+
 def load_images(images_dir: str | None, size: int) -> tuple[torch.Tensor, list[str]]:
     """A uint8 batch from a folder, or from scikit-image's sample photos."""
     if images_dir is None:
@@ -32,12 +51,7 @@ def load_images(images_dir: str | None, size: int) -> tuple[torch.Tensor, list[s
     else:
         from PIL import Image
 
-        folder = pathlib.Path(images_dir)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--images: {folder} is not a folder")
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:MAX_IMAGES]
-        if not paths:
-            raise FileNotFoundError(f"--images: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+        paths = _image_paths(images_dir)
         names = [p.name for p in paths]
         arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     return torch.stack([square(a, size) for a in arrays]), names

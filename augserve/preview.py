@@ -8,7 +8,8 @@ import pathlib
 import numpy as np
 import torch
 
-from augserve.photos import load_images
+from augserve.encoded import EncodedBatch
+from augserve.photos import load_images, read_image_files
 from augserve.pipeline import Pipeline
 from augserve.steps import Normalize
 
@@ -85,12 +86,22 @@ def _draw(ax, sample: torch.Tensor, modality: str) -> None:
             ax.plot(channel.numpy(), linewidth=0.8)
 
 
+def _takes_encoded(pipe: Pipeline) -> bool:
+    try:
+        pipe.first_steps()
+    except ValueError:
+        return False
+    return True
+
+
 def write_preview(spec, out: str, *, images_dir: str | None = None, dataset: str = "gunpoint", versions: int = 5,
                   size: int = 256, seed: int = 0) -> pathlib.Path:
     """Run ``spec`` on every sample ``versions`` times (distinct keys) and save a PNG grid.
 
     The samples match the pipeline's modality: photos (or ``images_dir``) for
     images, synthetic speech-like spectrograms, or a UCR dataset for time series.
+    Files of ``images_dir`` go in encoded, at their own sizes, when the pipeline starts
+    with a step that fixes the size (as a server decodes them); otherwise resized squares.
     """
     import matplotlib
 
@@ -103,7 +114,12 @@ def write_preview(spec, out: str, *, images_dir: str | None = None, dataset: str
     modality = pipe.modality or "image"
     # Normalization only rescales values; drop it so the grid shows viewable pixels.
     shown = Pipeline([s for s in pipe.steps if not isinstance(s, Normalize)], pipe.modality)
-    if modality == "image":
+    encoded = modality == "image" and images_dir is not None and _takes_encoded(shown)
+    if encoded:
+        files, names = read_image_files(images_dir)
+        decoded = EncodedBatch(files)
+        samples = [decoded.decode(index) for index in range(len(files))]
+    elif modality == "image":
         samples, names = load_images(images_dir, size)
     elif modality == "spectrogram":
         samples, names = synthetic_spectrograms()
@@ -111,10 +127,10 @@ def write_preview(spec, out: str, *, images_dir: str | None = None, dataset: str
         samples, names = synthetic_speech()
     else:
         samples, names = load_series(dataset)
-    batch = samples.repeat_interleave(versions, dim=0)
+    batch = [file for file in files for _ in range(versions)] if encoded else samples.repeat_interleave(versions, 0)
     out_dtype = "uint8" if modality == "image" else None
-    result = shown(batch, seed=seed, keys=torch.arange(batch.shape[0]), out_dtype=out_dtype)
-    captions = _captions(result.params, batch.shape[0])
+    result = shown(batch, seed=seed, keys=torch.arange(len(batch)), out_dtype=out_dtype)
+    captions = _captions(result.params, len(batch))
     if modality == "waveform":  # show what the front end makes of the audio, then the augmented versions
         samples, modality = Pipeline(pipe.steps[:1])(samples).x, pipe.steps[0].produces
 

@@ -7,7 +7,7 @@ import pathlib
 import torch
 from torch.utils.data import Dataset
 
-ENCODED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+from augserve.photos import ENCODED_SUFFIXES
 
 
 class EncodedImageFolder(Dataset):
