@@ -124,6 +124,9 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
     target = _server_process(["--max-batch", str(max(x.shape[0], 64)), "--max-delay-ms", "5", "--device", str(x.device)])
     cases.update(_service_cases(x, target))
     cases.update(_feed_cases(x, target))
+    from augserve.bench_encoded import encoded_cases
+
+    cases.update(encoded_cases(x.device, target, x.shape[0]))
     cases.update(_sequence_cases(x.device))
     cases.update(_kernel_cases(x))
     if not x.is_cuda:

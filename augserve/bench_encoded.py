@@ -1,0 +1,116 @@
+"""Bench rows for real images in: JPEG files of ImageNet-like sizes to augmented 224x224 batches.
+
+Every engine does the same work per epoch of the folder: read each file, decode it, crop a random
+box of it resized to 224x224 (RandomResizedCrop), flip half, RandAugment n=2 m=9, uint8 out, in
+batches of 64: augserve in process, DALI's CPU pipeline, a torchvision DataLoader with a worker
+per core, and the service fed by DataLoader workers that only read bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+
+import torch
+
+from augserve.bench import Engine
+from augserve.encoded import read_header
+from augserve.photos import write_imagenet_like_jpegs
+from augserve.pipeline import Pipeline
+
+FILES = 512
+SIZE = 224
+SPEC = [{"op": "random_resized_crop", "size": SIZE}, {"op": "hflip"}, {"op": "rand_augment", "n": 2, "m": 9}]
+
+
+class _TorchvisionFiles(torch.utils.data.Dataset):
+    """What a DataLoader worker does in the usual recipe: read, decode with libjpeg-turbo, transform."""
+
+    def __init__(self, paths: list[pathlib.Path]):
+        from torchvision.transforms import v2
+
+        self.paths = paths
+        self.transform = v2.Compose([v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip(),
+                                     v2.RandAugment(num_ops=2, magnitude=9)])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        data = torch.frombuffer(bytearray(self.paths[index].read_bytes()), dtype=torch.uint8)
+        return self.transform(decode_jpeg(data, mode=ImageReadMode.RGB)), 0
+
+
+def _dali_files(folder: pathlib.Path, batch: int, on_gpu: bool) -> Engine | None:
+    """DALI's own file reader, fused decode + random crop, resize, flip and auto_aug RandAugment."""
+    try:
+        from nvidia.dali import fn, pipeline_def, types
+        from nvidia.dali.auto_aug import rand_augment
+    except ImportError:
+        return None
+
+    @pipeline_def(enable_conditionals=True, batch_size=batch, num_threads=os.cpu_count() or 1,
+                  device_id=torch.cuda.current_device() if on_gpu else None, prefetch_queue_depth=1)
+    def pipe():
+        files, _ = fn.readers.file(file_root=str(folder), random_shuffle=False, name="files")
+        images = fn.decoders.image_random_crop(files, device="mixed" if on_gpu else "cpu", output_type=types.RGB)
+        images = fn.resize(images, resize_x=SIZE, resize_y=SIZE)
+        images = fn.flip(images, horizontal=fn.random.coin_flip())
+        return rand_augment.rand_augment(images, n=2, m=9)
+
+    built = pipe()
+    built.build()
+    batches = built.epoch_size("files") // batch
+    return Engine(f"DALI pipeline ({'mixed/GPU' if on_gpu else 'CPU'})", lambda: [built.run() for _ in range(batches)],
+                  "readers.file + decoders.image_random_crop + resize + flip + auto_aug", batches * batch)
+
+
+def encoded_cases(device: torch.device, target: str, batch: int = 64) -> dict[str, list[Engine]]:
+    """The rows of the 'JPEG files in' case; the folder is made once from the shipped photos."""
+    from torch.utils.data import DataLoader
+
+    from augserve.client import Client, EncodedImageFolder, RemoteAugment, collate_encoded
+    from augserve.encoded import EncodedBatch
+
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="augserve-jpegs-"))
+    paths = write_imagenet_like_jpegs(folder, FILES, seed=0)
+    workers = os.cpu_count() or 1
+    pipe = Pipeline.from_spec(SPEC)
+    headers = [read_header(p.read_bytes()) for p in paths]
+    encoded_kb = sum(p.stat().st_size for p in paths) / len(paths) / 1e3
+    decoded_kb = sum(3 * h.height * h.width for h in headers) / len(headers) / 1e3
+    sizes = f"request {encoded_kb:.0f} KB/sample encoded vs {decoded_kb:.0f} KB decoded"
+
+    def in_process():
+        for start in range(0, len(paths), batch):
+            files = [p.read_bytes() for p in paths[start:start + batch]]
+            pipe(EncodedBatch(files, device=device), seed=0, keys=torch.arange(start, start + len(files)))
+
+    def file_loader() -> DataLoader:
+        return DataLoader(EncodedImageFolder(folder), batch_size=batch, num_workers=workers,
+                          collate_fn=collate_encoded, persistent_workers=True)
+
+    torchvision_loader = DataLoader(_TorchvisionFiles(paths), batch_size=batch, num_workers=workers,
+                                    persistent_workers=True)
+    classes = len(EncodedImageFolder(folder).classes)
+    over_shm = RemoteAugment(file_loader(), Client(target, timeout=600, shared_memory=True), SPEC,
+                             num_classes=classes, prefetch=4)
+    over_bytes = RemoteAugment(file_loader(), Client(target, timeout=600, shared_memory=False), SPEC,
+                               num_classes=classes, prefetch=4)
+    engines = [
+        Engine("augserve in process, from bytes", in_process, f"{len(paths)} files read, decoded, augmented", len(paths)),
+        Engine(f"torchvision DataLoader, {workers} workers", lambda: list(torchvision_loader),
+               "decode_jpeg + RandomResizedCrop + flip + RandAugment per sample", len(paths)),
+        Engine("service, shared memory", lambda: list(over_shm),
+               f"DataLoader workers read bytes; RemoteAugment, 4 in flight; {sizes}", len(paths)),
+        Engine("service, gRPC bytes", lambda: list(over_bytes),
+               f"as above over gRPC; {sizes}; response {3 * SIZE * SIZE / 1e3:.0f} KB/sample", len(paths)),
+    ]
+    dali = _dali_files(folder, batch, device.type == "cuda")
+    if dali is not None:
+        engines.insert(1, dali)
+    return {f"JPEG files in: {len(paths)} ImageNet-like JPEGs -> random_resized_crop {SIZE} + hflip + "
+            "RandAugment n=2 m=9, uint8": engines}
