@@ -90,3 +90,38 @@ def test_trainer_uses_amp_and_pinned_copies_on_the_device():
     history = trainer.fit(batches, batches, epochs=3)
     assert all(torch.isfinite(torch.tensor(r.train_loss)) for r in history.records)
     assert history.records[-1].train_loss < history.records[0].train_loss
+
+
+def test_encoded_images_decode_on_the_device_and_agree_with_the_cpu():
+    from image_files import image_kinds
+
+    from augserve.encoded import EncodedBatch
+
+    files = list(image_kinds().values())
+    spec = [{"op": "random_resized_crop", "size": 64}, {"op": "hflip"}, {"op": "rand_augment", "n": 2, "m": 9}]
+    pipe = Pipeline.from_spec(spec)
+    cpu = pipe(files, seed=4)
+    gpu = pipe(EncodedBatch(files, device=CUDA), seed=4)
+    assert gpu.x.is_cuda and gpu.x.shape == cpu.x.shape
+    assert torch.equal(cpu.params[0]["box"], gpu.params[0]["box"].cpu())  # boxes come from the headers
+    differs = (cpu.x.int() - gpu.x.cpu().int()).abs() > 8
+    assert differs.float().mean() < 0.05  # nvJPEG's IDCT and upsampling differ from libjpeg-turbo's in rounding
+
+
+def test_the_server_decodes_encoded_images_on_the_device():
+    from image_files import image_kinds
+
+    from augserve.client import Client
+    from augserve.encoded import EncodedBatch
+    from server_harness import RunningServer
+
+    files = list(image_kinds().values())
+    spec = [{"op": "random_resized_crop", "size": 64}, {"op": "hflip"}]
+    server = RunningServer(device="cuda", metrics_port=0)
+    try:
+        with Client(server.target) as client:
+            batch = client.augment(files, pipeline=spec, seed=2)
+        local = Pipeline.from_spec(spec)(EncodedBatch(files, device=CUDA), seed=2).x.cpu()
+        assert torch.equal(batch.x, local)
+    finally:
+        server.stop()

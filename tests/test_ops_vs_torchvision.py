@@ -138,15 +138,11 @@ def test_policy_shear_and_translate_match(photos):
     assert torch.equal(ours, theirs)
 
 
-def test_resized_crop_is_torchvision_antialiased_on_the_cpu_and_close_to_it_batched(photos):
+def test_resized_crop_is_torchvision_antialiased(photos):
     boxes = torch.tensor([[0, 0, 96, 96], [10, 20, 50, 40], [30, 5, 20, 70], [60, 60, 36, 36]])
     theirs = torch.stack([TF.resized_crop(img, *b.tolist(), size=[64, 64], antialias=True)
                           for img, b in zip(photos, boxes)])
     assert torch.equal(geometry.resized_crop(photos, boxes, (64, 64)), theirs)
-    batched = geometry.resized_crop_batched(photos, boxes, (64, 64))  # what accelerators run
-    assert batched.shape == theirs.shape and batched.dtype == torch.uint8
-    mean_abs = (batched.float() - theirs.float()).abs().mean().item()
-    assert mean_abs < 3.0, mean_abs  # different (area vs triangle) antialias filters, same geometry
 
 
 def test_crop_gathers_each_window(photos):

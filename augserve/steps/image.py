@@ -57,7 +57,7 @@ class _RandomApply(Step):
 @register
 class RandomResizedCrop(Step):
     """torchvision's RandomResizedCrop: a box of random area and aspect ratio per sample
-    (10 attempts, then the centre), resized with area averaging."""
+    (10 attempts, then the centre), resized as torchvision does (antialiased bilinear)."""
 
     class Draw(Draw):
         AREA = 0
