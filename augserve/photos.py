@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from augserve.client.files import ENCODED_SUFFIXES
+
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-ENCODED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # what the service decodes itself
 MAX_IMAGES = 8
 
 

@@ -7,7 +7,7 @@ import pathlib
 import torch
 from torch.utils.data import Dataset
 
-from augserve.photos import ENCODED_SUFFIXES
+ENCODED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # what the service decodes itself
 
 
 class EncodedImageFolder(Dataset):
