@@ -44,6 +44,31 @@ class AugmentOutput:
         return next((p["epsilon"] for p in self.params if p["op"] == LabelSmoothing.op), 0.0)
 
 
+@dataclass
+class Prepared:
+    """Encoded images taken through a pipeline's first steps: the dense batch and what those steps drew.
+
+    ``Pipeline.prepare`` makes one (the decoding half of the work) and calling the pipeline on it
+    does the rest, so a server can decode the next requests while its device runs the current one.
+    """
+
+    x: torch.Tensor
+    params: list[dict[str, Any]]  # per first step: per-sample tensors and plain values, private ones included
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @classmethod
+    def concat(cls, parts: list["Prepared"]) -> "Prepared":
+        """Several requests' prepared batches as one (same pipeline: the same first steps)."""
+        params = [{name: torch.cat([p.params[step][name] for p in parts]) if isinstance(value, torch.Tensor)
+                   else value for name, value in first.items()} for step, first in enumerate(parts[0].params)]
+        return cls(torch.cat([p.x for p in parts]), params)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Prepared":
+        return Prepared(self.x.to(device, non_blocking=non_blocking), self.params)
+
+
 def parse_timm_rand(text: str) -> list[dict]:
     """``rand-m9-n2-mstd0.5`` -> a rand_augment step on timm's 0..10 magnitude scale.
 
@@ -229,6 +254,14 @@ class Pipeline:
             raise ValueError(f"encoded images: this pipeline is for {self.modality} batches, not images")
         return first_steps.count(self.steps)
 
+    def prepare(self, images: Any, *, seed: int | torch.Tensor = 0, keys: Any = None) -> Prepared:
+        """Decode encoded images and run the first steps: the half of a call that needs no device batch."""
+        encoded = images if isinstance(images, EncodedBatch) else EncodedBatch(images)
+        start = self.first_steps()
+        rng = SampleRng(seed, _as_keys(keys, len(encoded), encoded.device))
+        x, drawn = first_steps.run(self.steps[:start], encoded, rng)
+        return Prepared(x, drawn)
+
     def check(self, x: Any, out_dtype: Any = None) -> tuple[tuple[int, ...], torch.dtype]:
         """Raise ValueError for a batch this pipeline would refuse, without running it.
 
@@ -242,6 +275,9 @@ class Pipeline:
         if encoded is not None:
             start = self.first_steps()
             shape, dtype = first_steps.output(self.steps[:start], encoded)
+            in_dtype = dtype
+        elif isinstance(x, Prepared):
+            start, shape, dtype = len(x.params), tuple(x.x.shape), x.x.dtype
             in_dtype = dtype
         else:
             x, _ = _as_batch(x, self.modality)
@@ -258,14 +294,18 @@ class Pipeline:
         """Augment a batch; each sample's draws depend only on (seed, its key).
 
         ``x`` is a dense batch ((B, C, H, W) images, spectrograms, series) or encoded images of any
-        sizes (an ``EncodedBatch``, decoded on its device, or a list of JPEG/PNG/WebP file bytes).
+        sizes (an ``EncodedBatch``, decoded on its device, or a list of JPEG/PNG/WebP file bytes), or
+        what ``prepare`` made of them with the same seed and keys.
         """
         out_dtype = _as_out_dtype(out_dtype)
         if out_dtype == torch.uint8 and self.normalizes:
             raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
         encoded = _as_encoded(x)
         if encoded is not None:
-            start, modality, device, size = self.first_steps(), Modality.IMAGE, encoded.device, len(encoded)
+            x = self.prepare(encoded, seed=seed, keys=keys)
+        prepared = x if isinstance(x, Prepared) else None
+        if prepared is not None:
+            start, modality, device, size = len(prepared.params), Modality.IMAGE, prepared.x.device, len(prepared)
         else:
             x, modality = _as_batch(x, self.modality)
             start, device, size = 0, x.device, x.shape[0]
@@ -277,9 +317,9 @@ class Pipeline:
         soft = None if labels is None else as_soft_labels(labels, size, num_classes, device)
 
         params = []
-        if encoded is not None:
-            x, drawn = first_steps.run(self.steps[:start], encoded, rng)
-            for step, step_params in zip(self.steps[:start], drawn):
+        if prepared is not None:
+            x = prepared.x
+            for step, step_params in zip(self.steps[:start], prepared.params):
                 soft = None if soft is None else step.relabel(soft, step_params)
                 params.append({"op": step.op, **public(step_params)})
         for slot, (step, stage) in enumerate(zip(self.steps, self.stages)):

@@ -144,3 +144,34 @@ def test_remote_augment_over_a_dataloader_of_file_bytes_equals_in_process(server
             assert torch.equal(batch.x, local.x) and torch.equal(batch.labels, local.labels)
             seen += len(files)
     assert seen == 24
+
+
+def test_decoding_ahead_of_the_device_gives_the_same_answers_and_fails_only_the_bad_request(files):
+    import concurrent.futures
+
+    from augserve.server.app import decode_ahead
+
+    assert decode_ahead("auto", torch.device("cpu")) is False and decode_ahead("auto", torch.device("cuda")) is True
+    with pytest.raises(ValueError, match="--decode-ahead: expected auto, on or off"):
+        decode_ahead("sometimes", torch.device("cpu"))
+    ahead = RunningServer(max_batch=64, max_delay_ms=50.0, max_samples=MAX_SAMPLES, decode_ahead="on")
+    broken = files[:2] + [files[5][:60] + bytes(len(files[5]) - 72) + files[5][-12:]]
+    try:
+        clients = [Client(ahead.target, shared_memory=False) for _ in range(4)]
+        parts = [files[:4], files[4:8], broken, files[8:]]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # arrive together: merged into one device batch
+            answers = list(pool.map(lambda pair: _try(pair[0], pair[1]), zip(clients, parts)))
+        for part, answer in zip(parts, answers):
+            if part is broken:
+                assert isinstance(answer, InvalidArgument) and "encoded.images[2]: corrupt png" in str(answer)
+            else:
+                assert torch.equal(answer.x, Pipeline.from_spec(RECIPE)(part, seed=6).x)
+    finally:
+        ahead.stop()
+
+
+def _try(client: Client, files: list[bytes]):
+    try:
+        return client.augment(files, pipeline=RECIPE, seed=6)
+    except InvalidArgument as error:
+        return error

@@ -42,6 +42,13 @@ def pick_device(choice: str) -> torch.device:
     return device
 
 
+def decode_ahead(choice: str, device: torch.device) -> bool:
+    """``--decode-ahead``: on, off, or auto (on when the device is not the CPU the decoding runs on)."""
+    if choice not in ("auto", "on", "off"):
+        raise ValueError(f"--decode-ahead: expected auto, on or off, got {choice!r}")
+    return device.type != "cpu" if choice == "auto" else choice == "on"
+
+
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     if not (config.tls_cert or config.tls_key):
         return None
@@ -63,7 +70,7 @@ class AugmentServer:
         self.metrics = Metrics(self.device)
         self.threads = ThreadBudget(config.threads)
         self.batcher = Batcher(self.device, config.max_batch, config.max_delay_ms, config.max_queue, self.metrics,
-                               self.threads)
+                               self.threads, decode_ahead=decode_ahead(config.decode_ahead, self.device))
         sections = read_config_file(config.config)
         self.datasets = load_datasets({**sections.get("datasets", {}), **config.datasets})
         self.pipelines = named_pipelines(sections.get("pipelines", {}))
