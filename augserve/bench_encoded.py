@@ -25,19 +25,25 @@ SPEC = [{"op": "random_resized_crop", "size": SIZE}, {"op": "hflip"}, {"op": "ra
 
 
 class _TorchvisionFiles(torch.utils.data.Dataset):
-    """What a DataLoader worker does in the usual recipe: read, decode with libjpeg-turbo, transform."""
+    """What a DataLoader worker does in the usual recipe: read, decode (libjpeg-turbo or Pillow), transform."""
 
-    def __init__(self, paths: list[pathlib.Path]):
+    def __init__(self, paths: list[pathlib.Path], decoder: str):
         from torchvision.transforms import v2
 
-        self.paths = paths
+        self.paths, self.decoder = paths, decoder
         self.transform = v2.Compose([v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip(),
-                                     v2.RandAugment(num_ops=2, magnitude=9)])
+                                     v2.RandAugment(num_ops=2, magnitude=9), v2.PILToTensor()
+                                     if decoder == "pil" else v2.Identity()])
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
+        if self.decoder == "pil":
+            from PIL import Image
+
+            with Image.open(self.paths[index]) as image:
+                return self.transform(image.convert("RGB")), 0
         from torchvision.io import ImageReadMode, decode_jpeg
 
         data = torch.frombuffer(bytearray(self.paths[index].read_bytes()), dtype=torch.uint8)
@@ -93,8 +99,11 @@ def encoded_cases(device: torch.device, target: str, batch: int = 64) -> dict[st
         return DataLoader(EncodedImageFolder(folder), batch_size=batch, num_workers=workers,
                           collate_fn=collate_encoded, persistent_workers=True)
 
-    torchvision_loader = DataLoader(_TorchvisionFiles(paths), batch_size=batch, num_workers=workers,
-                                    persistent_workers=True)
+    def torchvision_loader(decoder: str) -> DataLoader:
+        return DataLoader(_TorchvisionFiles(paths, decoder), batch_size=batch, num_workers=workers,
+                          persistent_workers=True)
+
+    with_decode_jpeg, with_pillow = torchvision_loader("decode_jpeg"), torchvision_loader("pil")
     classes = len(EncodedImageFolder(folder).classes)
     over_shm = RemoteAugment(file_loader(), Client(target, timeout=600, shared_memory=True), SPEC,
                              num_classes=classes, prefetch=4)
@@ -102,8 +111,10 @@ def encoded_cases(device: torch.device, target: str, batch: int = 64) -> dict[st
                                num_classes=classes, prefetch=4)
     engines = [
         Engine("augserve in process, from bytes", in_process, f"{len(paths)} files read, decoded, augmented", len(paths)),
-        Engine(f"torchvision DataLoader, {workers} workers", lambda: list(torchvision_loader),
+        Engine(f"torchvision DataLoader, {workers} workers, decode_jpeg", lambda: list(with_decode_jpeg),
                "decode_jpeg + RandomResizedCrop + flip + RandAugment per sample", len(paths)),
+        Engine(f"torchvision DataLoader, {workers} workers, Pillow", lambda: list(with_pillow),
+               "PIL open + RandomResizedCrop + flip + RandAugment on PIL images", len(paths)),
         Engine("service, shared memory", lambda: list(over_shm),
                f"DataLoader workers read bytes; RemoteAugment, 4 in flight; {sizes}", len(paths)),
         Engine("service, gRPC bytes", lambda: list(over_bytes),
