@@ -75,6 +75,24 @@ def test_preview_draws_spectrograms_and_series(tmp_path, pipeline, extra):
         assert image.width > 300 and image.height > 300
 
 
+def test_preview_runs_real_files_of_any_size_through_the_encoded_path(tmp_path):
+    from augserve import Pipeline
+    from augserve.photos import write_imagenet_like_jpegs
+    from augserve.preview import _takes_encoded
+
+    paths = write_imagenet_like_jpegs(tmp_path / "files", count=3, classes=1)
+    folder = paths[0].parent
+    assert len({Image.open(p).size for p in paths}) == 3
+    assert _takes_encoded(Pipeline.from_spec("imagenet-randaug"))  # random_resized_crop first: encoded
+    assert not _takes_encoded(Pipeline.from_spec("rand-m9"))  # no size-fixing step: resized squares
+    out = tmp_path / "grid.png"
+    result = augserve("preview", "--pipeline", "imagenet-randaug", "--images", str(folder), "--versions", "2",
+                      "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as image:
+        assert image.width > 300 and image.height > 300
+
+
 def test_preview_from_a_folder_and_a_spec_file(tmp_path, photos):
     folder = tmp_path / "photos"
     folder.mkdir()
