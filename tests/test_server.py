@@ -396,16 +396,17 @@ def test_folder_and_array_datasets_from_a_config_file(tmp_path, photos):
     np.savez(tmp_path / "series.npz", x=numpy_rng.normal(size=(10, 2, 50)).astype(np.float32),
              y=np.arange(10) % 3)
     config = tmp_path / "datasets.yaml"
-    config.write_text(f"datasets:\n  pets: {{type: folder, path: {tmp_path / 'pets'}, size: 48}}\n"
+    config.write_text(f"datasets:\n  pets: {{type: folder, path: {tmp_path / 'pets'}}}\n"
                       f"  series: {{type: arrays, path: {tmp_path / 'series.npz'}, modality: timeseries}}\n"
                       "pipelines:\n  pets-light: {description: flips only, steps: [{op: hflip, p: 1.0}]}\n")
     served = RunningServer(config=str(config), metrics_port=0)
     try:
         stub = served.stub()
         pets = list(stub.StreamDataset(pb.StreamDatasetRequest(dataset="pets", batch_size=3,
-                                                               pipeline=pb.PipelineRef(name="rand-m9")), timeout=60))
+                                                               pipeline=pb.PipelineRef(name="imagenet-randaug")),
+                                       timeout=60))
         assert sorted(i for b in pets for i in b.sample_indices) == [0, 1, 2, 3]
-        assert tensor(pets[0].batch.x).shape[1:] == (3, 48, 48)
+        assert tensor(pets[0].batch.x).shape[1:] == (3, 224, 224)
         series = list(stub.StreamDataset(pb.StreamDatasetRequest(
             dataset="series", batch_size=4, pipeline=pb.PipelineRef(name="timeseries-um")), timeout=60))
         assert sum(len(b.sample_indices) for b in series) == 10

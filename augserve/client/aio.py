@@ -115,9 +115,10 @@ class AsyncClient:
             call = self.stub.StreamDataset(request, **self.settings.call_options())
             try:
                 async for message in call:
+                    position = message.batch_index + 1
                     batch = codec.dataset_batch_from(message)
-                    position = batch.batch_index + 1
-                    yield batch
+                    if batch is not None:
+                        yield batch
                 return
             except grpc.RpcError as error:
                 await asyncio.sleep(self.settings.failover_delay(error, attempt))

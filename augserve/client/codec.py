@@ -31,6 +31,7 @@ class Batch:
     server_seconds: float = 0.0
     params: list[dict[str, Any]] | None = None
     indices: torch.Tensor | None = None
+    skipped: list[tuple[int, str]] | None = None  # a served dataset's samples left out of this batch, with why
     batch_index: int = 0
     num_batches: int = 0
     request_id: int = 0
@@ -50,7 +51,7 @@ class Batch:
             return value.to(device, non_blocking=non_blocking)
 
         return Batch(move(self.x), move(self.labels), self.label_smoothing, self.server_seconds, self.params,
-                     self.indices, self.batch_index, self.num_batches, self.request_id)
+                     self.indices, self.skipped, self.batch_index, self.num_batches, self.request_id)
 
 
 def split_item(item) -> tuple[Array, Array | None, Any]:
@@ -180,8 +181,12 @@ def batch_from(response: pb.AugmentResponse, as_numpy: bool = False, slot: Slot 
                  params, request_id=response.request_id)
 
 
-def dataset_batch_from(message: pb.DatasetBatch) -> Batch:
+def dataset_batch_from(message: pb.DatasetBatch) -> Batch | None:
+    """A served dataset's batch; None when every sample of it was skipped (``skipped`` says why)."""
+    if not message.HasField("batch"):
+        return None
     batch = batch_from(message.batch)
     batch.indices = torch.tensor(list(message.sample_indices), dtype=torch.int64)
+    batch.skipped = [(s.index, s.reason) for s in message.skipped]
     batch.batch_index, batch.num_batches = message.batch_index, message.num_batches
     return batch

@@ -232,9 +232,10 @@ class Client:
             call = self.stub.StreamDataset(request, **self.settings.call_options())
             try:
                 for message in call:
+                    position = message.batch_index + 1
                     batch = codec.dataset_batch_from(message)
-                    position = batch.batch_index + 1
-                    yield batch
+                    if batch is not None:
+                        yield batch
                 return
             except grpc.RpcError as error:
                 time.sleep(self.settings.failover_delay(error, attempt))

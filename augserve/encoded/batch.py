@@ -29,6 +29,10 @@ DEFAULT_MAX_PIXELS = 89_478_485  # per image, as Pillow's decompression-bomb lim
 class DecodeError(ValueError):
     """An image whose bytes could not be decoded; the message names its index in the batch."""
 
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
 
 @dataclass(frozen=True)
 class EncodedImage:
@@ -118,7 +122,8 @@ class EncodedBatch:
         try:
             pixels = _DECODERS[image.header.format](image.data)
         except (RuntimeError, OSError, ValueError, SyntaxError) as error:  # what the decoders raise for bad data
-            raise DecodeError(f"{self.field}[{index}]: corrupt {image.header.format}: {_first_line(error)}") from None
+            raise DecodeError(f"{self.field}[{index}]: corrupt {image.header.format}: {_first_line(error)}",
+                              index) from None
         return self._checked(index, pixels)
 
     def decode_jpegs_on_device(self) -> dict[int, torch.Tensor]:
@@ -139,7 +144,7 @@ class EncodedBatch:
         header = self.images[index].header
         if tuple(pixels.shape) != (CHANNELS, header.height, header.width):
             raise DecodeError(f"{self.field}[{index}]: decoded to {list(pixels.shape)}, but its {header.format} "
-                              f"header declares {header.height}x{header.width}")
+                              f"header declares {header.height}x{header.width}", index)
         return pixels
 
 

@@ -1,4 +1,4 @@
-"""Datasets the server reads itself: built-ins that ship in packages, image folders, arrays.
+"""Datasets the server reads itself: built-ins that ship in packages, arrays, image folders and tar shards.
 
 ``StreamDataset`` walks an epoch in a deterministic shuffle of (seed, epoch); shard k
 of N takes batches k, k + N, ..., so shards are disjoint and cover the epoch once.
@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from augserve.server.file_datasets import FileDataset, Samples, index_folder, index_shards
+
 
 @dataclass
 class Dataset:
@@ -25,6 +27,10 @@ class Dataset:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    def read(self, indices: torch.Tensor, max_pixels: int) -> Samples:
+        """A batch's rows (in memory: nothing to skip)."""
+        return Samples(self.x[indices], indices, self.labels[indices], [])
 
 
 def _digits() -> Dataset:
@@ -54,27 +60,6 @@ def _gunpoint() -> Dataset:
 BUILTIN: dict[str, Callable[[], Dataset]] = {"digits": _digits, "photos": _photos, "gunpoint": _gunpoint}
 
 
-def _folder(name: str, path: str, size: int) -> Dataset:
-    """An image folder with one subfolder per class, resized and centre-cropped to ``size``."""
-    from PIL import Image
-
-    from augserve.photos import IMAGE_SUFFIXES, square
-
-    root = pathlib.Path(path)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    if not classes:
-        raise ValueError(f"dataset {name}: {root} has no class subfolders")
-    images, labels = [], []
-    for index, label in enumerate(classes):
-        for file in sorted((root / label).iterdir()):
-            if file.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(square(np.asarray(Image.open(file).convert("RGB")), size))
-                labels.append(index)
-    if not images:
-        raise ValueError(f"dataset {name}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
-    return Dataset(name, "image", torch.stack(images), torch.tensor(labels), len(classes))
-
-
 def _arrays(name: str, path: str, modality: str) -> Dataset:
     """A .npz with arrays ``x`` and ``y`` (or a .npy of samples, all labelled 0)."""
     loaded = np.load(path, allow_pickle=False)
@@ -83,19 +68,35 @@ def _arrays(name: str, path: str, modality: str) -> Dataset:
     return Dataset(name, modality, torch.from_numpy(np.ascontiguousarray(x)), labels, int(labels.max()) + 1)
 
 
-def load_datasets(declared: dict) -> dict[str, Callable[[], Dataset]]:
-    """Loaders by name: built-ins plus the declared ones (each loaded on first use)."""
-    loaders = dict(BUILTIN)
+FIELDS = {"folder": {"type", "path"}, "shards": {"type", "shards", "label_field", "num_classes"},
+          "arrays": {"type", "path", "modality"}}
+
+
+def _indexed(name: str, entry: dict) -> FileDataset:
+    if entry["type"] == "folder":
+        return index_folder(name, entry["path"])
+    return index_shards(name, entry["shards"], entry.get("label_field", "label"), entry.get("num_classes"))
+
+
+def load_datasets(declared: dict) -> dict[str, Callable[[], Dataset | FileDataset]]:
+    """Loaders by name: built-ins plus the declared ones. Arrays load on first use; folders and shards
+    are indexed now, so a wrong path or an unlabelled shard stops start-up with a message naming it."""
+    loaders: dict[str, Callable[[], Dataset | FileDataset]] = dict(BUILTIN)
     for name, entry in declared.items():
-        if not isinstance(entry, dict):
-            raise ValueError(f"datasets.{name}: expected a mapping with 'type' and 'path', got {entry!r}")
-        kind = entry.get("type")
-        if kind == "folder":
-            loaders[name] = lambda n=name, e=entry: _folder(n, e["path"], int(e.get("size", 224)))
-        elif kind == "arrays":
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if kind not in FIELDS:
+            raise ValueError(f"datasets.{name}.type: expected one of {', '.join(FIELDS)}, got {kind!r}")
+        unknown = sorted(set(entry) - FIELDS[kind])
+        if unknown:
+            moved = " (folders are read at their own sizes: the pipeline's first step fixes the size)" \
+                if unknown == ["size"] else ""
+            raise ValueError(f"datasets.{name}: unknown field '{unknown[0]}' for type {kind} "
+                             f"(allowed: {', '.join(sorted(FIELDS[kind]))}){moved}")
+        if kind == "arrays":
             loaders[name] = lambda n=name, e=entry: _arrays(n, e["path"], e.get("modality", "image"))
         else:
-            raise ValueError(f"datasets.{name}.type: expected 'folder' or 'arrays', got {kind!r}")
+            indexed = _indexed(name, entry)
+            loaders[name] = lambda d=indexed: d
     return loaders
 
 

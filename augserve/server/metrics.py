@@ -19,6 +19,8 @@ class Metrics:
         self.queue_depth = Gauge("augserve_queue_samples", "Samples waiting for the device", registry=self.registry)
         self.latency = Histogram("augserve_request_seconds", "Time from arrival to reply", ["method"],
                                  registry=self.registry)
+        self.dataset_skipped = Counter("augserve_dataset_skipped", "Dataset samples left out of their batch "
+                                       "(unreadable or undecodable files)", ["dataset"], registry=self.registry)
         self.cpu_threads = Gauge("augserve_cpu_threads", "Intra-op CPU threads the last device batch ran with",
                                  registry=self.registry)
         memory = Gauge("augserve_device_memory_bytes", "Memory allocated on the device", registry=self.registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import functools
 import itertools
 import json
@@ -23,7 +24,7 @@ import torch
 
 import augserve
 from augserve import wire
-from augserve.encoded import FORMATS, EncodedBatch
+from augserve.encoded import FORMATS, DecodeError, EncodedBatch
 from augserve.labels import as_soft_labels
 from augserve.pipeline import OUT_DTYPES, Pipeline
 from augserve.server.batcher import Batcher, DeadlineExpired, Job, QueueFull
@@ -31,11 +32,13 @@ from augserve.server.config import ServerConfig
 from augserve.random import sample_keys
 from augserve.shared_memory import RegionCache
 from augserve.server.datasets import Dataset, shard_batches
+from augserve.server.file_datasets import FileDataset
 from augserve.server.handlers import Refused
 from augserve.v1 import augserve_pb2 as pb
 
 log = logging.getLogger("augserve.server")
 DATASET_AHEAD = 2  # batches StreamDataset keeps in flight
+READERS = 4  # threads reading dataset files (disk waits, not CPU)
 
 
 def _invalid(message: str) -> Refused:
@@ -81,6 +84,8 @@ class AugmentationService:
         self.dataset_loaders = datasets
         self._datasets: dict[str, Dataset] = {}
         self.metrics = metrics
+        self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="augserve-read")
+        self._logged_skips: set[tuple[str, int]] = set()
         self.draining = False  # set on SIGTERM: new work is refused with UNAVAILABLE so clients go elsewhere
 
     def _admit_while_serving(self) -> None:
@@ -118,6 +123,8 @@ class AugmentationService:
         try:
             if x is None:
                 x = self._input(request)
+            elif isinstance(x, list):  # a served dataset's files, each header already checked
+                x = EncodedBatch(x, max_pixels=self.config.max_pixels, field="dataset files")
             output = self.regions.span(request.output_shm, request.output_shm.size, "output_shm") \
                 if request.HasField("output_shm") else None
         except ValueError as error:  # WireError, SharedMemoryError, a bad encoded image
@@ -195,9 +202,10 @@ class AugmentationService:
 
     # --- running -----------------------------------------------------------------------
 
-    async def _answer(self, request: pb.AugmentRequest, context, method: str,
-                      x: torch.Tensor | None = None) -> pb.AugmentResponse:
-        """One request's answer; every failure comes out as ``Refused`` with the status the caller gets."""
+    async def _answer(self, request: pb.AugmentRequest, context, method: str, x: torch.Tensor | list | None = None,
+                      passthrough: tuple[type[Exception], ...] = ()) -> pb.AugmentResponse:
+        """One request's answer; every failure comes out as ``Refused`` with the status the caller gets
+        (except those of ``passthrough`` types, which the caller handles)."""
         started = time.perf_counter()
         name, status = "?", "UNKNOWN"
         try:
@@ -220,6 +228,9 @@ class AugmentationService:
         except asyncio.CancelledError:  # the caller went away or its deadline passed: no answer was sent
             remaining = context.time_remaining()
             status = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            raise
+        except passthrough:
+            status = "SKIPPED"
             raise
         except Exception as error:  # noqa: BLE001 - every failure becomes a clear status
             code, message = self._status(error, method)
@@ -307,16 +318,10 @@ class AugmentationService:
                                 request.shard_index, shards)
 
         def augment(position: int) -> asyncio.Future:
-            indices = batches[position]
-            inner = pb.AugmentRequest(seed=request.seed, out_dtype=request.out_dtype,
-                                      return_params=request.return_params, num_classes=dataset.num_classes,
-                                      keys=sample_keys(indices, request.epoch).tolist())
-            inner.pipeline.CopyFrom(request.pipeline)
-            wire.write(inner.labels, dataset.labels[indices])
-            return asyncio.ensure_future(self._answer(inner, context, "StreamDataset", dataset.x[indices]))
+            return asyncio.ensure_future(self._dataset_batch(dataset, request, batches[position], context))
 
-        # DATASET_AHEAD batches in flight: the device works on the next while this one is sent, and the
-        # next one's arrival sends this one to the device without waiting out max_delay_ms.
+        # DATASET_AHEAD batches in flight: their files are read and the device works on the next while this
+        # one is sent, and the next one's arrival sends this one to the device without waiting out max_delay_ms.
         ahead: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
         positions = iter(range(request.start_batch, len(batches)))
         try:
@@ -330,13 +335,50 @@ class AugmentationService:
                     answer = await task
                 except Refused as refused:
                     await context.abort(refused.code, f"batch {position}: {refused}")
-                yield pb.DatasetBatch(batch=answer, batch_index=position, num_batches=len(batches),
-                                      sample_indices=batches[position].tolist())
+                answer.batch_index, answer.num_batches = position, len(batches)
+                yield answer
         finally:
             for _, task in ahead:
                 task.cancel()
 
-    async def _dataset(self, name: str, context) -> Dataset:
+    async def _dataset_batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest,
+                             indices: torch.Tensor, context) -> pb.DatasetBatch:
+        """One batch of a served dataset: its files read on the reader threads, the unreadable and the
+        undecodable left out (named in ``skipped``), the rest augmented as one request."""
+        samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read, indices,
+                                                                   self.config.max_pixels)
+        kept, x, skipped = samples.indices, samples.x, list(samples.skipped)
+        while len(kept):
+            inner = pb.AugmentRequest(seed=request.seed, out_dtype=request.out_dtype, return_params=request.return_params,
+                                      num_classes=dataset.num_classes, keys=sample_keys(kept, request.epoch).tolist())
+            inner.pipeline.CopyFrom(request.pipeline)
+            wire.write(inner.labels, dataset.labels[kept])
+            try:
+                response = await self._answer(inner, context, "StreamDataset", x, passthrough=(DecodeError,))
+                break
+            except DecodeError as error:  # a file whose header was fine but whose body is not: leave it out
+                skipped.append((int(kept[error.index]), str(error).split(": ", 1)[-1]))
+                keep = torch.arange(len(kept)) != error.index
+                kept, x = kept[keep], [file for file, k in zip(x, keep.tolist()) if k]
+        else:
+            response = None
+        for index, reason in skipped:
+            self._report_skipped(dataset, index, reason)
+        answer = pb.DatasetBatch(sample_indices=kept.tolist(),
+                                 skipped=[pb.SkippedSample(index=i, reason=r) for i, r in sorted(skipped)])
+        if response is not None:
+            answer.batch.CopyFrom(response)
+        return answer
+
+    def _report_skipped(self, dataset, index: int, reason: str) -> None:
+        """Count every skip; log each sample once, with where its bytes are."""
+        self.metrics.dataset_skipped.labels(dataset.name).inc()
+        if (dataset.name, index) not in self._logged_skips:
+            self._logged_skips.add((dataset.name, index))
+            where = dataset.where(index) if isinstance(dataset, FileDataset) else f"index {index}"
+            log.warning("dataset %s: skipped sample %d (%s): %s", dataset.name, index, where, reason)
+
+    async def _dataset(self, name: str, context) -> Dataset | FileDataset:
         if name not in self.dataset_loaders:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"dataset: unknown dataset {name!r} "
                                 f"(served: {', '.join(sorted(self.dataset_loaders))})")
@@ -361,8 +403,11 @@ class AugmentationService:
             loaded = self._datasets.get(name)
             if loaded is not None:
                 info.modality, info.size, info.num_classes = loaded.modality, len(loaded), loaded.num_classes
-                info.sample_shape.extend(loaded.x.shape[1:])
-                info.dtype = wire.NAMES.get(loaded.x.dtype, str(loaded.x.dtype))
+                if isinstance(loaded, FileDataset):
+                    info.dtype, info.shards = "encoded", loaded.shards
+                else:
+                    info.sample_shape.extend(loaded.x.shape[1:])
+                    info.dtype = wire.NAMES.get(loaded.x.dtype, str(loaded.x.dtype))
             infos.append(info)
         return pb.ListDatasetsResponse(datasets=infos)
 

@@ -112,17 +112,27 @@ class StreamDatasetRequest(_message.Message):
     return_params: bool
     def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., batch_size: _Optional[int] = ..., epoch: _Optional[int] = ..., seed: _Optional[int] = ..., shard_index: _Optional[int] = ..., num_shards: _Optional[int] = ..., start_batch: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ...) -> None: ...
 
+class SkippedSample(_message.Message):
+    __slots__ = ("index", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class DatasetBatch(_message.Message):
-    __slots__ = ("batch", "batch_index", "num_batches", "sample_indices")
+    __slots__ = ("batch", "batch_index", "num_batches", "sample_indices", "skipped")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     BATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
     NUM_BATCHES_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_INDICES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     batch: AugmentResponse
     batch_index: int
     num_batches: int
     sample_indices: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, batch: _Optional[_Union[AugmentResponse, _Mapping]] = ..., batch_index: _Optional[int] = ..., num_batches: _Optional[int] = ..., sample_indices: _Optional[_Iterable[int]] = ...) -> None: ...
+    skipped: _containers.RepeatedCompositeFieldContainer[SkippedSample]
+    def __init__(self, batch: _Optional[_Union[AugmentResponse, _Mapping]] = ..., batch_index: _Optional[int] = ..., num_batches: _Optional[int] = ..., sample_indices: _Optional[_Iterable[int]] = ..., skipped: _Optional[_Iterable[_Union[SkippedSample, _Mapping]]] = ...) -> None: ...
 
 class ListPipelinesRequest(_message.Message):
     __slots__ = ()
@@ -149,20 +159,22 @@ class ListDatasetsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "modality", "sample_shape", "dtype", "size", "num_classes")
+    __slots__ = ("name", "modality", "sample_shape", "dtype", "size", "num_classes", "shards")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_SHAPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     modality: str
     sample_shape: _containers.RepeatedScalarFieldContainer[int]
     dtype: str
     size: int
     num_classes: int
-    def __init__(self, name: _Optional[str] = ..., modality: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., size: _Optional[int] = ..., num_classes: _Optional[int] = ...) -> None: ...
+    shards: int
+    def __init__(self, name: _Optional[str] = ..., modality: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., size: _Optional[int] = ..., num_classes: _Optional[int] = ..., shards: _Optional[int] = ...) -> None: ...
 
 class ListDatasetsResponse(_message.Message):
     __slots__ = ("datasets",)
