@@ -171,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--seed", type=int, default=0)
     preview.set_defaults(func=_preview)
 
+    datasets = commands.add_parser("datasets", help="describe a config's datasets, or pack a folder into tar shards")
+    tools = datasets.add_subparsers(dest="tool", required=True)
+    index = tools.add_parser("index", help="print what each dataset of a config holds, without serving")
+    index.add_argument("config", help="server config file (YAML with a datasets: section)")
+    index.add_argument("--check", action="store_true", help="read every file and list those that are not images")
+    index.set_defaults(func=_datasets_index)
+    pack = tools.add_parser("pack", help="write a class folder as WebDataset tar shards (<key>.jpg + <key>.cls)")
+    pack.add_argument("folder", help="one subfolder per class")
+    pack.add_argument("out", help="folder for the shards")
+    pack.add_argument("--samples-per-shard", type=int, default=1000, help="(default: %(default)s)")
+    pack.add_argument("--prefix", default="shard", help="shard names: PREFIX-000000.tar, ... (default: %(default)s)")
+    pack.set_defaults(func=_datasets_pack)
+
     train = commands.add_parser("train", help="train a small CNN on digits with and without regularization; "
                                                "IMP on an MLP; learning curves and a summary table")
     train.add_argument("--server", default=os.environ.get("AUGSERVE_SERVER"),
@@ -195,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "(e.g. service); not with --out")
     bench.set_defaults(func=_bench)
     return parser
+
+
+def _datasets_index(args: argparse.Namespace) -> int:
+    from augserve.server.dataset_tools import describe
+
+    print(describe(args.config, args.check))
+    return 0
+
+
+def _datasets_pack(args: argparse.Namespace) -> int:
+    from augserve.server.dataset_tools import pack_folder
+
+    shards = pack_folder(args.folder, args.out, args.samples_per_shard, args.prefix)
+    print(f"wrote {len(shards)} shard(s): {shards[0].parent}/{shards[0].name} ... {shards[-1].name}")
+    return 0
 
 
 def _version() -> str:
