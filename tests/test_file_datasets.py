@@ -1,0 +1,163 @@
+"""Served datasets of image files: class folders and tar shards read from disk, sharding, resume, bad files, memory."""
+
+import os
+import time
+
+import pytest
+import torch
+from image_files import image_kinds
+
+from augserve.client import Client
+from augserve.photos import write_imagenet_like_jpegs
+from augserve.server.dataset_tools import describe, pack_folder
+from augserve.server.datasets import load_datasets
+from augserve.server.file_datasets import expand_braces, index_folder, index_shards
+from server_harness import ServerProcess
+
+SPEC = [{"op": "random_resized_crop", "size": 48}, {"op": "hflip"}, {"op": "rand_augment", "n": 2, "m": 9}]
+BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A class folder of JPEGs of ImageNet-like sizes plus PNG and WebP files, and the same packed as 3 shards."""
+    root = tmp_path_factory.mktemp("datasets")
+    write_imagenet_like_jpegs(root / "folder", count=27, classes=3, seed=2)
+    kinds = image_kinds()
+    for label, kind in enumerate(("png rgb", "png palette", "webp lossy")):
+        (root / "folder" / f"class{label}" / f"extra.{kind.split()[0]}").write_bytes(kinds[kind])
+    pack_folder(str(root / "folder"), str(root / "shards"), samples_per_shard=12, prefix="train")
+    (root / "serve.yaml").write_text(
+        f"datasets:\n  folder: {{type: folder, path: {root / 'folder'}}}\n"
+        f"  shards: {{type: shards, shards: '{root}/shards/train-{{000000..000002}}.tar'}}\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(root):
+    replica = ServerProcess("--config", str(root / "serve.yaml"), "--max-batch", "64")
+    yield replica
+    replica.stop()
+
+
+def _epoch(client, dataset, **options) -> dict[int, torch.Tensor]:
+    out = {}
+    for batch in client.stream_dataset(dataset, SPEC, BATCH, seed=3, epoch=1, **options):
+        for index, x in zip(batch.indices.tolist(), batch.x):
+            assert index not in out, f"index {index} delivered twice"
+            out[index] = x.clone()
+    return out
+
+
+def test_a_folder_and_its_shards_index_the_same_samples(root):
+    folder = index_folder("folder", str(root / "folder"))
+    shards = index_shards("shards", str(root / "shards" / "train-*.tar"))
+    assert len(folder) == len(shards) == 30 and shards.shards == 3
+    assert torch.equal(folder.labels, shards.labels) and folder.num_classes == shards.num_classes == 3
+    indices = torch.tensor([0, 11, 12, 29])
+    assert folder.read(indices, 1 << 30).x == shards.read(indices, 1 << 30).x
+    assert expand_braces("a-{08..10}-{x,y}.tar") == ["a-08-x.tar", "a-08-y.tar", "a-09-x.tar", "a-09-y.tar",
+                                                   "a-10-x.tar", "a-10-y.tar"]
+
+
+def test_two_shards_cover_the_epoch_once_and_equal_the_unsharded_epoch(server):
+    with Client(server.target) as client:
+        whole = _epoch(client, "folder")
+        assert sorted(whole) == list(range(30)) and next(iter(whole.values())).shape == (3, 48, 48)
+        halves = [_epoch(client, "folder", shard_index=k, num_shards=2) for k in range(2)]
+        assert not set(halves[0]) & set(halves[1]) and set(halves[0]) | set(halves[1]) == set(whole)
+        for half in halves:
+            assert all(torch.equal(x, whole[i]) for i, x in half.items())
+        from_shards = _epoch(client, "shards")  # same files, same keys: the same samples bit for bit
+        assert sorted(from_shards) == list(range(30))
+        assert all(torch.equal(from_shards[i], whole[i]) for i in whole)
+        resumed = list(client.stream_dataset("shards", SPEC, BATCH, seed=3, epoch=1, start_batch=2))
+        assert [b.batch_index for b in resumed] == [2, 3]
+        assert all(torch.equal(x, whole[i]) for b in resumed for i, x in zip(b.indices.tolist(), b.x))
+
+
+def test_bad_files_are_left_out_reported_counted_and_the_rest_delivered_once(tmp_path):
+    paths = write_imagenet_like_jpegs(tmp_path / "bad", count=12, classes=2, seed=5)
+    good = paths[0].read_bytes()
+    kinds = image_kinds()
+    png = kinds["png rgb"]
+    (tmp_path / "bad" / "class0" / "a_truncated.jpg").write_bytes(good[:len(good) // 2])
+    (tmp_path / "bad" / "class0" / "b_text.jpg").write_text("this is not an image\n")
+    (tmp_path / "bad" / "class1" / "c_corrupt.png").write_bytes(png[:60] + bytes(len(png) - 72) + png[-12:])
+    (tmp_path / "bad" / "class1" / "d_deleted.jpg").write_bytes(good)
+    (tmp_path / "bad.yaml").write_text(f"datasets:\n  bad: {{type: folder, path: {tmp_path / 'bad'}}}\n")
+    dataset = index_folder("bad", str(tmp_path / "bad"))
+    bad = {dataset.paths.index(str(tmp_path / "bad" / name)): name for name in
+           ("class0/a_truncated.jpg", "class0/b_text.jpg", "class1/c_corrupt.png", "class1/d_deleted.jpg")}
+    replica = ServerProcess("--config", str(tmp_path / "bad.yaml"))
+    try:
+        (tmp_path / "bad" / "class1" / "d_deleted.jpg").unlink()  # gone between indexing and reading
+        with Client(replica.target) as client:
+            batches = list(client.stream_dataset("bad", SPEC, 4, seed=1))
+        delivered = [i for b in batches for i in b.indices.tolist()]
+        skipped = {i: reason for b in batches for i, reason in b.skipped}
+        assert sorted(delivered) == sorted(set(range(len(dataset))) - set(bad))
+        assert set(skipped) == set(bad)
+        reasons = {bad[i]: reason for i, reason in skipped.items()}
+        assert "truncated JPEG" in reasons["class0/a_truncated.jpg"]
+        assert "not a JPEG, PNG or WebP image" in reasons["class0/b_text.jpg"]
+        assert "corrupt png" in reasons["class1/c_corrupt.png"]
+        assert "file not found" in reasons["class1/d_deleted.jpg"]
+        assert replica.metric("augserve_dataset_skipped_total", dataset="bad") == 4
+    finally:
+        log = replica.stop()
+    assert log.count("skipped sample") == 4 and "d_deleted.jpg" in log
+
+
+def test_memory_does_not_grow_with_the_dataset(tmp_path):
+    write_imagenet_like_jpegs(tmp_path / "small", count=96, classes=4, seed=7)
+    write_imagenet_like_jpegs(tmp_path / "big", count=384, classes=4, seed=8)  # ~250 MB of pixels once decoded
+    (tmp_path / "sizes.yaml").write_text(f"datasets:\n  small: {{type: folder, path: {tmp_path / 'small'}}}\n"
+                                         f"  big: {{type: folder, path: {tmp_path / 'big'}}}\n")
+    replica = ServerProcess("--config", str(tmp_path / "sizes.yaml"))
+    rss = {}
+    try:
+        with Client(replica.target) as client:
+            for name, size in (("small", 96), ("big", 384)):
+                assert sum(len(batch.indices) for batch in client.stream_dataset(name, SPEC, 16, seed=0)) == size
+                rss[name] = _rss_mib(replica.process.pid)
+    finally:
+        replica.stop()
+    # holding the big epoch's images, decoded, would add ~185 MB more than the small one's
+    assert rss["big"] - rss["small"] < 60, rss
+
+
+def _rss_mib(pid: int, field: str = "VmRSS") -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"type": "folder", "path": "/no/such/folder"}, ["dataset d:", "is not a folder"]),
+    ({"type": "folder", "path": "{empty}"}, ["dataset d:", "no class subfolders"]),
+    ({"type": "shards", "shards": "{root}/shards/nope-{{000..001}}.tar"}, ["dataset d:", "no file"]),
+    ({"type": "shards", "shards": "{unlabelled}"}, ["dataset d:", "no label member"]),
+    ({"type": "folder", "path": "{root}/folder", "size": 224}, ["datasets.d: unknown field 'size'",
+                                                                "the pipeline's first step fixes the size"]),
+    ({"type": "tfrecord", "path": "x"}, ["datasets.d.type: expected one of folder, shards, arrays"]),
+])
+def test_config_errors_stop_start_up_naming_the_dataset(root, tmp_path, entry, words):
+    import tarfile
+
+    (tmp_path / "empty").mkdir()
+    with tarfile.open(tmp_path / "unlabelled.tar", "w") as archive:
+        archive.add(root / "folder" / "class0" / "extra.png", arcname="0001.png")
+    values = {"root": root, "empty": tmp_path / "empty", "unlabelled": tmp_path / "unlabelled.tar"}
+    entry = {key: value.format(**values) if isinstance(value, str) else value for key, value in entry.items()}
+    with pytest.raises(ValueError) as error:
+        load_datasets({"d": entry})
+    for word in words:
+        assert word in str(error.value), str(error.value)
+
+
+def test_the_index_command_describes_and_checks_a_config(root, tmp_path):
+    text = describe(str(root / "serve.yaml"), check=True)
+    assert "folder: 30 samples, 3 classes, image, image files" in text
+    assert "shards: 30 samples, 3 classes, image, 3 tar shard(s)" in text
+    assert text.count("header check: 30 readable, 0 bad") == 2
+    assert "digits: built in" in text
