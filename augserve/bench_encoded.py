@@ -110,7 +110,8 @@ def encoded_cases(device: torch.device, target: str, batch: int = 64) -> dict[st
     over_bytes = RemoteAugment(file_loader(), Client(target, timeout=600, shared_memory=False), SPEC,
                                num_classes=classes, prefetch=4)
     engines = [
-        Engine("augserve in process, from bytes", in_process, f"{len(paths)} files read, decoded, augmented", len(paths)),
+        Engine("augserve in process, from bytes", in_process, f"{len(paths)} files read, decoded, augmented",
+               len(paths)),
         Engine(f"torchvision DataLoader, {workers} workers, decode_jpeg", lambda: list(with_decode_jpeg),
                "decode_jpeg + RandomResizedCrop + flip + RandAugment per sample", len(paths)),
         Engine(f"torchvision DataLoader, {workers} workers, Pillow", lambda: list(with_pillow),

@@ -161,3 +161,41 @@ def test_the_index_command_describes_and_checks_a_config(root, tmp_path):
     assert "shards: 30 samples, 3 classes, image, 3 tar shard(s)" in text
     assert text.count("header check: 30 readable, 0 bad") == 2
     assert "digits: built in" in text
+
+
+def test_a_replica_killed_mid_epoch_loses_no_sample_of_a_sharded_dataset(tmp_path):
+    import signal
+
+    paths = write_imagenet_like_jpegs(tmp_path / "folder", count=512, classes=4, seed=9)
+    paths[100].write_text("not an image")  # skipped wherever the epoch is served
+    bad = index_folder("train", str(tmp_path / "folder")).paths.index(str(paths[100]))
+    pack_folder(str(tmp_path / "folder"), str(tmp_path / "shards"), samples_per_shard=128, prefix="train")
+    (tmp_path / "serve.yaml").write_text(
+        f"datasets:\n  train: {{type: shards, shards: '{tmp_path}/shards/train-{{000000..000003}}.tar'}}\n")
+    spec = [{"op": "random_resized_crop", "size": 224}, {"op": "hflip"}]  # 150 KB a sample: the stream lasts
+    replicas = ServerProcess.several(2, "--config", str(tmp_path / "serve.yaml"))
+    try:
+        with Client([r.target for r in replicas], timeout=60) as client:
+            reference = {b.batch_index: b for b in client.stream_dataset("train", spec, 16, seed=4, epoch=2)}
+            before = [r.metric("augserve_requests_total", method="StreamDataset") for r in replicas]
+            delivered = []
+            for batch in client.stream_dataset("train", spec, 16, seed=4, epoch=2):
+                delivered.append(batch)
+                if len(delivered) == 5:
+                    streaming = [r for r, b in zip(replicas, before)
+                                 if r.metric("augserve_requests_total", method="StreamDataset") > b]
+                    streaming[0].process.send_signal(signal.SIGKILL)
+                    streaming[0].process.wait(timeout=10)
+            survivor = next(r for r in replicas if r.process.poll() is None)
+            served = survivor.metric("augserve_requests_total", method="StreamDataset")
+            resumed = served > before[replicas.index(survivor)]
+        assert resumed  # the stream was cut mid-epoch and the other replica served the rest
+    finally:
+        for replica in replicas:
+            replica.stop()
+    assert [b.batch_index for b in delivered] == sorted(reference) == list(range(32))
+    indices = sorted(i for b in delivered for i in b.indices.tolist())
+    assert indices == [i for i in range(512) if i != bad]
+    assert [i for b in delivered for i, _ in b.skipped] == [bad]
+    for batch in delivered:
+        assert torch.equal(batch.x, reference[batch.batch_index].x)

@@ -1,7 +1,8 @@
 """The thin augserve client: numpy/torch in, augmented torch/numpy out; needs grpcio, protobuf, numpy, torch.
 
 ``Client`` / ``AsyncClient`` talk to one server or several replicas; ``RemoteAugment`` wraps a
-DataLoader (of dense batches, or of file bytes from ``EncodedImageFolder`` that the server decodes); ``RemoteDataset`` streams a dataset the server reads. Failures are ``ServerError``s.
+DataLoader (of dense batches, or of file bytes from ``EncodedImageFolder`` that the server
+decodes); ``RemoteDataset`` streams a dataset the server reads. Failures are ``ServerError``s.
 """
 
 from augserve.client.aio import AsyncClient

@@ -3,4 +3,5 @@
 from augserve.encoded.batch import DecodeError, EncodedBatch, EncodedImage, is_encoded_image
 from augserve.encoded.headers import FORMATS, Header, HeaderError, read_header
 
-__all__ = ["FORMATS", "DecodeError", "EncodedBatch", "EncodedImage", "Header", "HeaderError", "is_encoded_image", "read_header"]
+__all__ = ["FORMATS", "DecodeError", "EncodedBatch", "EncodedImage", "Header", "HeaderError", "is_encoded_image",
+           "read_header"]

@@ -137,7 +137,8 @@ def shard_paths(name: str, shards) -> list[str]:
     """A list of paths, or a brace / glob pattern, resolved to existing files (every one must exist)."""
     patterns = shards if isinstance(shards, list) else [shards]
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
-        raise ValueError(f"dataset {name}: field 'shards': expected a path, a pattern or a list of paths, got {shards!r}")
+        raise ValueError(f"dataset {name}: field 'shards': expected a path, a pattern or a list of paths, "
+                         f"got {shards!r}")
     paths = []
     for pattern in patterns:
         for candidate in expand_braces(pattern):

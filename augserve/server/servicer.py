@@ -349,8 +349,9 @@ class AugmentationService:
                                                                    self.config.max_pixels)
         kept, x, skipped = samples.indices, samples.x, list(samples.skipped)
         while len(kept):
-            inner = pb.AugmentRequest(seed=request.seed, out_dtype=request.out_dtype, return_params=request.return_params,
-                                      num_classes=dataset.num_classes, keys=sample_keys(kept, request.epoch).tolist())
+            inner = pb.AugmentRequest(seed=request.seed, out_dtype=request.out_dtype,
+                                      return_params=request.return_params, num_classes=dataset.num_classes,
+                                      keys=sample_keys(kept, request.epoch).tolist())
             inner.pipeline.CopyFrom(request.pipeline)
             wire.write(inner.labels, dataset.labels[kept])
             try:
