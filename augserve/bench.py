@@ -121,7 +121,8 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
         if dali is not None:
             cases[case].insert(2, dali)
     cases.update(_mix_cases(x))
-    target = _server_process(["--max-batch", str(max(x.shape[0], 64)), "--max-delay-ms", "5", "--device", str(x.device)])
+    flags = ["--max-batch", str(max(x.shape[0], 64)), "--max-delay-ms", "5", "--device", str(x.device)]
+    target, _ = server_process(flags)
     cases.update(_service_cases(x, target))
     cases.update(_feed_cases(x, target))
     from augserve.bench_encoded import encoded_cases
@@ -140,8 +141,8 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
     return cases
 
 
-def _server_process(flags: list[str]) -> str:
-    """``augserve serve`` in its own process (as deployed: no shared GIL with the client); its address."""
+def server_process(flags: list[str]) -> tuple[str, "subprocess.Popen"]:
+    """``augserve serve`` in its own process (as deployed: no shared GIL with the client): address, process."""
     import socket
     import subprocess
     import sys
@@ -160,7 +161,7 @@ def _server_process(flags: list[str]) -> str:
     while time.monotonic() < deadline:
         try:
             if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                return f"127.0.0.1:{port}"
+                return f"127.0.0.1:{port}", process
         except grpc.RpcError:
             time.sleep(0.2)
     raise RuntimeError("bench: the augserve server did not become healthy within 120 s")

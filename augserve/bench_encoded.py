@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 import tempfile
+from typing import Callable
 
 import torch
 
@@ -124,5 +125,54 @@ def encoded_cases(device: torch.device, target: str, batch: int = 64) -> dict[st
     dali = _dali_files(folder, batch, device.type == "cuda")
     if dali is not None:
         engines.insert(1, dali)
-    return {f"JPEG files in: {len(paths)} ImageNet-like JPEGs -> random_resized_crop {SIZE} + hflip + "
-            "RandAugment n=2 m=9, uint8": engines}
+    cases = {f"JPEG files in: {len(paths)} ImageNet-like JPEGs -> random_resized_crop {SIZE} + hflip + "
+             "RandAugment n=2 m=9, uint8": engines}
+    cases.update(_served_cases(folder, device, batch, engines[0], next(e for e in engines if "decode_jpeg" in e.name)))
+    return cases
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def _served_cases(folder: pathlib.Path, device: torch.device, batch: int, in_process: Engine,
+                  dataloader: Engine) -> dict[str, list[Engine]]:
+    """StreamDataset over the folder and over the same files as 4 tar shards, with 1 and 2 clients."""
+    import concurrent.futures
+
+    from augserve.bench import server_process
+    from augserve.client import Client
+    from augserve.server.dataset_tools import pack_folder
+
+    shards = pack_folder(str(folder), str(folder.parent / f"{folder.name}-shards"), samples_per_shard=FILES // 4)
+    larger = folder.parent / f"{folder.name}-4x"
+    write_imagenet_like_jpegs(larger, 4 * FILES, seed=1)
+    config = folder.parent / f"{folder.name}-datasets.yaml"
+    config.write_text(f"datasets:\n  folder: {{type: folder, path: {folder}}}\n"
+                      f"  larger: {{type: folder, path: {larger}}}\n"
+                      f"  shards: {{type: shards, shards: {[str(s) for s in shards]}}}\n")
+    target, process = server_process(["--config", str(config), "--max-batch", str(max(batch, 64)),
+                                      "--device", str(device)])
+    clients = [Client(target, timeout=600) for _ in range(2)]
+    rss = []
+    for name in ("folder", "larger"):  # the server's memory after an epoch of a dataset and of one 4x larger
+        sum(len(b.indices) for b in clients[0].stream_dataset(name, SPEC, batch))
+        rss.append(_rss_mib(process.pid))
+    memory = f"server RSS after an epoch: {rss[0]:.0f} MiB ({FILES} files), {rss[1]:.0f} MiB ({4 * FILES} files)"
+    threads = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+
+    def epoch(name: str, count: int) -> Callable[[], object]:
+        def one(shard: int) -> int:
+            return sum(len(b.indices) for b in clients[shard].stream_dataset(name, SPEC, batch, shard_index=shard,
+                                                                              num_shards=count))
+        return lambda: list(threads.map(one, range(count)))
+
+    return {f"served dataset: StreamDataset of the {FILES} JPEGs, same pipeline, uint8": [
+        Engine("augserve in process, from bytes", in_process.run, "as above", in_process.samples),
+        Engine(dataloader.name, dataloader.run, dataloader.note, dataloader.samples),
+        Engine("StreamDataset, folder, 1 client", epoch("folder", 1), memory, FILES),
+        Engine("StreamDataset, folder, 2 clients", epoch("folder", 2), "shard k of 2 each", FILES),
+        Engine("StreamDataset, 4 tar shards, 1 client", epoch("shards", 1), "WebDataset layout", FILES),
+        Engine("StreamDataset, 4 tar shards, 2 clients", epoch("shards", 2), "shard k of 2 each", FILES),
+    ]}
