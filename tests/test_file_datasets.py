@@ -1,7 +1,6 @@
 """Served datasets of image files: class folders and tar shards read from disk, sharding, resume, bad files, memory."""
 
-import os
-import time
+import json
 
 import pytest
 import torch
@@ -12,6 +11,8 @@ from augserve.photos import write_imagenet_like_jpegs
 from augserve.server.dataset_tools import describe, pack_folder
 from augserve.server.datasets import load_datasets
 from augserve.server.file_datasets import expand_braces, index_folder, index_shards
+from augserve.v1 import augserve_pb2 as pb
+from augserve.v1 import augserve_pb2_grpc as rpc
 from server_harness import ServerProcess
 
 SPEC = [{"op": "random_resized_crop", "size": 48}, {"op": "hflip"}, {"op": "rand_augment", "n": 2, "m": 9}]
@@ -104,6 +105,12 @@ def test_bad_files_are_left_out_reported_counted_and_the_rest_delivered_once(tmp
         assert "corrupt png" in reasons["class1/c_corrupt.png"]
         assert "file not found" in reasons["class1/d_deleted.jpg"]
         assert replica.metric("augserve_dataset_skipped_total", dataset="bad") == 4
+        request = pb.StreamDatasetRequest(dataset="bad", batch_size=1, pipeline=pb.PipelineRef(spec=json.dumps(SPEC)))
+        singles = list(rpc.AugmentationStub(replica.channel).StreamDataset(request, timeout=120))
+        empty = [m for m in singles if not m.HasField("batch")]  # a batch of one bad file: nothing but why
+        assert sorted(m.skipped[0].index for m in empty) == sorted(bad) and all(not m.sample_indices for m in empty)
+        with Client(replica.target) as client:  # the client passes over them
+            assert len(list(client.stream_dataset("bad", SPEC, 1))) == len(dataset) - len(bad)
     finally:
         log = replica.stop()
     assert log.count("skipped sample") == 4 and "d_deleted.jpg" in log

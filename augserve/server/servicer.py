@@ -203,16 +203,18 @@ class AugmentationService:
     # --- running -----------------------------------------------------------------------
 
     async def _answer(self, request: pb.AugmentRequest, context, method: str, x: torch.Tensor | list | None = None,
-                      passthrough: tuple[type[Exception], ...] = ()) -> pb.AugmentResponse:
-        """One request's answer; every failure comes out as ``Refused`` with the status the caller gets
-        (except those of ``passthrough`` types, which the caller handles)."""
+                      passthrough: tuple[type[Exception], ...] = (),
+                      into: pb.AugmentResponse | None = None) -> pb.AugmentResponse:
+        """One request's answer (written into ``into`` when given: no copy of a batch-sized message); every
+        failure comes out as ``Refused`` with the status the caller gets (except ``passthrough`` types)."""
         started = time.perf_counter()
         name, status = "?", "UNKNOWN"
         try:
             self._admit_while_serving()
             job, name = self._job(request, context, x)
             out = await self.batcher.submit(job)
-            response = pb.AugmentResponse(request_id=request.request_id, label_smoothing=out.label_smoothing)
+            response = pb.AugmentResponse() if into is None else into
+            response.request_id, response.label_smoothing = request.request_id, out.label_smoothing
             if job.output_written:  # already in the client's region: only the reference travels
                 wire.describe_shared(response.x, out.x, request.output_shm)
             else:
@@ -348,6 +350,7 @@ class AugmentationService:
         samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read, indices,
                                                                    self.config.max_pixels)
         kept, x, skipped = samples.indices, samples.x, list(samples.skipped)
+        answer, answered = pb.DatasetBatch(), False
         while len(kept):
             inner = pb.AugmentRequest(seed=request.seed, out_dtype=request.out_dtype,
                                       return_params=request.return_params, num_classes=dataset.num_classes,
@@ -355,20 +358,19 @@ class AugmentationService:
             inner.pipeline.CopyFrom(request.pipeline)
             wire.write(inner.labels, dataset.labels[kept])
             try:
-                response = await self._answer(inner, context, "StreamDataset", x, passthrough=(DecodeError,))
+                await self._answer(inner, context, "StreamDataset", x, passthrough=(DecodeError,), into=answer.batch)
+                answered = True
                 break
             except DecodeError as error:  # a file whose header was fine but whose body is not: leave it out
                 skipped.append((int(kept[error.index]), str(error).split(": ", 1)[-1]))
                 keep = torch.arange(len(kept)) != error.index
                 kept, x = kept[keep], [file for file, k in zip(x, keep.tolist()) if k]
-        else:
-            response = None
         for index, reason in skipped:
             self._report_skipped(dataset, index, reason)
-        answer = pb.DatasetBatch(sample_indices=kept.tolist(),
-                                 skipped=[pb.SkippedSample(index=i, reason=r) for i, r in sorted(skipped)])
-        if response is not None:
-            answer.batch.CopyFrom(response)
+        if not answered:
+            answer.ClearField("batch")  # every sample was skipped
+        answer.sample_indices[:] = kept.tolist()
+        answer.skipped.extend(pb.SkippedSample(index=i, reason=r) for i, r in sorted(skipped))
         return answer
 
     def _report_skipped(self, dataset, index: int, reason: str) -> None:
