@@ -55,9 +55,9 @@ class RemoteAugment:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def _with_keys(self, epoch: int) -> Iterator[tuple]:
+    def _with_keys(self, batches: Iterator, epoch: int) -> Iterator[tuple]:
         position = 0
-        for item in self.loader:
+        for item in batches:
             if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
                 raise ValueError(f"RemoteAugment: expected loader batches (x, y) or (x, y, index), got {type(item)}")
             x, y = item[0], item[1]
@@ -67,7 +67,10 @@ class RemoteAugment:
 
     def __iter__(self) -> Iterator[Batch]:
         epoch, self.epoch = self.epoch, self.epoch + 1
-        results = self.client.map(self._with_keys(epoch), pipeline=self.pipeline, seed=self.seed,
+        # Start the loader first: its worker processes fork now, not from inside the stream's request
+        # iterator while gRPC's threads are busy (a child forked then can crash in gRPC's inherited state).
+        batches = iter(self.loader)
+        results = self.client.map(self._with_keys(batches, epoch), pipeline=self.pipeline, seed=self.seed,
                                   num_classes=self.num_classes, out_dtype=self.out_dtype, prefetch=self.prefetch)
         for batch in results:
             yield batch if self.device is None else batch.to(self.device, non_blocking=True)
