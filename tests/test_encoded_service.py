@@ -132,8 +132,10 @@ def test_remote_augment_over_a_dataloader_of_file_bytes_equals_in_process(server
     write_imagenet_like_jpegs(tmp_path, count=24, seed=1, classes=3)
     folder = EncodedImageFolder(tmp_path)
     assert folder.classes == ["class0", "class1", "class2"] and len(folder) == 24
+    # forkserver: this test process runs gRPC servers and clients, and gRPC does not survive a fork
+    # while its threads are busy (a worker forked straight from here died with SIGSEGV in the full suite)
     loader = DataLoader(folder, batch_size=8, shuffle=True, num_workers=2, collate_fn=collate_encoded,
-                        generator=torch.Generator().manual_seed(0))
+                        generator=torch.Generator().manual_seed(0), multiprocessing_context="forkserver")
     with Client(server.target) as client:
         remote = RemoteAugment(loader, client, RECIPE, seed=4, num_classes=3, epoch=2)
         seen = 0
