@@ -63,10 +63,10 @@ def output(steps: list[Step], batch: EncodedBatch) -> tuple[tuple[int, ...], tor
 
 def run(steps: list[Step], batch: EncodedBatch, rng: SampleRng) -> tuple[torch.Tensor, list[Params]]:
     """Decode every image and run it through ``steps`` (slots 0..): the dense batch and what each step drew."""
-    shapes = _image_shapes(steps, batch.sizes.to(batch.device))
+    shapes = _image_shapes(steps, batch.sizes)
     size = len(batch)
     drawn = [step.draw(rng.fork(slot), Batch((size, CHANNELS, -1, -1), torch.uint8, Modality.IMAGE, batch.device,
-                                             before))
+                                             before.to(batch.device)))
              for slot, (step, before) in enumerate(zip(steps, shapes))]
     on_device = batch.decode_jpegs_on_device() if batch.device.type == "cuda" else {}
 
