@@ -112,10 +112,6 @@ class EncodedBatch:
         """(B, 2) int64 displayed heights and widths, from the headers."""
         return torch.tensor([(i.header.height, i.header.width) for i in self.images], dtype=torch.int64)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(image.data.nbytes for image in self.images)
-
     def decode(self, index: int) -> torch.Tensor:
         """Image ``index`` as (3, H, W) uint8 on the CPU."""
         image = self.images[index]
