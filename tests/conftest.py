@@ -1,5 +1,7 @@
 """Shared fixtures: real photos from scikit-image, as uint8 batches."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -22,3 +24,9 @@ def photos() -> torch.Tensor:
 def photo_batch(photos) -> torch.Tensor:
     """(16, 3, 96, 96) uint8: each photo four times, so identical images share a batch."""
     return photos.repeat(4, 1, 1, 1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def index_cache(tmp_path_factory):
+    """Shard indexes go to a temporary folder, not the user's cache (servers the tests start inherit it)."""
+    os.environ["AUGSERVE_CACHE_DIR"] = str(tmp_path_factory.mktemp("index-cache"))

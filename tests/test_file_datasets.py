@@ -1,7 +1,9 @@
 """Served datasets of image files: class folders and tar shards read from disk, sharding, resume, bad files, memory."""
 
 import json
+import os
 
+import numpy as np
 import pytest
 import torch
 from image_files import image_kinds
@@ -160,6 +162,30 @@ def test_config_errors_stop_start_up_naming_the_dataset(root, tmp_path, entry, w
         load_datasets({"d": entry})
     for word in words:
         assert word in str(error.value), str(error.value)
+
+
+def test_shard_indexes_are_cached_outside_the_data_and_redone_when_a_shard_changes(root, tmp_path, monkeypatch):
+    import shutil
+    import tarfile
+
+    def no_tar_reading(*args, **kwargs):
+        raise tarfile.ReadError("read the tar headers again")
+
+    for shard in sorted((root / "shards").glob("train-*.tar")):
+        shutil.copy(shard, tmp_path / shard.name)
+    pattern = str(tmp_path / "train-*.tar")
+    monkeypatch.setenv("AUGSERVE_CACHE_DIR", str(tmp_path / "cache"))
+    first = index_shards("s", pattern)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 3 and not list(tmp_path.glob("*.npy"))
+    monkeypatch.setattr(tarfile, "open", no_tar_reading)
+    again = index_shards("s", pattern)  # a second start-up reads no tar header
+    assert np.array_equal(again.offsets, first.offsets) and torch.equal(again.labels, first.labels)
+    os.utime(tmp_path / "train-000001.tar", ns=(0, 0))  # the shard changed: its index is made anew
+    with pytest.raises(ValueError, match="train-000001.tar: not a readable tar file"):
+        index_shards("s", pattern)
+    monkeypatch.setenv("AUGSERVE_CACHE_DIR", "")  # empty: no cache at all
+    with pytest.raises(ValueError, match="train-000000.tar: not a readable tar file"):
+        index_shards("s", pattern)
 
 
 def test_the_index_command_describes_and_checks_a_config(root, tmp_path):

@@ -10,6 +10,7 @@ start like an image is skipped with its reason; every other sample is still deli
 from __future__ import annotations
 
 import glob
+import hashlib
 import itertools
 import json
 import os
@@ -164,34 +165,74 @@ def index_shards(name: str, shards, label_field: str = "label", num_classes: int
     an image member (jpg, jpeg, png, webp) and a label member (``cls``: an integer as text; ``json``:
     the integer in ``label_field``). Headers and label members are read; images are not."""
     paths = shard_paths(name, shards)
-    source, offsets, sizes, labels = [], [], [], []
-    for shard, path in enumerate(paths):
-        try:
-            with tarfile.open(path, "r:") as archive:
-                members = [m for m in archive if m.isfile()]
-                grouped = itertools.groupby(members, key=lambda m: _key(m.name))
-                for key, group in grouped:
-                    parts = {_extension(m.name): m for m in group}
-                    image = next((parts[e] for e in IMAGE_EXTENSIONS if e in parts), None)
-                    label = next((e for e in ("cls", "json") if e in parts), None)
-                    where = f"dataset {name}: {path}: sample {key!r}"
-                    if image is None:
-                        continue  # not an image sample (e.g. a __meta__ entry)
-                    if label is None:
-                        raise ValueError(f"{where}: no label member (.cls or .json) beside {image.name!r}")
-                    labels.append(_label(archive.extractfile(parts[label]).read(), label, label_field, where))
-                    source.append(shard)
-                    offsets.append(image.offset_data)
-                    sizes.append(image.size)
-        except (tarfile.TarError, OSError) as error:
-            raise ValueError(f"dataset {name}: {path}: not a readable tar file ({error})") from None
-    if not labels:
+    tables = [_cached_shard_index(name, path, label_field) for path in paths]
+    table = np.concatenate(tables)
+    if not len(table):
         raise ValueError(f"dataset {name}: no image samples ({', '.join(IMAGE_EXTENSIONS)}) in {len(paths)} shard(s)")
-    classes = num_classes or max(labels) + 1
-    if max(labels) >= classes:
-        raise ValueError(f"dataset {name}: label {max(labels)} found, but num_classes is {classes}")
-    return FileDataset(name, paths, np.array(source), np.array(offsets, dtype=np.int64),
-                       np.array(sizes, dtype=np.int64), torch.tensor(labels), classes, shards=len(paths))
+    source = np.repeat(np.arange(len(paths)), [len(t) for t in tables])
+    labels = torch.from_numpy(table[:, 2].copy())
+    classes = num_classes or int(labels.max()) + 1
+    if int(labels.max()) >= classes:
+        raise ValueError(f"dataset {name}: label {int(labels.max())} found, but num_classes is {classes}")
+    return FileDataset(name, paths, source, table[:, 0].copy(), table[:, 1].copy(), labels, classes,
+                       shards=len(paths))
+
+
+def cache_dir() -> pathlib.Path | None:
+    """Where shard indexes are cached: $AUGSERVE_CACHE_DIR (empty: nowhere), else the user's cache folder.
+
+    Never beside the data, which the server may only read.
+    """
+    chosen = os.environ.get("AUGSERVE_CACHE_DIR")
+    if chosen is not None:
+        return pathlib.Path(chosen) if chosen else None
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "augserve" / "index"
+
+
+def _cached_shard_index(name: str, path: str, label_field: str) -> np.ndarray:
+    """A shard's (offset, size, label) rows, from the cache when the shard is unchanged since it was indexed."""
+    folder = cache_dir()
+    status = os.stat(path)
+    identity = f"{os.path.abspath(path)}:{status.st_size}:{status.st_mtime_ns}:{label_field}"
+    cached = None if folder is None else folder / f"{hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()}.npy"
+    if cached is not None and cached.is_file():
+        try:
+            return np.load(cached, allow_pickle=False)
+        except (OSError, ValueError):
+            pass  # unreadable cache entry: index again
+    table = _shard_index(name, path, label_field)
+    if cached is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            with open(partial, "wb") as out:
+                np.save(out, table, allow_pickle=False)
+            os.replace(partial, cached)
+        except OSError:
+            pass  # a read-only or full cache folder only costs the next start-up its header scan
+    return table
+
+
+def _shard_index(name: str, path: str, label_field: str) -> np.ndarray:
+    """Scan one shard's tar headers: (offset, size, label) int64 rows, one per image sample, in order."""
+    rows = []
+    try:
+        with tarfile.open(path, "r:") as archive:
+            members = [m for m in archive if m.isfile()]
+            for key, group in itertools.groupby(members, key=lambda m: _key(m.name)):
+                parts = {_extension(m.name): m for m in group}
+                image = next((parts[e] for e in IMAGE_EXTENSIONS if e in parts), None)
+                label = next((e for e in ("cls", "json") if e in parts), None)
+                where = f"dataset {name}: {path}: sample {key!r}"
+                if image is None:
+                    continue  # not an image sample (e.g. a __meta__ entry)
+                if label is None:
+                    raise ValueError(f"{where}: no label member (.cls or .json) beside {image.name!r}")
+                value = _label(archive.extractfile(parts[label]).read(), label, label_field, where)
+                rows.append((image.offset_data, image.size, value))
+    except (tarfile.TarError, OSError) as error:
+        raise ValueError(f"dataset {name}: {path}: not a readable tar file ({error})") from None
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
 def _key(member: str) -> str:
