@@ -194,7 +194,8 @@ def _cached_shard_index(name: str, path: str, label_field: str) -> np.ndarray:
     folder = cache_dir()
     status = os.stat(path)
     identity = f"{os.path.abspath(path)}:{status.st_size}:{status.st_mtime_ns}:{label_field}"
-    cached = None if folder is None else folder / f"{hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()}.npy"
+    digest = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+    cached = None if folder is None else folder / f"{digest}.npy"
     if cached is not None and cached.is_file():
         try:
             return np.load(cached, allow_pickle=False)
