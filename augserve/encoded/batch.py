@@ -49,7 +49,7 @@ def is_encoded_image(image: Any) -> bool:
 
 def _as_buffer(image: Any, where: str) -> memoryview:
     if isinstance(image, torch.Tensor):
-        image = image.numpy() if image.device.type == "cpu" else None
+        image = image.cpu().numpy()  # file bytes: a device tensor comes back to the host first
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 1:
             raise ValueError(f"{where}: expected a 1-D uint8 array of file bytes, got {image.dtype} "
