@@ -245,6 +245,13 @@ class SlotPool:
         weakref.finalize(owner, self._returned, slot)
         return array
 
+    def discard(self, slot: Slot) -> None:
+        """A busy slot whose regions a server may still write (offered on a stream that ended): never reused."""
+        with self._lock:
+            if slot in self._all and slot.state == "busy":
+                self._all.remove(slot)
+                slot.close()
+
     def _returned(self, slot: Slot) -> None:
         with self._lock:
             self._lent -= 1

@@ -43,9 +43,9 @@ def server(root):
     replica.stop()
 
 
-def _epoch(client, dataset, **options) -> dict[int, torch.Tensor]:
+def _epoch(client, dataset, epoch=1, **options) -> dict[int, torch.Tensor]:
     out = {}
-    for batch in client.stream_dataset(dataset, SPEC, BATCH, seed=3, epoch=1, **options):
+    for batch in client.stream_dataset(dataset, SPEC, BATCH, seed=3, epoch=epoch, **options):
         for index, x in zip(batch.indices.tolist(), batch.x):
             assert index not in out, f"index {index} delivered twice"
             out[index] = x.clone()
@@ -77,6 +77,80 @@ def test_two_shards_cover_the_epoch_once_and_equal_the_unsharded_epoch(server):
         resumed = list(client.stream_dataset("shards", SPEC, BATCH, seed=3, epoch=1, start_batch=2))
         assert [b.batch_index for b in resumed] == [2, 3]
         assert all(torch.equal(x, whole[i]) for b in resumed for i, x in zip(b.indices.tolist(), b.x))
+
+
+def _shared_stream(server, messages) -> list[pb.DatasetBatch]:
+    stub = rpc.AugmentationStub(server.channel)
+    return list(stub.StreamDatasetShared(iter(messages), timeout=120))
+
+
+def test_a_same_host_stream_writes_batches_into_the_regions_the_client_offers(server):
+    from multiprocessing import shared_memory
+
+    start = pb.DatasetStreamMessage(start=pb.StreamDatasetRequest(
+        dataset="folder", batch_size=BATCH, seed=3, epoch=1, pipeline=pb.PipelineRef(spec=json.dumps(SPEC))))
+    regions = [shared_memory.SharedMemory(create=True, size=BATCH * 3 * 48 * 48,
+                                          name=f"augserve_test_{os.getpid()}_{k}") for k in range(4)]
+    try:
+        offers = [pb.SharedMemoryRef(name=r.name, size=r.size) for r in regions]
+        answers = _shared_stream(server, [pb.DatasetStreamMessage(start=start.start, outputs=offers)])
+        inline = list(rpc.AugmentationStub(server.channel).StreamDataset(start.start, timeout=120))
+        assert len(answers) == len(inline) == 4
+        names = [a.batch.x.shm.name for a in answers]
+        assert sorted(names) == sorted(r.name for r in regions)  # each offered region used once, then none
+        by_name = {r.name: r for r in regions}
+        for shared, plain in zip(answers, inline):
+            assert list(shared.sample_indices) == list(plain.sample_indices) and not shared.batch.x.data
+            ref, shape = shared.batch.x.shm, tuple(shared.batch.x.shape)
+            written = np.frombuffer(bytes(by_name[ref.name].buf[ref.offset:ref.offset + ref.size]), np.uint8)
+            assert np.array_equal(written.reshape(shape), np.frombuffer(plain.batch.x.data, np.uint8).reshape(shape))
+        few = _shared_stream(server, [pb.DatasetStreamMessage(start=start.start, outputs=offers[:1])])  # the rest inline
+        assert [a.batch.x.HasField("shm") for a in few].count(True) == 1 and all(
+            a.batch.x.data == b.batch.x.data for a, b in zip(few, inline) if not a.batch.x.HasField("shm"))
+    finally:
+        for region in regions:
+            region.close()
+            region.unlink()
+
+
+@pytest.mark.parametrize("messages, words", [
+    (lambda start, offer: [offer], "request 0 of the stream: expected start"),
+    (lambda start, offer: [start, start], "request 1 of the stream: expected only outputs"),
+    (lambda start, offer: [pb.DatasetStreamMessage(start=start.start, outputs=list(offer.outputs) * 17)],
+     "request 0 of the stream: expected at most 16 output regions"),
+    (lambda start, offer: [start, pb.DatasetStreamMessage(outputs=[pb.SharedMemoryRef(name="../etc/passwd")])],
+     "output_shm"),
+])
+def test_a_bad_shared_stream_is_refused_by_name_and_the_server_keeps_serving(server, messages, words):
+    import grpc
+
+    start = pb.DatasetStreamMessage(start=pb.StreamDatasetRequest(
+        dataset="folder", batch_size=BATCH, pipeline=pb.PipelineRef(spec=json.dumps(SPEC))))
+    offer = pb.DatasetStreamMessage(outputs=[pb.SharedMemoryRef(name="augserve_never_made", size=1 << 20)])
+    with pytest.raises(grpc.RpcError) as error:
+        _shared_stream(server, messages(start, offer))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in error.value.details()
+    assert len(_shared_stream(server, [start])) == 4  # and serves the next stream (inline: nothing offered)
+
+
+def test_the_client_streams_same_host_batches_through_shared_memory_bit_identical_to_bytes(server, monkeypatch):
+    from augserve.client import codec
+
+    written = []
+    original = codec.dataset_batch_from
+
+    def recording(message, slot=None):
+        written.append(slot is not None)
+        return original(message, slot)
+
+    with Client(server.target, shared_memory=False) as client:
+        inline = [_epoch(client, "shards", epoch=e) for e in (1, 2)]
+    monkeypatch.setattr(codec, "dataset_batch_from", recording)
+    with Client(server.target) as client:
+        shared = [_epoch(client, "shards", epoch=e) for e in (1, 2)]
+    assert written[:1] == [False] and written[4:] == [True] * 4  # sized by the first batch; all of the next epoch
+    for a, b in zip(shared, inline):
+        assert a.keys() == b.keys() and all(torch.equal(a[i], b[i]) for i in a)
 
 
 def test_bad_files_are_left_out_reported_counted_and_the_rest_delivered_once(tmp_path):

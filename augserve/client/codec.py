@@ -181,11 +181,12 @@ def batch_from(response: pb.AugmentResponse, as_numpy: bool = False, slot: Slot 
                  params, request_id=response.request_id)
 
 
-def dataset_batch_from(message: pb.DatasetBatch) -> Batch | None:
-    """A served dataset's batch; None when every sample of it was skipped (``skipped`` says why)."""
+def dataset_batch_from(message: pb.DatasetBatch, slot: Slot | None = None) -> Batch | None:
+    """A served dataset's batch (lent from ``slot`` when the server wrote it there); None when every
+    sample of it was skipped (``skipped`` says why)."""
     if not message.HasField("batch"):
         return None
-    batch = batch_from(message.batch)
+    batch = batch_from(message.batch, slot=slot)
     batch.indices = torch.tensor(list(message.sample_indices), dtype=torch.int64)
     batch.skipped = [(s.index, s.reason) for s in message.skipped]
     batch.batch_index, batch.num_batches = message.batch_index, message.num_batches

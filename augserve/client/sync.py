@@ -23,6 +23,7 @@ from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 
 PROBE = [{"op": "hflip", "p": 0.0}]  # the identity: checks the server can map this client's regions
+DATASET_OFFERS = 4  # output regions a same-host dataset stream keeps offered (the server reads 3 batches ahead)
 log = logging.getLogger("augserve.client")
 
 
@@ -44,6 +45,8 @@ class Client:
         self._pid = 0
         self._slots: SlotPool | None = None
         self._shared_memory = self.settings.shared_memory
+        self._shared_datasets = True  # until a server says it has no StreamDatasetShared
+        self._dataset_batch_bytes: dict[tuple, int] = {}  # per dataset stream: the room a full batch takes
 
     def __repr__(self) -> str:
         return f"Client({self.settings.targets!r})"
@@ -55,6 +58,7 @@ class Client:
     def __setstate__(self, state: dict) -> None:
         self.settings, self._channel, self._pid = state["settings"], None, 0
         self._slots, self._shared_memory = None, self.settings.shared_memory
+        self._shared_datasets, self._dataset_batch_bytes = True, {}
 
     @property
     def stub(self) -> rpc.AugmentationStub:
@@ -74,8 +78,8 @@ class Client:
 
     # --- same-host shared memory ---------------------------------------------------------------
 
-    def _slot(self) -> Slot | None:
-        """A shared-memory slot for one request in flight, or None when tensors go as gRPC bytes."""
+    def _slot_pool(self) -> SlotPool | None:
+        """This process's shared-memory slots, or None when tensors go as gRPC bytes."""
         stub = self.stub
         if not self._shared_memory:
             return None
@@ -84,7 +88,12 @@ class Client:
             weakref.finalize(self, self._slots.close)  # regions are unlinked even if close() is never called
             if not self._shared_memory_works(stub):
                 return None
-        return self._slots.acquire()
+        return self._slots
+
+    def _slot(self) -> Slot | None:
+        """A shared-memory slot for one request in flight, or None when tensors go as gRPC bytes."""
+        pool = self._slot_pool()
+        return None if pool is None else pool.acquire()
 
     def _release(self, slot: Slot | None) -> None:
         if slot is not None and self._slots is not None:
@@ -224,23 +233,74 @@ class Client:
 
         A dropped stream resumes on another replica from the next undelivered batch.
         """
-        position = start_batch
-        for attempt in range(self.settings.failovers + 1):
+        position, attempt = start_batch, 0
+        while True:
             request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
                                             shard_index=shard_index, num_shards=num_shards, start_batch=position,
                                             out_dtype=out_dtype, return_params=return_params)
-            call = self.stub.StreamDataset(request, **self.settings.call_options())
+            pool = self._slot_pool() if self._shared_datasets else None
             try:
-                for message in call:
+                for message, slot in (self._dataset_shared(request, pool) if pool else self._dataset_inline(request)):
                     position = message.batch_index + 1
-                    batch = codec.dataset_batch_from(message)
+                    batch = codec.dataset_batch_from(message, slot)  # lends the slot's region to the batch
+                    self._release(slot)
                     if batch is not None:
                         yield batch
                 return
             except grpc.RpcError as error:
+                if pool is not None and error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    self._shared_datasets = False  # a server without StreamDatasetShared: bytes from now on
+                    continue
                 time.sleep(self.settings.failover_delay(error, attempt))
-            finally:
-                call.cancel()
+                attempt += 1
+
+    def _dataset_inline(self, request: pb.StreamDatasetRequest) -> Iterator[tuple[pb.DatasetBatch, None]]:
+        call = self.stub.StreamDataset(request, **self.settings.call_options())
+        try:
+            for message in call:
+                yield message, None
+        finally:
+            call.cancel()
+
+    def _dataset_shared(self, request: pb.StreamDatasetRequest,
+                        pool: SlotPool) -> Iterator[tuple[pb.DatasetBatch, Slot | None]]:
+        """The stream's messages, each with the slot the server wrote its batch into (None: inline).
+
+        ``DATASET_OFFERS`` output regions stay offered, each sized for a full batch once the stream's
+        first batch says how large that is (remembered for the next epoch of the same stream).
+        """
+        offered: dict[str, Slot] = {}
+        outbox: queue.Queue = queue.Queue()
+        stream = (request.dataset, request.pipeline.SerializeToString(), request.batch_size, request.out_dtype)
+
+        def offer(message: pb.DatasetStreamMessage) -> None:
+            nbytes = self._dataset_batch_bytes.get(stream)
+            while nbytes and len(offered) < DATASET_OFFERS:
+                region = (slot := pool.acquire()).region("out", nbytes)
+                offered[region.name] = slot
+                message.outputs.add(name=region.name, size=region.size)
+            if message.ByteSize():
+                outbox.put(message)
+
+        offer(pb.DatasetStreamMessage(start=request))
+        call = self.stub.StreamDatasetShared(iter(outbox.get, None), **self.settings.call_options())
+        try:
+            for message in call:
+                x = message.batch.x
+                slot = offered.pop(x.shm.name, None) if x.HasField("shm") else None
+                if x.HasField("shm") and slot is None:
+                    raise ServerError(grpc.StatusCode.INTERNAL, f"the server answered in region {x.shm.name!r}, "
+                                      "which this stream did not offer")
+                if message.sample_indices:
+                    sent = x.shm.size if slot is not None else len(x.data)
+                    self._dataset_batch_bytes[stream] = sent // len(message.sample_indices) * request.batch_size
+                yield message, slot
+                offer(pb.DatasetStreamMessage())
+        finally:
+            outbox.put(None)
+            call.cancel()
+            for slot in offered.values():  # the server may still write these: never reused
+                pool.discard(slot)
 
     # --- discovery ---------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from augserve.shared_memory import RegionCache
 from augserve.server.datasets import Dataset, shard_batches
 from augserve.server.file_datasets import FileDataset
 from augserve.server.handlers import Refused
+from augserve.server.offers import OfferedRegions
 from augserve.v1 import augserve_pb2 as pb
 
 log = logging.getLogger("augserve.server")
@@ -304,6 +305,35 @@ class AugmentationService:
                     item[2].cancel()
 
     async def StreamDataset(self, request, context):
+        async for answer in self._stream_dataset(request, context):
+            yield answer
+
+    async def StreamDatasetShared(self, messages, context):
+        """StreamDataset writing each batch into an output region the client offered (see offers.py)."""
+        try:
+            first = await anext(aiter(messages), None)
+        except Refused as refused:
+            self.count_refused("StreamDatasetShared", refused.code)
+            await context.abort(refused.code, str(refused))
+        if first is None or not first.HasField("start"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request 0 of the stream: expected start (the "
+                                "StreamDatasetRequest), got " + ("nothing" if first is None else "none"))
+        offers = OfferedRegions()
+        try:
+            offers.add(first, 0)
+        except Refused as refused:
+            await context.abort(refused.code, str(refused))
+        reader = asyncio.ensure_future(offers.read(messages))
+        try:
+            async for answer in self._stream_dataset(first.start, context, offers):
+                if offers.refused is not None:
+                    await context.abort(offers.refused.code, str(offers.refused))
+                yield answer
+        finally:
+            reader.cancel()
+
+    async def _stream_dataset(self, request: pb.StreamDatasetRequest, context,
+                              offers: OfferedRegions | None = None) -> AsyncIterator[pb.DatasetBatch]:
         dataset = await self._dataset(request.dataset, context)
         try:
             self._pipeline(request.pipeline, "pipeline")
@@ -321,7 +351,7 @@ class AugmentationService:
                                 request.shard_index, shards)
 
         def augment(position: int) -> asyncio.Future:
-            return asyncio.ensure_future(self._dataset_batch(dataset, request, batches[position], context))
+            return asyncio.ensure_future(self._dataset_batch(dataset, request, batches[position], context, offers))
 
         # DATASET_AHEAD batches in flight: their files are read and the device works on the next while this
         # one is sent, and the next one's arrival sends this one to the device without waiting out max_delay_ms.
@@ -345,18 +375,22 @@ class AugmentationService:
                 task.cancel()
 
     async def _dataset_batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest,
-                             indices: torch.Tensor, context) -> pb.DatasetBatch:
+                             indices: torch.Tensor, context, offers: OfferedRegions | None) -> pb.DatasetBatch:
         """One batch of a served dataset: its files read on the reader threads, the unreadable and the
-        undecodable left out (named in ``skipped``), the rest augmented as one request."""
+        undecodable left out (named in ``skipped``), the rest augmented as one request (into an offered
+        output region when there is one)."""
         samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read, indices,
                                                                    self.config.max_pixels)
         kept, x, skipped = samples.indices, samples.x, list(samples.skipped)
         answer, answered = pb.DatasetBatch(), False
+        output = offers.take() if offers is not None and len(kept) else None
         while len(kept):
             inner = pb.AugmentRequest(seed=request.seed, out_dtype=request.out_dtype,
                                       return_params=request.return_params, num_classes=dataset.num_classes,
                                       keys=sample_keys(kept, request.epoch).tolist())
             inner.pipeline.CopyFrom(request.pipeline)
+            if output is not None:
+                inner.output_shm.CopyFrom(output)
             wire.write(inner.labels, dataset.labels[kept])
             try:
                 await self._answer(inner, context, "StreamDataset", x, passthrough=(DecodeError,), into=answer.batch)
@@ -370,6 +404,8 @@ class AugmentationService:
             self._report_skipped(dataset, index, reason)
         if not answered:
             answer.ClearField("batch")  # every sample was skipped
+            if output is not None:
+                offers.give_back(output)
         answer.sample_indices[:] = kept.tolist()
         answer.skipped.extend(pb.SkippedSample(index=i, reason=r) for i, r in sorted(skipped))
         return answer

@@ -134,6 +134,14 @@ class DatasetBatch(_message.Message):
     skipped: _containers.RepeatedCompositeFieldContainer[SkippedSample]
     def __init__(self, batch: _Optional[_Union[AugmentResponse, _Mapping]] = ..., batch_index: _Optional[int] = ..., num_batches: _Optional[int] = ..., sample_indices: _Optional[_Iterable[int]] = ..., skipped: _Optional[_Iterable[_Union[SkippedSample, _Mapping]]] = ...) -> None: ...
 
+class DatasetStreamMessage(_message.Message):
+    __slots__ = ("start", "outputs")
+    START_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    start: StreamDatasetRequest
+    outputs: _containers.RepeatedCompositeFieldContainer[SharedMemoryRef]
+    def __init__(self, start: _Optional[_Union[StreamDatasetRequest, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[SharedMemoryRef, _Mapping]]] = ...) -> None: ...
+
 class ListPipelinesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -49,6 +49,11 @@ class AugmentationStub:
                 request_serializer=augserve_dot_v1_dot_augserve__pb2.StreamDatasetRequest.SerializeToString,
                 response_deserializer=augserve_dot_v1_dot_augserve__pb2.DatasetBatch.FromString,
                 _registered_method=True)
+        self.StreamDatasetShared = channel.stream_stream(
+                '/augserve.v1.Augmentation/StreamDatasetShared',
+                request_serializer=augserve_dot_v1_dot_augserve__pb2.DatasetStreamMessage.SerializeToString,
+                response_deserializer=augserve_dot_v1_dot_augserve__pb2.DatasetBatch.FromString,
+                _registered_method=True)
         self.ListPipelines = channel.unary_unary(
                 '/augserve.v1.Augmentation/ListPipelines',
                 request_serializer=augserve_dot_v1_dot_augserve__pb2.ListPipelinesRequest.SerializeToString,
@@ -87,6 +92,13 @@ class AugmentationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamDatasetShared(self, request_iterator, context):
+        """StreamDataset for a client on the server's host: batches come back in the client's shared memory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPipelines(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -121,6 +133,11 @@ def add_AugmentationServicer_to_server(servicer, server):
             'StreamDataset': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamDataset,
                     request_deserializer=augserve_dot_v1_dot_augserve__pb2.StreamDatasetRequest.FromString,
+                    response_serializer=augserve_dot_v1_dot_augserve__pb2.DatasetBatch.SerializeToString,
+            ),
+            'StreamDatasetShared': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamDatasetShared,
+                    request_deserializer=augserve_dot_v1_dot_augserve__pb2.DatasetStreamMessage.FromString,
                     response_serializer=augserve_dot_v1_dot_augserve__pb2.DatasetBatch.SerializeToString,
             ),
             'ListPipelines': grpc.unary_unary_rpc_method_handler(
@@ -219,6 +236,33 @@ class Augmentation:
             target,
             '/augserve.v1.Augmentation/StreamDataset',
             augserve_dot_v1_dot_augserve__pb2.StreamDatasetRequest.SerializeToString,
+            augserve_dot_v1_dot_augserve__pb2.DatasetBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamDatasetShared(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/augserve.v1.Augmentation/StreamDatasetShared',
+            augserve_dot_v1_dot_augserve__pb2.DatasetStreamMessage.SerializeToString,
             augserve_dot_v1_dot_augserve__pb2.DatasetBatch.FromString,
             options,
             channel_credentials,
