@@ -284,6 +284,7 @@ class Client:
 
         offer(pb.DatasetStreamMessage(start=request))
         call = self.stub.StreamDatasetShared(iter(outbox.get, None), **self.settings.call_options())
+        finished = False
         try:
             for message in call:
                 x = message.batch.x
@@ -296,11 +297,12 @@ class Client:
                     self._dataset_batch_bytes[stream] = sent // len(message.sample_indices) * request.batch_size
                 yield message, slot
                 offer(pb.DatasetStreamMessage())
+            finished = True
         finally:
             outbox.put(None)
             call.cancel()
-            for slot in offered.values():  # the server may still write these: never reused
-                pool.discard(slot)
+            for slot in offered.values():  # a stream cut short may still write these: never reused
+                (pool.release if finished else pool.discard)(slot)
 
     # --- discovery ---------------------------------------------------------------------------
 

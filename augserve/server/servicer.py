@@ -71,6 +71,11 @@ async def _end_stream(context, refused: Refused, position: int, request_id: int 
     await context.abort(refused.code, message)
 
 
+def _pass(turn: asyncio.Future) -> None:
+    if not turn.done():
+        turn.set_result(None)
+
+
 def _params_json(params: list[dict]) -> str:
     return json.dumps([{k: _jsonable(v) for k, v in step.items()} for step in params])
 
@@ -350,8 +355,15 @@ class AugmentationService:
         batches = shard_batches(len(dataset), request.batch_size, request.seed, request.epoch,
                                 request.shard_index, shards)
 
+        previous: asyncio.Future | None = None  # the turn of the batch before: set once it went to the device
+
         def augment(position: int) -> asyncio.Future:
-            return asyncio.ensure_future(self._dataset_batch(dataset, request, batches[position], context, offers))
+            nonlocal previous
+            turn = asyncio.get_running_loop().create_future()
+            task = asyncio.ensure_future(self._dataset_batch(dataset, request, batches[position], context, offers,
+                                                             previous, turn))
+            previous = turn
+            return task
 
         # DATASET_AHEAD batches in flight: their files are read and the device works on the next while this
         # one is sent, and the next one's arrival sends this one to the device without waiting out max_delay_ms.
@@ -375,12 +387,27 @@ class AugmentationService:
                 task.cancel()
 
     async def _dataset_batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest,
-                             indices: torch.Tensor, context, offers: OfferedRegions | None) -> pb.DatasetBatch:
+                             indices: torch.Tensor, context, offers: OfferedRegions | None,
+                             after: asyncio.Future | None, turn: asyncio.Future) -> pb.DatasetBatch:
         """One batch of a served dataset: its files read on the reader threads, the unreadable and the
         undecodable left out (named in ``skipped``), the rest augmented as one request (into an offered
-        output region when there is one)."""
+        output region when there is one).
+
+        Reads finish in any order; batches go to the device in stream order (``after`` the one before,
+        then ``turn`` passes to the next), else the first answer can wait for a later batch's work.
+        """
         samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read, indices,
                                                                    self.config.max_pixels)
+        if after is not None:
+            await after
+        try:
+            return await self._augment_dataset_batch(dataset, request, samples, context, offers, turn)
+        finally:
+            _pass(turn)
+
+    async def _augment_dataset_batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest,
+                                     samples, context, offers: OfferedRegions | None,
+                                     turn: asyncio.Future) -> pb.DatasetBatch:
         kept, x, skipped = samples.indices, samples.x, list(samples.skipped)
         answer, answered = pb.DatasetBatch(), False
         output = offers.take() if offers is not None and len(kept) else None
@@ -392,6 +419,7 @@ class AugmentationService:
             if output is not None:
                 inner.output_shm.CopyFrom(output)
             wire.write(inner.labels, dataset.labels[kept])
+            _pass(turn)  # the next batch goes on once this one is queued (the answer runs up to there at once)
             try:
                 await self._answer(inner, context, "StreamDataset", x, passthrough=(DecodeError,), into=answer.batch)
                 answered = True
