@@ -152,8 +152,10 @@ def _served_cases(folder: pathlib.Path, device: torch.device, batch: int, in_pro
     config.write_text(f"datasets:\n  folder: {{type: folder, path: {folder}}}\n"
                       f"  larger: {{type: folder, path: {larger}}}\n"
                       f"  shards: {{type: shards, shards: {[str(s) for s in shards]}}}\n")
+    # As many threads as the in-process anchor: the adaptive default counts the bench's own leftovers between
+    # engines (loader workers exiting) as a busy neighbour and halves them, which no training job caused here.
     target, process = server_process(["--config", str(config), "--max-batch", str(max(batch, 64)),
-                                      "--device", str(device)])
+                                      "--device", str(device), "--threads", str(torch.get_num_threads())])
     clients = [Client(target, timeout=600) for _ in range(2)]
     rss = []
     for name in ("folder", "larger"):  # the server's memory after an epoch of a dataset and of one 4x larger
