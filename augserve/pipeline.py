@@ -232,6 +232,7 @@ class Pipeline:
                             "expected at most once")
         self.steps = steps
         self.normalizes = any(isinstance(s, Normalize) for s in steps)
+        self._before_normalize: Pipeline | None = None
 
     @classmethod
     def from_spec(cls, spec: Any) -> "Pipeline":
@@ -247,6 +248,16 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({[s.op for s in self.steps]})"
+
+    def deferring_normalize(self) -> tuple["Pipeline", Normalize | None]:
+        """This pipeline without its final normalize step, and that step, for a caller that normalizes after
+        its copy (uint8 on the wire); itself and None when it does not end in one. The other steps draw
+        exactly as before: a step's random streams follow its position, and normalize draws nothing."""
+        if len(self.steps) < 2 or not isinstance(self.steps[-1], Normalize):
+            return self, None
+        if self._before_normalize is None:
+            self._before_normalize = Pipeline(self.steps[:-1], self.modality)
+        return self._before_normalize, self.steps[-1]
 
     def first_steps(self) -> int:
         """How many leading steps bring encoded images of any size to one size (ValueError if none do)."""

@@ -1,9 +1,9 @@
-"""Tensor <-> protobuf: dtype and byte-length checks, zero-copy views on receive.
+"""Arrays <-> protobuf: dtype and byte-length checks, zero-copy views on receive.
 
-Received bytes are viewed with ``np.frombuffer`` and ``torch.from_numpy`` (no
-copy; read-only, so nothing downstream may write into them: the pipeline never
-writes into its input). Every malformed tensor raises ``WireError`` naming the
-field and the expected value.
+Received bytes are viewed with ``np.frombuffer`` (and ``torch.from_numpy`` on the server; no
+copy; read-only, so nothing downstream may write into them: the pipeline never writes into its
+input). Every malformed tensor raises ``WireError`` naming the field and the expected value.
+Numpy arrays and torch tensors both go out; torch is never imported here (the client runs without it).
 """
 
 from __future__ import annotations
@@ -11,17 +11,20 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from typing import Any
 
 import numpy as np
-import torch
 
 from augserve.shared_memory import RegionCache, SharedMemoryError
 from augserve.v1 import augserve_pb2 as pb
 
 DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32, "int64": np.int64}
-TORCH_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32, "int64": torch.int64}
-NAMES = {value: key for key, value in TORCH_DTYPES.items()}
 MAX_RANK = 8
+
+
+def dtype_name(dtype: Any) -> str:
+    """The wire's name of a numpy or torch dtype (or of an array's): ``torch.uint8`` and ``uint8`` are ``uint8``."""
+    return str(getattr(dtype, "dtype", dtype)).removeprefix("torch.")
 
 
 class WireError(ValueError):
@@ -60,41 +63,45 @@ def to_numpy(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DT
 
 
 def to_torch(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DTYPES),
-             regions: RegionCache | None = None) -> torch.Tensor:
+             regions: RegionCache | None = None):
     """Zero-copy torch view of a received tensor (read-only memory: never write into it)."""
+    import torch
+
     array = to_numpy(message, field, allowed, regions)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch warns that the buffer is read-only
         return torch.from_numpy(array)
 
 
-def _host_array(tensor: torch.Tensor) -> np.ndarray:
-    if tensor.dtype not in NAMES:
-        raise WireError(f"cannot send dtype {tensor.dtype}; expected one of {', '.join(TORCH_DTYPES)}")
-    array = tensor.detach().cpu().contiguous().numpy()
+def _host_array(value: Any) -> np.ndarray:
+    """A numpy array, or a torch tensor brought to the host (one device-to-host copy at most)."""
+    if dtype_name(value) not in DTYPES:
+        raise WireError(f"cannot send dtype {dtype_name(value)}; expected one of {', '.join(DTYPES)}")
+    array = value if isinstance(value, np.ndarray) else value.detach().cpu().contiguous().numpy()
+    array = np.ascontiguousarray(array)
     return array if sys.byteorder == "little" else array.astype(array.dtype.newbyteorder("<"))
 
 
-def write(message: pb.Tensor, tensor: torch.Tensor) -> pb.Tensor:
-    """Fill ``message`` in place (no sub-message copy): one device-to-host copy at most, then the raw bytes."""
-    array = _host_array(tensor)
-    message.dtype = NAMES[tensor.dtype]
+def write(message: pb.Tensor, value: Any) -> pb.Tensor:
+    """Fill ``message`` in place (no sub-message copy) with a numpy array's or torch tensor's raw bytes."""
+    array = _host_array(value)
+    message.dtype = dtype_name(array)
     message.shape[:] = array.shape
     message.data = array.tobytes()
     return message
 
 
-def describe_shared(message: pb.Tensor, tensor: torch.Tensor, ref: pb.SharedMemoryRef) -> None:
-    """Point ``message`` at a tensor already laid out in a shared-memory span (no bytes carried)."""
-    if tensor.dtype not in NAMES or sys.byteorder != "little":
-        raise WireError(f"cannot describe dtype {tensor.dtype} in shared memory on this host")
-    message.dtype = NAMES[tensor.dtype]
-    message.shape[:] = tensor.shape
-    message.shm.CopyFrom(pb.SharedMemoryRef(name=ref.name, offset=ref.offset, size=tensor.nbytes))
+def describe_shared(message: pb.Tensor, value: Any, ref: pb.SharedMemoryRef) -> None:
+    """Point ``message`` at an array already laid out in a shared-memory span (no bytes carried)."""
+    if dtype_name(value) not in DTYPES or sys.byteorder != "little":
+        raise WireError(f"cannot describe dtype {dtype_name(value)} in shared memory on this host")
+    message.dtype = dtype_name(value)
+    message.shape[:] = value.shape
+    message.shm.CopyFrom(pb.SharedMemoryRef(name=ref.name, offset=ref.offset, size=value.nbytes))
 
 
-def write_shared(message: pb.Tensor, tensor: torch.Tensor, target: memoryview, ref: pb.SharedMemoryRef) -> None:
-    """Copy ``tensor`` into a shared-memory span and point ``message`` at it instead of carrying bytes."""
-    array = _host_array(tensor)
+def write_shared(message: pb.Tensor, value: Any, target: memoryview, ref: pb.SharedMemoryRef) -> None:
+    """Copy an array into a shared-memory span and point ``message`` at it instead of carrying bytes."""
+    array = _host_array(value)
     np.copyto(np.frombuffer(target, dtype=array.dtype).reshape(array.shape), array)
-    describe_shared(message, tensor, ref)
+    describe_shared(message, array, ref)

@@ -180,7 +180,7 @@ def test_shared_memory_carries_the_tensors_and_learns_the_output_size(server):
         local = Pipeline.from_spec([{"op": "mixup"}])
         for s, batch in enumerate(mixed):  # float32 out: the first answer comes inline, the rest in the region
             assert torch.equal(batch.x, local(x, torch.eye(6), seed=s, keys=torch.arange(6)).x)
-        assert max(slot.output_bytes for slot in client._slots._all) == x.nbytes * 4
+        assert max(slot.output_bytes for slot in client._shm.pool._all) == x.nbytes * 4
 
 
 def test_shared_memory_results_are_lent_without_a_copy_and_never_overwritten_while_held(server):
@@ -189,7 +189,7 @@ def test_shared_memory_results_are_lent_without_a_copy_and_never_overwritten_whi
     expected = [pipe(b, seed=3, keys=torch.arange(4 * i, 4 * i + 4)).x for i, b in enumerate(batches)]
     with Client(server.target, shared_memory=True) as client:
         client.augment(batches[0], pipeline="rand-m9-n2")
-        pool = client._slots
+        pool = client._shm.pool
         collections.deque(client.map(batches, pipeline="rand-m9-n2", seed=3, prefetch=2), maxlen=0)
         assert len(pool._all) <= 3 and pool._lent == 0  # each dropped at once: 2 in flight, 1 being read
         pool.max_lent = 5
@@ -217,7 +217,7 @@ def test_shared_memory_falls_back_to_bytes_when_the_server_cannot_see_the_region
                 x = images(3)
                 assert torch.equal(client.augment(x, pipeline="rand-m9-n2").x,
                                    Pipeline.from_spec("rand-m9-n2")(x, keys=torch.arange(3)).x)
-                assert client._shared_memory is False
+                assert client._shm.works is False
         assert any("no shared-memory region" in r.message for r in caplog.records)
     finally:
         regions.root = root

@@ -7,27 +7,29 @@ from collections import deque
 from typing import Any, AsyncIterable, AsyncIterator
 
 import grpc
-import torch
 
 from augserve.client import codec
 from augserve.client.channel import describe
-from augserve.client.codec import Array, Batch, split_item
+from augserve.client.codec import Array, Batch
 from augserve.client.errors import ServerError, from_rpc_error
 from augserve.client.settings import MiB, ClientSettings
+from augserve.client.shm_use import SharedMemoryUse
+from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 
 
 class AsyncClient:
-    """``await client.augment(...)`` and ``async for batch in client.map(...)``; the options of ``Client``
-    except shared memory (tensors always travel as gRPC bytes)."""
+    """``await client.augment(...)``, ``async for batch in client.map(...)`` and ``client.stream_dataset``,
+    with the options and behaviour of ``Client``: failover of streams, same-host shared memory."""
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None, tls=None,
                  compression: str | None = None, retries: int = 4, failovers: int = 3,
-                 max_message_bytes: int = 256 * MiB):
+                 max_message_bytes: int = 256 * MiB, shared_memory: bool | None = None):
         self.settings = ClientSettings(targets, timeout, token, tls, compression, retries, failovers,
-                                       max_message_bytes, shared_memory=False)
+                                       max_message_bytes, shared_memory)
         self._channel: grpc.aio.Channel | None = None
+        self._shm = SharedMemoryUse(self, self.settings.shared_memory)
 
     @property
     def stub(self) -> rpc.AugmentationStub:
@@ -40,6 +42,7 @@ class AsyncClient:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+        self._shm.close()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -50,73 +53,102 @@ class AsyncClient:
     def _error(self, error: grpc.RpcError):
         return from_rpc_error(error, describe(self.settings.targets))
 
+    async def _slot(self) -> Slot | None:
+        """``Client._slot``: a slot once a probe that reached a server says the regions work."""
+        if self._shm.works is None:
+            request, slot = self._shm.probe_request()
+            try:
+                response = await self.stub.Augment(request, timeout=self.settings.timeout,
+                                                   **self.settings.call_options())
+                self._shm.settle(slot, response)
+            except grpc.RpcError as error:
+                self._shm.settle(slot, error=error)
+        pool: SlotPool | None = self._shm.usable()
+        return None if pool is None else pool.acquire()
+
+    def _release(self, slot: Slot | None) -> None:
+        if slot is not None and self._shm.pool is not None:
+            self._shm.pool.release(slot)
+
     async def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
                       num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
-                      timeout: float | None = None) -> Batch:
-        request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys, num_classes=num_classes,
-                                        out_dtype=out_dtype, return_params=return_params)
+                      defer_normalize: bool = False, timeout: float | None = None) -> Batch:
+        slot = await self._slot()
         try:
-            response = await self.stub.Augment(request, timeout=timeout or self.settings.timeout,
-                                               **self.settings.call_options())
-        except grpc.RpcError as error:
-            raise self._error(error) from None
-        return codec.batch_from(response, codec.wants_numpy(x))
+            request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
+                                            num_classes=num_classes, out_dtype=out_dtype, return_params=return_params,
+                                            defer_normalize=defer_normalize, slot=slot)
+            try:
+                response = await self.stub.Augment(request, timeout=timeout or self.settings.timeout,
+                                                   **self.settings.call_options())
+            except grpc.RpcError as error:
+                raise self._error(error) from None
+            return codec.batch_from(response, codec.wants_torch(x), slot, out_dtype)
+        finally:
+            self._release(slot)
 
     async def map(self, batches: AsyncIterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
-                  out_dtype: str | None = None, prefetch: int = 4) -> AsyncIterator[Batch]:
-        """``Client.map`` for an async iterable: ``prefetch`` batches in flight, results in order.
-
-        Unlike the blocking ``Client.map`` it does not fail over: a dropped stream raises ``Unavailable``.
-        """
-        if prefetch < 1:
-            raise ValueError(f"prefetch: expected at least 1, got {prefetch}")
-        call = self.stub.AugmentStream(**self.settings.call_options())
+                  out_dtype: str | None = None, prefetch: int = 4, return_params: bool = False,
+                  defer_normalize: bool = False) -> AsyncIterator[Batch]:
+        """``Client.map`` for an async iterable: ``prefetch`` batches in flight, results in order; if the
+        replica goes away, the unanswered batches are sent again to another one."""
+        requests = codec.MapRequests(pipeline=pipeline, seed=seed, num_classes=num_classes, out_dtype=out_dtype,
+                                     return_params=return_params, defer_normalize=defer_normalize, prefetch=prefetch)
         source = aiter(batches)
-        in_flight: deque[bool] = deque()
-        position, request_id, exhausted = 0, 0, False
+        pending: deque = deque()  # sent, not yet answered: resent in order after a failover
+        exhausted = False
         try:
-            while True:
-                while not exhausted and len(in_flight) < prefetch:
-                    try:
-                        x, labels, keys = split_item(await anext(source))
-                    except StopAsyncIteration:
-                        exhausted = True
-                        await call.done_writing()
-                        break
-                    if keys is None:
-                        keys = torch.arange(position, position + len(x))
-                    position += len(x)
-                    await call.write(codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
-                                                           num_classes=num_classes, out_dtype=out_dtype,
-                                                           request_id=request_id))
-                    request_id += 1
-                    in_flight.append(codec.wants_numpy(x))
-                if not in_flight:
-                    return
-                response = await call.read()
-                if response is grpc.aio.EOF:
-                    raise ServerError(grpc.StatusCode.INTERNAL, "stream ended before every batch was answered",
-                                      describe(self.settings.targets))
-                yield codec.batch_from(response, in_flight.popleft())
-        except grpc.RpcError as error:
-            raise self._error(error) from None
+            for attempt in range(self.settings.failovers + 1):
+                call = self.stub.AugmentStream(**self.settings.call_options())
+                try:
+                    for request, _, _ in pending:
+                        await call.write(request)
+                    while True:
+                        while not exhausted and len(pending) < prefetch:
+                            try:
+                                item = await anext(source)
+                            except StopAsyncIteration:
+                                exhausted = True
+                                break
+                            pending.append(requests.make(item, await self._slot()))
+                            await call.write(pending[-1][0])
+                        if exhausted and not pending:
+                            await call.done_writing()
+                            return
+                        response = await call.read()
+                        if response is grpc.aio.EOF:
+                            raise ServerError(grpc.StatusCode.INTERNAL, "stream ended before every batch was "
+                                              "answered", describe(self.settings.targets))
+                        request, as_torch, slot = pending[0]
+                        batch = codec.batch_from(response, as_torch, slot, request.out_dtype)
+                        pending.popleft()
+                        self._release(slot)
+                        yield batch
+                except grpc.RpcError as error:
+                    await asyncio.sleep(self.settings.failover_delay(error, attempt))
+                finally:
+                    call.cancel()
         finally:
-            call.cancel()
+            for _, _, slot in pending:
+                self._release(slot)
 
     async def stream_dataset(self, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
                              shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
-                             out_dtype: str | None = None, return_params: bool = False) -> AsyncIterator[Batch]:
-        """``Client.stream_dataset``: a dropped stream resumes on another replica at the next undelivered batch."""
+                             out_dtype: str | None = None, return_params: bool = False,
+                             defer_normalize: bool = False) -> AsyncIterator[Batch]:
+        """``Client.stream_dataset`` (bytes: the shared-memory dataset stream is the blocking client's):
+        a dropped stream resumes on another replica at the next undelivered batch."""
         position = start_batch
         for attempt in range(self.settings.failovers + 1):
             request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
                                             shard_index=shard_index, num_shards=num_shards, start_batch=position,
-                                            out_dtype=out_dtype, return_params=return_params)
+                                            out_dtype=out_dtype, return_params=return_params,
+                                            defer_normalize=defer_normalize)
             call = self.stub.StreamDataset(request, **self.settings.call_options())
             try:
                 async for message in call:
                     position = message.batch_index + 1
-                    batch = codec.dataset_batch_from(message)
+                    batch = codec.dataset_batch_from(message, out_dtype=out_dtype)
                     if batch is not None:
                         yield batch
                 return

@@ -1,20 +1,29 @@
-"""Requests from torch/numpy, batches from responses: where the client turns tensors into messages and back."""
+"""Requests from arrays, batches from responses: where the client turns arrays into messages and back.
+
+NumPy first: torch is never imported here. A torch tensor is recognised only when the caller's
+process already imported torch (it cannot be one otherwise), and torch in gives torch out.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 from augserve import wire
 from augserve.shared_memory import Slot
 from augserve.spec import is_spec_text
 from augserve.v1 import augserve_pb2 as pb
 
-Array = torch.Tensor | np.ndarray
+Array = Any  # a numpy array, or a torch tensor when the caller uses torch
+
+
+def is_torch(value: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 @dataclass
@@ -23,6 +32,8 @@ class Batch:
 
     ``label_smoothing`` is the epsilon the server already applied to ``labels`` (0: none), so a
     loss does not smooth twice. ``indices`` are the dataset indices of a served dataset's samples.
+    ``normalize`` is the (mean, std) of a normalize step the server left to the caller (see
+    ``defer_normalize``): ``normalized()`` applies it here, ``to(device)`` on the device.
     """
 
     x: Array
@@ -30,28 +41,38 @@ class Batch:
     label_smoothing: float = 0.0
     server_seconds: float = 0.0
     params: list[dict[str, Any]] | None = None
-    indices: torch.Tensor | None = None
+    indices: np.ndarray | None = None
     skipped: list[tuple[int, str]] | None = None  # a served dataset's samples left out of this batch, with why
     batch_index: int = 0
     num_batches: int = 0
     request_id: int = 0
+    normalize: tuple[list[float], list[float]] | None = None
+    out_dtype: str | None = None  # the dtype asked for, applied after a deferred normalize
 
     def __iter__(self) -> Iterator[Array | None]:
         return iter((self.x, self.labels))
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        """This batch with ``x`` and ``labels`` on ``device`` (pinned first when copying to CUDA)."""
-        device = torch.device(device)
+    def normalized(self) -> "Batch":
+        """This batch with a deferred normalize applied where it is (numpy or torch), else itself."""
+        if self.normalize is None:
+            return self
+        from augserve.normalize import normalize
 
-        def move(value):
-            if not isinstance(value, torch.Tensor) or value.device == device:
-                return value
-            if device.type == "cuda" and value.device.type == "cpu" and not value.is_pinned():
-                value = value.pin_memory()
-            return value.to(device, non_blocking=non_blocking)
+        x = normalize(self.x, *self.normalize, self.out_dtype)
+        return _replace(self, x=x, normalize=None)
 
-        return Batch(move(self.x), move(self.labels), self.label_smoothing, self.server_seconds, self.params,
-                     self.indices, self.skipped, self.batch_index, self.num_batches, self.request_id)
+    def to(self, device, non_blocking: bool = False) -> "Batch":
+        """This batch as torch tensors on ``device`` (pinned first when copying to CUDA), with a deferred
+        normalize run there after the copy: uint8 crosses the bus, float comes out."""
+        from augserve.client.torch_device import batch_to
+
+        return batch_to(self, device, non_blocking)
+
+
+def _replace(batch: Batch, **changes) -> Batch:
+    import dataclasses
+
+    return dataclasses.replace(batch, **changes)
 
 
 def split_item(item) -> tuple[Array, Array | None, Any]:
@@ -74,12 +95,10 @@ def pipeline_ref(pipeline: str | dict | list) -> pb.PipelineRef:
     return pb.PipelineRef(name=pipeline)
 
 
-def _as_torch(value: Array, field: str) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
-    if isinstance(value, torch.Tensor):
+def _as_array(value: Array, field: str) -> Array:
+    if isinstance(value, np.ndarray) or is_torch(value):
         return value
-    raise TypeError(f"{field}: expected a torch tensor or numpy array, got {type(value).__name__}")
+    raise TypeError(f"{field}: expected a numpy array or torch tensor, got {type(value).__name__}")
 
 
 def is_encoded(x: Any) -> bool:
@@ -90,16 +109,16 @@ def is_encoded(x: Any) -> bool:
 def _is_file(item: Any) -> bool:
     if isinstance(item, (bytes, bytearray, memoryview)):
         return True
-    return isinstance(item, (np.ndarray, torch.Tensor)) and item.ndim == 1 and item.dtype in (np.uint8, torch.uint8)
+    return (isinstance(item, np.ndarray) or is_torch(item)) and item.ndim == 1 and wire.dtype_name(item) == "uint8"
 
 
-def wants_numpy(x: Any) -> bool:
-    """Numpy in, numpy out: a numpy batch, or encoded images given as numpy arrays."""
-    return isinstance(x, np.ndarray) or is_encoded(x) and isinstance(x[0], np.ndarray)
+def wants_torch(x: Any) -> bool:
+    """Torch in, torch out: a torch batch, or encoded images given as torch tensors; anything else gets numpy."""
+    return is_torch(x) or is_encoded(x) and is_torch(x[0])
 
 
 def _file_bytes(item: Any) -> memoryview:
-    if isinstance(item, torch.Tensor):
+    if is_torch(item):
         item = item.cpu().numpy()
     return memoryview(np.ascontiguousarray(item) if isinstance(item, np.ndarray) else item).cast("B")
 
@@ -122,72 +141,102 @@ def _write_encoded(message: pb.EncodedImages, files: list, slot: Slot | None) ->
 
 
 def augment_request(x: Array | list, labels: Array | None, *, pipeline, seed: int, keys=None, num_classes=None,
-                    out_dtype=None, return_params=False, request_id=0, slot: Slot | None = None) -> pb.AugmentRequest:
+                    out_dtype=None, return_params=False, request_id=0, defer_normalize=False,
+                    slot: Slot | None = None) -> pb.AugmentRequest:
     """The request; with a shared-memory ``slot``, x travels in its input region and the answer comes back
     in its output region (sized to the last answer, or to x at first).
 
     ``x`` is a dense batch or a list of encoded image files (JPEG, PNG, WebP bytes) of any sizes.
     """
     message = pb.AugmentRequest(seed=int(seed), num_classes=int(num_classes or 0), out_dtype=out_dtype or "",
-                                return_params=return_params, request_id=request_id)
+                                return_params=return_params, request_id=request_id, defer_normalize=defer_normalize)
     message.pipeline.CopyFrom(pipeline_ref(pipeline))
     if is_encoded(x):
         sent = _write_encoded(message.encoded, x, slot)
     else:
-        x = _as_torch(x, "x")
+        x = _as_array(x, "x")
         sent = x.nbytes
         if slot is None:
             wire.write(message.x, x)
         else:
             region = slot.region("x", x.nbytes)
-            wire.write_shared(message.x, x, region.buf[:x.nbytes],
-                              pb.SharedMemoryRef(name=region.name, size=region.size))
+            wire.write_shared(message.x, x, region.buf[:x.nbytes], pb.SharedMemoryRef(name=region.name,
+                                                                                       size=region.size))
     if slot is not None:
         output = slot.region("out", max(slot.output_bytes, sent))
         message.output_shm.CopyFrom(pb.SharedMemoryRef(name=output.name, size=output.size))
     if keys is not None:
         message.keys.extend(np.asarray(keys, dtype=np.int64).reshape(-1).tolist())
     if labels is not None:
-        wire.write(message.labels, _as_torch(labels, "labels"))
+        wire.write(message.labels, _as_array(labels, "labels"))
     return message
 
 
+class MapRequests:
+    """``map`` items (``x``, ``(x, labels)`` or ``(x, labels, keys)``) as requests; without keys, a batch's
+    keys are the running sample positions, so every sample of the sequence draws its own parameters."""
+
+    def __init__(self, *, prefetch: int, **options):
+        if prefetch < 1:
+            raise ValueError(f"prefetch: expected at least 1, got {prefetch}")
+        self.options, self.position, self.request_id = options, 0, 0
+
+    def make(self, item, slot: Slot | None) -> tuple[pb.AugmentRequest, bool, Slot | None]:
+        """The request, whether its answer goes back as torch, and its slot."""
+        x, labels, keys = split_item(item)
+        if keys is None:
+            keys = np.arange(self.position, self.position + len(x))
+        self.position += len(x)
+        request = augment_request(x, labels, keys=keys, request_id=self.request_id, slot=slot, **self.options)
+        self.request_id += 1
+        return request, wants_torch(x), slot
+
+
 def dataset_request(dataset: str, pipeline, batch_size: int, *, epoch: int, seed: int, shard_index: int,
-                    num_shards: int, start_batch: int, out_dtype: str | None,
-                    return_params: bool) -> pb.StreamDatasetRequest:
+                    num_shards: int, start_batch: int, out_dtype: str | None, return_params: bool,
+                    defer_normalize: bool = False) -> pb.StreamDatasetRequest:
     request = pb.StreamDatasetRequest(dataset=dataset, batch_size=batch_size, epoch=epoch, seed=seed,
                                       shard_index=shard_index, num_shards=num_shards, start_batch=start_batch,
-                                      out_dtype=out_dtype or "", return_params=return_params)
+                                      out_dtype=out_dtype or "", return_params=return_params,
+                                      defer_normalize=defer_normalize)
     request.pipeline.CopyFrom(pipeline_ref(pipeline))
     return request
 
 
-def _decode(message: pb.Tensor, as_numpy: bool, slot: Slot | None = None) -> Array:
+def _decode(message: pb.Tensor, as_torch: bool, slot: Slot | None = None) -> Array:
     """Inline bytes: numpy gets a read-only zero-copy view, torch one (writable) copy. Shared memory:
     a writable view of the slot's output region, lent until the result is dropped."""
     if message.HasField("shm"):
         array = slot.lend(wire.to_numpy(message, "response", regions=slot))  # the slot checks the region is its own
-        return array if as_numpy else torch.from_numpy(array)
+        return _torch().from_numpy(array) if as_torch else array
     if slot is not None:
         slot.output_bytes = max(slot.output_bytes, len(message.data))  # did not fit: room for next time
     array = wire.to_numpy(message, "response")
-    return array if as_numpy else torch.from_numpy(array.copy())
+    return _torch().from_numpy(array.copy()) if as_torch else array
 
 
-def batch_from(response: pb.AugmentResponse, as_numpy: bool = False, slot: Slot | None = None) -> Batch:
-    labels = _decode(response.labels, as_numpy) if response.HasField("labels") else None
+def _torch():
+    return sys.modules["torch"]  # torch out only for torch in: the caller imported it
+
+
+def batch_from(response: pb.AugmentResponse, as_torch: bool = False, slot: Slot | None = None,
+               out_dtype: str | None = None) -> Batch:
+    labels = _decode(response.labels, as_torch) if response.HasField("labels") else None
     params = json.loads(response.params_json) if response.params_json else None
-    return Batch(_decode(response.x, as_numpy, slot), labels, response.label_smoothing, response.server_seconds,
-                 params, request_id=response.request_id)
+    normalize = None
+    if response.HasField("deferred_normalize"):
+        normalize = (list(response.deferred_normalize.mean), list(response.deferred_normalize.std))
+    return Batch(_decode(response.x, as_torch, slot), labels, response.label_smoothing, response.server_seconds,
+                 params, request_id=response.request_id, normalize=normalize, out_dtype=out_dtype or None)
 
 
-def dataset_batch_from(message: pb.DatasetBatch, slot: Slot | None = None) -> Batch | None:
+def dataset_batch_from(message: pb.DatasetBatch, slot: Slot | None = None, out_dtype: str | None = None) -> Batch | None:
     """A served dataset's batch (lent from ``slot`` when the server wrote it there); None when every
     sample of it was skipped (``skipped`` says why)."""
     if not message.HasField("batch"):
         return None
-    batch = batch_from(message.batch, slot=slot)
-    batch.indices = torch.tensor(list(message.sample_indices), dtype=torch.int64)
+    batch = batch_from(message.batch, slot=slot, out_dtype=out_dtype)
+    batch.indices = np.array(message.sample_indices, dtype=np.int64)
     batch.skipped = [(s.index, s.reason) for s in message.skipped]
     batch.batch_index, batch.num_batches = message.batch_index, message.num_batches
     return batch

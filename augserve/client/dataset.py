@@ -8,6 +8,7 @@ from typing import Iterator
 from torch.utils.data import IterableDataset, get_worker_info
 
 from augserve.client.codec import Batch
+from augserve.client.loader import _normalize_option
 from augserve.client.sync import Client
 
 
@@ -26,11 +27,13 @@ class RemoteDataset(IterableDataset):
     worker`` of ``world * workers``, so each sample of an epoch reaches exactly one rank and
     worker. ``shard=(index, count)`` overrides the rank/world part. The position is remembered:
     a dropped stream resumes on another replica from the next undelivered batch. Call
-    ``set_epoch`` before each epoch (the dataset is copied into every worker).
+    ``set_epoch`` before each epoch (the dataset is copied into every worker). Batches are torch
+    tensors; ``normalize="client"`` (the default) brings them as uint8 and runs a pipeline's final
+    normalize in this process, ``"server"`` there (float on the wire).
     """
 
     def __init__(self, client: Client, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
-                 shard: tuple[int, int] | None = None, out_dtype: str | None = None):
+                 shard: tuple[int, int] | None = None, out_dtype: str | None = None, normalize: str = "client"):
         if batch_size < 1:
             raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
         if shard is not None and not 0 <= shard[0] < shard[1]:
@@ -43,6 +46,7 @@ class RemoteDataset(IterableDataset):
         self.seed = seed
         self.shard = shard
         self.out_dtype = out_dtype
+        self.normalize = _normalize_option(normalize)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -56,6 +60,7 @@ class RemoteDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[Batch]:
         index, count = self.shard_of_this_process()
-        yield from self.client.stream_dataset(self.dataset, self.pipeline, self.batch_size, epoch=self.epoch,
-                                              seed=self.seed, shard_index=index, num_shards=count,
-                                              out_dtype=self.out_dtype)
+        for batch in self.client.stream_dataset(self.dataset, self.pipeline, self.batch_size, epoch=self.epoch,
+                                                seed=self.seed, shard_index=index, num_shards=count,
+                                                out_dtype=self.out_dtype, defer_normalize=self.normalize == "client"):
+            yield batch.to("cpu")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pathlib
 
-import torch
-from torch.utils.data import Dataset
+import numpy as np
 
 ENCODED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # what the service decodes itself
 
 
-class EncodedImageFolder(Dataset):
+class EncodedImageFolder:
     """Image files in one subfolder per class (torchvision's ``ImageFolder`` layout), read as bytes.
 
     Items are ``(file bytes, class index, dataset index)``: the index follows the sample through
     shuffles, so ``RemoteAugment`` keys its augmentation by it. Use ``collate_encoded`` as the
-    DataLoader's ``collate_fn`` (the files differ in size, so they stay a list).
+    DataLoader's ``collate_fn`` (the files differ in size, so they stay a list). A plain map-style
+    dataset (``len`` and indexing): torch's DataLoader takes it, and so does any other loader.
     """
 
     def __init__(self, root: str | pathlib.Path, extensions: tuple[str, ...] = ENCODED_SUFFIXES):
@@ -37,7 +37,7 @@ class EncodedImageFolder(Dataset):
         return path.read_bytes(), label, index
 
 
-def collate_encoded(items: list[tuple[bytes, int, int]]) -> tuple[list[bytes], torch.Tensor, torch.Tensor]:
-    """Files as a list, labels and indices as int64 tensors: a ``(x, y, index)`` batch for ``RemoteAugment``."""
+def collate_encoded(items: list[tuple[bytes, int, int]]) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Files as a list, labels and indices as int64 arrays: a ``(x, y, index)`` batch for ``RemoteAugment``."""
     files, labels, indices = zip(*items)
-    return list(files), torch.tensor(labels, dtype=torch.int64), torch.tensor(indices, dtype=torch.int64)
+    return list(files), np.array(labels, dtype=np.int64), np.array(indices, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""``RemoteAugment``: a DataLoader whose workers only load and decode; the server augments."""
+"""``RemoteAugment``: a DataLoader whose workers only load and decode; the server augments (torch adapter)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from torch.utils.data import Dataset
 
 from augserve.client.codec import Batch
 from augserve.client.sync import Client
+from augserve.client.torch_device import as_tensor
 from augserve.random import sample_keys
+
+NORMALIZE = ("client", "server")
+
+
+def _normalize_option(normalize: str) -> str:
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize: expected one of {', '.join(NORMALIZE)}, got {normalize!r}")
+    return normalize
 
 
 class IndexedDataset(Dataset):
@@ -34,11 +43,14 @@ class RemoteAugment:
     ``IndexedDataset``), else its position in the epoch: either way the same run replays.
     The epoch advances by one per pass; ``set_epoch`` pins it, as with ``DistributedSampler``.
     With ``device="cuda"`` batches arrive there through pinned memory with ``non_blocking=True``.
+    ``normalize="client"`` (the default) leaves a pipeline's final normalize step to this side: uint8
+    crosses the wire and the bus, and the normalize runs on ``device`` after the copy (same values,
+    bit for bit); ``"server"`` runs it on the server and ships float.
     """
 
     def __init__(self, loader: Iterable, client: Client, pipeline, *, seed: int = 0, num_classes: int | None = None,
                  out_dtype: str | None = None, prefetch: int = 4, device: torch.device | str | None = None,
-                 epoch: int = 0):
+                 epoch: int = 0, normalize: str = "client"):
         self.loader = loader
         self.client = client
         self.pipeline = pipeline
@@ -46,8 +58,9 @@ class RemoteAugment:
         self.num_classes = num_classes
         self.out_dtype = out_dtype
         self.prefetch = prefetch
-        self.device = None if device is None else torch.device(device)
+        self.device = torch.device("cpu") if device is None else torch.device(device)
         self.epoch = epoch
+        self.normalize = _normalize_option(normalize)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -61,7 +74,7 @@ class RemoteAugment:
             if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
                 raise ValueError(f"RemoteAugment: expected loader batches (x, y) or (x, y, index), got {type(item)}")
             x, y = item[0], item[1]
-            indices = torch.as_tensor(item[2]) if len(item) == 3 else torch.arange(position, position + len(x))
+            indices = as_tensor(item[2]) if len(item) == 3 else torch.arange(position, position + len(x))
             position += len(x)
             yield x, y, sample_keys(indices.to(torch.int64), epoch)
 
@@ -71,6 +84,7 @@ class RemoteAugment:
         # iterator while gRPC's threads are busy (a child forked then can crash in gRPC's inherited state).
         batches = iter(self.loader)
         results = self.client.map(self._with_keys(batches, epoch), pipeline=self.pipeline, seed=self.seed,
-                                  num_classes=self.num_classes, out_dtype=self.out_dtype, prefetch=self.prefetch)
+                                  num_classes=self.num_classes, out_dtype=self.out_dtype, prefetch=self.prefetch,
+                                  defer_normalize=self.normalize == "client")
         for batch in results:
-            yield batch if self.device is None else batch.to(self.device, non_blocking=True)
+            yield batch.to(self.device, non_blocking=True)

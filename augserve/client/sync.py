@@ -11,18 +11,18 @@ from collections import deque
 from typing import Any, Iterable, Iterator
 
 import grpc
-import torch
+import numpy as np
 
 from augserve.client import codec
 from augserve.client.channel import TLS, describe
 from augserve.client.codec import Array, Batch, split_item
 from augserve.client.errors import ServerError, from_rpc_error
 from augserve.client.settings import MiB, ClientSettings
+from augserve.client.shm_use import SharedMemoryUse
 from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 
-PROBE = [{"op": "hflip", "p": 0.0}]  # the identity: checks the server can map this client's regions
 DATASET_OFFERS = 4  # output regions a same-host dataset stream keeps offered (the server reads 3 batches ahead)
 log = logging.getLogger("augserve.client")
 
@@ -30,10 +30,11 @@ log = logging.getLogger("augserve.client")
 class Client:
     """Augment batches on an augserve server (or several replicas, round-robin).
 
-    Torch tensors in give torch tensors out (writable); numpy arrays in give numpy arrays
-    (read-only views of the received bytes). When every target is on this host, tensors travel
-    through shared memory instead of gRPC bytes (``shared_memory=False`` turns that off), and
-    results view the client's own output region until dropped. Every failure is a ``ServerError``.
+    NumPy arrays (and lists of encoded image files) in give numpy arrays out (read-only views of
+    the received bytes); torch tensors in give torch tensors out (writable). When every target is
+    on this host, arrays travel through shared memory instead of gRPC bytes (``shared_memory=False``
+    turns that off), and results view the client's own output region until dropped. Every failure
+    is a ``ServerError``.
     """
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None,
@@ -43,8 +44,7 @@ class Client:
                                        max_message_bytes, shared_memory)
         self._channel: grpc.Channel | None = None
         self._pid = 0
-        self._slots: SlotPool | None = None
-        self._shared_memory = self.settings.shared_memory
+        self._shm = SharedMemoryUse(self, self.settings.shared_memory)
         self._shared_datasets = True  # until a server says it has no StreamDatasetShared
         self._dataset_batch_bytes: dict[tuple, int] = {}  # per dataset stream: the room a full batch takes
 
@@ -57,7 +57,7 @@ class Client:
 
     def __setstate__(self, state: dict) -> None:
         self.settings, self._channel, self._pid = state["settings"], None, 0
-        self._slots, self._shared_memory = None, self.settings.shared_memory
+        self._shm = SharedMemoryUse(self, self.settings.shared_memory)
         self._shared_datasets, self._dataset_batch_bytes = True, {}
 
     @property
@@ -66,55 +66,38 @@ class Client:
             self._channel = self.settings.open_channel()
             self._pid = os.getpid()
             self._stub = rpc.AugmentationStub(self._channel)
-            self._slots = None  # a forked child makes its own regions
+            self._shm = SharedMemoryUse(self, self.settings.shared_memory)  # a forked child makes its own regions
         return self._stub
 
     def close(self) -> None:
         if self._channel is not None and self._pid == os.getpid():
             self._channel.close()
-            if self._slots is not None:
-                self._slots.close()
-        self._channel, self._slots = None, None
+            self._shm.close()
+        self._channel = None
 
     # --- same-host shared memory ---------------------------------------------------------------
 
     def _slot_pool(self) -> SlotPool | None:
-        """This process's shared-memory slots, or None when tensors go as gRPC bytes."""
+        """This process's shared-memory slots, or None when arrays go as gRPC bytes (for now, until a
+        probe reaches a server, or for good)."""
         stub = self.stub
-        if not self._shared_memory:
-            return None
-        if self._slots is None:
-            self._slots = SlotPool()
-            weakref.finalize(self, self._slots.close)  # regions are unlinked even if close() is never called
-            if not self._shared_memory_works(stub):
-                return None
-        return self._slots
+        if self._shm.works is None:
+            request, slot = self._shm.probe_request()
+            try:
+                response = stub.Augment(request, timeout=self.settings.timeout, **self.settings.call_options())
+                self._shm.settle(slot, response)
+            except grpc.RpcError as error:
+                self._shm.settle(slot, error=error)
+        return self._shm.usable()
 
     def _slot(self) -> Slot | None:
-        """A shared-memory slot for one request in flight, or None when tensors go as gRPC bytes."""
+        """A shared-memory slot for one request in flight, or None when arrays go as gRPC bytes."""
         pool = self._slot_pool()
         return None if pool is None else pool.acquire()
 
     def _release(self, slot: Slot | None) -> None:
-        if slot is not None and self._slots is not None:
-            self._slots.release(slot)
-
-    def _shared_memory_works(self, stub) -> bool:
-        """One tiny round trip through shared memory; on refusal, fall back to bytes for good (with a warning)."""
-        slot = self._slots.acquire()
-        try:
-            probe = codec.augment_request(torch.zeros(1, 1, 1, 1, dtype=torch.uint8), None, pipeline=PROBE,
-                                          seed=0, slot=slot)
-            codec.batch_from(stub.Augment(probe, timeout=self.settings.timeout, **self.settings.call_options()),
-                             slot=slot)
-            return True
-        except (grpc.RpcError, ValueError) as error:
-            reason = error.details() if isinstance(error, grpc.RpcError) else str(error)
-            log.warning("shared memory unavailable (%s); sending tensors as gRPC bytes", reason)
-            self._shared_memory = False
-            return False
-        finally:
-            self._slots.release(slot)
+        if slot is not None and self._shm.pool is not None:
+            self._shm.pool.release(slot)
 
     def __enter__(self) -> "Client":
         return self
@@ -133,23 +116,26 @@ class Client:
 
     def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
                 num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
-                timeout: float | None = None) -> Batch:
+                defer_normalize: bool = False, timeout: float | None = None) -> Batch:
         """One batch in, one augmented batch out. Keys default to 0..B-1 (pass keys for distinct batches).
 
-        ``x`` is a dense batch (torch or numpy) or a list of encoded image files (``bytes``,
+        ``x`` is a dense batch (numpy or torch) or a list of encoded image files (``bytes``,
         ``memoryview`` or 1-D uint8 arrays: JPEG, PNG, WebP of any sizes) that the server decodes.
+        ``defer_normalize``: a pipeline's final normalize is left to the caller (``Batch.normalize``,
+        applied by ``Batch.normalized()`` or ``Batch.to(device)``): uint8 travels instead of float.
         """
         slot = self._slot()
         try:
             request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
-                                            num_classes=num_classes, out_dtype=out_dtype,
-                                            return_params=return_params, slot=slot)
-            return codec.batch_from(self._unary("Augment", request, timeout), codec.wants_numpy(x), slot)
+                                            num_classes=num_classes, out_dtype=out_dtype, return_params=return_params,
+                                            defer_normalize=defer_normalize, slot=slot)
+            return codec.batch_from(self._unary("Augment", request, timeout), codec.wants_torch(x), slot, out_dtype)
         finally:
             self._release(slot)
 
     def map(self, batches: Iterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
-            out_dtype: str | None = None, prefetch: int = 4, return_params: bool = False) -> Iterator[Batch]:
+            out_dtype: str | None = None, prefetch: int = 4, return_params: bool = False,
+            defer_normalize: bool = False) -> Iterator[Batch]:
         """Augment an iterable of ``x`` / ``(x, labels)`` / ``(x, labels, keys)`` with ``prefetch`` in flight.
 
         Results come in input order on one bidirectional stream. Without keys, a batch's keys are
@@ -157,24 +143,9 @@ class Client:
         If the replica goes away, the unanswered batches are sent again to another one; they
         replay bit-identically because parameters depend only on (seed, key).
         """
-        if prefetch < 1:
-            raise ValueError(f"prefetch: expected at least 1, got {prefetch}")
-
-        def requests() -> Iterator[tuple[pb.AugmentRequest, bool, Slot | None]]:
-            position = 0
-            for request_id, item in enumerate(batches):
-                x, labels, keys = split_item(item)
-                size = len(x)
-                if keys is None:
-                    keys = torch.arange(position, position + size)
-                position += size
-                slot = self._slot()
-                yield codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
-                                            num_classes=num_classes, out_dtype=out_dtype,
-                                            return_params=return_params, request_id=request_id, slot=slot), \
-                    codec.wants_numpy(x), slot
-
-        yield from self._stream(requests(), prefetch)
+        requests = codec.MapRequests(pipeline=pipeline, seed=seed, num_classes=num_classes, out_dtype=out_dtype,
+                                     return_params=return_params, defer_normalize=defer_normalize, prefetch=prefetch)
+        yield from self._stream((requests.make(item, self._slot()) for item in batches), prefetch)
 
     def _stream(self, source: Iterator[tuple[pb.AugmentRequest, bool, Slot | None]],
                 prefetch: int) -> Iterator[Batch]:
@@ -208,11 +179,11 @@ class Client:
             call = self.stub.AugmentStream(iter(outbox.get, None), **self.settings.call_options())
             try:
                 for response in call:
-                    request, as_numpy, slot = pending[0]
+                    request, as_torch, slot = pending[0]
                     if response.request_id != request.request_id:
                         raise ServerError(grpc.StatusCode.INTERNAL, f"stream answered request "
                                           f"{response.request_id}, expected {request.request_id}")
-                    batch = codec.batch_from(response, as_numpy, slot)  # read out before the slot is reused
+                    batch = codec.batch_from(response, as_torch, slot, request.out_dtype)  # before the slot is reused
                     pending.popleft()
                     self._release(slot)
                     send_more()
@@ -228,21 +199,23 @@ class Client:
 
     def stream_dataset(self, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
                        shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
-                       out_dtype: str | None = None, return_params: bool = False) -> Iterator[Batch]:
-        """One epoch (of one shard) of a dataset the server reads, augmented, in a deterministic order.
-
-        A dropped stream resumes on another replica from the next undelivered batch.
+                       out_dtype: str | None = None, return_params: bool = False,
+                       defer_normalize: bool = False) -> Iterator[Batch]:
+        """One epoch (of one shard) of a dataset the server reads, augmented, in a deterministic order;
+        numpy batches (``Batch.to(device)`` for torch). A dropped stream resumes on another replica
+        from the next undelivered batch.
         """
         position, attempt = start_batch, 0
         while True:
             request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
                                             shard_index=shard_index, num_shards=num_shards, start_batch=position,
-                                            out_dtype=out_dtype, return_params=return_params)
+                                            out_dtype=out_dtype, return_params=return_params,
+                                            defer_normalize=defer_normalize)
             pool = self._slot_pool() if self._shared_datasets else None
             try:
                 for message, slot in (self._dataset_shared(request, pool) if pool else self._dataset_inline(request)):
                     position = message.batch_index + 1
-                    batch = codec.dataset_batch_from(message, slot)  # lends the slot's region to the batch
+                    batch = codec.dataset_batch_from(message, slot, out_dtype)  # lends the slot's region to it
                     self._release(slot)
                     if batch is not None:
                         yield batch

@@ -27,6 +27,7 @@ from augserve import wire
 from augserve.encoded import FORMATS, DecodeError, EncodedBatch
 from augserve.labels import as_soft_labels
 from augserve.pipeline import OUT_DTYPES, Pipeline
+from augserve.steps.image import Normalize
 from augserve.server.batcher import Batcher, DeadlineExpired, Job, QueueFull
 from augserve.server.config import ServerConfig
 from augserve.random import sample_keys
@@ -124,9 +125,16 @@ class AugmentationService:
             raise _invalid(f"{field}: expected at most {self.config.max_pixels} values per sample plane "
                            f"(--max-pixels), {what} {'x'.join(map(str, plane))} = {pixels}")
 
-    def _job(self, request: pb.AugmentRequest, context, x: torch.Tensor | None = None) -> tuple[Job, str]:
-        """``x``: a served dataset's batch, gathered on the server (the request then carries none)."""
+    def _job(self, request: pb.AugmentRequest, context,
+             x: torch.Tensor | None = None) -> tuple[Job, str, Normalize | None]:
+        """The job, the pipeline's name, and the normalize step left to the caller (``defer_normalize``).
+
+        ``x``: a served dataset's batch, gathered on the server (the request then carries none).
+        """
         pipeline, name = self._pipeline(request.pipeline, "pipeline")
+        deferred = None
+        if request.defer_normalize:
+            pipeline, deferred = pipeline.deferring_normalize()
         try:
             if x is None:
                 x = self._input(request)
@@ -148,7 +156,7 @@ class AugmentationService:
             raise _invalid(f"keys: expected {batch} keys (one per sample) or none, got {keys.shape[0]}")
         if request.out_dtype and request.out_dtype not in OUT_DTYPES:
             raise _invalid(f"out_dtype: expected one of {', '.join(OUT_DTYPES)} or empty, got {request.out_dtype!r}")
-        out_dtype = OUT_DTYPES.get(request.out_dtype) if request.out_dtype else None
+        out_dtype = OUT_DTYPES.get(request.out_dtype) if request.out_dtype and deferred is None else None
         labels = None
         if request.HasField("labels"):
             try:
@@ -163,10 +171,12 @@ class AugmentationService:
         self._check_output(out_shape, out_type, output)
         mixes = any(step.mixes_samples for step in pipeline.steps)
         layout = ("encoded",) if encoded else (tuple(x.shape[1:]), x.dtype)
-        merge_key = None if mixes else (name, *layout, out_dtype, None if labels is None else labels.shape[1])
+        merge_key = None if mixes else (name, deferred is None, *layout, out_dtype,
+                                        None if labels is None else labels.shape[1])
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        return Job(pipeline, merge_key, context, x, labels, keys, request.seed, out_dtype, deadline, output=output), name
+        job = Job(pipeline, merge_key, context, x, labels, keys, request.seed, out_dtype, deadline, output=output)
+        return job, name, deferred
 
     def _input(self, request: pb.AugmentRequest) -> torch.Tensor | EncodedBatch:
         """The request's dense ``x`` or its ``encoded`` images (exactly one), every field checked."""
@@ -203,7 +213,7 @@ class AugmentationService:
         self._check_plane(shape, "pipeline", f"but it returns {list(shape)}, a plane of")
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes > self.config.max_message_bytes and (output is None or nbytes > output.nbytes):
-            raise _invalid(f"pipeline: returns {list(shape)} {wire.NAMES[dtype]} = {nbytes} bytes, more than the "
+            raise _invalid(f"pipeline: returns {list(shape)} {wire.dtype_name(dtype)} = {nbytes} bytes, more than the "
                            f"{self.config.max_message_bytes}-byte message limit (--max-message-bytes); "
                            "send fewer samples or a smaller size")
 
@@ -218,10 +228,13 @@ class AugmentationService:
         name, status = "?", "UNKNOWN"
         try:
             self._admit_while_serving()
-            job, name = self._job(request, context, x)
+            job, name, deferred = self._job(request, context, x)
             out = await self.batcher.submit(job)
             response = pb.AugmentResponse() if into is None else into
             response.request_id, response.label_smoothing = request.request_id, out.label_smoothing
+            if deferred is not None:
+                response.deferred_normalize.mean[:] = deferred.fill_for(out.x, "mean")
+                response.deferred_normalize.std[:] = deferred.fill_for(out.x, "std")
             if job.output_written:  # already in the client's region: only the reference travels
                 wire.describe_shared(response.x, out.x, request.output_shm)
             else:
@@ -413,6 +426,7 @@ class AugmentationService:
         output = offers.take() if offers is not None and len(kept) else None
         while len(kept):
             inner = pb.AugmentRequest(seed=request.seed, out_dtype=request.out_dtype,
+                                      defer_normalize=request.defer_normalize,
                                       return_params=request.return_params, num_classes=dataset.num_classes,
                                       keys=sample_keys(kept, request.epoch).tolist())
             inner.pipeline.CopyFrom(request.pipeline)
@@ -475,7 +489,7 @@ class AugmentationService:
                     info.dtype, info.shards = "encoded", loaded.shards
                 else:
                     info.sample_shape.extend(loaded.x.shape[1:])
-                    info.dtype = wire.NAMES.get(loaded.x.dtype, str(loaded.x.dtype))
+                    info.dtype = wire.dtype_name(loaded.x)
             infos.append(info)
         return pb.ListDatasetsResponse(datasets=infos)
 

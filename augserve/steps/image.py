@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from augserve.normalize import normalize
 from augserve.ops import blur, color, erasing, geometry, grouping, policies
 from augserve.ops.boxes import sample_boxes
 from augserve.ops.policies import PolicyOp
@@ -565,10 +566,5 @@ class Normalize(Step):
         return torch.float32
 
     def apply(self, x, params):
-        mean = torch.tensor(self.fill_for(x, "mean"), dtype=torch.float32, device=x.device)
-        std = torch.tensor(self.fill_for(x, "std"), dtype=torch.float32, device=x.device)
-        unit = 1.0 if x.is_floating_point() else 1.0 / 255.0
-        scale = (unit / std).view(1, -1, 1, 1)
-        out = x.to(torch.float32, copy=x.dtype == torch.float32)  # never write into the caller's tensor
-        return out.mul_(scale).sub_((mean / std).view(1, -1, 1, 1))
+        return normalize(x, self.fill_for(x, "mean"), self.fill_for(x, "std"))  # what clients run when deferred
 

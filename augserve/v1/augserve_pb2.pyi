@@ -47,7 +47,7 @@ class EncodedImages(_message.Message):
     def __init__(self, images: _Optional[_Iterable[bytes]] = ..., shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ..., sizes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class AugmentRequest(_message.Message):
-    __slots__ = ("pipeline", "seed", "x", "encoded", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id", "output_shm")
+    __slots__ = ("pipeline", "seed", "x", "encoded", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id", "output_shm", "defer_normalize")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     X_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class AugmentRequest(_message.Message):
     RETURN_PARAMS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SHM_FIELD_NUMBER: _ClassVar[int]
+    DEFER_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     pipeline: PipelineRef
     seed: int
     x: Tensor
@@ -70,26 +71,37 @@ class AugmentRequest(_message.Message):
     return_params: bool
     request_id: int
     output_shm: SharedMemoryRef
-    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., encoded: _Optional[_Union[EncodedImages, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ..., output_shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ...) -> None: ...
+    defer_normalize: bool
+    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., encoded: _Optional[_Union[EncodedImages, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ..., output_shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ..., defer_normalize: _Optional[bool] = ...) -> None: ...
+
+class Normalization(_message.Message):
+    __slots__ = ("mean", "std")
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    mean: _containers.RepeatedScalarFieldContainer[float]
+    std: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class AugmentResponse(_message.Message):
-    __slots__ = ("x", "labels", "params_json", "server_seconds", "request_id", "label_smoothing")
+    __slots__ = ("x", "labels", "params_json", "server_seconds", "request_id", "label_smoothing", "deferred_normalize")
     X_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     SERVER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     x: Tensor
     labels: Tensor
     params_json: str
     server_seconds: float
     request_id: int
     label_smoothing: float
-    def __init__(self, x: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., params_json: _Optional[str] = ..., server_seconds: _Optional[float] = ..., request_id: _Optional[int] = ..., label_smoothing: _Optional[float] = ...) -> None: ...
+    deferred_normalize: Normalization
+    def __init__(self, x: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., params_json: _Optional[str] = ..., server_seconds: _Optional[float] = ..., request_id: _Optional[int] = ..., label_smoothing: _Optional[float] = ..., deferred_normalize: _Optional[_Union[Normalization, _Mapping]] = ...) -> None: ...
 
 class StreamDatasetRequest(_message.Message):
-    __slots__ = ("dataset", "pipeline", "batch_size", "epoch", "seed", "shard_index", "num_shards", "start_batch", "out_dtype", "return_params")
+    __slots__ = ("dataset", "pipeline", "batch_size", "epoch", "seed", "shard_index", "num_shards", "start_batch", "out_dtype", "return_params", "defer_normalize")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +112,7 @@ class StreamDatasetRequest(_message.Message):
     START_BATCH_FIELD_NUMBER: _ClassVar[int]
     OUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
     RETURN_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    DEFER_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     pipeline: PipelineRef
     batch_size: int
@@ -110,7 +123,8 @@ class StreamDatasetRequest(_message.Message):
     start_batch: int
     out_dtype: str
     return_params: bool
-    def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., batch_size: _Optional[int] = ..., epoch: _Optional[int] = ..., seed: _Optional[int] = ..., shard_index: _Optional[int] = ..., num_shards: _Optional[int] = ..., start_batch: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ...) -> None: ...
+    defer_normalize: bool
+    def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., batch_size: _Optional[int] = ..., epoch: _Optional[int] = ..., seed: _Optional[int] = ..., shard_index: _Optional[int] = ..., num_shards: _Optional[int] = ..., start_batch: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., defer_normalize: _Optional[bool] = ...) -> None: ...
 
 class SkippedSample(_message.Message):
     __slots__ = ("index", "reason")
