@@ -11,7 +11,7 @@ WORKDIR /opt/augserve
 COPY pyproject.toml Makefile README.md ./
 COPY protos ./protos
 COPY augserve ./augserve
-RUN make install PYTHON=python3.11 EXTRAS=data
+RUN make install PYTHON=python3.11 EXTRAS=server,data
 
 FROM ${CUDA_IMAGE}
 # hadolint ignore=DL3041

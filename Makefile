@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
-EXTRAS ?= test
+EXTRAS ?= server,test
 
 .PHONY: install serve test bench preview protos clean
 
@@ -24,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[server,test,bench]'
 	$(BIN)/augserve bench --out bench/RESULTS.md
 
 preview: install
@@ -36,4 +36,4 @@ protos: install
 		protos/augserve/v1/augserve.proto
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-client build *.egg-info

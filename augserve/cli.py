@@ -137,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gRPC augmentation server")
-    _add_serve_flags(serve)
+    try:
+        _add_serve_flags(serve)
+    except ImportError:  # a client-only install: running it says which extra to install
+        pass
     serve.set_defaults(func=_serve)
 
     health = commands.add_parser("health", help="ask a server's gRPC health service; exit 0 if SERVING, else 1")
@@ -232,8 +235,10 @@ def _version() -> str:
 
 
 def _cuda() -> bool:
-    import torch
-
+    try:
+        import torch
+    except ImportError:  # a client-only install
+        return False
     return torch.cuda.is_available()
 
 
@@ -247,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         return args.func(args)
+    except ImportError as error:  # only the client is installed (or a framework is missing)
+        print(f"augserve {args.command}: {error.name or error} is not installed; this command needs the server "
+              "side: pip install 'augserve[server]' (Python 3.11+)", file=sys.stderr)
+        return EXIT_USAGE
     except (SpecError, ValueError, OSError) as error:
         print(f"augserve {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
