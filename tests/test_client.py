@@ -223,6 +223,45 @@ def test_shared_memory_falls_back_to_bytes_when_the_server_cannot_see_the_region
         regions.root = root
 
 
+def test_shared_memory_is_found_when_the_server_starts_after_the_client(caplog):
+    from augserve.client import Unavailable
+    from augserve.server.app import BackgroundServer
+    from augserve.server.config import ServerConfig
+
+    port = free_port()
+    x = images(2).numpy()
+    with caplog.at_level(logging.WARNING, logger="augserve.client"):
+        with Client(f"127.0.0.1:{port}", timeout=10, retries=0) as client:
+            with pytest.raises(Unavailable):  # nothing listens yet: the probe decides nothing
+                client.augment(x, pipeline="rand-m9-n2")
+            late = BackgroundServer(ServerConfig(host="127.0.0.1", port=port, metrics_port=0))
+            try:
+                deadline = time.monotonic() + 60
+                while True:  # until the channel's reconnect backoff reaches the new server
+                    try:
+                        batch = client.augment(x, pipeline="rand-m9-n2")
+                        break
+                    except Unavailable:
+                        assert time.monotonic() < deadline
+                        time.sleep(0.2)
+            finally:
+                late.stop()
+    assert batch.x.flags.writeable  # lent from this client's shared-memory region: not read-only gRPC bytes
+    assert client._shm.works is True and not any("unavailable" in r.message for r in caplog.records)
+
+
+def test_the_async_client_uses_shared_memory_on_the_same_host(server):
+    x = images(3).numpy()
+
+    async def run():
+        async with AsyncClient(server.target) as client:
+            return await client.augment(x, pipeline="rand-m9-n2", seed=2), client._shm.works
+
+    batch, works = asyncio.run(run())
+    assert works is True and batch.x.flags.writeable
+    assert np.array_equal(batch.x, Pipeline.from_spec("rand-m9-n2")(torch.from_numpy(x), seed=2).x.numpy())
+
+
 def test_the_server_never_follows_a_symlink_planted_as_a_region(tmp_path):
     from augserve.shared_memory import RegionCache, SharedMemoryError
     from augserve.v1 import augserve_pb2 as pb
@@ -275,7 +314,7 @@ def test_async_client_matches_the_blocking_one(server, client):
 
 def test_importing_the_client_stays_thin():
     code = ("import sys, augserve.client\n"
-            "heavy = [m for m in sys.modules if m.split('.')[0] in ('kornia', 'nvidia', 'torchvision', 'scipy')\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'kornia', 'nvidia', 'torchvision', 'scipy')\n"
             "         or m.startswith(('augserve.server', 'augserve.pipeline', 'augserve.ops'))]\n"
             "print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -21,7 +21,7 @@ DATASET, PIPELINE, BATCH = "blobs", "rand-m9-n2", 64
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory):
-    """Four replicas (two get killed) serving a dataset big enough (31 MB an epoch) that a stream is still
+    """Five replicas (three get killed) serving a dataset big enough (31 MB an epoch) that a stream is still
     running when killed."""
     root = tmp_path_factory.mktemp("replicas")
     generator = np.random.default_rng(0)
@@ -29,7 +29,7 @@ def replicas(tmp_path_factory):
              y=np.arange(2560) % 10)
     (root / "datasets.yaml").write_text(yaml.safe_dump(
         {"datasets": {DATASET: {"type": "arrays", "path": str(root / "blobs.npz")}}}))
-    servers = ServerProcess.several(4, "--config", str(root / "datasets.yaml"),
+    servers = ServerProcess.several(5, "--config", str(root / "datasets.yaml"),
                                     "--drain-delay-seconds", "60", "--grace-seconds", "5")
     yield servers
     for server in servers:
@@ -62,9 +62,9 @@ def test_round_robin_spreads_calls_over_every_replica(replicas):
     assert sum(shares) == 30 and min(shares) >= 4, shares
 
 
-def kill_the_replica_streaming(replicas, before) -> ServerProcess:
-    """SIGKILL the one replica whose StreamDataset count grew since ``before``."""
-    grew = [r for r, b, a in zip(replicas, before, counts(replicas, "StreamDataset")) if a > b]
+def kill_the_replica_streaming(replicas, before, method: str = "StreamDataset") -> ServerProcess:
+    """SIGKILL the one replica whose count of ``method`` requests grew since ``before``."""
+    grew = [r for r, b, a in zip(replicas, before, counts(replicas, method)) if a > b]
     assert len(grew) == 1
     grew[0].process.send_signal(signal.SIGKILL)
     grew[0].process.wait(timeout=10)
@@ -100,7 +100,7 @@ def test_sigkill_mid_epoch_fails_over_and_delivers_every_sample_once_bit_identic
     assert killed is not None and killed.process.returncode == -signal.SIGKILL
     check_epoch(delivered, reference)
     survivors = live(replicas)
-    assert len(survivors) == 3 and sum(counts(survivors, "StreamDataset")) > sum(
+    assert len(survivors) == 4 and sum(counts(survivors, "StreamDataset")) > sum(
         b for r, b in zip(replicas, before) if r in survivors)  # another replica finished the epoch
 
 
@@ -118,6 +118,32 @@ def test_the_async_client_resumes_a_served_epoch_after_a_sigkill_too(replicas, r
         return delivered
 
     check_epoch(asyncio.run(epoch()), reference)
+    assert len(live(replicas)) == 3
+
+
+def test_the_async_client_fails_over_a_map_stream_after_a_sigkill(replicas):
+    survivors = live(replicas)
+    batches = [torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(s))
+               for s in range(24)]
+    with client_for(survivors) as client:
+        reference = [b.x for b in client.map(batches, pipeline=PIPELINE, seed=4, prefetch=4)]
+    before = counts(survivors, "AugmentStream")
+
+    async def stream():
+        async def source():
+            for batch in batches:
+                yield batch
+
+        streamed = []
+        async with AsyncClient([r.target for r in survivors]) as client:
+            async for batch in client.map(source(), pipeline=PIPELINE, seed=4, prefetch=4):
+                streamed.append(batch.x)
+                if len(streamed) == 1:
+                    kill_the_replica_streaming(survivors, before, "AugmentStream")
+        return streamed
+
+    streamed = asyncio.run(stream())  # the unanswered batches went again to another replica
+    assert len(streamed) == 24 and all(torch.equal(a, b) for a, b in zip(streamed, reference))
     assert len(live(replicas)) == 2
 
 

@@ -19,6 +19,21 @@ from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 
 
+async def _send(call, request: pb.AugmentRequest) -> None:
+    """Write to a stream; one that already ended is reported by the next read."""
+    try:
+        await call.write(request)
+    except grpc.RpcError:
+        if not call.done():
+            raise
+
+
+def _send_failed(error: grpc.RpcError) -> bool:
+    """grpc.aio ends a stream whose replica went away mid-write with INTERNAL "Internal error from Core" (set
+    by the client's own gRPC core, never by a server), not UNAVAILABLE: it fails over all the same."""
+    return error.code() == grpc.StatusCode.INTERNAL and error.details() == "Internal error from Core"
+
+
 class AsyncClient:
     """``await client.augment(...)``, ``async for batch in client.map(...)`` and ``client.stream_dataset``,
     with the options and behaviour of ``Client``: failover of streams, same-host shared memory."""
@@ -102,7 +117,7 @@ class AsyncClient:
                 call = self.stub.AugmentStream(**self.settings.call_options())
                 try:
                     for request, _, _ in pending:
-                        await call.write(request)
+                        await _send(call, request)
                     while True:
                         while not exhausted and len(pending) < prefetch:
                             try:
@@ -111,9 +126,8 @@ class AsyncClient:
                                 exhausted = True
                                 break
                             pending.append(requests.make(item, await self._slot()))
-                            await call.write(pending[-1][0])
+                            await _send(call, pending[-1][0])
                         if exhausted and not pending:
-                            await call.done_writing()
                             return
                         response = await call.read()
                         if response is grpc.aio.EOF:
@@ -125,7 +139,7 @@ class AsyncClient:
                         self._release(slot)
                         yield batch
                 except grpc.RpcError as error:
-                    await asyncio.sleep(self.settings.failover_delay(error, attempt))
+                    await asyncio.sleep(self.settings.failover_delay(error, attempt, lost=_send_failed(error)))
                 finally:
                     call.cancel()
         finally:

@@ -49,9 +49,9 @@ class ClientSettings:
     def call_options(self) -> dict:
         return {"metadata": self.metadata, "compression": COMPRESSION[self.compression]}
 
-    def failover_delay(self, error: grpc.RpcError, attempt: int) -> float:
+    def failover_delay(self, error: grpc.RpcError, attempt: int, lost: bool = False) -> float:
         """Seconds to back off before a dropped stream resumes on another replica; raises the
-        ``ServerError`` when it may not (not UNAVAILABLE, or out of failovers)."""
-        if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.failovers:
+        ``ServerError`` when it may not (not UNAVAILABLE nor ``lost``, or out of failovers)."""
+        if not (lost or error.code() == grpc.StatusCode.UNAVAILABLE) or attempt >= self.failovers:
             raise from_rpc_error(error, describe(self.targets)) from None
         return FAILOVER_BACKOFF_S * (attempt + 1)
