@@ -76,3 +76,13 @@ def test_the_command_line_says_what_a_client_only_install_lacks():
     python = _client_python()
     result = subprocess.run([str(python), "-m", "augserve.cli", "serve"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "pip install 'augserve[server]'" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("example", ["numpy_loop.py", "jax_loop.py"])
+def test_the_numpy_and_jax_examples_learn_in_the_client_only_environment(server, example):
+    result = subprocess.run([str(_client_python()), str(REPO / "clients" / example), "--target", server.target,
+                             "--epochs", "3"], capture_output=True, text=True, timeout=600, env={**os.environ,
+                                                                                                "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = [float(v) for v in re.findall(r"train loss ([0-9.]+) over \d+ samples", result.stdout)]
+    assert len(losses) == 3 and losses[-1] < losses[0] / 2, result.stdout
