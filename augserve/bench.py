@@ -124,6 +124,7 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
     flags = ["--max-batch", str(max(x.shape[0], 64)), "--max-delay-ms", "5", "--device", str(x.device)]
     target, _ = server_process(flags)
     cases.update(_service_cases(x, target))
+    cases.update(_wire_cases(x, target))
     cases.update(_feed_cases(x, target))
     from augserve.bench_encoded import encoded_cases
 
@@ -199,6 +200,32 @@ def _service_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
                f"AugmentStream of {length} batches, {in_flight} in flight, same host", batch * length),
         Engine("1 client x 64 samples", lambda: over_bytes.augment(host, pipeline=spec), "unary, gRPC bytes"),
         Engine("8 clients x 8 samples", eight_clients, "unary, gRPC bytes, merged by the batcher"),
+    ]}
+
+
+def _wire_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
+    """What the answer's dtype costs over gRPC bytes (a remote server): a normalizing preset, 3 ways."""
+    from augserve.client import Client
+
+    batch, spec, length = x.shape[0], "imagenet-randaug", 8
+    host = x.cpu().numpy()
+    client = Client(target, timeout=600, shared_memory=False)
+    per_sample = {dtype: 3 * 224 * 224 * size // 1000 for dtype, size in (("float32", 4), ("float16", 2),
+                                                                           ("uint8", 1))}
+
+    def stream(**options):
+        def run():
+            for augmented in client.map([host] * length, pipeline=spec, prefetch=4, **options):
+                augmented.normalized()  # a deferred normalize runs here (the trainer's device, in a real job)
+        return run
+
+    return {f"wire: {spec} ({batch}x3x224x224 in), gRPC bytes, {length} batches, 4 in flight": [
+        Engine("server normalizes, float32 out", stream(), f"{per_sample['float32']} KB/sample answered",
+               batch * length),
+        Engine("server normalizes, float16 out", stream(out_dtype="float16"),
+               f"{per_sample['float16']} KB/sample answered", batch * length),
+        Engine("defer_normalize: uint8 out, the client normalizes", stream(defer_normalize=True),
+               f"{per_sample['uint8']} KB/sample answered; float32 after", batch * length),
     ]}
 
 
