@@ -153,6 +153,37 @@ def test_the_client_streams_same_host_batches_through_shared_memory_bit_identica
         assert a.keys() == b.keys() and all(np.array_equal(a[i], b[i]) for i in a)
 
 
+def test_the_async_client_streams_same_host_batches_through_shared_memory_too(server, monkeypatch):
+    import asyncio
+
+    from augserve.client import AsyncClient, codec
+
+    written = []
+    original = codec.dataset_batch_from
+
+    def recording(message, slot=None, out_dtype=None):
+        written.append(slot is not None)
+        return original(message, slot, out_dtype)
+
+    with Client(server.target, shared_memory=False) as client:
+        inline = [_epoch(client, "folder", epoch=e) for e in (1, 2)]
+    monkeypatch.setattr(codec, "dataset_batch_from", recording)
+
+    async def epochs():
+        out = []
+        async with AsyncClient(server.target) as client:
+            for epoch in (1, 2):
+                out.append({i: x.copy() async for batch in client.stream_dataset("folder", SPEC, BATCH, seed=3,
+                                                                                 epoch=epoch)
+                            for i, x in zip(batch.indices.tolist(), batch.x)})
+        return out
+
+    shared = asyncio.run(epochs())
+    assert written[:1] == [False] and written[4:] == [True] * 4
+    for a, b in zip(shared, inline):
+        assert a.keys() == b.keys() and all(np.array_equal(a[i], b[i]) for i in a)
+
+
 def test_bad_files_are_left_out_reported_counted_and_the_rest_delivered_once(tmp_path):
     paths = write_imagenet_like_jpegs(tmp_path / "bad", count=12, classes=2, seed=5)
     good = paths[0].read_bytes()

@@ -11,6 +11,7 @@ import grpc
 from augserve.client import codec
 from augserve.client.channel import describe
 from augserve.client.codec import Array, Batch
+from augserve.client.dataset_offers import DatasetOffers
 from augserve.client.errors import ServerError, from_rpc_error
 from augserve.client.settings import MiB, ClientSettings
 from augserve.client.shm_use import SharedMemoryUse
@@ -19,7 +20,7 @@ from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 
 
-async def _send(call, request: pb.AugmentRequest) -> None:
+async def _send(call, request) -> None:
     """Write to a stream; one that already ended is reported by the next read."""
     try:
         await call.write(request)
@@ -36,7 +37,8 @@ def _send_failed(error: grpc.RpcError) -> bool:
 
 class AsyncClient:
     """``await client.augment(...)``, ``async for batch in client.map(...)`` and ``client.stream_dataset``,
-    with the options and behaviour of ``Client``: failover of streams, same-host shared memory."""
+    with the options and behaviour of ``Client``: failover of streams, same-host shared memory (for
+    dataset streams too)."""
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None, tls=None,
                  compression: str | None = None, retries: int = 4, failovers: int = 3,
@@ -45,6 +47,8 @@ class AsyncClient:
                                        max_message_bytes, shared_memory)
         self._channel: grpc.aio.Channel | None = None
         self._shm = SharedMemoryUse(self, self.settings.shared_memory)
+        self._shared_datasets = True  # until a server says it has no StreamDatasetShared
+        self._dataset_batch_bytes: dict[tuple, int] = {}  # per dataset stream: the room a full batch takes
 
     @property
     def stub(self) -> rpc.AugmentationStub:
@@ -68,8 +72,8 @@ class AsyncClient:
     def _error(self, error: grpc.RpcError):
         return from_rpc_error(error, describe(self.settings.targets))
 
-    async def _slot(self) -> Slot | None:
-        """``Client._slot``: a slot once a probe that reached a server says the regions work."""
+    async def _slot_pool(self) -> SlotPool | None:
+        """``Client._slot_pool``: the slots, once a probe that reached a server says the regions work."""
         if self._shm.works is None:
             request, slot = self._shm.probe_request()
             try:
@@ -78,7 +82,10 @@ class AsyncClient:
                 self._shm.settle(slot, response)
             except grpc.RpcError as error:
                 self._shm.settle(slot, error=error)
-        pool: SlotPool | None = self._shm.usable()
+        return self._shm.usable()
+
+    async def _slot(self) -> Slot | None:
+        pool = await self._slot_pool()
         return None if pool is None else pool.acquire()
 
     def _release(self, slot: Slot | None) -> None:
@@ -150,26 +157,54 @@ class AsyncClient:
                              shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
                              out_dtype: str | None = None, return_params: bool = False,
                              defer_normalize: bool = False) -> AsyncIterator[Batch]:
-        """``Client.stream_dataset`` (bytes: the shared-memory dataset stream is the blocking client's):
-        a dropped stream resumes on another replica at the next undelivered batch."""
-        position = start_batch
-        for attempt in range(self.settings.failovers + 1):
+        """``Client.stream_dataset``: a dropped stream resumes on another replica at the next undelivered batch."""
+        position, attempt = start_batch, 0
+        while True:
             request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
                                             shard_index=shard_index, num_shards=num_shards, start_batch=position,
                                             out_dtype=out_dtype, return_params=return_params,
                                             defer_normalize=defer_normalize)
-            call = self.stub.StreamDataset(request, **self.settings.call_options())
+            pool = await self._slot_pool() if self._shared_datasets else None
             try:
-                async for message in call:
+                async for message, slot in (self._dataset_shared(request, pool) if pool
+                                            else self._dataset_inline(request)):
                     position = message.batch_index + 1
-                    batch = codec.dataset_batch_from(message, out_dtype=out_dtype)
+                    batch = codec.dataset_batch_from(message, slot, out_dtype)  # lends the slot's region to it
+                    self._release(slot)
                     if batch is not None:
                         yield batch
                 return
             except grpc.RpcError as error:
-                await asyncio.sleep(self.settings.failover_delay(error, attempt))
-            finally:
-                call.cancel()
+                if pool is not None and error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    self._shared_datasets = False  # a server without StreamDatasetShared: bytes from now on
+                    continue
+                await asyncio.sleep(self.settings.failover_delay(error, attempt, lost=_send_failed(error)))
+                attempt += 1
+
+    async def _dataset_inline(self, request: pb.StreamDatasetRequest) -> AsyncIterator[tuple[pb.DatasetBatch, None]]:
+        call = self.stub.StreamDataset(request, **self.settings.call_options())
+        try:
+            async for message in call:
+                yield message, None
+        finally:
+            call.cancel()
+
+    async def _dataset_shared(self, request: pb.StreamDatasetRequest,
+                              pool: SlotPool) -> AsyncIterator[tuple[pb.DatasetBatch, Slot | None]]:
+        """``Client._dataset_shared``: each message with the slot the server wrote its batch into."""
+        offers = DatasetOffers(pool, request, self._dataset_batch_bytes)
+        call = self.stub.StreamDatasetShared(**self.settings.call_options())
+        finished = False
+        try:
+            await _send(call, offers.first())
+            while (message := await call.read()) is not grpc.aio.EOF:
+                yield message, offers.slot_for(message)
+                if (more := offers.more()) is not None:
+                    await _send(call, more)
+            finished = True
+        finally:
+            call.cancel()
+            offers.close(finished)
 
     async def server_info(self) -> dict[str, Any]:
         try:

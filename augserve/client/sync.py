@@ -16,6 +16,7 @@ import numpy as np
 from augserve.client import codec
 from augserve.client.channel import TLS, describe
 from augserve.client.codec import Array, Batch, split_item
+from augserve.client.dataset_offers import DatasetOffers
 from augserve.client.errors import ServerError, from_rpc_error
 from augserve.client.settings import MiB, ClientSettings
 from augserve.client.shm_use import SharedMemoryUse
@@ -23,7 +24,6 @@ from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 
-DATASET_OFFERS = 4  # output regions a same-host dataset stream keeps offered (the server reads 3 batches ahead)
 log = logging.getLogger("augserve.client")
 
 
@@ -237,45 +237,22 @@ class Client:
 
     def _dataset_shared(self, request: pb.StreamDatasetRequest,
                         pool: SlotPool) -> Iterator[tuple[pb.DatasetBatch, Slot | None]]:
-        """The stream's messages, each with the slot the server wrote its batch into (None: inline).
-
-        ``DATASET_OFFERS`` output regions stay offered, each sized for a full batch once the stream's
-        first batch says how large that is (remembered for the next epoch of the same stream).
-        """
-        offered: dict[str, Slot] = {}
+        """The stream's messages, each with the slot the server wrote its batch into (None: inline)."""
+        offers = DatasetOffers(pool, request, self._dataset_batch_bytes)
         outbox: queue.Queue = queue.Queue()
-        stream = (request.dataset, request.pipeline.SerializeToString(), request.batch_size, request.out_dtype)
-
-        def offer(message: pb.DatasetStreamMessage) -> None:
-            nbytes = self._dataset_batch_bytes.get(stream)
-            while nbytes and len(offered) < DATASET_OFFERS:
-                region = (slot := pool.acquire()).region("out", nbytes)
-                offered[region.name] = slot
-                message.outputs.add(name=region.name, size=region.size)
-            if message.ByteSize():
-                outbox.put(message)
-
-        offer(pb.DatasetStreamMessage(start=request))
+        outbox.put(offers.first())
         call = self.stub.StreamDatasetShared(iter(outbox.get, None), **self.settings.call_options())
         finished = False
         try:
             for message in call:
-                x = message.batch.x
-                slot = offered.pop(x.shm.name, None) if x.HasField("shm") else None
-                if x.HasField("shm") and slot is None:
-                    raise ServerError(grpc.StatusCode.INTERNAL, f"the server answered in region {x.shm.name!r}, "
-                                      "which this stream did not offer")
-                if message.sample_indices:
-                    sent = x.shm.size if slot is not None else len(x.data)
-                    self._dataset_batch_bytes[stream] = sent // len(message.sample_indices) * request.batch_size
-                yield message, slot
-                offer(pb.DatasetStreamMessage())
+                yield message, offers.slot_for(message)
+                if (more := offers.more()) is not None:
+                    outbox.put(more)
             finished = True
         finally:
             outbox.put(None)
             call.cancel()
-            for slot in offered.values():  # a stream cut short may still write these: never reused
-                (pool.release if finished else pool.discard)(slot)
+            offers.close(finished)
 
     # --- discovery ---------------------------------------------------------------------------
 

@@ -16,9 +16,13 @@ class InProcessAugmenter:
     """Duck-types ``Client.map`` with a local ``Pipeline`` (``prefetch`` has nothing to overlap here)."""
 
     def map(self, batches: Iterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
-            out_dtype: str | None = None, prefetch: int = 1) -> Iterator[Batch]:
-        compiled = Pipeline.from_spec(pipeline)
+            out_dtype: str | None = None, prefetch: int = 1, defer_normalize: bool = False) -> Iterator[Batch]:
+        compiled, deferred = Pipeline.from_spec(pipeline), None
+        if defer_normalize:
+            compiled, deferred = compiled.deferring_normalize()
         for item in batches:
             x, labels, keys = split_item(item)
-            out = compiled(x, labels, seed=seed, keys=keys, num_classes=num_classes, out_dtype=out_dtype)
-            yield Batch(out.x, out.labels, out.label_smoothing)
+            out = compiled(x, labels, seed=seed, keys=keys, num_classes=num_classes,
+                           out_dtype=None if deferred else out_dtype)
+            normalize = None if deferred is None else (deferred.fill_for(out.x, "mean"), deferred.fill_for(out.x, "std"))
+            yield Batch(out.x, out.labels, out.label_smoothing, normalize=normalize, out_dtype=out_dtype)
