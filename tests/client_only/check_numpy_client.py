@@ -85,7 +85,14 @@ def test_jax_batches_land_on_the_device_normalized_there(client):
 
     from augserve.client import device_put_batches
 
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
     batches = (client.augment(EXPECTED["x"], pipeline=NORMALIZED, seed=1, defer_normalize=True) for _ in range(3))
     placed = list(device_put_batches(batches, device=jax.devices()[0], prefetch=2))
     assert len(placed) == 3 and all(isinstance(x, jax.Array) and x.dtype == np.float32 for x, _ in placed)
     np.testing.assert_allclose(np.asarray(placed[0][0]), EXPECTED["normalized"], rtol=0, atol=1e-5)
+    sharding = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), PartitionSpec("data"))
+    batch = client.augment(EXPECTED["x"], EXPECTED["labels"], pipeline=SPEC, seed=7, num_classes=4)
+    (x, labels), = device_put_batches([batch], sharding=sharding)
+    assert x.sharding == sharding and labels.sharding == sharding  # split along the batch over the mesh
+    assert np.array_equal(np.asarray(x), EXPECTED["augmented"]) and np.array_equal(np.asarray(labels), EXPECTED["soft"])
