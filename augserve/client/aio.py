@@ -42,9 +42,9 @@ class AsyncClient:
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None, tls=None,
                  compression: str | None = None, retries: int = 4, failovers: int = 3,
-                 max_message_bytes: int = 256 * MiB, shared_memory: bool | None = None):
+                 max_message_bytes: int = 256 * MiB, shared_memory: bool | None = None, tenant: str | None = None):
         self.settings = ClientSettings(targets, timeout, token, tls, compression, retries, failovers,
-                                       max_message_bytes, shared_memory)
+                                       max_message_bytes, shared_memory, tenant)
         self._channel: grpc.aio.Channel | None = None
         self._shm = SharedMemoryUse(self, self.settings.shared_memory)
         self._shared_datasets = True  # until a server says it has no StreamDatasetShared

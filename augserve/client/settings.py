@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import grpc
 
 from augserve.client.channel import COMPRESSION, TLS, describe, is_local, open_channel
 from augserve.client.errors import from_rpc_error
+from augserve.transport import TENANT_HEADER
 
 MiB = 1 << 20
 FAILOVER_BACKOFF_S = 0.2
@@ -26,6 +28,7 @@ class ClientSettings:
     failovers: int = 3  # times a dropped stream resumes on another replica
     max_message_bytes: int = 256 * MiB
     shared_memory: bool | None = None  # tensors through /dev/shm; None: when every target is on this host
+    tenant: str | None = None  # the x-augserve-tenant header; None: $AUGSERVE_TENANT, else none (the connection)
 
     def __post_init__(self):
         if self.compression not in COMPRESSION:
@@ -38,10 +41,14 @@ class ClientSettings:
         object.__setattr__(self, "tls", self.tls or None)
         if self.shared_memory is None:
             object.__setattr__(self, "shared_memory", is_local(self.targets))
+        if self.tenant is None:
+            object.__setattr__(self, "tenant", os.environ.get("AUGSERVE_TENANT") or None)
 
     @property
     def metadata(self):
-        return (("authorization", f"Bearer {self.token}"),) if self.token else None
+        pairs = ((("authorization", f"Bearer {self.token}"),) if self.token else ()) + \
+            (((TENANT_HEADER, self.tenant),) if self.tenant else ())
+        return pairs or None
 
     def open_channel(self, aio: bool = False):
         return open_channel(self.targets, self.tls, self.retries + 1, self.max_message_bytes, aio)

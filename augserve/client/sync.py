@@ -34,14 +34,16 @@ class Client:
     the received bytes); torch tensors in give torch tensors out (writable). When every target is
     on this host, arrays travel through shared memory instead of gRPC bytes (``shared_memory=False``
     turns that off), and results view the client's own output region until dropped. Every failure
-    is a ``ServerError``.
+    is a ``ServerError``. ``tenant`` (default ``$AUGSERVE_TENANT``) is the name its calls declare for
+    fair sharing of the server (a token bound to a tenant in the server's config takes precedence).
     """
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None,
                  tls: TLS | bool | None = None, compression: str | None = None, retries: int = 4,
-                 failovers: int = 3, max_message_bytes: int = 256 * MiB, shared_memory: bool | None = None):
+                 failovers: int = 3, max_message_bytes: int = 256 * MiB, shared_memory: bool | None = None,
+                 tenant: str | None = None):
         self.settings = ClientSettings(targets, timeout, token, tls, compression, retries, failovers,
-                                       max_message_bytes, shared_memory)
+                                       max_message_bytes, shared_memory, tenant)
         self._channel: grpc.Channel | None = None
         self._pid = 0
         self._shm = SharedMemoryUse(self, self.settings.shared_memory)

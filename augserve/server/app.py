@@ -21,6 +21,7 @@ from augserve.server.datasets import load_datasets
 from augserve.server.handlers import service_handler
 from augserve.server.metrics import Metrics
 from augserve.server.servicer import AugmentationService
+from augserve.server.tenants import Tenants
 from augserve.transport import HTTP2_WINDOWS
 from augserve.v1 import augserve_pb2
 
@@ -74,8 +75,9 @@ class AugmentServer:
         sections = read_config_file(config.config)
         self.datasets = load_datasets({**sections.get("datasets", {}), **config.datasets})
         self.pipelines = named_pipelines(sections.get("pipelines", {}))
+        self.tenants = Tenants(sections.get("tenants"), config.max_queue)
         self.service = AugmentationService(config, self.batcher, self.device, self.datasets, self.pipelines,
-                                           self.metrics)
+                                           self.metrics, self.tenants)
         self.server: grpc.aio.Server | None = None
         self.health: health.aio.HealthServicer | None = None
         self.port = 0
@@ -86,7 +88,8 @@ class AugmentServer:
         """The gRPC server, created inside the running event loop as grpc.aio requires."""
         config = self.config
         self.health = health.aio.HealthServicer()
-        interceptors = [TokenAuth(config.token)] if config.token else []
+        # --token turns authentication on; tenants' tokens are then accepted too (else they only name tenants)
+        interceptors = [TokenAuth([config.token, *self.tenants.tokens])] if config.token else []
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes), *HTTP2_WINDOWS]
         self.server = grpc.aio.server(interceptors=interceptors, options=options)

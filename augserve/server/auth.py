@@ -17,16 +17,17 @@ def _refuse(message: str):
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):
-    """Requires ``authorization: Bearer <token>``; compares in constant time; never logs the token."""
+    """Requires ``authorization: Bearer <token>`` with one of the tokens (``--token``, or a tenant's);
+    compares each in constant time; never logs a token."""
 
-    def __init__(self, token: str):
-        self._expected = f"Bearer {token}".encode()
+    def __init__(self, tokens: str | list[str]):
+        self._expected = [f"Bearer {token}".encode() for token in ([tokens] if isinstance(tokens, str) else tokens)]
 
     async def intercept_service(self, continuation, details):
         if details.method.startswith(OPEN_SERVICES):
             return await continuation(details)
-        given = dict(details.invocation_metadata or ()).get("authorization", "")
-        if hmac.compare_digest(str(given).encode(), self._expected):
+        given = str(dict(details.invocation_metadata or ()).get("authorization", "")).encode()
+        if sum(hmac.compare_digest(given, expected) for expected in self._expected):  # no early exit
             return await continuation(details)
         handler = await continuation(details)
         if handler is None:

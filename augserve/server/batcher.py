@@ -13,11 +13,18 @@ device batch of its whole window would answer nothing until all of it is done,
 leaving the device idle while the client turns around (lock-step). When a
 call's next request arrives, what is pending from that call goes to the device
 at once; other calls' requests still merge with it.
+
+Tenants share the device fairly: requests merge only within their tenant, and
+the batch that runs next is picked by deficit round robin over the tenants with
+batches waiting (``fair.py``), so a small job is served before a greedy
+neighbour's backlog drains, and backlogged tenants get device samples in
+proportion to their weights. Each tenant has its own queue and in-flight limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import time
@@ -29,6 +36,8 @@ import torch
 from augserve.encoded import EncodedBatch
 from augserve.pipeline import AugmentOutput, Pipeline, Prepared
 from augserve.server.cpu import ThreadBudget
+from augserve.server.fair import DeficitRoundRobin
+from augserve.server.tenants import Tenant
 from augserve.shared_memory import Span
 from augserve.steps.base import rows
 
@@ -59,6 +68,8 @@ class Job:
     output: Span | None = None  # a same-host client's output region: the result is copied straight in
     output_written: bool = False  # set by the device thread when the result went there
     prepared: asyncio.Future | None = None  # encoded images: decoding and first steps, started on admission
+    tenant: Tenant = field(default_factory=lambda: Tenant("local"))
+    admitted: float = 0.0  # time.monotonic() at admission
 
     @property
     def size(self) -> int:
@@ -98,6 +109,11 @@ class Batcher:
         self.max_queue = max_queue
         self.metrics = metrics
         self.queued = 0
+        self.tenant_queued: collections.Counter[str] = collections.Counter()  # samples waiting, per tenant
+        self.tenant_in_flight: collections.Counter[str] = collections.Counter()  # requests unanswered, per tenant
+        self.tenants_seen: dict[str, Tenant] = {}
+        self._fair = DeficitRoundRobin(max_batch)
+        self._running: asyncio.Task | None = None  # the one batch on its way to or on the device
         self._pending: dict[tuple, list[Job]] = {}
         self._timers: dict[tuple, asyncio.TimerHandle] = {}
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="augserve-device")
@@ -111,11 +127,20 @@ class Batcher:
 
     async def submit(self, job: Job) -> AugmentOutput:
         """Admit the job or refuse at once; then wait for its share of a device batch."""
+        tenant = job.tenant
         if self.queued + job.size > self.max_queue:
             raise QueueFull(f"queue full: {self.queued} samples queued, limit {self.max_queue}; retry later")
+        if self.tenant_queued[tenant.name] + job.size > tenant.max_queue:
+            raise QueueFull(f"tenant {tenant.name!r}: queue full: {self.tenant_queued[tenant.name]} samples queued, "
+                            f"its limit {tenant.max_queue}; retry later")
+        if self.tenant_in_flight[tenant.name] >= tenant.max_in_flight:
+            raise QueueFull(f"tenant {tenant.name!r}: {tenant.max_in_flight} requests in flight, its limit; "
+                            "retry later")
         loop = asyncio.get_running_loop()
-        job.future = loop.create_future()
-        self._admit(job.size)
+        job.future, job.admitted = loop.create_future(), time.monotonic()
+        self.tenants_seen[tenant.name] = tenant
+        self.tenant_in_flight[tenant.name] += 1
+        self._admit(job.size, tenant.name)
         if isinstance(job.x, EncodedBatch) and self.decode_ahead:
             job.prepared = loop.run_in_executor(self._preparer, self._prepare, job)
         try:
@@ -124,6 +149,8 @@ class Batcher:
         except asyncio.CancelledError:
             self.cancel(job)
             raise
+        finally:
+            self.tenant_in_flight[tenant.name] -= 1
 
     def cancel(self, job: Job) -> None:
         """Free a cancelled job's slots now if it has not reached the device."""
@@ -132,33 +159,40 @@ class Batcher:
         job.cancelled = True
         if job.prepared is not None:
             job.prepared.cancel()
-        bucket = self._pending.get(job.merge_key)
+        bucket = self._pending.get(self._bucket(job))
         if bucket is not None and job in bucket:
             bucket.remove(job)
-            self._admit(-job.size)
+            self._admit(-job.size, job.tenant.name)
 
     def _prepare(self, job: Job) -> Prepared:
         """On the prepare thread: decode the job's images on the device and run the pipeline's first steps."""
         torch.set_num_threads(self.threads.current)  # the device's share sizes the decode fan-out too
         return job.pipeline.prepare(job.x.to(self.device), seed=job.seed, keys=job.keys.to(self.device))
 
-    def _admit(self, samples: int) -> None:
+    def _admit(self, samples: int, tenant: str) -> None:
         self.queued += samples
+        self.tenant_queued[tenant] += samples
         self.metrics.queue_depth.set(self.queued)
+        self.metrics.tenant_queue.labels(self.metrics.tenant_label(tenant)).set(self.tenant_queued[tenant])
+
+    @staticmethod
+    def _bucket(job: Job) -> tuple:
+        return job.tenant.name, job.merge_key
 
     def _enqueue(self, job: Job) -> None:
         if job.merge_key is None:
             self._start([job])
             return
-        if any(queued.origin is job.origin for queued in self._pending.get(job.merge_key, ())):
-            self._flush(job.merge_key)  # the caller's next batch is here: its last one waits no longer
-        bucket = self._pending.setdefault(job.merge_key, [])
+        key = self._bucket(job)
+        if any(queued.origin is job.origin for queued in self._pending.get(key, ())):
+            self._flush(key)  # the caller's next batch is here: its last one waits no longer
+        bucket = self._pending.setdefault(key, [])
         bucket.append(job)
         if sum(j.size for j in bucket) >= self.max_batch:
-            self._flush(job.merge_key)
-        elif job.merge_key not in self._timers:
+            self._flush(key)
+        elif key not in self._timers:
             loop = asyncio.get_running_loop()
-            self._timers[job.merge_key] = loop.call_later(self.max_delay, self._flush, job.merge_key)
+            self._timers[key] = loop.call_later(self.max_delay, self._flush, key)
 
     def _flush(self, key: tuple) -> None:
         timer = self._timers.pop(key, None)
@@ -174,14 +208,31 @@ class Batcher:
             self._start(group)
 
     def _start(self, jobs: list[Job]) -> None:
-        task = asyncio.get_running_loop().create_task(self._dispatch(jobs))
+        """A batch ready for the device: it waits its tenant's turn."""
+        tenant = jobs[0].tenant
+        self._fair.push(tenant.name, tenant.weight, sum(job.size for job in jobs), jobs)
+        self._next()
+
+    def _next(self, finished: asyncio.Task | None = None) -> None:
+        """Send the next batch in fair order once the one before has run (one at a time: what waits can
+        still be overtaken by a tenant whose turn comes first)."""
+        if finished is not None and finished is self._running:
+            self._running = None
+        if self._running is not None or not len(self._fair):
+            return
+        task = asyncio.get_running_loop().create_task(self._dispatch(self._fair.pop()))
+        self._running = task
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(self._next)
 
     async def _dispatch(self, jobs: list[Job]) -> None:
         live = []
+        now = time.monotonic()
         for job in jobs:
+            self.metrics.tenant_wait.labels(self.metrics.tenant_label(job.tenant.name)).observe(now - job.admitted)
             if job.cancelled:
+                self._admit(-job.size, job.tenant.name)
                 continue
             if job.expired():
                 self._finish(job, DeadlineExpired("deadline passed before the batch reached the device"))
@@ -201,7 +252,7 @@ class Batcher:
             self._finish(job, result)
 
     def _finish(self, job: Job, result: Any) -> None:
-        self._admit(-job.size)
+        self._admit(-job.size, job.tenant.name)
         if job.future.done():
             return
         if isinstance(result, BaseException):
@@ -270,7 +321,8 @@ class Batcher:
     async def close(self) -> None:
         for key in list(self._pending):
             self._flush(key)
-        if self._inflight:
+        while self._inflight or len(self._fair):  # every batch waiting its turn runs too
             await asyncio.gather(*self._inflight, return_exceptions=True)
+            await asyncio.sleep(0)  # the finished batch's callback starts the next
         self._worker.shutdown(wait=True)
         self._preparer.shutdown(wait=True)

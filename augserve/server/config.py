@@ -35,11 +35,11 @@ class ServerConfig:
     datasets: dict = field(default_factory=dict)  # more dataset entries, as in the file
 
 
-FILE_SECTIONS = ("pipelines", "datasets")
+FILE_SECTIONS = ("pipelines", "datasets", "tenants")
 
 
 def read_config_file(path: str | None) -> dict:
-    """The sections of a server config file (``pipelines:``, ``datasets:``); unknown keys are refused."""
+    """The sections of a server config file (``pipelines:``, ``datasets:``, ``tenants:``); unknown keys are refused."""
     if not path:
         return {}
     try:

@@ -23,9 +23,23 @@ class Metrics:
                                        "(unreadable or undecodable files)", ["dataset"], registry=self.registry)
         self.cpu_threads = Gauge("augserve_cpu_threads", "Intra-op CPU threads the last device batch ran with",
                                  registry=self.registry)
+        self.tenant_requests = Counter("augserve_tenant_requests", "Requests by tenant and status",
+                                       ["tenant", "status"], registry=self.registry)
+        self.tenant_samples = Counter("augserve_tenant_samples", "Samples augmented by tenant", ["tenant"],
+                                      registry=self.registry)
+        self.tenant_queue = Gauge("augserve_tenant_queue_samples", "Samples waiting for the device, by tenant",
+                                  ["tenant"], registry=self.registry)
+        self.tenant_wait = Histogram("augserve_tenant_wait_seconds", "Time from admission to the device, by tenant",
+                                     ["tenant"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                     registry=self.registry)
         memory = Gauge("augserve_device_memory_bytes", "Memory allocated on the device", registry=self.registry)
         if device.type == "cuda":
             memory.set_function(lambda: torch.cuda.memory_allocated(device))
+
+    @staticmethod
+    def tenant_label(name: str) -> str:
+        """Tenants by connection share one label: one series per client connection would never end."""
+        return "(connection)" if name.startswith("connection ") else name
 
     def serve(self, port: int, host: str) -> None:
         start_http_server(port, addr=host, registry=self.registry)

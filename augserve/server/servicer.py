@@ -36,6 +36,7 @@ from augserve.server.datasets import Dataset, shard_batches
 from augserve.server.file_datasets import FileDataset
 from augserve.server.handlers import Refused
 from augserve.server.offers import OfferedRegions
+from augserve.server.tenants import TenantRefused, Tenants
 from augserve.v1 import augserve_pb2 as pb
 
 log = logging.getLogger("augserve.server")
@@ -83,8 +84,10 @@ def _params_json(params: list[dict]) -> str:
 
 class AugmentationService:
     def __init__(self, config: ServerConfig, batcher: Batcher, device: torch.device,
-                 datasets: dict[str, Callable[[], Dataset]], pipelines: dict[str, tuple[str, object]], metrics):
+                 datasets: dict[str, Callable[[], Dataset]], pipelines: dict[str, tuple[str, object]], metrics,
+                 tenants: Tenants | None = None):
         self.config = config
+        self.tenants = tenants or Tenants({}, config.max_queue)
         self.pipelines = pipelines
         self.regions = RegionCache(max_read=config.max_message_bytes)  # same-host clients' regions
         self.batcher = batcher
@@ -132,6 +135,10 @@ class AugmentationService:
         ``x``: a served dataset's batch, gathered on the server (the request then carries none).
         """
         pipeline, name = self._pipeline(request.pipeline, "pipeline")
+        try:
+            tenant = self.tenants.of(context.invocation_metadata(), context.peer())
+        except TenantRefused as refused:
+            raise Refused(refused.code, str(refused)) from None
         deferred = None
         if request.defer_normalize:
             pipeline, deferred = pipeline.deferring_normalize()
@@ -175,7 +182,8 @@ class AugmentationService:
                                         None if labels is None else labels.shape[1])
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        job = Job(pipeline, merge_key, context, x, labels, keys, request.seed, out_dtype, deadline, output=output)
+        job = Job(pipeline, merge_key, context, x, labels, keys, request.seed, out_dtype, deadline, output=output,
+                  tenant=tenant)
         return job, name, deferred
 
     def _input(self, request: pb.AugmentRequest) -> torch.Tensor | EncodedBatch:
@@ -225,7 +233,7 @@ class AugmentationService:
         """One request's answer (written into ``into`` when given: no copy of a batch-sized message); every
         failure comes out as ``Refused`` with the status the caller gets (except ``passthrough`` types)."""
         started = time.perf_counter()
-        name, status = "?", "UNKNOWN"
+        name, status, job = "?", "UNKNOWN", None
         try:
             self._admit_while_serving()
             job, name, deferred = self._job(request, context, x)
@@ -245,6 +253,7 @@ class AugmentationService:
                 response.params_json = _params_json(out.params)
             response.server_seconds = time.perf_counter() - started
             self.metrics.samples.labels(name, "OK").inc(job.size)
+            self.metrics.tenant_samples.labels(self.metrics.tenant_label(job.tenant.name)).inc(job.size)
             status = "OK"
             return response
         except asyncio.CancelledError:  # the caller went away or its deadline passed: no answer was sent
@@ -261,6 +270,8 @@ class AugmentationService:
         finally:
             self.metrics.requests.labels(method, name, status).inc()
             self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+            if job is not None:
+                self.metrics.tenant_requests.labels(self.metrics.tenant_label(job.tenant.name), status).inc()
 
     def count_refused(self, method: str, code: grpc.StatusCode) -> None:
         """A request refused before it reached the service (undecodable bytes)."""
@@ -492,6 +503,17 @@ class AugmentationService:
                     info.dtype = wire.dtype_name(loaded.x)
             infos.append(info)
         return pb.ListDatasetsResponse(datasets=infos)
+
+    async def ListTenants(self, request, context):
+        """Named tenants and those seen since start-up (connections only while they have work)."""
+        batcher, tenants = self.batcher, dict(self.tenants.named)
+        tenants.update((name, tenant) for name, tenant in batcher.tenants_seen.items()
+                       if tenant.source != "connection" or batcher.tenant_in_flight[name])
+        return pb.ListTenantsResponse(tenants=[
+            pb.TenantInfo(name=t.name, source=t.source, weight=t.weight, max_queue=t.max_queue,
+                          max_in_flight=t.max_in_flight, queued_samples=batcher.tenant_queued[t.name],
+                          in_flight=batcher.tenant_in_flight[t.name]) for t in sorted(tenants.values(),
+                                                                                      key=lambda t: t.name)])
 
     async def ServerInfo(self, request, context):
         c = self.config

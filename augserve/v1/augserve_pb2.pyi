@@ -229,3 +229,31 @@ class ServerInfoResponse(_message.Message):
     max_delay_ms: float
     encoded_formats: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, version: _Optional[str] = ..., device: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_samples_per_request: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_delay_ms: _Optional[float] = ..., encoded_formats: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListTenantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TenantInfo(_message.Message):
+    __slots__ = ("name", "source", "weight", "max_queue", "max_in_flight", "queued_samples", "in_flight")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    weight: float
+    max_queue: int
+    max_in_flight: int
+    queued_samples: int
+    in_flight: int
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., weight: _Optional[float] = ..., max_queue: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., queued_samples: _Optional[int] = ..., in_flight: _Optional[int] = ...) -> None: ...
+
+class ListTenantsResponse(_message.Message):
+    __slots__ = ("tenants",)
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedCompositeFieldContainer[TenantInfo]
+    def __init__(self, tenants: _Optional[_Iterable[_Union[TenantInfo, _Mapping]]] = ...) -> None: ...

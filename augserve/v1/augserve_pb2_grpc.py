@@ -69,6 +69,11 @@ class AugmentationStub:
                 request_serializer=augserve_dot_v1_dot_augserve__pb2.ServerInfoRequest.SerializeToString,
                 response_deserializer=augserve_dot_v1_dot_augserve__pb2.ServerInfoResponse.FromString,
                 _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/augserve.v1.Augmentation/ListTenants',
+                request_serializer=augserve_dot_v1_dot_augserve__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=augserve_dot_v1_dot_augserve__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
 
 
 class AugmentationServicer:
@@ -117,6 +122,12 @@ class AugmentationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTenants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AugmentationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +165,11 @@ def add_AugmentationServicer_to_server(servicer, server):
                     servicer.ServerInfo,
                     request_deserializer=augserve_dot_v1_dot_augserve__pb2.ServerInfoRequest.FromString,
                     response_serializer=augserve_dot_v1_dot_augserve__pb2.ServerInfoResponse.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=augserve_dot_v1_dot_augserve__pb2.ListTenantsRequest.FromString,
+                    response_serializer=augserve_dot_v1_dot_augserve__pb2.ListTenantsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -345,6 +361,33 @@ class Augmentation:
             '/augserve.v1.Augmentation/ServerInfo',
             augserve_dot_v1_dot_augserve__pb2.ServerInfoRequest.SerializeToString,
             augserve_dot_v1_dot_augserve__pb2.ServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/augserve.v1.Augmentation/ListTenants',
+            augserve_dot_v1_dot_augserve__pb2.ListTenantsRequest.SerializeToString,
+            augserve_dot_v1_dot_augserve__pb2.ListTenantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

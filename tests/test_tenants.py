@@ -1,0 +1,161 @@
+"""Fair sharing of one server between tenants: deficit round robin, per-tenant limits, who is who."""
+
+import asyncio
+import collections
+import random
+import time
+
+import numpy as np
+import pytest
+
+from augserve.client import AsyncClient, Client, ResourceExhausted
+from augserve.server.fair import DeficitRoundRobin
+from augserve.server.tenants import Tenants
+from augserve.v1 import augserve_pb2 as pb
+from augserve.v1 import augserve_pb2_grpc as rpc
+from server_harness import RunningServer
+
+SLOW = "imagenet-randaug"  # ~0.1 s a batch of 64 on the 2-core machine: a backlog lasts
+
+
+def test_deficit_round_robin_shares_follow_the_weights_whatever_the_request_sizes():
+    fair, rng = DeficitRoundRobin(quantum=64), random.Random(0)
+    for tenant, weight in (("a", 1), ("b", 1), ("c", 2)):
+        for _ in range(3000):
+            cost = rng.choice([4, 16, 33, 64])
+            fair.push(tenant, weight, cost, (tenant, cost))
+    served = collections.Counter()
+    for _ in range(3000):  # every tenant stays backlogged throughout
+        tenant, cost = fair.pop()
+        served[tenant] += cost
+    total = sum(served.values())
+    for tenant, share in (("a", 0.25), ("b", 0.25), ("c", 0.5)):
+        assert abs(served[tenant] / total - share) < 0.01, served
+
+
+def test_a_small_tenant_waits_at_most_one_turn_behind_a_backlog():
+    fair = DeficitRoundRobin(quantum=64)
+    for i in range(50):
+        fair.push("greedy", 1, 64, ("greedy", i))
+    assert fair.pop() == ("greedy", 0)
+    fair.push("small", 1, 4, ("small", 0))
+    assert ("small", 0) in [fair.pop(), fair.pop()] and len(fair) == 48
+
+
+def test_tenants_come_from_tokens_then_the_header_then_the_connection():
+    tenants = Tenants({"default": {"max_queue": 100}, "named": {
+        "vision": {"token": "s3cret", "weight": 2}, "speech": {"weight": 3, "max_in_flight": 4}}}, 4096)
+    assert tenants.of([("authorization", "Bearer s3cret"), ("x-augserve-tenant", "speech")], "ipv4:1").name == "vision"
+    speech = tenants.of([("x-augserve-tenant", "speech")], "ipv4:1")
+    assert (speech.weight, speech.max_in_flight, speech.max_queue, speech.source) == (3, 4, 100, "header")
+    assert tenants.of([("x-augserve-tenant", "adhoc")], "ipv4:1").weight == 1
+    assert tenants.of([], "ipv4:127.0.0.1:5000").name == "connection ipv4:127.0.0.1:5000"
+    with pytest.raises(Exception, match="bound to a token"):
+        tenants.of([("x-augserve-tenant", "vision")], "ipv4:1")
+    with pytest.raises(ValueError, match=r"tenants.named.x.weight: expected a number > 0"):
+        Tenants({"named": {"x": {"weight": 0}}}, 4096)
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['wieght'\]"):
+        Tenants({"named": {"x": {"wieght": 2}}}, 4096)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    config = tmp_path_factory.mktemp("tenants") / "serve.yaml"
+    config.write_text("tenants:\n  named:\n    tiny: {max_queue: 64}\n    heavy: {weight: 2}\n"
+                      "    vision: {token: s3cret, weight: 3}\n")
+    running = RunningServer(metrics_port=0, max_batch=64, config=str(config))
+    yield running
+    running.stop()
+
+
+def _tenants(server) -> dict:
+    reply = rpc.AugmentationStub(server.channel()).ListTenants(pb.ListTenantsRequest(), timeout=30)
+    return {t.name: t for t in reply.tenants}
+
+
+def _images(count: int, side: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 3, side, side), dtype=np.uint8)
+
+
+def test_a_small_tenants_request_is_served_before_a_greedy_tenants_backlog_drains(server):
+    big, small = _images(64, 160), _images(4, 64, seed=1)
+    finished = []
+
+    async def run():
+        async with AsyncClient(server.target, tenant="greedy", shared_memory=False) as greedy, \
+                AsyncClient(server.target, tenant="small", shared_memory=False) as little:
+            async def one(client, x, name):
+                await client.augment(x, pipeline=SLOW)
+                finished.append(name)
+
+            backlog = [asyncio.ensure_future(one(greedy, big, f"greedy{i}")) for i in range(8)]
+            deadline = time.monotonic() + 120
+            while _tenants(server).get("greedy") is None or _tenants(server)["greedy"].queued_samples < 5 * 64:
+                assert time.monotonic() < deadline, "the greedy tenant never had a backlog"
+                await asyncio.sleep(0.01)
+            before = len(finished)
+            await one(little, small, "small")
+            await asyncio.gather(*backlog)
+            return before
+
+    before = asyncio.run(run())
+    # first come, first served: after every queued greedy batch; deficit round robin: after the one running
+    # and at most one more (started while the small request waited max_delay_ms for others to merge with)
+    assert finished.index("small") - before <= 2 and len(finished) - before >= 5, (before, finished)
+
+
+def test_a_tenant_that_fills_its_own_queue_is_refused_and_another_is_not(server):
+    x = _images(32, 160)
+    with Client(server.target, tenant="tiny") as tiny, Client(server.target, tenant="other") as other:
+        async def flood():
+            async with AsyncClient(server.target, tenant="tiny") as client:
+                return await asyncio.gather(*[client.augment(x, pipeline=SLOW) for _ in range(6)],
+                                            return_exceptions=True)
+
+        results = asyncio.run(flood())
+        refused = [r for r in results if isinstance(r, ResourceExhausted)]
+        assert refused and "tenant 'tiny': queue full" in str(refused[0]) and "its limit 64" in str(refused[0])
+        assert len(refused) < 6
+        assert other.augment(x, pipeline=SLOW).x.shape == (32, 3, 224, 224)  # not limited by tiny's queue
+        assert tiny.augment(x[:4], pipeline=SLOW).x.shape[0] == 4  # and tiny again, once its queue drained
+
+
+def test_weighted_tenants_share_the_device_by_their_weights(server):
+    x, order = _images(64, 32), []  # max_batch samples: each request is a batch of its own
+    names = ("light", "light2", "heavy")
+
+    async def run():
+        clients = {name: AsyncClient(server.target, tenant=name, shared_memory=False) for name in (*names, "blocker")}
+
+        async def one(name, batch):
+            await clients[name].augment(batch, pipeline=SLOW)
+            order.append(name)
+
+        blocker = asyncio.ensure_future(one("blocker", _images(256, 224)))  # holds the device while queues fill
+        deadline = time.monotonic() + 120
+        while getattr(_tenants(server).get("blocker"), "in_flight", 0) == 0:
+            assert time.monotonic() < deadline, "the blocking request never arrived"
+            await asyncio.sleep(0.01)
+        requests = [asyncio.ensure_future(one(name, x)) for _ in range(12) for name in names]
+        while not all(getattr(_tenants(server).get(n), "queued_samples", 0) == 12 * 64 for n in names):
+            assert time.monotonic() < deadline and not blocker.done(), "the tenants never were all backlogged"
+            await asyncio.sleep(0.01)
+        await asyncio.gather(blocker, *requests)
+        for client in clients.values():
+            await client.close()
+
+    asyncio.run(run())
+    order.remove("blocker")
+    # a turn of deficit round robin sends 1 batch of each light tenant and 2 of the heavy one: the first 24
+    # answers (the heavy tenant's last comes at 24) are six whole turns
+    shares = collections.Counter(order[:24])
+    assert shares["heavy"] == 12 and shares["light"] == shares["light2"] == 6, (shares, " ".join(order))
+
+
+def test_a_token_names_its_tenant_and_a_header_may_not_claim_it(server):
+    with Client(server.target, token="s3cret") as client:
+        client.augment(_images(2, 32), pipeline=SLOW)
+    listed = _tenants(server)
+    assert listed["vision"].source == "token" and listed["vision"].weight == 3 and listed["heavy"].weight == 2
+    with pytest.raises(Exception, match="bound to a token"):
+        Client(server.target, tenant="vision").augment(_images(2, 32), pipeline=SLOW)
