@@ -399,8 +399,11 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator).to(device)
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    from augserve.bench_fairness import CASE as FAIRNESS, fairness_rows
+
+    fairness = only is None or only.lower() in FAIRNESS
     cases = {case: engines for case, engines in _cases(x).items() if only is None or only.lower() in case.lower()}
-    if not cases:
+    if not cases and not fairness:
         raise ValueError(f"bench: no case name contains {only!r}")
 
     rows = []
@@ -411,6 +414,8 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
         for engine, rate in zip(engines, rates):
             rows.append((case, engine.name, rate, rate / rates[0], engine.note))
     progress.close()
+    if fairness:  # its own server and clients, measured as the goals are stated (latencies, shares)
+        rows += fairness_rows(x.device)
 
     stamp = datetime.date.today().isoformat()
     lines = [
