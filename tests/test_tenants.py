@@ -42,6 +42,27 @@ def test_a_small_tenant_waits_at_most_one_turn_behind_a_backlog():
     assert ("small", 0) in [fair.pop(), fair.pop()] and len(fair) == 48
 
 
+def test_batches_riding_along_are_paid_from_their_tenants_turns():
+    fair = DeficitRoundRobin(quantum=64)
+    for i in range(400):
+        fair.push("a", 1, 16, ("a", i))
+        fair.push("b", 1, 16, ("b", i))
+    served = collections.Counter()
+    for _ in range(100):  # every batch has room for 48 more samples: b's waiting batches join a's and vice versa
+        first = fair.pop()
+        room = [64 - 16]
+
+        def fits(cost, item):
+            if cost > room[0]:
+                return False
+            room[0] -= cost
+            return True
+
+        for tenant, _ in [first, *fair.pop_alongside(fits, besides=first[0])]:
+            served[tenant] += 16
+    assert abs(served["a"] - served["b"]) <= 64, served  # the shares stay even: riders pay from their turns
+
+
 def test_tenants_come_from_tokens_then_the_header_then_the_connection():
     tenants = Tenants({"default": {"max_queue": 100}, "named": {
         "vision": {"token": "s3cret", "weight": 2}, "speech": {"weight": 3, "max_in_flight": 4}}}, 4096)
@@ -159,3 +180,14 @@ def test_a_token_names_its_tenant_and_a_header_may_not_claim_it(server):
     assert listed["vision"].source == "token" and listed["vision"].weight == 3 and listed["heavy"].weight == 2
     with pytest.raises(Exception, match="bound to a token"):
         Client(server.target, tenant="vision").augment(_images(2, 32), pipeline=SLOW)
+
+
+def test_the_client_declares_its_tenant_from_the_argument_or_the_environment(monkeypatch):
+    from augserve.client.settings import ClientSettings
+
+    monkeypatch.setenv("AUGSERVE_TENANT", "from-env")
+    assert ("x-augserve-tenant", "from-env") in ClientSettings("127.0.0.1:1").metadata
+    assert ClientSettings("127.0.0.1:1", tenant="job-17", token="t").metadata == (
+        ("authorization", "Bearer t"), ("x-augserve-tenant", "job-17"))
+    monkeypatch.delenv("AUGSERVE_TENANT")
+    assert ClientSettings("127.0.0.1:1").metadata is None

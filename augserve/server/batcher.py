@@ -14,11 +14,13 @@ leaving the device idle while the client turns around (lock-step). When a
 call's next request arrives, what is pending from that call goes to the device
 at once; other calls' requests still merge with it.
 
-Tenants share the device fairly: requests merge only within their tenant, and
-the batch that runs next is picked by deficit round robin over the tenants with
-batches waiting (``fair.py``), so a small job is served before a greedy
+Tenants share the device fairly: requests merge within their tenant as above,
+and the batch that runs next is picked by deficit round robin over the tenants
+with batches waiting (``fair.py``), so a small job is served before a greedy
 neighbour's backlog drains, and backlogged tenants get device samples in
-proportion to their weights. Each tenant has its own queue and in-flight limits.
+proportion to their weights. Other tenants' waiting batches of the same kind
+join the chosen one while it has room, paid from their own turns. Each tenant
+has its own queue and in-flight limits.
 """
 
 from __future__ import annotations
@@ -220,7 +222,19 @@ class Batcher:
             self._running = None
         if self._running is not None or not len(self._fair):
             return
-        task = asyncio.get_running_loop().create_task(self._dispatch(self._fair.pop()))
+        jobs = self._fair.pop()
+        key, room = jobs[0].merge_key, self.max_batch - sum(job.size for job in jobs)
+        if key is not None and room > 0:  # other tenants' batches of the same kind ride along, paid from their turns
+
+            def fits(cost: int, group: list[Job]) -> bool:
+                nonlocal room
+                if group[0].merge_key != key or cost > room:
+                    return False
+                room -= cost
+                return True
+
+            jobs = jobs + [job for group in self._fair.pop_alongside(fits, jobs[0].tenant.name) for job in group]
+        task = asyncio.get_running_loop().create_task(self._dispatch(jobs))
         self._running = task
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)

@@ -20,6 +20,7 @@ class DeficitRoundRobin:
         self._queues: dict[str, collections.deque[tuple[int, Any]]] = {}
         self._weights: dict[str, float] = {}
         self._deficit: dict[str, float] = {}
+        self._debt: dict[str, float] = {}  # what a tenant that went idle still owes for work run alongside others
         self._active: collections.deque[str] = collections.deque()  # tenants with work, in turn order
         self._fresh = True  # the tenant at the front has not been given this turn's quantum yet
 
@@ -31,7 +32,7 @@ class DeficitRoundRobin:
         self._weights[tenant] = weight
         if not queue:
             self._active.append(tenant)
-            self._deficit[tenant] = 0.0
+            self._deficit[tenant] = self._debt.pop(tenant, 0.0)
         queue.append((cost, item))
 
     def pop(self) -> Any:
@@ -48,12 +49,32 @@ class DeficitRoundRobin:
                 self._deficit[tenant] -= cost
                 if not queue:  # an idle tenant keeps no credit
                     self._active.popleft()
-                    self._deficit[tenant] = 0.0
+                    self._debt[tenant] = min(0.0, self._deficit[tenant])
                     self._fresh = True
                 return item
             self._active.rotate(-1)  # its turn is over; the rest of its deficit waits for the next
             self._fresh = True
         raise IndexError("nothing waits")
+
+    def pop_alongside(self, fits, besides: str) -> list[Any]:
+        """Items at the head of the queues of tenants other than ``besides`` for which ``fits(cost, item)``
+        holds, to run in the same device batch as the one just popped. Each tenant pays from its deficit,
+        borrowing at most its next quantum, so it gets that much less on its next turn and the shares over
+        time stay those of the weights."""
+        taken = []
+        for tenant in [t for t in self._active if t != besides]:
+            queue, limit = self._queues[tenant], self._deficit[tenant] + self._weights[tenant] * self.quantum
+            while queue and queue[0][0] <= limit and fits(*queue[0]):
+                limit -= queue[0][0]
+                cost, item = queue.popleft()
+                self._deficit[tenant] -= cost
+                taken.append(item)
+            if not queue:
+                if self._active[0] == tenant:
+                    self._fresh = True
+                self._active.remove(tenant)
+                self._debt[tenant] = min(0.0, self._deficit[tenant])  # an idle tenant keeps its debt, not credit
+        return taken
 
     def depth(self, tenant: str) -> int:
         return sum(cost for cost, _ in self._queues.get(tenant, ()))
