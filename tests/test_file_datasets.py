@@ -133,33 +133,12 @@ def test_a_bad_shared_stream_is_refused_by_name_and_the_server_keeps_serving(ser
     assert len(_shared_stream(server, [start])) == 4  # and serves the next stream (inline: nothing offered)
 
 
-def test_the_client_streams_same_host_batches_through_shared_memory_bit_identical_to_bytes(server, monkeypatch):
+def _through_shared_memory(server, monkeypatch, stream_two_epochs) -> None:
+    """Two epochs streamed by ``stream_two_epochs(target)`` equal the same epochs as gRPC bytes, the first
+    batch came inline (its size unknown yet) and every batch of the second epoch in an offered region."""
     from augserve.client import codec
 
-    written = []
-    original = codec.dataset_batch_from
-
-    def recording(message, slot=None, out_dtype=None):
-        written.append(slot is not None)
-        return original(message, slot, out_dtype)
-
-    with Client(server.target, shared_memory=False) as client:
-        inline = [_epoch(client, "shards", epoch=e) for e in (1, 2)]
-    monkeypatch.setattr(codec, "dataset_batch_from", recording)
-    with Client(server.target) as client:
-        shared = [_epoch(client, "shards", epoch=e) for e in (1, 2)]
-    assert written[:1] == [False] and written[4:] == [True] * 4  # sized by the first batch; all of the next epoch
-    for a, b in zip(shared, inline):
-        assert a.keys() == b.keys() and all(np.array_equal(a[i], b[i]) for i in a)
-
-
-def test_the_async_client_streams_same_host_batches_through_shared_memory_too(server, monkeypatch):
-    import asyncio
-
-    from augserve.client import AsyncClient, codec
-
-    written = []
-    original = codec.dataset_batch_from
+    written, original = [], codec.dataset_batch_from
 
     def recording(message, slot=None, out_dtype=None):
         written.append(slot is not None)
@@ -168,20 +147,31 @@ def test_the_async_client_streams_same_host_batches_through_shared_memory_too(se
     with Client(server.target, shared_memory=False) as client:
         inline = [_epoch(client, "folder", epoch=e) for e in (1, 2)]
     monkeypatch.setattr(codec, "dataset_batch_from", recording)
-
-    async def epochs():
-        out = []
-        async with AsyncClient(server.target) as client:
-            for epoch in (1, 2):
-                out.append({i: x.copy() async for batch in client.stream_dataset("folder", SPEC, BATCH, seed=3,
-                                                                                 epoch=epoch)
-                            for i, x in zip(batch.indices.tolist(), batch.x)})
-        return out
-
-    shared = asyncio.run(epochs())
+    shared = stream_two_epochs(server.target)
     assert written[:1] == [False] and written[4:] == [True] * 4
     for a, b in zip(shared, inline):
         assert a.keys() == b.keys() and all(np.array_equal(a[i], b[i]) for i in a)
+
+
+def test_the_client_streams_same_host_batches_through_shared_memory_bit_identical_to_bytes(server, monkeypatch):
+    def stream(target):
+        with Client(target) as client:
+            return [_epoch(client, "folder", epoch=e) for e in (1, 2)]
+
+    _through_shared_memory(server, monkeypatch, stream)
+
+
+def test_the_async_client_streams_same_host_batches_through_shared_memory_too(server, monkeypatch):
+    import asyncio
+
+    from augserve.client import AsyncClient
+
+    async def epochs(target):
+        async with AsyncClient(target) as client:
+            return [{i: x.copy() async for batch in client.stream_dataset("folder", SPEC, BATCH, seed=3, epoch=epoch)
+                     for i, x in zip(batch.indices.tolist(), batch.x)} for epoch in (1, 2)]
+
+    _through_shared_memory(server, monkeypatch, lambda target: asyncio.run(epochs(target)))
 
 
 def test_bad_files_are_left_out_reported_counted_and_the_rest_delivered_once(tmp_path):

@@ -167,6 +167,10 @@ def test_weighted_tenants_share_the_device_by_their_weights(server):
 
     asyncio.run(run())
     order.remove("blocker")
+    registry = server.server.metrics.registry  # per-tenant metrics: samples served, time to the device
+    assert registry.get_sample_value("augserve_tenant_samples_total", {"tenant": "heavy"}) == 12 * 64
+    assert registry.get_sample_value("augserve_tenant_wait_seconds_count", {"tenant": "light"}) == 12
+    assert registry.get_sample_value("augserve_tenant_queue_samples", {"tenant": "light2"}) == 0
     # a turn of deficit round robin sends 1 batch of each light tenant and 2 of the heavy one: the first 24
     # answers (the heavy tenant's last comes at 24) are six whole turns
     shares = collections.Counter(order[:24])
@@ -191,3 +195,35 @@ def test_the_client_declares_its_tenant_from_the_argument_or_the_environment(mon
         ("authorization", "Bearer t"), ("x-augserve-tenant", "job-17"))
     monkeypatch.delenv("AUGSERVE_TENANT")
     assert ClientSettings("127.0.0.1:1").metadata is None
+
+
+def test_waiting_batches_of_other_tenants_join_one_device_batch_bit_identical_to_solo_runs(server):
+    from augserve.pipeline import Pipeline
+
+    parts = [_images(16, 32, seed=s) for s in range(4)]
+    registry = server.server.metrics.registry
+
+    async def run():
+        clients = [AsyncClient(server.target, tenant=f"rider{k}", shared_memory=False) for k in range(4)]
+        blocker = AsyncClient(server.target, tenant="blocker", shared_memory=False)
+        before = registry.get_sample_value("augserve_device_batches_total") + 1
+        held = asyncio.ensure_future(blocker.augment(_images(256, 224), pipeline=SLOW))
+        deadline = time.monotonic() + 120
+        while registry.get_sample_value("augserve_device_batches_total") < before:  # the blocker is on the device
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        answers = [asyncio.ensure_future(c.augment(x, pipeline=SLOW, seed=5)) for c, x in zip(clients, parts)]
+        while sum(getattr(_tenants(server).get(f"rider{k}"), "queued_samples", 0) for k in range(4)) < 64:
+            assert time.monotonic() < deadline and not held.done(), "the riders never all waited"
+            await asyncio.sleep(0.01)
+        await held
+        results = await asyncio.gather(*answers)
+        batches = registry.get_sample_value("augserve_device_batches_total") - before
+        for client in (*clients, blocker):
+            await client.close()
+        return results, batches
+
+    results, batches = asyncio.run(run())
+    assert batches == 1  # after the blocker's: one batch for the four tenants' 16 samples each
+    for x, batch in zip(parts, results):
+        assert np.array_equal(batch.x, Pipeline.from_spec(SLOW)(x, seed=5).x.numpy())
