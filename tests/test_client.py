@@ -262,6 +262,24 @@ def test_the_async_client_uses_shared_memory_on_the_same_host(server):
     assert np.array_equal(batch.x, Pipeline.from_spec("rand-m9-n2")(torch.from_numpy(x), seed=2).x.numpy())
 
 
+def test_concurrent_first_calls_send_one_shared_memory_probe(server):
+    import json
+
+    from augserve.client.shm_use import PROBE
+
+    registry = server.server.metrics.registry
+    probes = {"method": "Augment", "pipeline": json.dumps(PROBE), "status": "OK"}
+    before = registry.get_sample_value("augserve_requests_total", probes) or 0
+    x = images(2).numpy()
+
+    async def run():
+        async with AsyncClient(server.target) as client:
+            return await asyncio.gather(*[client.augment(x, pipeline="rand-m9-n2") for _ in range(6)])
+
+    assert all(batch.x.flags.writeable for batch in asyncio.run(run()))
+    assert registry.get_sample_value("augserve_requests_total", probes) - before == 1
+
+
 def test_the_server_never_follows_a_symlink_planted_as_a_region(tmp_path):
     from augserve.shared_memory import RegionCache, SharedMemoryError
     from augserve.v1 import augserve_pb2 as pb

@@ -47,6 +47,7 @@ class AsyncClient:
                                        max_message_bytes, shared_memory, tenant)
         self._channel: grpc.aio.Channel | None = None
         self._shm = SharedMemoryUse(self, self.settings.shared_memory)
+        self._probing: asyncio.Lock | None = None
         self._shared_datasets = True  # until a server says it has no StreamDatasetShared
         self._dataset_batch_bytes: dict[tuple, int] = {}  # per dataset stream: the room a full batch takes
 
@@ -75,13 +76,16 @@ class AsyncClient:
     async def _slot_pool(self) -> SlotPool | None:
         """``Client._slot_pool``: the slots, once a probe that reached a server says the regions work."""
         if self._shm.works is None:
-            request, slot = self._shm.probe_request()
-            try:
-                response = await self.stub.Augment(request, timeout=self.settings.timeout,
-                                                   **self.settings.call_options())
-                self._shm.settle(slot, response)
-            except grpc.RpcError as error:
-                self._shm.settle(slot, error=error)
+            self._probing = self._probing or asyncio.Lock()  # made in the running loop
+            async with self._probing:  # concurrent first calls: one probes, the others wait for its verdict
+                if self._shm.works is None:
+                    request, slot = self._shm.probe_request()
+                    try:
+                        response = await self.stub.Augment(request, timeout=self.settings.timeout,
+                                                           **self.settings.call_options())
+                        self._shm.settle(slot, response)
+                    except grpc.RpcError as error:
+                        self._shm.settle(slot, error=error)
         return self._shm.usable()
 
     async def _slot(self) -> Slot | None:

@@ -9,6 +9,7 @@ shared memory off for the client's life.
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 
 import grpc
@@ -27,6 +28,7 @@ class SharedMemoryUse:
     def __init__(self, owner: object, wanted: bool):
         self.works: bool | None = None if wanted else False  # None: no server reached yet
         self.pool: SlotPool | None = None
+        self.probing = threading.Lock()  # concurrent first calls: one probes, the others wait for its verdict
         self._owner = weakref.ref(owner)
 
     def usable(self) -> SlotPool | None:

@@ -84,12 +84,14 @@ class Client:
         probe reaches a server, or for good)."""
         stub = self.stub
         if self._shm.works is None:
-            request, slot = self._shm.probe_request()
-            try:
-                response = stub.Augment(request, timeout=self.settings.timeout, **self.settings.call_options())
-                self._shm.settle(slot, response)
-            except grpc.RpcError as error:
-                self._shm.settle(slot, error=error)
+            with self._shm.probing:
+                if self._shm.works is None:
+                    request, slot = self._shm.probe_request()
+                    try:
+                        response = stub.Augment(request, timeout=self.settings.timeout, **self.settings.call_options())
+                        self._shm.settle(slot, response)
+                    except grpc.RpcError as error:
+                        self._shm.settle(slot, error=error)
         return self._shm.usable()
 
     def _slot(self) -> Slot | None:
