@@ -104,7 +104,7 @@ def test_a_same_host_stream_writes_batches_into_the_regions_the_client_offers(se
             ref, shape = shared.batch.x.shm, tuple(shared.batch.x.shape)
             written = np.frombuffer(bytes(by_name[ref.name].buf[ref.offset:ref.offset + ref.size]), np.uint8)
             assert np.array_equal(written.reshape(shape), np.frombuffer(plain.batch.x.data, np.uint8).reshape(shape))
-        few = _shared_stream(server, [pb.DatasetStreamMessage(start=start.start, outputs=offers[:1])])  # the rest inline
+        few = _shared_stream(server, [pb.DatasetStreamMessage(start=start.start, outputs=offers[:1])])  # rest inline
         assert [a.batch.x.HasField("shm") for a in few].count(True) == 1 and all(
             a.batch.x.data == b.batch.x.data for a, b in zip(few, inline) if not a.batch.x.HasField("shm"))
     finally:

@@ -17,7 +17,8 @@ from augserve.client.files import EncodedImageFolder, collate_encoded
 from augserve.client.frameworks import require
 from augserve.client.sync import Client
 
-_ADAPTERS = {"RemoteAugment": ("augserve.client.loader", "torch"), "IndexedDataset": ("augserve.client.loader", "torch"),
+_ADAPTERS = {"RemoteAugment": ("augserve.client.loader", "torch"),
+             "IndexedDataset": ("augserve.client.loader", "torch"),
              "RemoteDataset": ("augserve.client.dataset", "torch"),
              "device_put_batches": ("augserve.client.jax_batches", "jax")}
 

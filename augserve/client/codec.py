@@ -230,7 +230,8 @@ def batch_from(response: pb.AugmentResponse, as_torch: bool = False, slot: Slot 
                  params, request_id=response.request_id, normalize=normalize, out_dtype=out_dtype or None)
 
 
-def dataset_batch_from(message: pb.DatasetBatch, slot: Slot | None = None, out_dtype: str | None = None) -> Batch | None:
+def dataset_batch_from(message: pb.DatasetBatch, slot: Slot | None = None,
+                       out_dtype: str | None = None) -> Batch | None:
     """A served dataset's batch (lent from ``slot`` when the server wrote it there); None when every
     sample of it was skipped (``skipped`` says why)."""
     if not message.HasField("batch"):
