@@ -40,6 +40,9 @@ def test_a_small_tenant_waits_at_most_one_turn_behind_a_backlog():
     assert fair.pop() == ("greedy", 0)
     fair.push("small", 1, 4, ("small", 0))
     assert ("small", 0) in [fair.pop(), fair.pop()] and len(fair) == 48
+    while len(fair):
+        fair.pop()
+    assert not fair._queues and not fair._deficit and not fair._weights  # tenants come and go with connections
 
 
 def test_batches_riding_along_are_paid_from_their_tenants_turns():
@@ -171,6 +174,10 @@ def test_weighted_tenants_share_the_device_by_their_weights(server):
     assert registry.get_sample_value("augserve_tenant_samples_total", {"tenant": "heavy"}) == 12 * 64
     assert registry.get_sample_value("augserve_tenant_wait_seconds_count", {"tenant": "light"}) == 12
     assert registry.get_sample_value("augserve_tenant_queue_samples", {"tenant": "light2"}) == 0
+    with Client(server.target, shared_memory=False) as anonymous:  # a tenant by connection, forgotten once idle
+        anonymous.augment(x, pipeline=SLOW)
+    assert not [name for name in server.server.batcher.tenants_seen if name.startswith("connection ")]
+    assert not [name for name in _tenants(server) if name.startswith("connection ")]
     # a turn of deficit round robin sends 1 batch of each light tenant and 2 of the heavy one: the first 24
     # answers (the heavy tenant's last comes at 24) are six whole turns
     shares = collections.Counter(order[:24])

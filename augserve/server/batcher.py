@@ -114,6 +114,7 @@ class Batcher:
         self.tenant_queued: collections.Counter[str] = collections.Counter()  # samples waiting, per tenant
         self.tenant_in_flight: collections.Counter[str] = collections.Counter()  # requests unanswered, per tenant
         self.tenants_seen: dict[str, Tenant] = {}
+        self._queued_by_label: collections.Counter[str] = collections.Counter()
         self._fair = DeficitRoundRobin(max_batch)
         self._running: asyncio.Task | None = None  # the one batch on its way to or on the device
         self._pending: dict[tuple, list[Job]] = {}
@@ -152,7 +153,7 @@ class Batcher:
             self.cancel(job)
             raise
         finally:
-            self.tenant_in_flight[tenant.name] -= 1
+            self._answered(tenant)
 
     def cancel(self, job: Job) -> None:
         """Free a cancelled job's slots now if it has not reached the device."""
@@ -174,8 +175,22 @@ class Batcher:
     def _admit(self, samples: int, tenant: str) -> None:
         self.queued += samples
         self.tenant_queued[tenant] += samples
+        label = self.metrics.tenant_label(tenant)
+        self._queued_by_label[label] += samples  # connections share a label: the gauge is their sum
         self.metrics.queue_depth.set(self.queued)
-        self.metrics.tenant_queue.labels(self.metrics.tenant_label(tenant)).set(self.tenant_queued[tenant])
+        self.metrics.tenant_queue.labels(label).set(self._queued_by_label[label])
+        self._forget_if_idle(tenant)
+
+    def _answered(self, tenant: Tenant) -> None:
+        self.tenant_in_flight[tenant.name] -= 1
+        self._forget_if_idle(tenant.name)
+
+    def _forget_if_idle(self, name: str) -> None:
+        """A tenant by connection with nothing queued or in flight is dropped: connections come and go."""
+        tenant = self.tenants_seen.get(name)
+        if tenant is not None and tenant.source == "connection" and not self.tenant_in_flight[name] \
+                and not self.tenant_queued[name]:
+            del self.tenants_seen[name], self.tenant_in_flight[name], self.tenant_queued[name]
 
     @staticmethod
     def _bucket(job: Job) -> tuple:

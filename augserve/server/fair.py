@@ -47,9 +47,9 @@ class DeficitRoundRobin:
             if cost <= self._deficit[tenant]:
                 queue.popleft()
                 self._deficit[tenant] -= cost
-                if not queue:  # an idle tenant keeps no credit
+                if not queue:
                     self._active.popleft()
-                    self._debt[tenant] = min(0.0, self._deficit[tenant])
+                    self._idle(tenant)
                     self._fresh = True
                 return item
             self._active.rotate(-1)  # its turn is over; the rest of its deficit waits for the next
@@ -73,8 +73,16 @@ class DeficitRoundRobin:
                 if self._active[0] == tenant:
                     self._fresh = True
                 self._active.remove(tenant)
-                self._debt[tenant] = min(0.0, self._deficit[tenant])  # an idle tenant keeps its debt, not credit
+                self._idle(tenant)
         return taken
+
+    def _idle(self, tenant: str) -> None:
+        """A tenant with nothing waiting keeps its debt, not its credit, and no other state (tenants come
+        and go with connections)."""
+        deficit = self._deficit.pop(tenant)
+        del self._queues[tenant], self._weights[tenant]
+        if deficit < 0:
+            self._debt[tenant] = deficit
 
     def depth(self, tenant: str) -> int:
         return sum(cost for cost, _ in self._queues.get(tenant, ()))
