@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import pathlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 import yaml
 from torchvision.transforms.v2 import functional as TF
 
+from augserve import timm_strings
 from augserve.encoded import EncodedBatch, first_steps, is_encoded_image
 from augserve.labels import as_soft_labels
 from augserve.presets import PRESETS
@@ -27,7 +27,6 @@ from augserve.steps.base import public
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
 OUT_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
-_TIMM_KEYS = ("m", "n", "mstd", "mmax")
 
 
 @dataclass
@@ -69,26 +68,6 @@ class Prepared:
         return Prepared(self.x.to(device, non_blocking=non_blocking), self.params)
 
 
-def parse_timm_rand(text: str) -> list[dict]:
-    """``rand-m9-n2-mstd0.5`` -> a rand_augment step on timm's 0..10 magnitude scale.
-
-    The op set and ranges stay torchvision's; only n, m, mstd and mmax are read.
-    """
-    step: dict[str, Any] = {"op": "rand_augment", "num_magnitude_bins": 11}
-    for part in text.split("-")[1:]:
-        match = re.fullmatch(r"([a-z]+)([0-9.]+|inf)", part)
-        if not match or match.group(1) not in _TIMM_KEYS:
-            raise SpecError(f"pipeline '{text}': unknown part '{part}' (known: {', '.join(_TIMM_KEYS)}, "
-                            "as in rand-m9-n2-mstd0.5)")
-        key, number = match.groups()
-        try:
-            value = float(number)
-        except ValueError:
-            raise SpecError(f"pipeline '{text}': part '{part}' has no number") from None
-        step[key] = int(value) if key == "n" and value.is_integer() else value
-    return [step]
-
-
 def _spec_data(spec: Any) -> Any:
     """Text (preset, timm string, JSON/YAML) or a file -> plain data; data passes through."""
     if isinstance(spec, pathlib.Path):
@@ -101,15 +80,16 @@ def _spec_data(spec: Any) -> Any:
     name = spec.strip()
     if name in PRESETS:
         return PRESETS[name][1]
-    if name.startswith("rand-") or name == "rand":
-        return parse_timm_rand(name)
+    if timm_strings.is_timm_string(name):
+        return timm_strings.parse(name)
     if is_spec_text(name):
         try:
             return yaml.safe_load(name)
         except yaml.YAMLError as error:
             raise SpecError(f"pipeline: not valid JSON or YAML: {error}") from None
     raise SpecError(f"pipeline: unknown preset '{name}' (presets: {', '.join(PRESETS)}; "
-                    "or a timm string like rand-m9-n2-mstd0.5, or a list of steps)")
+                    "or a timm string like rand-m9-mstd0.5-inc1, augmix-m5-w4-d2 or original-mstd0.5, "
+                    "or a list of steps)")
 
 
 def _split_spec(data: Any) -> tuple[list[Any], Any]:

@@ -168,6 +168,19 @@ class Numbers(Field):
         return tuple(float(v) for v in values)
 
 
+@dataclass(frozen=True)
+class NumbersOr(Field):
+    """Numbers (one per channel), or one named value such as 'random' or 'img_mean'."""
+
+    word: str = ""
+
+    def expected(self) -> str:
+        return f"a number, a list of per-channel numbers, or {self.word!r}"
+
+    def convert(self, value: Any) -> Any:
+        return self.word if value == self.word else Numbers().convert(value)
+
+
 def check_field(where: str, name: str, field: Field, value: Any) -> Any:
     try:
         return field.convert(value)

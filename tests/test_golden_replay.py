@@ -35,6 +35,8 @@ OP_SPECS = {
     "grayscale": {"p": 0.5}, "posterize": {"bits": 3}, "solarize": {"threshold": 0.6}, "sharpness": {"factor": 3.0},
     "equalize": {}, "autocontrast": {}, "invert": {}, "gaussian_blur": {"kernel_size": 5, "sigma": [0.1, 2.0], "p": 0.8},
     "rand_augment": {"n": 2, "m": 9, "mstd": 0.5}, "trivial_augment": {}, "auto_augment": {"policy": "imagenet"},
+    "augmix": {"severity": 4, "mixture_width": 2}, "timm_rand_augment": {"m": 9, "mstd": 0.5, "inc": True},
+    "timm_auto_augment": {"policy": "original", "mstd": 0.5}, "timm_augmix": {"m": 5, "w": 4, "d": 2},
     "random_erasing": {"p": 0.9, "value": "random"}, "normalize": {"mean": [0.5], "std": [0.25]},
     "mix": {}, "mixup": {"alpha": 0.4}, "cutmix": {"alpha": 1.0}, "label_smoothing": {"epsilon": 0.1},
     "freq_mask": {"F": 8, "count": 2}, "time_mask": {"T": 10, "count": 2}, "spec_time_warp": {"W": 8},
@@ -44,6 +46,9 @@ OP_SPECS = {
 }
 EXTRA_SPECS = {
     "timm rand-m9-n2-mstd0.5": "rand-m9-n2-mstd0.5",
+    "timm rand-m7-n3-mstd101-tweights": "rand-m7-n3-mstd101-tweights",
+    "timm augmix-m5-w4-b1": "augmix-m5-w4-b1",
+    "timm 3a": "3a",
     "erasing with a per-channel value": [{"op": "random_erasing", "p": 1.0, "value": [10, 200, 30]}],
     "mix pair mode": [{"op": "mix", "mode": "pair"}],
     "auto_augment cifar10": [{"op": "auto_augment", "policy": "cifar10"}],

@@ -6,7 +6,7 @@ from scipy import stats
 from torchvision.transforms import v2
 
 from augserve import Pipeline
-from augserve.ops import policies
+from augserve.ops import policies, policy_kernels
 from augserve.random import SampleRng
 
 TV_NAMES = {
@@ -76,12 +76,12 @@ def test_magnitude_noise_is_per_sample_and_clipped():
     fixed = policies.rand_augment_params(rng(), 64, 64, 1, 9, 11)
     noisy = policies.rand_augment_params(rng(), 64, 64, 1, 9, 11, magnitude_std=2.0)
     uniform = policies.rand_augment_params(rng(), 64, 64, 1, 9, 11, magnitude_std=float("inf"))
-    brightness = [op.name for op in policies.RAND_AUGMENT_SPACE].index("brightness")
+    brightness = [op.name for op in policies.rand_augment_space(11)].index("brightness")
 
     def levels(p):
         return (p.value[p.op_index == brightness].abs() / 0.9).flatten()
 
-    assert torch.allclose(levels(fixed), torch.tensor(0.9, dtype=torch.float64))
+    assert torch.allclose(levels(fixed), torch.tensor(0.9, dtype=torch.float64))  # float32 table values
     assert levels(noisy).std() > 0.1 and levels(noisy).max() <= 1.0 + 1e-9
     assert levels(uniform).max() <= 0.9 + 1e-9 and levels(uniform).min() < 0.1
 
@@ -89,11 +89,11 @@ def test_magnitude_noise_is_per_sample_and_clipped():
 @pytest.mark.parametrize("name", ["shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness",
                                   "color", "contrast", "sharpness", "posterize"])
 def test_zero_magnitude_is_identity(photos, name):
-    space = policies.RAND_AUGMENT_SPACE
+    space = policies.rand_augment_space(31)
     index = [op.name for op in space].index(name)
-    level = torch.zeros(4, dtype=torch.float64)
-    value = space[index].magnitude(level, 96, 96)
-    out = policies.apply_layer(photos, space, torch.full((4,), index), value)
+    bins = torch.zeros(4, dtype=torch.float64)
+    value = space[index].magnitude(bins, torch.tensor([False, True, False, True]), 96, 96)
+    out = policy_kernels.apply_layer(photos, space, torch.full((4,), index), value)
     assert torch.equal(out, photos)
 
 
@@ -104,3 +104,23 @@ def test_auto_augment_applies_each_op_with_its_probability():
     expected = sum(p for sub in table for _, p, _ in sub) / len(table) / 2
     applied = (params.op_index >= 0).float().mean().item()
     assert abs(applied - expected) < 0.01
+
+
+@pytest.mark.parametrize("space, num_bins", [
+    (policies.rand_augment_space(31), 31), (policies.trivial_augment_space(31), 31),
+    (policies.AUTO_AUGMENT_SPACE, 10), (policies.AUGMIX_SPACE, 10), (policies.rand_augment_space(11), 11),
+])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_solarize_inverts_from_torchvisions_threshold_at_every_bin(space, num_bins, dtype):
+    """torchvision compares with 255 * linspace(1, 0, bins)[m] in float32: 255 * (1 - 8/30) in float64 is
+    187.00000000000003 and used to leave 187 alone (RandAugment m = 8, 10, 20, 22 of 31)."""
+    every_level = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
+    image = every_level if dtype == torch.uint8 else every_level.float() / 255
+    solarize = [op.name for op in space].index("solarize")
+    tv = v2.RandAugment()
+    for m in range(num_bins):
+        value = space[solarize].magnitude(torch.tensor([float(m)], dtype=torch.float64), torch.tensor([False]), 16, 16)
+        ours = policy_kernels.apply_layer(image, space, torch.tensor([solarize]), value)
+        theirs = tv._apply_image_or_video_transform(image, "Solarize", float(torch.linspace(1.0, 0.0, num_bins)[m]),
+                                                    interpolation=v2.InterpolationMode.NEAREST, fill=tv._fill)
+        assert torch.equal(ours, theirs), f"bin {m} of {num_bins}"

@@ -29,10 +29,14 @@ def _along(x: torch.Tensor, weights: torch.Tensor, axis: int) -> torch.Tensor:
     return out
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: tuple[int, int]) -> torch.Tensor:
-    """Blur (B, C, H, W) images, sample b with ``sigma[b]`` on both axes and an odd (height, width) kernel."""
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: tuple[int, int],
+                  padding: str = "reflect") -> torch.Tensor:
+    """Blur (B, C, H, W) images, sample b with ``sigma[b]`` on both axes and an odd (height, width) kernel.
+
+    ``padding`` is torchvision's ``reflect`` or PIL's ``replicate`` (edge pixels extended).
+    """
     rows, cols = kernel_size
     work = x if x.is_floating_point() else x.to(torch.float32)
-    padded = torch.nn.functional.pad(work, [cols // 2, cols // 2, rows // 2, rows // 2], mode="reflect")
+    padded = torch.nn.functional.pad(work, [cols // 2, cols // 2, rows // 2, rows // 2], mode=padding)
     blurred = _along(_along(padded, gaussian_weights(sigma, cols), -1), gaussian_weights(sigma, rows), -2)
     return blurred if x.is_floating_point() else blurred.round_().to(x.dtype)

@@ -96,8 +96,13 @@ def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
 
 
 def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """Invert values at or above the per-sample threshold (in the dtype's scale)."""
-    threshold = threshold.view(-1, 1, 1, 1)
+    """Invert values at or above the per-sample threshold (in the dtype's scale).
+
+    The threshold is compared in float32, as torchvision compares a uint8 image with a Python float:
+    a threshold computed in float64 just above an integer (e.g. 255 * (1 - 8/30) = 187.00000000000003)
+    inverts from that integer, not from the next one.
+    """
+    threshold = threshold.to(torch.float32).view(-1, 1, 1, 1)
     if x.is_floating_point():
         return torch.where(x >= threshold.to(x.dtype), invert(x), x)
     # integer pixels: x >= t  <=>  x >= ceil(t); thresholds above 255 invert nothing.
@@ -106,6 +111,13 @@ def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     cut = torch.where(whole > 255, torch.zeros_like(whole), whole).to(torch.uint8)
     flip = (x >= cut) & (whole <= 255)
     return x ^ flip.view(torch.uint8).neg_()
+
+
+def solarize_add(x: torch.Tensor, add: torch.Tensor, threshold: float) -> torch.Tensor:
+    """PIL's (timm's) SolarizeAdd: values below ``threshold`` get ``add`` more, clipped (the dtype's scale)."""
+    add = _per_sample(add)
+    raised = x.to(torch.float32) + add if not x.is_floating_point() else x + add.to(x.dtype)
+    return torch.where(x < threshold, _finish(raised, x), x)
 
 
 def invert(x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from augserve.ops import boxes, grouping
 
-INTERPOLATIONS = ("nearest", "bilinear")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
 def inverse_affine_matrix(

@@ -1,95 +1,105 @@
-"""RandAugment, TrivialAugmentWide and AutoAugment with the op chosen per sample.
+"""torchvision's RandAugment, TrivialAugmentWide, AutoAugment and AugMix spaces, with the op chosen per sample.
 
-The op sets and magnitude ranges are torchvision's. Unlike torchvision and
-kornia, which pick one op for the whole batch, every sample draws its own op,
-magnitude and sign; samples are then grouped by op so each kernel runs once
-over its group, and all geometric ops of a layer share one warp.
+The op sets and magnitude tables are torchvision's: a magnitude bin indexes the same float32
+``torch.linspace`` table torchvision builds, so every bin gives torchvision's exact argument (a
+solarize threshold computed in float64 instead inverts from one level too high at some bins).
+Unlike torchvision and kornia, which pick one op for the whole batch, every sample draws its own
+op, magnitude and sign (``policy_kernels`` applies them grouped by op).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
-from augserve.ops import color, geometry, grouping
+from augserve.ops.policy_kernels import SKIP, LayerParams, Magnitude, PolicyOp
 from augserve.random import Draw, SampleRng
 
-Magnitude = Callable[[torch.Tensor, int, int], torch.Tensor]
+
+def _table_value(table: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """table[bins] for whole bins (torchvision's values exactly), linear between entries otherwise (noisy bins)."""
+    table = table.to(device=bins.device, dtype=torch.float64)
+    low = bins.floor().clamp(0, table.numel() - 1).to(torch.int64)
+    high = (low + 1).clamp(max=table.numel() - 1)
+    between = table[low] + (bins - low) * (table[high] - table[low])
+    return torch.where(bins == low, table[low], between)
 
 
-def _linear(top: float) -> Magnitude:
-    return lambda level, height, width: level * top
+def _signed(value: torch.Tensor, negate: torch.Tensor) -> torch.Tensor:
+    return torch.where(negate, -value, value)
 
 
-def _translate_fraction(fraction: float, axis: str) -> Magnitude:
-    return lambda level, height, width: level * fraction * (width if axis == "x" else height)
+def _linspace(top: float | str, num_bins: int, start: float = 0.0, signed: bool = True) -> Magnitude:
+    """torchvision's ``torch.linspace(start, top, num_bins)[bin]``; ``top`` "width/3"-style names scale with the image."""
+    def magnitude(bins, negate, height, width):
+        end = top if isinstance(top, float) else _SIZED_TOPS[top](height, width)
+        value = _table_value(torch.linspace(start, end, num_bins), bins)
+        return _signed(value, negate) if signed else value
+    return magnitude
 
 
-def _posterize_bits(span: int) -> Magnitude:
-    return lambda level, height, width: torch.round(8 - span * level)
+def _translate(top: float | str, num_bins: int) -> Magnitude:
+    """Pixels, truncated as torchvision's ``int(magnitude)`` (truncation commutes with the sign)."""
+    pixels = _linspace(top, num_bins, signed=False)
+    return lambda bins, negate, height, width: _signed(torch.trunc(pixels(bins, negate, height, width)), negate)
 
 
-def _solarize_threshold(level: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    return 1.0 - level
+def _posterize_bits(base: int, span: int, num_bins: int) -> Magnitude:
+    """``base - (arange(num_bins) / ((num_bins - 1) / span)).round()``, computed in float32 as torchvision does."""
+    step = torch.tensor((num_bins - 1) / span, dtype=torch.float32)
+    return lambda bins, negate, height, width: base - torch.round(bins.to(torch.float32) / step.to(bins.device)).double()
 
 
-@dataclass(frozen=True)
-class PolicyOp:
-    """One entry of an augmentation space: level in [0, 1] -> op value."""
-
-    name: str
-    magnitude: Magnitude | None = None
-    signed: bool = False
-
-
-GEOMETRIC_OPS = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate")
-
-_COLOR_KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "brightness": lambda x, v: color.brightness(x, 1.0 + v),
-    "color": lambda x, v: color.saturation(x, 1.0 + v),
-    "contrast": lambda x, v: color.contrast(x, 1.0 + v),
-    "sharpness": lambda x, v: color.sharpness(x, 1.0 + v),
-    "posterize": lambda x, v: color.posterize(x, v),
-    "solarize": lambda x, v: color.solarize(x, v * color.max_value(x.dtype)),
-    "autocontrast": lambda x, v: color.autocontrast(x),
-    "equalize": lambda x, v: color.equalize(x),
-    "invert": lambda x, v: color.invert(x),
-    "hue": lambda x, v: color.hue(x, v),
+_SIZED_TOPS = {
+    "width*150/331": lambda height, width: 150.0 / 331.0 * width,
+    "height*150/331": lambda height, width: 150.0 / 331.0 * height,
+    "width/3": lambda height, width: width / 3.0,
+    "height/3": lambda height, width: height / 3.0,
 }
 
 
-def _standard_space(geometric_top: float, translate: Magnitude, rotate_top: float, color_top: float, bits: int):
+def _standard_ops(num_bins: int, geometric_top: float, translate: tuple[str, str] | float, rotate_top: float,
+                  color_top: float, posterize: Magnitude) -> tuple[PolicyOp, ...]:
+    shift_x, shift_y = (translate, translate) if isinstance(translate, float) else translate
     return (
-        PolicyOp("shear_x", _linear(geometric_top), True),
-        PolicyOp("shear_y", _linear(geometric_top), True),
-        PolicyOp("translate_x", translate("x"), True),
-        PolicyOp("translate_y", translate("y"), True),
-        PolicyOp("rotate", _linear(rotate_top), True),
-        PolicyOp("brightness", _linear(color_top), True),
-        PolicyOp("color", _linear(color_top), True),
-        PolicyOp("contrast", _linear(color_top), True),
-        PolicyOp("sharpness", _linear(color_top), True),
-        PolicyOp("posterize", _posterize_bits(bits)),
-        PolicyOp("solarize", _solarize_threshold),
+        PolicyOp("shear_x", _linspace(geometric_top, num_bins)),
+        PolicyOp("shear_y", _linspace(geometric_top, num_bins)),
+        PolicyOp("translate_x", _translate(shift_x, num_bins)),
+        PolicyOp("translate_y", _translate(shift_y, num_bins)),
+        PolicyOp("rotate", _linspace(rotate_top, num_bins)),
+        PolicyOp("brightness", _linspace(color_top, num_bins)),
+        PolicyOp("color", _linspace(color_top, num_bins)),
+        PolicyOp("contrast", _linspace(color_top, num_bins)),
+        PolicyOp("sharpness", _linspace(color_top, num_bins)),
+        PolicyOp("posterize", posterize),
+        PolicyOp("solarize", _linspace(0.0, num_bins, start=1.0, signed=False)),
         PolicyOp("autocontrast"),
         PolicyOp("equalize"),
     )
 
 
-def _relative_translate(axis: str) -> Magnitude:
-    return _translate_fraction(150.0 / 331.0, axis)
+@functools.lru_cache(maxsize=64)
+def rand_augment_space(num_bins: int) -> tuple[PolicyOp, ...]:
+    return (PolicyOp("identity"), *_standard_ops(num_bins, 0.3, ("width*150/331", "height*150/331"), 30.0, 0.9,
+                                                  _posterize_bits(8, 4, num_bins)))
 
 
-def _absolute_translate(axis: str) -> Magnitude:
-    return _linear(32.0)
+@functools.lru_cache(maxsize=64)
+def trivial_augment_space(num_bins: int) -> tuple[PolicyOp, ...]:
+    return (PolicyOp("identity"), *_standard_ops(num_bins, 0.99, 32.0, 135.0, 0.99, _posterize_bits(8, 6, num_bins)))
 
 
-RAND_AUGMENT_SPACE = (PolicyOp("identity"), *_standard_space(0.3, _relative_translate, 30.0, 0.9, 4))
-TRIVIAL_AUGMENT_WIDE_SPACE = (PolicyOp("identity"), *_standard_space(0.99, _absolute_translate, 135.0, 0.99, 6))
-AUTO_AUGMENT_SPACE = (*_standard_space(0.3, _relative_translate, 30.0, 0.9, 4), PolicyOp("invert"))
+AUTO_AUGMENT_BINS = 10
+AUTO_AUGMENT_SPACE = (*_standard_ops(AUTO_AUGMENT_BINS, 0.3, ("width*150/331", "height*150/331"), 30.0, 0.9,
+                                     _posterize_bits(8, 4, AUTO_AUGMENT_BINS)), PolicyOp("invert"))
+AUGMIX_BINS = 10  # torchvision's _PARAMETER_MAX: severity s draws one of the first s of 10 bins
+_AUGMIX_ALL = _standard_ops(AUGMIX_BINS, 0.3, ("width/3", "height/3"), 30.0, 0.9, _posterize_bits(4, 4, AUGMIX_BINS))
+_ENHANCE = ("brightness", "color", "contrast", "sharpness")
+# torchvision's dict order: its partial space (all_ops=False) is the first nine, without the enhance ops
+AUGMIX_SPACE = (*(op for op in _AUGMIX_ALL if op.name not in _ENHANCE), *(op for op in _AUGMIX_ALL if op.name in _ENHANCE))
+AUGMIX_PARTIAL_OPS = len(AUGMIX_SPACE) - len(_ENHANCE)
 
 # (op, probability, magnitude bin of 10) pairs, as in torchvision and the AutoAugment paper.
 AUTO_AUGMENT_POLICIES: dict[str, tuple[tuple[tuple[str, float, int | None], ...], ...]] = {
@@ -176,30 +186,13 @@ AUTO_AUGMENT_POLICIES: dict[str, tuple[tuple[tuple[str, float, int | None], ...]
     ),
 }
 
-SKIP = -1  # op index of a sample that does nothing in a layer
-
-
-@dataclass
-class LayerParams:
-    """Per-sample choices for a sequence of layers: op index into ``space`` and op value."""
-
-    space: tuple[PolicyOp, ...]
-    op_index: torch.Tensor  # (B, layers) int64, SKIP where the sample is left alone
-    value: torch.Tensor  # (B, layers) float64, in the op's own units (degrees, pixels, factor - 1, bits, ...)
-
-
-def _values_for(space: Sequence[PolicyOp], op_index: torch.Tensor, level: torch.Tensor,
+def _values_for(space: tuple[PolicyOp, ...], op_index: torch.Tensor, level: torch.Tensor,
                 negate: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Map per-sample levels to op values for whichever op each sample drew."""
+    """Each sample's argument for whichever op it drew (levels in the space's own scale)."""
     value = torch.zeros_like(level)
     for index, op in enumerate(space):
-        if op.magnitude is None:
-            continue
-        chosen = op_index == index
-        op_value = op.magnitude(level, height, width)
-        if op.signed:
-            op_value = torch.where(negate, -op_value, op_value)
-        value = torch.where(chosen, op_value, value)
+        if op.magnitude is not None:
+            value = torch.where(op_index == index, op.magnitude(level, negate, height, width), value)
     return value
 
 
@@ -222,6 +215,17 @@ class AutoAugmentDraw(Draw):
     NEGATE = 2
 
 
+def noisy_magnitude(rng: SampleRng, uniform: Draw, noise: Draw, magnitude: float | torch.Tensor, std: float,
+                    n: int) -> torch.Tensor:
+    """(B, n) float64 magnitudes: as given, with Gaussian noise (timm's ``mstd``), or uniform in [0, m] (inf)."""
+    magnitude = torch.as_tensor(magnitude, dtype=torch.float64, device=rng.device).expand(rng.batch_size, n)
+    if math.isinf(std):
+        return rng.uniform(uniform, n=n).to(torch.float64) * magnitude
+    if std > 0:
+        return magnitude + rng.normal(noise, 0.0, std, n=n).to(torch.float64)
+    return magnitude.clone()
+
+
 def rand_augment_params(rng: SampleRng, height: int, width: int, num_ops: int, magnitude: float,
                         num_bins: int, magnitude_std: float = 0.0, magnitude_max: float | None = None) -> LayerParams:
     """RandAugment: ``num_ops`` uniform op draws per sample at a fixed magnitude bin.
@@ -229,26 +233,22 @@ def rand_augment_params(rng: SampleRng, height: int, width: int, num_ops: int, m
     ``magnitude_std`` > 0 adds Gaussian noise to the bin per sample and op (timm's
     ``mstd``); ``inf`` draws the bin uniformly from [0, magnitude] instead.
     """
-    space = RAND_AUGMENT_SPACE
+    space = rand_augment_space(num_bins)
     op_index = rng.index(RandAugmentDraw.OP, len(space), n=num_ops)
     top = float(num_bins - 1) if magnitude_max is None else float(magnitude_max)
-    bins = torch.full(op_index.shape, float(magnitude), dtype=torch.float64, device=rng.device)
-    if math.isinf(magnitude_std):
-        bins = rng.uniform(RandAugmentDraw.MAGNITUDE, 0.0, magnitude, n=num_ops).to(torch.float64)
-    elif magnitude_std > 0:
-        bins = bins + rng.normal(RandAugmentDraw.MAGNITUDE_NOISE, 0.0, magnitude_std, n=num_ops).to(torch.float64)
-    level = bins.clamp(0.0, top) / (num_bins - 1)
+    bins = noisy_magnitude(rng, RandAugmentDraw.MAGNITUDE, RandAugmentDraw.MAGNITUDE_NOISE, magnitude,
+                           magnitude_std, num_ops).clamp(0.0, top)
     negate = rng.bernoulli(RandAugmentDraw.NEGATE, 0.5, n=num_ops)
-    return LayerParams(space, op_index, _values_for(space, op_index, level, negate, height, width))
+    return LayerParams(space, op_index, _values_for(space, op_index, bins, negate, height, width))
 
 
 def trivial_augment_params(rng: SampleRng, height: int, width: int, num_bins: int) -> LayerParams:
     """TrivialAugmentWide: one op per sample with a uniformly drawn magnitude bin."""
-    space = TRIVIAL_AUGMENT_WIDE_SPACE
+    space = trivial_augment_space(num_bins)
     op_index = rng.index(TrivialAugmentDraw.OP, len(space), n=1)
-    level = rng.index(TrivialAugmentDraw.LEVEL, num_bins, n=1).to(torch.float64) / (num_bins - 1)
+    bins = rng.index(TrivialAugmentDraw.LEVEL, num_bins, n=1).to(torch.float64)
     negate = rng.bernoulli(TrivialAugmentDraw.NEGATE, 0.5, n=1)
-    return LayerParams(space, op_index, _values_for(space, op_index, level, negate, height, width))
+    return LayerParams(space, op_index, _values_for(space, op_index, bins, negate, height, width))
 
 
 def auto_augment_params(rng: SampleRng, height: int, width: int, policy: str) -> LayerParams:
@@ -264,55 +264,22 @@ def auto_augment_params(rng: SampleRng, height: int, width: int, policy: str) ->
     choice = rng.index(AutoAugmentDraw.SUB_POLICY, len(table))
     apply = rng.uniform(AutoAugmentDraw.APPLY, n=2) <= probs[choice]
     op_index = torch.where(apply, ops[choice], torch.full_like(ops[choice], SKIP))
-    level = bins[choice] / 9.0
     negate = rng.bernoulli(AutoAugmentDraw.NEGATE, 0.5, n=2)
-    return LayerParams(space, op_index, _values_for(space, op_index, level, negate, height, width))
+    return LayerParams(space, op_index, _values_for(space, op_index, bins[choice], negate, height, width))
 
 
-def _affine_for(names: list[str], op_index: torch.Tensor, value: torch.Tensor,
-                height: int, width: int) -> torch.Tensor:
-    """Inverse matrices for samples whose op is geometric, as torchvision's policies build them."""
-    def pick(name: str, v: torch.Tensor) -> torch.Tensor:
-        return torch.where(op_index == names.index(name), v, torch.zeros_like(v))
-
-    is_shear = (op_index == names.index("shear_x")) | (op_index == names.index("shear_y"))
-    shear_deg = torch.rad2deg(torch.atan(value))
-    zero = torch.zeros_like(value)
-    return geometry.inverse_affine_matrix(
-        angle=-pick("rotate", value),  # F.rotate turns counter-clockwise: the matrix takes -angle
-        translate_x=pick("translate_x", torch.trunc(value)),
-        translate_y=pick("translate_y", torch.trunc(value)),
-        scale=torch.ones_like(value),
-        shear_x=pick("shear_x", shear_deg),
-        shear_y=pick("shear_y", shear_deg),
-        center_x=torch.where(is_shear, zero - width / 2.0, zero),  # shears pivot on the top-left corner
-        center_y=torch.where(is_shear, zero - height / 2.0, zero),
-    )
+class AugMixOpDraw(Draw):
+    OP = 0
+    BIN = 1
+    NEGATE = 2
 
 
-def apply_layer(x: torch.Tensor, space: Sequence[PolicyOp], op_index: torch.Tensor, value: torch.Tensor,
-                interpolation: str = "nearest", fill: Sequence[float] | float = 0.0) -> torch.Tensor:
-    """Apply each sample's op (one layer): one kernel call per op, one warp for all geometric ops."""
-    names = [op.name for op in space]
-    height, width = x.shape[-2:]
-
-    def warp(samples: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        matrix = _affine_for(names, op_index[index], value[index], height, width)
-        return geometry.warp_affine(samples, matrix, interpolation, fill)
-
-    def color_kernel(name: str):
-        return lambda samples, index: _COLOR_KERNELS[name](samples, value[index])
-
-    # group 0: untouched (skip, identity); 1: any geometric op; 2 + i: color op i
-    group_of_op = [0 if n == "identity" else 1 if n in GEOMETRIC_OPS else 2 + i for i, n in enumerate(names)]
-    lookup = torch.tensor(group_of_op + [0], device=x.device)  # SKIP (-1) reads the trailing 0
-    kernels = {1: warp}
-    kernels.update({2 + i: color_kernel(n) for i, n in enumerate(names) if n in _COLOR_KERNELS})
-    return grouping.apply_by_group(x, lookup[op_index], kernels)
-
-
-def apply_layers(x: torch.Tensor, params: LayerParams, interpolation: str = "nearest",
-                 fill: Sequence[float] | float = 0.0) -> torch.Tensor:
-    for layer in range(params.op_index.shape[1]):
-        x = apply_layer(x, params.space, params.op_index[:, layer], params.value[:, layer], interpolation, fill)
-    return x
+def augmix_chain_params(rng: SampleRng, height: int, width: int, layers: int, severity: int,
+                        all_ops: bool) -> LayerParams:
+    """``layers`` ops per sample from torchvision's AugMix space: a uniform op, one of the first
+    ``severity`` of its 10 magnitude bins, a random sign for signed ops."""
+    space = AUGMIX_SPACE if all_ops else AUGMIX_SPACE[:AUGMIX_PARTIAL_OPS]
+    op_index = rng.index(AugMixOpDraw.OP, len(space), n=layers)
+    bins = rng.index(AugMixOpDraw.BIN, severity, n=layers).to(torch.float64)
+    negate = rng.bernoulli(AugMixOpDraw.NEGATE, 0.5, n=layers)
+    return LayerParams(space, op_index, _values_for(space, op_index, bins, negate, height, width))

@@ -1,4 +1,4 @@
-"""Image steps: crops, flips, affine warps, color, auto-augment policies, erasing, normalize.
+"""Image steps: crops, flips, affine warps, color, erasing, normalize (policies: ``steps.policies``).
 
 Values such as ``fill`` and ``value`` are in the units of the tensor at that
 step: 0..255 for uint8, the float values otherwise (e.g. after ``normalize``).
@@ -13,17 +13,17 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from augserve.normalize import normalize
-from augserve.ops import blur, color, erasing, geometry, grouping, policies
+from augserve.ops import blur, color, erasing, geometry, grouping, policy_kernels
 from augserve.ops.boxes import sample_boxes
-from augserve.ops.policies import PolicyOp
+from augserve.ops.policy_kernels import PolicyOp
 from augserve.random import Draw, SampleRng
-from augserve.spec import Choice, Field, Interval, Number, Numbers, Size, SpecError
+from augserve.spec import Choice, Interval, Number, Numbers, NumbersOr, Size, SpecError
 from augserve.steps.base import PROBABILITY as _P
 from augserve.steps.base import Step, register
 
 ATTEMPTS = 10  # box draws per sample for crops and erasing, as torchvision
-_INTERPOLATION = Choice("nearest", options=geometry.INTERPOLATIONS)
-_FILL = Numbers(0.0, doc="value for pixels warped in from outside, per channel")
+INTERPOLATION = Choice("nearest", options=geometry.INTERPOLATIONS)
+FILL = Numbers(0.0, doc="value for pixels warped in from outside, per channel")
 _FACTOR = "factor range; v means [max(0, 1 - v), 1 + v]"
 
 
@@ -148,7 +148,7 @@ class RandomCrop(Step):
     fields = {
         "size": Size(),
         "padding": Number(0, low=0, high=1024, integer=True, doc="border added on every side before cropping"),
-        "fill": _FILL,
+        "fill": FILL,
     }
 
     def output_shape(self, shape):
@@ -222,8 +222,8 @@ class RandomAffine(Step):
         "scale": Interval((1.0, 1.0), low=1e-3, high=100.0, doc="zoom range"),
         "shear": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", doc="x shear in degrees"),
         "shear_y": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", doc="y shear in degrees"),
-        "interpolation": _INTERPOLATION,
-        "fill": _FILL,
+        "interpolation": INTERPOLATION,
+        "fill": FILL,
     }
 
     def check(self):
@@ -287,7 +287,7 @@ class ColorJitter(Step):
                 draw = rng.uniform(name, *bounds).to(torch.float64)
                 values[:, k] = draw if k == 3 else draw - 1.0  # kernels take factor - 1, hue as is
         enabled = torch.tensor([r is not None for r in ranges], device=batch.device)
-        op_index = torch.where(enabled[order] & applied[:, None], order, torch.full_like(order, policies.SKIP))
+        op_index = torch.where(enabled[order] & applied[:, None], order, torch.full_like(order, policy_kernels.SKIP))
         factors = values + torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=batch.device)
         return {"order": op_index, "factors": factors, "_values": values}
 
@@ -295,7 +295,7 @@ class ColorJitter(Step):
         op_index, values = params["order"], params["_values"]
         for t in range(4):
             chosen = op_index[:, t]
-            x = policies.apply_layer(x, _JITTER_SPACE, chosen,
+            x = policy_kernels.apply_layer(x, _JITTER_SPACE, chosen,
                                      values.gather(1, chosen.clamp(min=0)[:, None]).squeeze(1))
         return x
 
@@ -404,98 +404,7 @@ class Invert(_RandomApply):
     kernel = staticmethod(color.invert)
 
 
-# --- automatic augmentation policies -------------------------------------------------------
-
-
-class _Policy(Step):
-    needs_image_channels = True
-    per_channel = ("fill",)
-
-    @abstractmethod
-    def layers(self, rng: SampleRng, height: int, width: int) -> policies.LayerParams:
-        """Per-sample op choices and values."""
-
-    def draw(self, rng, batch):
-        layers = self.layers(rng, *batch.shape[-2:])
-        return {"ops": layers.op_index, "values": layers.value, "space": [op.name for op in layers.space],
-                "_layers": layers}
-
-    def apply(self, x, params):
-        return policies.apply_layers(x, params["_layers"], self.args["interpolation"], self.fill_for(x))
-
-
-@register
-class RandAugment(_Policy):
-    """RandAugment (Cubuk et al. 2019): ``n`` ops per sample at magnitude bin ``m``.
-
-    ``m`` counts bins of ``num_magnitude_bins`` (torchvision: 31, so m=9 is 30% of
-    the range; timm strings use 11 bins). ``mstd`` adds per-op Gaussian noise to
-    ``m`` (timm); ``mstd: inf`` draws the bin uniformly in [0, m].
-    """
-
-    op = "rand_augment"
-    fields = {
-        "n": Number(2, low=0, high=16, integer=True, doc="ops per sample"),
-        "m": Number(9, low=0, high=1000, doc="magnitude bin"),
-        "num_magnitude_bins": Number(31, low=2, high=1001, integer=True),
-        "mstd": Number(0.0, low=0.0, allow_inf=True, doc="std of the per-op magnitude noise, in bins"),
-        "mmax": Number(None, low=0, high=1000, doc="upper clip of the noisy magnitude, in bins"),
-        "interpolation": _INTERPOLATION,
-        "fill": _FILL,
-    }
-
-    def check(self):
-        top = self.args["num_magnitude_bins"] - 1
-        for name in ("m", "mmax"):
-            if self.args[name] is not None and self.args[name] > top:
-                raise SpecError(f"{self.where}: field '{name}': expected a number in [0, {top}] "
-                                f"(num_magnitude_bins - 1), got {self.args[name]!r}")
-
-    def layers(self, rng, height, width):
-        a = self.args
-        return policies.rand_augment_params(rng, height, width, a["n"], a["m"], a["num_magnitude_bins"],
-                                            a["mstd"], a["mmax"])
-
-
-@register
-class TrivialAugment(_Policy):
-    """TrivialAugmentWide (Müller & Hutter 2021): one op per sample, uniform magnitude."""
-
-    op = "trivial_augment"
-    fields = {
-        "num_magnitude_bins": Number(31, low=2, high=1001, integer=True),
-        "interpolation": _INTERPOLATION,
-        "fill": _FILL,
-    }
-
-    def layers(self, rng, height, width):
-        return policies.trivial_augment_params(rng, height, width, self.args["num_magnitude_bins"])
-
-
-@register
-class AutoAugment(_Policy):
-    """AutoAugment (Cubuk et al. 2018) learned policies; a sub-policy drawn per sample."""
-
-    op = "auto_augment"
-    fields = {
-        "policy": Choice("imagenet", options=tuple(policies.AUTO_AUGMENT_POLICIES)),
-        "interpolation": _INTERPOLATION,
-        "fill": _FILL,
-    }
-
-    def layers(self, rng, height, width):
-        return policies.auto_augment_params(rng, height, width, self.args["policy"])
-
-
 # --- erasing and normalization ---------------------------------------------------------------
-
-
-class _ErasingValue(Field):
-    def expected(self) -> str:
-        return "a number, a list of per-channel numbers, or 'random'"
-
-    def convert(self, value: Any) -> Any:
-        return "random" if value == "random" else Numbers().convert(value)
 
 
 @register
@@ -521,7 +430,7 @@ class RandomErasing(Step):
         "p": _P,
         "scale": Interval((0.02, 0.33), low=0.0, high=1.0),
         "ratio": Interval((0.3, 3.3), low=1e-3, high=1e3, doc="box aspect ratio range"),
-        "value": _ErasingValue((0.0,), doc="a number, one per channel, or random (noise)"),
+        "value": NumbersOr((0.0,), word="random", doc="a number, one per channel, or random (noise)"),
     }
 
     def draw(self, rng, batch):

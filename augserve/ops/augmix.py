@@ -1,0 +1,108 @@
+"""AugMix (Hendrycks et al. 2020): ``width`` chains of ops per sample, mixed with Dirichlet weights and
+blended with the original by a Beta weight; torchvision's and timm's arithmetic, batched.
+
+Chains are layers of per-sample ops (``policy_kernels``): chain c, step t of every sample runs as
+one grouped layer, a sample whose chain is shorter skips the rest. Both libraries draw the chain
+weights from Dirichlet(alpha) and the original's share from Beta(alpha, alpha); they differ in how
+they round: torchvision sums in float32 and truncates once, timm truncates the chain mixture, then
+PIL-blends it with the original (or, ``blended``, blends each chain in turn).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from augserve.ops.policy_kernels import LayerParams, apply_layers
+from augserve.random import Draw, SampleRng
+
+MAX_RANDOM_DEPTH = 3  # depth -1: each chain 1 to 3 ops, as both libraries draw it
+
+
+class AugMixDraw(Draw):
+    CHAIN_WEIGHTS = 0
+    BLEND = 1
+    DEPTH = 2
+
+
+@dataclass
+class Mixture:
+    """One AugMix draw per sample: the chains (layers of ops), their weights and the augmented share."""
+
+    chains: list[LayerParams]  # one per chain: (B, depth) layers, SKIP past each sample's depth
+    chain_weights: torch.Tensor  # (B, width) float64, rows sum to 1
+    augmented: torch.Tensor  # (B,) float64 in [0, 1]: the mixture's share against the original
+
+
+def draw_mixture(rng: SampleRng, width: int, depth: int, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chain weights (B, width), augmented share (B,), chain depths (B, width) int64."""
+    weights = rng.dirichlet(AugMixDraw.CHAIN_WEIGHTS, alpha, width)
+    augmented = rng.dirichlet(AugMixDraw.BLEND, alpha, 2)[:, 1]
+    if depth > 0:
+        depths = torch.full((rng.batch_size, width), depth, dtype=torch.int64, device=rng.device)
+    else:
+        depths = 1 + rng.index(AugMixDraw.DEPTH, MAX_RANDOM_DEPTH, n=width)
+    return weights, augmented, depths
+
+
+def chain_layers(depths: torch.Tensor) -> int:
+    """Layers each chain needs: its longest depth."""
+    return int(depths.max()) if depths.numel() else 0
+
+
+def _chains(x: torch.Tensor, mixture: Mixture, interpolation: str, fill: Sequence[float] | float):
+    for chain in mixture.chains:
+        yield apply_layers(x, chain, interpolation, fill).to(torch.float32)
+
+
+def _per_sample(weight: torch.Tensor) -> torch.Tensor:
+    return weight.to(torch.float32).view(-1, 1, 1, 1)
+
+
+def mix_torchvision(x: torch.Tensor, mixture: Mixture, interpolation: str,
+                    fill: Sequence[float] | float) -> torch.Tensor:
+    """torchvision's ``AugMix``: (1 - b) x + sum_i b w_i chain_i in float32, cast back (truncating) once."""
+    augmented = mixture.augmented
+    mix = _per_sample(1.0 - augmented) * x.to(torch.float32)
+    for c, chain in enumerate(_chains(x, mixture, interpolation, fill)):
+        mix.add_(_per_sample(mixture.chain_weights[:, c] * augmented) * chain)
+    return mix.to(x.dtype)
+
+
+def mix_timm(x: torch.Tensor, mixture: Mixture, interpolation: str, fill: Sequence[float] | float,
+             blended: bool = False) -> torch.Tensor:
+    """timm's ``AugMixAugment``: the chains' weighted sum clipped and truncated, then PIL-blended with the
+    original by b; ``blended`` blends each chain into the running image in turn (timm's ``b1``)."""
+    top = 255.0 if x.dtype == torch.uint8 else 1.0
+    augmented = _per_sample(mixture.augmented)
+    chains = _chains(x, mixture, interpolation, fill)
+    if blended:
+        out = x.to(torch.float32)
+        for alpha, chain in zip(_blend_sequence(mixture.chain_weights * mixture.augmented[:, None]).unbind(1), chains):
+            out = _pil_blend(out, chain, _per_sample(alpha), x.dtype)
+        return out.to(x.dtype)
+    mixed = torch.zeros_like(x, dtype=torch.float32)
+    for c, chain in enumerate(chains):
+        mixed.add_(_per_sample(mixture.chain_weights[:, c]) * chain)
+    mixed.clamp_(0.0, top)
+    if x.dtype == torch.uint8:
+        mixed.trunc_()
+    return _pil_blend(x.to(torch.float32), mixed, augmented, x.dtype).to(x.dtype)
+
+
+def _pil_blend(image: torch.Tensor, other: torch.Tensor, alpha: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """PIL's ``Image.blend``: image + alpha (other - image) in float32, truncated for uint8."""
+    out = image + alpha * (other - image)
+    return out.trunc_() if dtype == torch.uint8 else out
+
+
+def _blend_sequence(weights: torch.Tensor) -> torch.Tensor:
+    """timm's ``_calc_blended_weights``: the per-chain blend alphas whose sequential blends give ``weights``."""
+    alphas = torch.empty_like(weights)
+    remaining = torch.ones_like(weights[:, 0])
+    for c in reversed(range(weights.shape[1])):
+        alphas[:, c] = weights[:, c] / remaining
+        remaining = remaining * (1.0 - alphas[:, c])
+    return alphas.to(torch.float32)

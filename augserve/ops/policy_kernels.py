@@ -1,0 +1,150 @@
+"""What every augmentation policy applies: per-sample op choices run as one kernel call per op.
+
+A policy (torchvision's or timm's) draws, for every sample and layer, an op of its space and that
+op's argument; this module applies such a layer to a batch. Samples are grouped by op, so each
+kernel runs once over its group, and all geometric ops of a layer share one warp per
+interpolation mode (timm picks bilinear or bicubic per op call).
+
+An op's ``kernel`` names what it does with its value, in the units its library passes:
+torchvision's signed magnitudes (``brightness``: factor - 1) or timm's PIL arguments
+(``brightness_factor``: the factor, ``translate_x_rel``: a fraction of the width, PIL's direction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from augserve.ops import blur, color, geometry, grouping
+
+# (value per sample, negate per sample, height, width) -> the op's argument per sample
+Magnitude = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+SKIP = -1  # op index of a sample that does nothing in a layer
+RANDOM_INTERPOLATIONS = ("bilinear", "bicubic")  # timm's choice when its interpolation is "random"
+BLUR_TAPS = 13  # taps of a per-sample Gaussian blur: 3 sigma either side of timm's largest radius (2.0)
+
+
+@dataclass(frozen=True)
+class PolicyOp:
+    """One entry of an augmentation space: its name, how a level becomes its argument, its kernel."""
+
+    name: str
+    magnitude: Magnitude | None = None
+    kernel: str = ""  # what the op does with its argument; defaults to ``name``
+
+    @property
+    def does(self) -> str:
+        return self.kernel or self.name
+
+
+@dataclass
+class LayerParams:
+    """Per-sample choices for a sequence of layers: op index into ``space``, op argument, interpolation."""
+
+    space: tuple[PolicyOp, ...]
+    op_index: torch.Tensor  # (B, layers) int64, SKIP where the sample is left alone
+    value: torch.Tensor  # (B, layers) float64, in the op's own units (degrees, pixels, factor, bits, ...)
+    interpolation: torch.Tensor | None = None  # (B, layers) index into RANDOM_INTERPOLATIONS, or the step's one
+
+
+def _pil_blur(x: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    return blur.gaussian_blur(x, radius.clamp(min=1e-3), (BLUR_TAPS, BLUR_TAPS), padding="replicate")
+
+
+def _solarize_add(x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
+    scale = color.max_value(x.dtype) / 255.0
+    return color.solarize_add(x, add * scale, 128.0 * scale)
+
+
+COLOR_KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    # torchvision: signed magnitudes (factor - 1), solarize threshold as a fraction of the maximum
+    "brightness": lambda x, v: color.brightness(x, 1.0 + v),
+    "color": lambda x, v: color.saturation(x, 1.0 + v),
+    "contrast": lambda x, v: color.contrast(x, 1.0 + v),
+    "sharpness": lambda x, v: color.sharpness(x, 1.0 + v),
+    "solarize": lambda x, v: color.solarize(x, v * color.max_value(x.dtype)),
+    "hue": lambda x, v: color.hue(x, v),
+    # both
+    "posterize": lambda x, v: color.posterize(x, v),
+    "autocontrast": lambda x, v: color.autocontrast(x),
+    "equalize": lambda x, v: color.equalize(x),
+    "invert": lambda x, v: color.invert(x),
+    # timm (PIL): enhance factors, thresholds and additions in 0..255 levels, blur radius
+    "brightness_factor": lambda x, v: color.brightness(x, v),
+    "color_factor": lambda x, v: color.saturation(x, v),
+    "contrast_factor": lambda x, v: color.contrast(x, v),
+    "sharpness_factor": lambda x, v: color.sharpness(x, v),
+    "desaturate": lambda x, v: color.saturation(x, (1.0 - v).clamp(0.0, 1.0)),
+    "solarize_level": lambda x, v: color.solarize(x, v * (color.max_value(x.dtype) / 255.0)),
+    "solarize_add": _solarize_add,
+    "gaussian_blur_radius": _pil_blur,
+}
+GEOMETRIC_KERNELS = ("shear_x", "shear_y", "translate_x", "translate_y", "translate_x_rel", "translate_y_rel",
+                     "rotate")
+
+
+def _affine_for(kinds: list[str], op_index: torch.Tensor, value: torch.Tensor,
+                height: int, width: int) -> torch.Tensor:
+    """Inverse matrices for samples whose op is geometric: torchvision's conventions, PIL's where timm's ops say."""
+    def pick(kind: str, v: torch.Tensor) -> torch.Tensor:
+        chosen = torch.zeros_like(op_index, dtype=torch.bool)
+        for index in (i for i, k in enumerate(kinds) if k == kind):
+            chosen |= op_index == index
+        return torch.where(chosen, v, torch.zeros_like(v))
+
+    shear_deg = torch.rad2deg(torch.atan(value))
+    shear_x, shear_y = pick("shear_x", shear_deg), pick("shear_y", shear_deg)
+    is_shear = (shear_x != 0) | (shear_y != 0)
+    zero = torch.zeros_like(value)
+    return geometry.inverse_affine_matrix(
+        angle=-pick("rotate", value),  # F.rotate and PIL's rotate turn counter-clockwise: the matrix takes -angle
+        translate_x=pick("translate_x", value) - pick("translate_x_rel", value) * width,  # PIL's offset moves
+        translate_y=pick("translate_y", value) - pick("translate_y_rel", value) * height,  # the content back
+        scale=torch.ones_like(value),
+        shear_x=shear_x,
+        shear_y=shear_y,
+        center_x=torch.where(is_shear, zero - width / 2.0, zero),  # shears pivot on the top-left corner
+        center_y=torch.where(is_shear, zero - height / 2.0, zero),
+    )
+
+
+def apply_layer(x: torch.Tensor, space: Sequence[PolicyOp], op_index: torch.Tensor, value: torch.Tensor,
+                interpolation: str | torch.Tensor = "nearest", fill: Sequence[float] | float = 0.0) -> torch.Tensor:
+    """Apply each sample's op (one layer): one kernel call per op, one warp per interpolation mode.
+
+    ``interpolation`` is one mode for all, or per-sample indices into ``RANDOM_INTERPOLATIONS``.
+    """
+    kinds = [op.does for op in space]
+    height, width = x.shape[-2:]
+    modes = (interpolation,) if isinstance(interpolation, str) else RANDOM_INTERPOLATIONS
+    mode = torch.zeros_like(op_index) if isinstance(interpolation, str) else interpolation
+
+    def warp(mode_name: str):
+        def kernel(samples: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            matrix = _affine_for(kinds, op_index[index], value[index], height, width)
+            return geometry.warp_affine(samples, matrix, mode_name, fill)
+        return kernel
+
+    def color_kernel(kind: str):
+        return lambda samples, index: COLOR_KERNELS[kind](samples, value[index])
+
+    # group 0: untouched (skip, identity); 1 + m: geometric ops warped with mode m; first_color + i: color op i
+    first_color = 1 + len(modes)
+    is_geometric = torch.tensor([k in GEOMETRIC_KERNELS for k in kinds] + [False], device=x.device)
+    color_group = torch.tensor([first_color + i if k in COLOR_KERNELS else 0 for i, k in enumerate(kinds)] + [0],
+                               device=x.device)  # SKIP (-1) reads the trailing entries
+    group = torch.where(is_geometric[op_index], 1 + mode, color_group[op_index])
+    kernels = {1 + m: warp(name) for m, name in enumerate(modes)}
+    kernels.update({first_color + i: color_kernel(k) for i, k in enumerate(kinds) if k in COLOR_KERNELS})
+    return grouping.apply_by_group(x, group, kernels)
+
+
+def apply_layers(x: torch.Tensor, params: LayerParams, interpolation: str = "nearest",
+                 fill: Sequence[float] | float = 0.0) -> torch.Tensor:
+    """Every layer in turn; per-sample interpolations where the params drew them."""
+    for layer in range(params.op_index.shape[1]):
+        mode = interpolation if params.interpolation is None else params.interpolation[:, layer]
+        x = apply_layer(x, params.space, params.op_index[:, layer], params.value[:, layer], mode, fill)
+    return x
