@@ -121,6 +121,7 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
         if dali is not None:
             cases[case].insert(2, dali)
     cases.update(_mix_cases(x))
+    cases.update(_policy_parity_cases(x))
     flags = ["--max-batch", str(max(x.shape[0], 64)), "--max-delay-ms", "5", "--device", str(x.device)]
     target, _ = server_process(flags)
     cases.update(_service_cases(x, target))
@@ -344,6 +345,48 @@ def _mix_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
         Engine("augserve elem", lambda: ours["elem"](unit, labels, num_classes=1000)),
         Engine("augserve batch", lambda: ours["batch"](unit, labels, num_classes=1000)),
     ]}
+
+
+def _posterize_zero_as_one(ops: list) -> None:
+    """Pillow 13 refuses posterize(0), which timm's PosterizeIncreasing asks for at magnitude 10: keep 1 bit."""
+    for op in ops:
+        if op.name.startswith("Posterize"):
+            op.aug_fn = lambda image, bits, _posterize=op.aug_fn, **kwargs: _posterize(image, max(bits, 1), **kwargs)
+
+
+def _policy_parity_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
+    """timm's policies by timm (PIL, per sample, as its DataLoader workers run them) and torchvision's AugMix
+    per sample, against the same policies batched."""
+    try:
+        from timm.data.auto_augment import augment_and_mix_transform, rand_augment_transform
+    except ImportError:
+        return {}
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    images = [Image.fromarray(image.permute(1, 2, 0).cpu().numpy()) for image in x]
+    hparams = {"translate_const": int(x.shape[-1] * 0.45), "img_mean": (124, 116, 104)}  # as timm's factory sets
+    timm_rand = rand_augment_transform("rand-m9-mstd0.5-inc1", dict(hparams))
+    _posterize_zero_as_one(timm_rand.ops)
+    timm_augmix = augment_and_mix_transform("augmix-m3-w3", dict(hparams, translate_pct=0.3))
+    _posterize_zero_as_one(timm_augmix.ops)
+    ours_rand, ours_timm_augmix = Pipeline.from_spec("rand-m9-mstd0.5-inc1"), Pipeline.from_spec("augmix-m3-w3")
+    ours_augmix = Pipeline.from_spec([{"op": "augmix"}])
+    per_image = "timm's own transform, per PIL image"
+    return {
+        "timm rand-m9-mstd0.5-inc1": [
+            Engine("timm, per sample", lambda: [timm_rand(image) for image in images], per_image),
+            Engine("augserve", lambda: ours_rand(x, seed=0), "timm_rand_augment, per-sample draws"),
+        ],
+        "AugMix (torchvision's)": [
+            Engine("torchvision.v2 AugMix, per sample", _torchvision(v2.AugMix(), x.cpu()), "severity 3, width 3"),
+            Engine("augserve augmix", lambda: ours_augmix(x, seed=0)),
+        ],
+        "timm augmix-m3-w3": [
+            Engine("timm, per sample", lambda: [timm_augmix(image) for image in images], per_image),
+            Engine("augserve", lambda: ours_timm_augmix(x, seed=0), "timm_augmix, per-sample draws"),
+        ],
+    }
 
 
 def _kernel_cases(x: torch.Tensor) -> dict[str, list[Engine]]:

@@ -11,10 +11,11 @@ PIL-blends it with the original (or, ``blended``, blends each chain in turn).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
+from augserve.ops import grouping
 from augserve.ops.policy_kernels import LayerParams, apply_layers
 from augserve.random import Draw, SampleRng
 
@@ -35,8 +36,21 @@ class Mixture:
     chain_weights: torch.Tensor  # (B, width) float64, rows sum to 1
     augmented: torch.Tensor  # (B,) float64 in [0, 1]: the mixture's share against the original
 
+    def rows(self, part: slice) -> "Mixture":
+        chains = [LayerParams(c.space, c.op_index[part], c.value[part],
+                              None if c.interpolation is None else c.interpolation[part]) for c in self.chains]
+        return Mixture(chains, self.chain_weights[part], self.augmented[part])
 
-def draw_mixture(rng: SampleRng, width: int, depth: int, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+
+def tiled(x: torch.Tensor, mixture: Mixture, mix: Callable[[torch.Tensor, Mixture], torch.Tensor]) -> torch.Tensor:
+    """``mix`` over cache-sized groups of samples on the CPU (the whole batch on a GPU): every chain and the
+    mixture of a group are computed while its images are in cache, as a per-sample loop would, without one."""
+    parts = [mix(x[part], mixture.rows(part)) for part in grouping.tiles(x)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def draw_mixture(rng: SampleRng, width: int, depth: int,
+                 alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Chain weights (B, width), augmented share (B,), chain depths (B, width) int64."""
     weights = rng.dirichlet(AugMixDraw.CHAIN_WEIGHTS, alpha, width)
     augmented = rng.dirichlet(AugMixDraw.BLEND, alpha, 2)[:, 1]
@@ -54,7 +68,7 @@ def chain_layers(depths: torch.Tensor) -> int:
 
 def _chains(x: torch.Tensor, mixture: Mixture, interpolation: str, fill: Sequence[float] | float):
     for chain in mixture.chains:
-        yield apply_layers(x, chain, interpolation, fill).to(torch.float32)
+        yield apply_layers(x, chain, interpolation, fill)
 
 
 def _per_sample(weight: torch.Tensor) -> torch.Tensor:
@@ -65,9 +79,9 @@ def mix_torchvision(x: torch.Tensor, mixture: Mixture, interpolation: str,
                     fill: Sequence[float] | float) -> torch.Tensor:
     """torchvision's ``AugMix``: (1 - b) x + sum_i b w_i chain_i in float32, cast back (truncating) once."""
     augmented = mixture.augmented
-    mix = _per_sample(1.0 - augmented) * x.to(torch.float32)
+    mix = x * _per_sample(1.0 - augmented)  # float32, read straight from uint8: one pass
     for c, chain in enumerate(_chains(x, mixture, interpolation, fill)):
-        mix.add_(_per_sample(mixture.chain_weights[:, c] * augmented) * chain)
+        mix.addcmul_(chain, _per_sample(mixture.chain_weights[:, c] * augmented))
     return mix.to(x.dtype)
 
 
@@ -81,11 +95,11 @@ def mix_timm(x: torch.Tensor, mixture: Mixture, interpolation: str, fill: Sequen
     if blended:
         out = x.to(torch.float32)
         for alpha, chain in zip(_blend_sequence(mixture.chain_weights * mixture.augmented[:, None]).unbind(1), chains):
-            out = _pil_blend(out, chain, _per_sample(alpha), x.dtype)
+            out = _pil_blend(out, chain.to(torch.float32), _per_sample(alpha), x.dtype)
         return out.to(x.dtype)
     mixed = torch.zeros_like(x, dtype=torch.float32)
     for c, chain in enumerate(chains):
-        mixed.add_(_per_sample(mixture.chain_weights[:, c]) * chain)
+        mixed.addcmul_(chain, _per_sample(mixture.chain_weights[:, c]))
     mixed.clamp_(0.0, top)
     if x.dtype == torch.uint8:
         mixed.trunc_()

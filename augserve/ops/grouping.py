@@ -1,10 +1,9 @@
 """Run a different kernel on each group of samples without a per-sample loop.
 
-Samples are sorted by group once (``index_select``), each group is a contiguous
-slice that its kernel processes in one call, the pieces are concatenated and
-the batch is put back in order. On the CPU this is several times faster than
-boolean-mask gather/scatter (``x[mask]``, ``out[mask] = ...``), and on the GPU it
-launches one kernel per group rather than per sample.
+Each group's samples are gathered by index (``index_select``), processed by its
+kernel in one call and written back by index (``index_copy_``). On the CPU this is
+several times faster than boolean-mask gather/scatter (``x[mask]``, ``out[mask] = ...``),
+and on the GPU it launches one kernel per group rather than per sample.
 
 On the CPU a large group is processed in tiles of a few samples whose float
 working set stays in cache (several times faster for warps; see bench/RESULTS.md).
@@ -36,27 +35,25 @@ def _run(kernel: GroupKernel, samples: torch.Tensor, index: torch.Tensor) -> tor
     return torch.cat([kernel(samples[part], index[part]) for part in parts])
 
 
-def apply_by_group(x: torch.Tensor, group: torch.Tensor, kernels: Mapping[int, GroupKernel]) -> torch.Tensor:
-    """``out[i] = kernels[group[i]](x[i])``; groups without a kernel pass through unchanged."""
+def apply_by_group(x: torch.Tensor, group: torch.Tensor, kernels: Mapping[int, GroupKernel],
+                   in_place: bool = False) -> torch.Tensor:
+    """``out[i] = kernels[group[i]](x[i])``; groups without a kernel pass through unchanged.
+
+    Each group is gathered once (``index_select``) and its result written back once (``index_copy_``);
+    samples without a kernel are neither read nor written. ``in_place`` writes into ``x`` itself
+    (for a caller that owns it), which spares a copy of the untouched samples.
+    """
     present = torch.unique(group).tolist()
-    if not any(g in kernels for g in present):
+    active = [g for g in present if g in kernels]
+    if not active:
         return x
     if len(present) == 1:
         return _run(kernels[present[0]], x, torch.arange(x.shape[0], device=x.device))
-    order = torch.argsort(group, stable=True)
-    ordered = x.index_select(0, order)
-    counts = torch.bincount(group.index_select(0, order) - min(present)).tolist()
-    pieces, start = [], 0
-    for offset, count in enumerate(counts):
-        if count == 0:
-            continue
-        piece = ordered[start:start + count]
-        kernel = kernels.get(offset + min(present))
-        pieces.append(piece if kernel is None else _run(kernel, piece, order[start:start + count]))
-        start += count
-    restore = torch.empty_like(order)
-    restore[order] = torch.arange(order.numel(), device=order.device)
-    return torch.cat(pieces).index_select(0, restore)
+    out = x if in_place else (torch.empty_like(x) if len(active) == len(present) else x.clone())
+    for g in active:
+        index = torch.nonzero(group == g).flatten()
+        out.index_copy_(0, index, _run(kernels[g], x.index_select(0, index), index))
+    return out
 
 
 def apply_where(x: torch.Tensor, mask: torch.Tensor, kernel: GroupKernel) -> torch.Tensor:

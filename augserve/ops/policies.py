@@ -19,7 +19,7 @@ from augserve.random import Draw, SampleRng
 
 
 def _table_value(table: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """table[bins] for whole bins (torchvision's values exactly), linear between entries otherwise (noisy bins)."""
+    """table[bins] for whole bins (torchvision's values exactly), linear between entries for noisy bins."""
     table = table.to(device=bins.device, dtype=torch.float64)
     low = bins.floor().clamp(0, table.numel() - 1).to(torch.int64)
     high = (low + 1).clamp(max=table.numel() - 1)
@@ -32,7 +32,7 @@ def _signed(value: torch.Tensor, negate: torch.Tensor) -> torch.Tensor:
 
 
 def _linspace(top: float | str, num_bins: int, start: float = 0.0, signed: bool = True) -> Magnitude:
-    """torchvision's ``torch.linspace(start, top, num_bins)[bin]``; ``top`` "width/3"-style names scale with the image."""
+    """torchvision's ``torch.linspace(start, top, num_bins)[bin]``; a named ``top`` scales with the image."""
     def magnitude(bins, negate, height, width):
         end = top if isinstance(top, float) else _SIZED_TOPS[top](height, width)
         value = _table_value(torch.linspace(start, end, num_bins), bins)
@@ -49,7 +49,10 @@ def _translate(top: float | str, num_bins: int) -> Magnitude:
 def _posterize_bits(base: int, span: int, num_bins: int) -> Magnitude:
     """``base - (arange(num_bins) / ((num_bins - 1) / span)).round()``, computed in float32 as torchvision does."""
     step = torch.tensor((num_bins - 1) / span, dtype=torch.float32)
-    return lambda bins, negate, height, width: base - torch.round(bins.to(torch.float32) / step.to(bins.device)).double()
+
+    def bits(bins, negate, height, width):
+        return base - torch.round(bins.to(torch.float32) / step.to(bins.device)).double()
+    return bits
 
 
 _SIZED_TOPS = {
@@ -98,7 +101,8 @@ AUGMIX_BINS = 10  # torchvision's _PARAMETER_MAX: severity s draws one of the fi
 _AUGMIX_ALL = _standard_ops(AUGMIX_BINS, 0.3, ("width/3", "height/3"), 30.0, 0.9, _posterize_bits(4, 4, AUGMIX_BINS))
 _ENHANCE = ("brightness", "color", "contrast", "sharpness")
 # torchvision's dict order: its partial space (all_ops=False) is the first nine, without the enhance ops
-AUGMIX_SPACE = (*(op for op in _AUGMIX_ALL if op.name not in _ENHANCE), *(op for op in _AUGMIX_ALL if op.name in _ENHANCE))
+AUGMIX_SPACE = (*(op for op in _AUGMIX_ALL if op.name not in _ENHANCE),
+                *(op for op in _AUGMIX_ALL if op.name in _ENHANCE))
 AUGMIX_PARTIAL_OPS = len(AUGMIX_SPACE) - len(_ENHANCE)
 
 # (op, probability, magnitude bin of 10) pairs, as in torchvision and the AutoAugment paper.

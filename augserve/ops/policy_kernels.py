@@ -111,10 +111,12 @@ def _affine_for(kinds: list[str], op_index: torch.Tensor, value: torch.Tensor,
 
 
 def apply_layer(x: torch.Tensor, space: Sequence[PolicyOp], op_index: torch.Tensor, value: torch.Tensor,
-                interpolation: str | torch.Tensor = "nearest", fill: Sequence[float] | float = 0.0) -> torch.Tensor:
+                interpolation: str | torch.Tensor = "nearest", fill: Sequence[float] | float = 0.0,
+                in_place: bool = False) -> torch.Tensor:
     """Apply each sample's op (one layer): one kernel call per op, one warp per interpolation mode.
 
-    ``interpolation`` is one mode for all, or per-sample indices into ``RANDOM_INTERPOLATIONS``.
+    ``interpolation`` is one mode for all, or per-sample indices into ``RANDOM_INTERPOLATIONS``;
+    ``in_place`` may write into ``x`` (a batch the caller owns).
     """
     kinds = [op.does for op in space]
     height, width = x.shape[-2:]
@@ -138,13 +140,16 @@ def apply_layer(x: torch.Tensor, space: Sequence[PolicyOp], op_index: torch.Tens
     group = torch.where(is_geometric[op_index], 1 + mode, color_group[op_index])
     kernels = {1 + m: warp(name) for m, name in enumerate(modes)}
     kernels.update({first_color + i: color_kernel(k) for i, k in enumerate(kinds) if k in COLOR_KERNELS})
-    return grouping.apply_by_group(x, group, kernels)
+    return grouping.apply_by_group(x, group, kernels, in_place)
 
 
 def apply_layers(x: torch.Tensor, params: LayerParams, interpolation: str = "nearest",
                  fill: Sequence[float] | float = 0.0) -> torch.Tensor:
-    """Every layer in turn; per-sample interpolations where the params drew them."""
+    """Every layer in turn; per-sample interpolations where the params drew them. The input is never
+    written: layers after the first that changed anything work in place on the batch it made."""
+    out = x
     for layer in range(params.op_index.shape[1]):
         mode = interpolation if params.interpolation is None else params.interpolation[:, layer]
-        x = apply_layer(x, params.space, params.op_index[:, layer], params.value[:, layer], mode, fill)
-    return x
+        out = apply_layer(out, params.space, params.op_index[:, layer], params.value[:, layer], mode, fill,
+                          in_place=out is not x)
+    return out

@@ -241,7 +241,9 @@ class AugMix(_AugMix):
         return policies.augmix_chain_params(rng, height, width, layers, self.args["severity"], self.args["all_ops"])
 
     def apply(self, x, params):
-        return augmix.mix_torchvision(x, params["_mixture"], self.mode(), self.fill_value(x))
+        mode, fill = self.mode(), self.fill_value(x)
+        return augmix.tiled(x, params["_mixture"],
+                            lambda part, mixture: augmix.mix_torchvision(part, mixture, mode, fill))
 
 
 @register
@@ -274,4 +276,6 @@ class TimmAugMix(_TimmRules, _AugMix):
         return timm_policies.augmix_chain_params(rng, self.args["m"], self.rules(), layers, height, width)
 
     def apply(self, x, params):
-        return augmix.mix_timm(x, params["_mixture"], self.mode(), self.fill_value(x), self.args["b"])
+        mode, fill, blended = self.mode(), self.fill_value(x), self.args["b"]
+        return augmix.tiled(x, params["_mixture"],
+                            lambda part, mixture: augmix.mix_timm(part, mixture, mode, fill, blended))
