@@ -186,9 +186,16 @@ class _AugMix(_Policy):
     """``width`` chains of ``depth`` ops (or 1 to 3 each), mixed per sample; draws: the mixture on
     sub-stream 0, the chains' ops on sub-stream 1."""
 
-    @abstractmethod
+    shape_fields: tuple[str, str, str]  # the fields holding chains per sample, ops per chain, concentration
+
+    def check(self):
+        depth = self.shape_fields[1]
+        if self.args[depth] == 0:
+            raise SpecError(f"{self.where}: field '{depth}': expected -1 or 1 to 16, got 0")
+
     def width_depth_alpha(self) -> tuple[int, int, float]:
         """Chains per sample, ops per chain (-1: 1 to 3), the Dirichlet/Beta concentration."""
+        return tuple(self.args[name] for name in self.shape_fields)
 
     @abstractmethod
     def chain_ops(self, rng: SampleRng, layers: int, height: int, width: int) -> LayerParams:
@@ -220,6 +227,7 @@ class AugMix(_AugMix):
     chain weights, Beta(``alpha``, ``alpha``) share against the original."""
 
     op = "augmix"
+    shape_fields = ("mixture_width", "chain_depth", "alpha")
     fields = {
         "severity": Number(3, low=1, high=10, integer=True, doc="ops draw one of the first severity of 10 bins"),
         "mixture_width": Number(3, low=1, high=16, integer=True, doc="chains per sample"),
@@ -229,13 +237,6 @@ class AugMix(_AugMix):
         "interpolation": Choice("bilinear", options=INTERPOLATION.options),
         "fill": FILL,
     }
-
-    def check(self):
-        if self.args["chain_depth"] == 0:
-            raise SpecError(f"{self.where}: field 'chain_depth': expected -1 or 1 to 16, got 0")
-
-    def width_depth_alpha(self):
-        return self.args["mixture_width"], self.args["chain_depth"], self.args["alpha"]
 
     def chain_ops(self, rng, layers, height, width):
         return policies.augmix_chain_params(rng, height, width, layers, self.args["severity"], self.args["all_ops"])
@@ -253,6 +254,7 @@ class TimmAugMix(_TimmRules, _AugMix):
     ``b``: blend each chain in turn (timm's faster approximation)."""
 
     op = "timm_augmix"
+    shape_fields = ("w", "d", "a")
     fields = {
         "m": Number(3, low=0, high=1000, doc="severity on timm's 0..10 scale"),
         "w": Number(3, low=1, high=16, integer=True, doc="chains per sample"),
@@ -264,13 +266,6 @@ class TimmAugMix(_TimmRules, _AugMix):
         "interpolation": _TIMM_INTERPOLATION,
         "fill": _TIMM_FILL,
     }
-
-    def check(self):
-        if self.args["d"] == 0:
-            raise SpecError(f"{self.where}: field 'd': expected -1 or 1 to 16, got 0")
-
-    def width_depth_alpha(self):
-        return self.args["w"], self.args["d"], self.args["a"]
 
     def chain_ops(self, rng, layers, height, width):
         return timm_policies.augmix_chain_params(rng, self.args["m"], self.rules(), layers, height, width)
