@@ -83,6 +83,9 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    datasets = [name.strip().lower() for name in args.dataset.split(",") if name.strip()]
+    if datasets != ["digits"]:
+        return _train_series(args, datasets)
     from augserve.trainer.experiment import run_experiments
 
     augmenter = None
@@ -90,10 +93,32 @@ def _train(args: argparse.Namespace) -> int:
         from augserve.client import Client
 
         augmenter = Client(args.server, token=args.token)
-    summary = run_experiments(out=args.out, seeds=args.seeds, epochs=args.epochs, train_fraction=args.train_fraction,
-                              experiment=args.experiment, augmenter=augmenter)
+    summary = run_experiments(out=args.out, seeds=args.seeds or 3, epochs=args.epochs or 100,
+                              train_fraction=args.train_fraction, experiment=args.experiment, augmenter=augmenter)
     print(summary)
     print(f"wrote {args.out}/summary.md and {args.out}/learning_curves.png")
+    return 0
+
+
+def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
+    from augserve.trainer.series_experiment import run_series_experiments
+    from augserve.trainer.ucr import UCR_SETS
+
+    unknown = [name for name in datasets if name not in UCR_SETS]
+    if unknown:
+        print(f"augserve train: --dataset: unknown {unknown[0]!r}; expected digits or a comma-separated list of "
+              f"{', '.join(UCR_SETS)}", file=sys.stderr)
+        return 2
+    try:
+        strengths = tuple(float(s) for s in args.strengths.split(","))
+    except ValueError:
+        print(f"augserve train: --strengths: expected numbers separated by commas, got {args.strengths!r}",
+              file=sys.stderr)
+        return 2
+    summary = run_series_experiments(datasets, out=args.out, seeds=args.seeds or 5, epochs=args.epochs or 300,
+                                     strengths=strengths, workers=args.workers, server=args.server, token=args.token)
+    print(summary)
+    print(f"wrote {args.out}/summary.md, {args.out}/results.json and a <dataset>_curves.png per dataset")
     return 0
 
 
@@ -187,16 +212,24 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--prefix", default="shard", help="shard names: PREFIX-000000.tar, ... (default: %(default)s)")
     pack.set_defaults(func=_datasets_pack)
 
-    train = commands.add_parser("train", help="train a small CNN on digits with and without regularization; "
-                                               "IMP on an MLP; learning curves and a summary table")
+    train = commands.add_parser("train", help="train with and without regularization (digits: small CNN and IMP; "
+                                               "UCR series: FCN at fixed and adaptive augmentation strengths); "
+                                               "learning curves and a summary table")
+    train.add_argument("--dataset", default="digits",
+                       help="digits, or UCR sets shipped with sktime, comma-separated: arrowhead, osuleaf, gunpoint, "
+                            "italypowerdemand, acsf1 (default: %(default)s)")
     train.add_argument("--server", default=os.environ.get("AUGSERVE_SERVER"),
                        help="augment on this server (host:port); in process when unset (env AUGSERVE_SERVER)")
     train.add_argument("--token", default=os.environ.get("AUGSERVE_TOKEN"), help="bearer token (env AUGSERVE_TOKEN)")
     train.add_argument("--experiment", choices=("all", "regularization", "pruning"), default="all")
-    train.add_argument("--seeds", type=int, default=3, help="runs per configuration (default: %(default)s)")
-    train.add_argument("--epochs", type=int, default=100, help="epoch budget (default: %(default)s)")
+    train.add_argument("--seeds", type=int, help="runs per configuration (default: 3 for digits, 5 for series)")
+    train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 300 for series)")
     train.add_argument("--train-fraction", type=float, default=0.2,
                        help="fraction of digits used for training (default: %(default)s)")
+    train.add_argument("--strengths", default="0.5,1,2",
+                       help="series: fixed augmentation strengths to compare with plain and adaptive "
+                            "(default: %(default)s)")
+    train.add_argument("--workers", type=int, default=2, help="series: runs side by side (default: %(default)s)")
     train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")
     train.set_defaults(func=_train)
 

@@ -26,6 +26,7 @@ from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
 from augserve.steps.base import public
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
+MAX_STRENGTH = 10.0
 OUT_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -211,6 +212,7 @@ class Pipeline:
             raise SpecError(f"pipeline: label smoothing appears {len(smoothing)} times ({', '.join(smoothing)}); "
                             "expected at most once")
         self.steps = steps
+        self.strength = 1.0  # what ``at_strength`` scaled the steps by
         self.normalizes = any(isinstance(s, Normalize) for s in steps)
         self._before_normalize: Pipeline | None = None
 
@@ -221,6 +223,19 @@ class Pipeline:
             return spec
         steps, modality = _split_spec(_spec_data(spec))
         return cls(compile_steps(steps), modality)
+
+    def at_strength(self, strength: float) -> "Pipeline":
+        """This pipeline with every step's magnitudes scaled by ``strength`` in [0, MAX_STRENGTH]:
+        0 leaves every sample as it came, 1 is the pipeline itself. Steps draw from the same streams
+        at any strength, so a sample replays from (seed, key, strength)."""
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or \
+                not 0.0 <= strength <= MAX_STRENGTH:
+            raise SpecError(f"strength: expected a number in [0, {MAX_STRENGTH:g}], got {strength!r}")
+        if strength == 1:
+            return self
+        scaled = Pipeline([step.at_strength(float(strength)) for step in self.steps], self.modality)
+        scaled.strength = float(strength)
+        return scaled
 
     def to_spec(self) -> dict[str, Any]:
         """The canonical spec: the modality and every step with its defaults filled in."""

@@ -35,10 +35,33 @@ def _is_number(value: Any) -> bool:
 class Field(ABC):
     default: Any = _REQUIRED
     doc: str = ""
+    neutral: Any = None  # the value at which the step does nothing: strength scales the field towards it
+    geometric: bool = False  # a ratio (speed, zoom, aspect): strength scales its logarithm
 
     @property
     def required(self) -> bool:
         return self.default is _REQUIRED
+
+    def at_strength(self, value: Any, strength: float) -> Any:
+        """``value`` moved towards ``neutral``: neutral + strength * (value - neutral) (for a geometric
+        field neutral * (value / neutral) ** strength), each number of it, rounded for integer fields
+        and clamped to the field's range; unchanged without a neutral."""
+        if self.neutral is None or value is None or isinstance(value, str):
+            return value
+        bounds = (getattr(self, "low", -math.inf), getattr(self, "high", math.inf))
+        integer = getattr(self, "integer", False)
+
+        def scale(number: float) -> float:
+            if strength == 0:
+                moved = self.neutral
+            elif self.geometric:
+                moved = self.neutral * (number / self.neutral) ** strength
+            else:
+                moved = self.neutral + strength * (number - self.neutral)
+            moved = min(max(moved, bounds[0]), bounds[1])
+            return math.floor(moved + 0.5) if integer else moved
+
+        return tuple(scale(v) for v in value) if isinstance(value, tuple) else scale(value)
 
     @abstractmethod
     def expected(self) -> str:

@@ -1,5 +1,6 @@
 """`augserve train` as a user runs it, and the same run fed by a server instead of in process."""
 
+import json
 import subprocess
 import sys
 
@@ -33,3 +34,24 @@ def test_training_fed_by_a_server_equals_training_in_process():
         server.stop()
     local = run_regularization(1, regularized=True, epochs=2, train_fraction=0.2)
     assert remote["train_loss"] == local["train_loss"] and remote["test_accuracy"] == local["test_accuracy"]
+
+
+def test_train_on_a_ucr_set_writes_summary_results_and_curves(tmp_path):
+    out = tmp_path / "train"
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--seeds", "1",
+                             "--epochs", "3", "--strengths", "1", "--workers", "1", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    summary = (out / "summary.md").read_text()
+    for words in ("## gunpoint", "| plain |", "| strength 1 |", "| adaptive", "published FCN", "Ismail Fawaz"):
+        assert words in summary
+    runs = json.loads((out / "results.json").read_text())
+    assert {r["configuration"] for r in runs} == {"plain", "strength 1", "adaptive"}
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["epochs"] <= 3 for r in runs)
+    assert (out / "gunpoint_curves.png").stat().st_size > 10_000
+
+
+def test_train_refuses_an_unknown_dataset():
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "arrowhed"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "arrowhed" in result.stderr and "arrowhead" in result.stderr

@@ -98,12 +98,13 @@ class AsyncClient:
 
     async def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
                       num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
-                      defer_normalize: bool = False, timeout: float | None = None) -> Batch:
+                      defer_normalize: bool = False, strength: float | None = None,
+                      timeout: float | None = None) -> Batch:
         slot = await self._slot()
         try:
             request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
                                             num_classes=num_classes, out_dtype=out_dtype, return_params=return_params,
-                                            defer_normalize=defer_normalize, slot=slot)
+                                            defer_normalize=defer_normalize, slot=slot, strength=strength)
             try:
                 response = await self.stub.Augment(request, timeout=timeout or self.settings.timeout,
                                                    **self.settings.call_options())
@@ -115,11 +116,12 @@ class AsyncClient:
 
     async def map(self, batches: AsyncIterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
                   out_dtype: str | None = None, prefetch: int = 4, return_params: bool = False,
-                  defer_normalize: bool = False) -> AsyncIterator[Batch]:
+                  defer_normalize: bool = False, strength: float | None = None) -> AsyncIterator[Batch]:
         """``Client.map`` for an async iterable: ``prefetch`` batches in flight, results in order; if the
         replica goes away, the unanswered batches are sent again to another one."""
         requests = codec.MapRequests(pipeline=pipeline, seed=seed, num_classes=num_classes, out_dtype=out_dtype,
-                                     return_params=return_params, defer_normalize=defer_normalize, prefetch=prefetch)
+                                     return_params=return_params, defer_normalize=defer_normalize, prefetch=prefetch,
+                                     strength=strength)
         source = aiter(batches)
         pending: deque = deque()  # sent, not yet answered: resent in order after a failover
         exhausted = False
@@ -160,14 +162,14 @@ class AsyncClient:
     async def stream_dataset(self, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
                              shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
                              out_dtype: str | None = None, return_params: bool = False,
-                             defer_normalize: bool = False) -> AsyncIterator[Batch]:
+                             defer_normalize: bool = False, strength: float | None = None) -> AsyncIterator[Batch]:
         """``Client.stream_dataset``: a dropped stream resumes on another replica at the next undelivered batch."""
         position, attempt = start_batch, 0
         while True:
             request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
                                             shard_index=shard_index, num_shards=num_shards, start_batch=position,
                                             out_dtype=out_dtype, return_params=return_params,
-                                            defer_normalize=defer_normalize)
+                                            defer_normalize=defer_normalize, strength=strength)
             pool = await self._slot_pool() if self._shared_datasets else None
             try:
                 async for message, slot in (self._dataset_shared(request, pool) if pool

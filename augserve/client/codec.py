@@ -84,15 +84,19 @@ def split_item(item) -> tuple[Array, Array | None, Any]:
     return item, None, None
 
 
-def pipeline_ref(pipeline: str | dict | list) -> pb.PipelineRef:
-    """A preset / timm name, or an inline spec (dict, list, JSON or YAML text)."""
+def pipeline_ref(pipeline: str | dict | list, strength: float | None = None) -> pb.PipelineRef:
+    """A preset / timm name, or an inline spec (dict, list, JSON or YAML text), at ``strength`` (None: 1)."""
     if isinstance(pipeline, (dict, list)):
-        return pb.PipelineRef(spec=json.dumps(pipeline))
-    if not isinstance(pipeline, str) or not pipeline.strip():
+        ref = pb.PipelineRef(spec=json.dumps(pipeline))
+    elif not isinstance(pipeline, str) or not pipeline.strip():
         raise ValueError(f"pipeline: expected a preset name, a spec or its text, got {pipeline!r}")
-    if is_spec_text(pipeline):
-        return pb.PipelineRef(spec=pipeline)
-    return pb.PipelineRef(name=pipeline)
+    else:
+        ref = pb.PipelineRef(spec=pipeline) if is_spec_text(pipeline) else pb.PipelineRef(name=pipeline)
+    if strength is not None:
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+            raise ValueError(f"strength: expected a number, got {strength!r}")
+        ref.strength = float(strength)
+    return ref
 
 
 def _as_array(value: Array, field: str) -> Array:
@@ -142,7 +146,7 @@ def _write_encoded(message: pb.EncodedImages, files: list, slot: Slot | None) ->
 
 def augment_request(x: Array | list, labels: Array | None, *, pipeline, seed: int, keys=None, num_classes=None,
                     out_dtype=None, return_params=False, request_id=0, defer_normalize=False,
-                    slot: Slot | None = None) -> pb.AugmentRequest:
+                    slot: Slot | None = None, strength: float | None = None) -> pb.AugmentRequest:
     """The request; with a shared-memory ``slot``, x travels in its input region and the answer comes back
     in its output region (sized to the last answer, or to x at first).
 
@@ -150,7 +154,7 @@ def augment_request(x: Array | list, labels: Array | None, *, pipeline, seed: in
     """
     message = pb.AugmentRequest(seed=int(seed), num_classes=int(num_classes or 0), out_dtype=out_dtype or "",
                                 return_params=return_params, request_id=request_id, defer_normalize=defer_normalize)
-    message.pipeline.CopyFrom(pipeline_ref(pipeline))
+    message.pipeline.CopyFrom(pipeline_ref(pipeline, strength))
     if is_encoded(x):
         sent = _write_encoded(message.encoded, x, slot)
     else:
@@ -194,12 +198,12 @@ class MapRequests:
 
 def dataset_request(dataset: str, pipeline, batch_size: int, *, epoch: int, seed: int, shard_index: int,
                     num_shards: int, start_batch: int, out_dtype: str | None, return_params: bool,
-                    defer_normalize: bool = False) -> pb.StreamDatasetRequest:
+                    defer_normalize: bool = False, strength: float | None = None) -> pb.StreamDatasetRequest:
     request = pb.StreamDatasetRequest(dataset=dataset, batch_size=batch_size, epoch=epoch, seed=seed,
                                       shard_index=shard_index, num_shards=num_shards, start_batch=start_batch,
                                       out_dtype=out_dtype or "", return_params=return_params,
                                       defer_normalize=defer_normalize)
-    request.pipeline.CopyFrom(pipeline_ref(pipeline))
+    request.pipeline.CopyFrom(pipeline_ref(pipeline, strength))
     return request
 
 

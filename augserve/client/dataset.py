@@ -29,11 +29,13 @@ class RemoteDataset(IterableDataset):
     a dropped stream resumes on another replica from the next undelivered batch. Call
     ``set_epoch`` before each epoch (the dataset is copied into every worker). Batches are torch
     tensors; ``normalize="client"`` (the default) brings them as uint8 and runs a pipeline's final
-    normalize in this process, ``"server"`` there (float on the wire).
+    normalize in this process, ``"server"`` there (float on the wire). ``strength`` scales the
+    pipeline's magnitudes, as in ``RemoteAugment``.
     """
 
     def __init__(self, client: Client, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
-                 shard: tuple[int, int] | None = None, out_dtype: str | None = None, normalize: str = "client"):
+                 shard: tuple[int, int] | None = None, out_dtype: str | None = None, normalize: str = "client",
+                 strength: float | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
         if shard is not None and not 0 <= shard[0] < shard[1]:
@@ -47,6 +49,7 @@ class RemoteDataset(IterableDataset):
         self.shard = shard
         self.out_dtype = out_dtype
         self.normalize = _normalize_option(normalize)
+        self.strength = strength  # read when an epoch starts: a callback may change it between epochs
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -62,5 +65,6 @@ class RemoteDataset(IterableDataset):
         index, count = self.shard_of_this_process()
         for batch in self.client.stream_dataset(self.dataset, self.pipeline, self.batch_size, epoch=self.epoch,
                                                 seed=self.seed, shard_index=index, num_shards=count,
-                                                out_dtype=self.out_dtype, defer_normalize=self.normalize == "client"):
+                                                out_dtype=self.out_dtype, defer_normalize=self.normalize == "client",
+                                                strength=self.strength):
             yield batch.to("cpu")

@@ -42,6 +42,8 @@ class RemoteAugment:
     A sample's key is ``index + (epoch << 32)`` when the loader yields dataset indices (see
     ``IndexedDataset``), else its position in the epoch: either way the same run replays.
     The epoch advances by one per pass; ``set_epoch`` pins it, as with ``DistributedSampler``.
+    ``strength`` scales the pipeline's magnitudes (None or 1: as specified; see ``Pipeline.at_strength``)
+    and may be changed between passes (``AdaptiveStrength`` does).
     With ``device="cuda"`` batches arrive there through pinned memory with ``non_blocking=True``.
     ``normalize="client"`` (the default) leaves a pipeline's final normalize step to this side: uint8
     crosses the wire and the bus, and the normalize runs on ``device`` after the copy (same values,
@@ -50,7 +52,7 @@ class RemoteAugment:
 
     def __init__(self, loader: Iterable, client: Client, pipeline, *, seed: int = 0, num_classes: int | None = None,
                  out_dtype: str | None = None, prefetch: int = 4, device: torch.device | str | None = None,
-                 epoch: int = 0, normalize: str = "client"):
+                 epoch: int = 0, normalize: str = "client", strength: float | None = None):
         self.loader = loader
         self.client = client
         self.pipeline = pipeline
@@ -61,6 +63,7 @@ class RemoteAugment:
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.epoch = epoch
         self.normalize = _normalize_option(normalize)
+        self.strength = strength  # read at the start of each pass: a callback may change it between epochs
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -85,6 +88,6 @@ class RemoteAugment:
         batches = iter(self.loader)
         results = self.client.map(self._with_keys(batches, epoch), pipeline=self.pipeline, seed=self.seed,
                                   num_classes=self.num_classes, out_dtype=self.out_dtype, prefetch=self.prefetch,
-                                  defer_normalize=self.normalize == "client")
+                                  defer_normalize=self.normalize == "client", strength=self.strength)
         for batch in results:
             yield batch.to(self.device, non_blocking=True)

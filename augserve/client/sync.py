@@ -120,7 +120,8 @@ class Client:
 
     def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
                 num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
-                defer_normalize: bool = False, timeout: float | None = None) -> Batch:
+                defer_normalize: bool = False, strength: float | None = None,
+                timeout: float | None = None) -> Batch:
         """One batch in, one augmented batch out. Keys default to 0..B-1 (pass keys for distinct batches).
 
         ``x`` is a dense batch (numpy or torch) or a list of encoded image files (``bytes``,
@@ -132,14 +133,14 @@ class Client:
         try:
             request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
                                             num_classes=num_classes, out_dtype=out_dtype, return_params=return_params,
-                                            defer_normalize=defer_normalize, slot=slot)
+                                            defer_normalize=defer_normalize, slot=slot, strength=strength)
             return codec.batch_from(self._unary("Augment", request, timeout), codec.wants_torch(x), slot, out_dtype)
         finally:
             self._release(slot)
 
     def map(self, batches: Iterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
             out_dtype: str | None = None, prefetch: int = 4, return_params: bool = False,
-            defer_normalize: bool = False) -> Iterator[Batch]:
+            defer_normalize: bool = False, strength: float | None = None) -> Iterator[Batch]:
         """Augment an iterable of ``x`` / ``(x, labels)`` / ``(x, labels, keys)`` with ``prefetch`` in flight.
 
         Results come in input order on one bidirectional stream. Without keys, a batch's keys are
@@ -148,7 +149,8 @@ class Client:
         replay bit-identically because parameters depend only on (seed, key).
         """
         requests = codec.MapRequests(pipeline=pipeline, seed=seed, num_classes=num_classes, out_dtype=out_dtype,
-                                     return_params=return_params, defer_normalize=defer_normalize, prefetch=prefetch)
+                                     return_params=return_params, defer_normalize=defer_normalize, prefetch=prefetch,
+                                     strength=strength)
         yield from self._stream((requests.make(item, self._slot()) for item in batches), prefetch)
 
     def _stream(self, source: Iterator[tuple[pb.AugmentRequest, bool, Slot | None]],
@@ -204,7 +206,7 @@ class Client:
     def stream_dataset(self, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
                        shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
                        out_dtype: str | None = None, return_params: bool = False,
-                       defer_normalize: bool = False) -> Iterator[Batch]:
+                       defer_normalize: bool = False, strength: float | None = None) -> Iterator[Batch]:
         """One epoch (of one shard) of a dataset the server reads, augmented, in a deterministic order;
         numpy batches (``Batch.to(device)`` for torch). A dropped stream resumes on another replica
         from the next undelivered batch.
@@ -214,7 +216,7 @@ class Client:
             request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
                                             shard_index=shard_index, num_shards=num_shards, start_batch=position,
                                             out_dtype=out_dtype, return_params=return_params,
-                                            defer_normalize=defer_normalize)
+                                            defer_normalize=defer_normalize, strength=strength)
             pool = self._slot_pool() if self._shared_datasets else None
             try:
                 for message, slot in (self._dataset_shared(request, pool) if pool else self._dataset_inline(request)):

@@ -7,7 +7,6 @@ of N takes batches k, k + N, ..., so shards are disjoint and cover the epoch onc
 from __future__ import annotations
 
 import hashlib
-import pathlib
 from dataclasses import dataclass
 from typing import Callable
 

@@ -50,8 +50,8 @@ def _invalid(message: str) -> Refused:
 
 
 @functools.lru_cache(maxsize=256)
-def _compile(kind: str, text: str) -> Pipeline:
-    return Pipeline.from_spec(text)
+def _compile(kind: str, text: str, strength: float) -> Pipeline:
+    return Pipeline.from_spec(text).at_strength(strength)
 
 
 def _jsonable(value: Any) -> Any:
@@ -116,7 +116,7 @@ class AugmentationService:
         else:
             label = text
         try:
-            return _compile(kind, text), label
+            return _compile(kind, text, ref.strength if ref.HasField("strength") else 1.0), label
         except ValueError as error:
             message = str(error)
             raise _invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
@@ -178,7 +178,7 @@ class AugmentationService:
         self._check_output(out_shape, out_type, output)
         mixes = any(step.mixes_samples for step in pipeline.steps)
         layout = ("encoded",) if encoded else (tuple(x.shape[1:]), x.dtype)
-        merge_key = None if mixes else (name, deferred is None, *layout, out_dtype,
+        merge_key = None if mixes else (name, pipeline.strength, deferred is None, *layout, out_dtype,
                                         None if labels is None else labels.shape[1])
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining

@@ -50,7 +50,7 @@ class FrequencyMask(Step):
     op = "freq_mask"
     modalities = (Modality.SPECTROGRAM,)
     fields = {
-        "F": Number(27, low=0, high=4096, integer=True, doc="largest mask width in bins"),
+        "F": Number(27, low=0, high=4096, integer=True, neutral=0, doc="largest mask width in bins"),
         "count": Number(1, low=0, high=_MAX_MASKS, integer=True, doc="masks per sample (mF)"),
         "value": _VALUE,
     }
@@ -86,7 +86,7 @@ class TimeMask(Step):
     op = "time_mask"
     modalities = (Modality.SPECTROGRAM,)
     fields = {
-        "T": Number(100, low=0, high=1_000_000, integer=True, doc="largest mask width in frames"),
+        "T": Number(100, low=0, high=1_000_000, integer=True, neutral=0, doc="largest mask width in frames"),
         "count": Number(1, low=0, high=_MAX_MASKS, integer=True, doc="masks per sample (mT); a cap if adaptive"),
         "p": Number(1.0, low=0.0, high=1.0, doc="largest width as a fraction of the length"),
         "adaptive_count": Number(None, low=0.0, high=1.0, exclusive_low=True, doc="pM"),
@@ -120,7 +120,7 @@ class SpecTimeWarp(Step):
 
     op = "spec_time_warp"
     modalities = (Modality.SPECTROGRAM,)
-    fields = {"W": Number(80, low=0, high=100_000, integer=True, doc="largest shift in frames")}
+    fields = {"W": Number(80, low=0, high=100_000, integer=True, neutral=0, doc="largest shift in frames")}
 
     def output_shape(self, shape):
         frames, window = shape[audio.TIME_AXIS], self.args["W"]
@@ -149,6 +149,7 @@ class LogMel(Step):
     """
 
     op = "log_mel"
+    draws_nothing = True
     modalities = (Modality.WAVEFORM,)
     produces = Modality.SPECTROGRAM
     fields = {

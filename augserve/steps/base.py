@@ -17,7 +17,7 @@ import torch
 
 from augserve.modality import Modality
 from augserve.random import SampleRng
-from augserve.spec import Field, Number, parse_fields
+from augserve.spec import Field, Number, SpecError, parse_fields
 
 
 class Batch(NamedTuple):
@@ -33,7 +33,9 @@ class Batch(NamedTuple):
 
 Params = dict[str, Any]  # what a step drew: per-sample tensors (B, ...) and plain values; no other tensors
 STEPS: dict[str, type["Step"]] = {}  # every registered step by op name
-PROBABILITY = Number(0.5, low=0.0, high=1.0, doc="probability that a sample is transformed")
+PROBABILITY = Number(0.5, low=0.0, high=1.0, neutral=0.0, doc="probability that a sample is transformed")
+# The same for a step whose magnitude fields carry its strength (the probability stays as given).
+GATE = Number(0.5, low=0.0, high=1.0, doc="probability that a sample is transformed")
 
 
 class Step(ABC):
@@ -47,6 +49,9 @@ class Step(ABC):
     mixes_samples: ClassVar[bool] = False  # combines samples of its batch: never merged across requests
     per_channel: ClassVar[tuple[str, ...]] = ()  # fields holding one value or one per channel
     fixes_size: ClassVar[bool] = False  # returns one size whatever the input's: can start an encoded-image pipeline
+    draws_nothing: ClassVar[bool] = False  # deterministic (resize, normalize, ...): strength leaves it as it is
+    strength: float = 1.0  # what ``at_strength`` scaled the fields by, for steps that scale a draw as well
+    also_scales: ClassVar[str] = ""  # such a draw, for the op reference (e.g. "position → centre")
 
     def __init__(self, where: str, **given: Any):
         self.where = where
@@ -55,6 +60,25 @@ class Step(ABC):
 
     def check(self) -> None:
         """Cross-field checks; raise SpecError."""
+
+    def at_strength(self, strength: float) -> "Step":
+        """This step with every magnitude scaled by ``strength`` (0: does nothing, 1: itself).
+
+        Each field with a ``neutral`` value moves towards it (see ``Field.at_strength``); a step
+        that draws but has no such field cannot be scaled and refuses any strength but 1.
+        """
+        if strength == 1.0:
+            return self
+        scaled = {name: field.at_strength(self.args[name], strength) for name, field in self.fields.items()}
+        if not self.draws_nothing and all(field.neutral is None for field in self.fields.values()):
+            raise SpecError(f"{self.where}: strength {strength:g}: {self.op} has no magnitude that strength scales "
+                            "(use strength 1, or a step with magnitude fields)")
+        try:
+            step = type(self)(self.where, **scaled)
+        except SpecError as error:
+            raise SpecError(f"strength {strength:g}: {error}") from None
+        step.strength = strength
+        return step
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}

@@ -18,6 +18,7 @@ from augserve.ops.boxes import sample_boxes
 from augserve.ops.policy_kernels import PolicyOp
 from augserve.random import Draw, SampleRng
 from augserve.spec import Choice, Interval, Number, Numbers, NumbersOr, Size, SpecError
+from augserve.steps.base import GATE
 from augserve.steps.base import PROBABILITY as _P
 from augserve.steps.base import Step, register
 
@@ -70,8 +71,8 @@ class RandomResizedCrop(Step):
     fixes_size = True
     fields = {
         "size": Size(doc="output [height, width]"),
-        "scale": Interval((0.08, 1.0), low=0.0, high=1.0, doc="crop area as a fraction of the image"),
-        "ratio": Interval((3 / 4, 4 / 3), low=1e-3, high=1e3, doc="crop aspect ratio range (w/h)"),
+        "scale": Interval((0.08, 1.0), low=0.0, high=1.0, neutral=1.0, doc="crop area as a fraction of the image"),
+        "ratio": Interval((3 / 4, 4 / 3), low=1e-3, high=1e3, neutral=1.0, geometric=True, doc="crop aspect ratio range (w/h)"),
     }
 
     def check(self):
@@ -96,6 +97,7 @@ class Resize(Step):
     """Resize (antialiased): one integer resizes the shorter side, ``[h, w]`` sets both."""
 
     op = "resize"
+    draws_nothing = True
     fields = {"size": Size(doc="output [height, width]; one integer resizes the shorter side")}
 
     def __init__(self, where: str, **given: Any):
@@ -125,6 +127,7 @@ class CenterCrop(Step):
     """The centre ``size`` of every image, padded with 0 where the image is smaller (as torchvision)."""
 
     op = "center_crop"
+    draws_nothing = True
     fixes_size = True
     fields = {"size": Size()}
 
@@ -133,6 +136,11 @@ class CenterCrop(Step):
 
     def apply(self, x, params):
         return TF.center_crop(x, list(self.args["size"]))
+
+
+def _towards_centre(offset: torch.Tensor, span: int, strength: float) -> torch.Tensor:
+    """Crop offsets in [0, span] moved towards span / 2 by ``strength``, rounded and kept in range."""
+    return (span / 2 + strength * (offset - span / 2)).round().clamp(0, span).to(offset.dtype)
 
 
 @register
@@ -144,10 +152,11 @@ class RandomCrop(Step):
         LEFT = 1
 
     op = "random_crop"
+    also_scales = "position → centre"
     per_channel = ("fill",)
     fields = {
         "size": Size(),
-        "padding": Number(0, low=0, high=1024, integer=True, doc="border added on every side before cropping"),
+        "padding": Number(0, low=0, high=1024, integer=True, neutral=0, doc="border added on every side before cropping"),
         "fill": FILL,
     }
 
@@ -164,8 +173,11 @@ class RandomCrop(Step):
         pad = self.args["padding"]
         height, width = batch.shape[-2] + 2 * pad, batch.shape[-1] + 2 * pad
         out_h, out_w = self.args["size"]
-        return {"top": rng.index(self.Draw.TOP, height - out_h + 1),
-                "left": rng.index(self.Draw.LEFT, width - out_w + 1)}
+        top, left = rng.index(self.Draw.TOP, height - out_h + 1), rng.index(self.Draw.LEFT, width - out_w + 1)
+        if self.strength != 1.0:  # the position's spread around the centre scales too: 0 is a centre crop
+            top, left = _towards_centre(top, height - out_h, self.strength), _towards_centre(left, width - out_w,
+                                                                                               self.strength)
+        return {"top": top, "left": left}
 
     def apply(self, x, params):
         pad = self.args["padding"]
@@ -216,12 +228,12 @@ class RandomAffine(Step):
     op = "random_affine"
     per_channel = ("fill",)
     fields = {
-        "degrees": Interval((0.0, 0.0), low=-360, high=360, symmetric="plus_minus",
+        "degrees": Interval((0.0, 0.0), low=-360, high=360, symmetric="plus_minus", neutral=0.0,
                             doc="rotation range; v means [-v, v]"),
-        "translate": Numbers((0.0, 0.0), low=0.0, high=1.0, doc="max shift as a fraction of [width, height]"),
-        "scale": Interval((1.0, 1.0), low=1e-3, high=100.0, doc="zoom range"),
-        "shear": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", doc="x shear in degrees"),
-        "shear_y": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", doc="y shear in degrees"),
+        "translate": Numbers((0.0, 0.0), low=0.0, high=1.0, neutral=0.0, doc="max shift as a fraction of [width, height]"),
+        "scale": Interval((1.0, 1.0), low=1e-3, high=100.0, neutral=1.0, geometric=True, doc="zoom range"),
+        "shear": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", neutral=0.0, doc="x shear in degrees"),
+        "shear_y": Interval((0.0, 0.0), low=-89, high=89, symmetric="plus_minus", neutral=0.0, doc="y shear in degrees"),
         "interpolation": INTERPOLATION,
         "fill": FILL,
     }
@@ -269,10 +281,10 @@ class ColorJitter(Step):
     op = "color_jitter"
     needs_image_channels = True
     fields = {
-        "brightness": Interval(None, low=0.0, high=1e3, symmetric="around_one", doc=_FACTOR),
-        "contrast": Interval(None, low=0.0, high=1e3, symmetric="around_one", doc=_FACTOR),
-        "saturation": Interval(None, low=0.0, high=1e3, symmetric="around_one", doc=_FACTOR),
-        "hue": Interval(None, low=-0.5, high=0.5, symmetric="plus_minus", doc="hue shift range; v means [-v, v]"),
+        "brightness": Interval(None, low=0.0, high=1e3, symmetric="around_one", neutral=1.0, doc=_FACTOR),
+        "contrast": Interval(None, low=0.0, high=1e3, symmetric="around_one", neutral=1.0, doc=_FACTOR),
+        "saturation": Interval(None, low=0.0, high=1e3, symmetric="around_one", neutral=1.0, doc=_FACTOR),
+        "hue": Interval(None, low=-0.5, high=0.5, symmetric="plus_minus", neutral=0.0, doc="hue shift range; v means [-v, v]"),
         "p": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is jittered at all"),
     }
 
@@ -311,7 +323,7 @@ class GaussianBlur(Step):
     op = "gaussian_blur"
     fields = {
         "kernel_size": Size(doc="odd [height, width] of the kernel, or one odd integer (torchvision lists it x, y)"),
-        "sigma": Interval((0.1, 2.0), low=1e-3, high=100.0, symmetric="point", doc="sigma range, or one sigma"),
+        "sigma": Interval((0.1, 2.0), low=1e-3, high=100.0, symmetric="point", neutral=0.0, doc="sigma range, or one sigma"),
         "p": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is blurred"),
     }
 
@@ -341,7 +353,7 @@ class Grayscale(_RandomApply):
     """Grayscale, keeping the channel count, each sample with probability ``p``."""
 
     op = "grayscale"
-    fields = {"p": Number(0.1, low=0.0, high=1.0)}
+    fields = {"p": Number(0.1, low=0.0, high=1.0, neutral=0.0)}
 
     kernel = staticmethod(color.grayscale)
 
@@ -351,7 +363,7 @@ class Posterize(_RandomApply):
     """Keep the top ``bits`` of every value, each sample with probability ``p``."""
 
     op = "posterize"
-    fields = {"bits": Number(4, low=0, high=8, integer=True), "p": _P}
+    fields = {"bits": Number(4, low=0, high=8, integer=True, neutral=8), "p": GATE}
 
     def kernel(self, x):
         return color.posterize(x, torch.full((x.shape[0],), self.args["bits"], device=x.device))
@@ -374,7 +386,7 @@ class Sharpness(_RandomApply):
     """torchvision's adjust_sharpness by ``factor`` (above 1 sharpens), each sample with probability ``p``."""
 
     op = "sharpness"
-    fields = {"factor": Number(2.0, low=0.0, high=1e3), "p": _P}
+    fields = {"factor": Number(2.0, low=0.0, high=1e3, neutral=1.0), "p": GATE}
 
     def kernel(self, x):
         return color.sharpness(x, torch.full((x.shape[0],), self.args["factor"], device=x.device))
@@ -464,6 +476,7 @@ class Normalize(Step):
     """(x - mean) / std per channel, with mean and std on the [0, 1] scale; outputs float32."""
 
     op = "normalize"
+    draws_nothing = True
     per_channel = ("mean", "std")
     fields = {
         "mean": Numbers((0.485, 0.456, 0.406), low=-1e3, high=1e3, doc="per channel, on the 0..1 scale"),

@@ -50,7 +50,7 @@ class Mix(Step):
         "mixup_alpha": Number(0.8, low=0.0, high=1e3, doc="Beta(a, a) for mixup; 0 disables mixup"),
         "cutmix_alpha": Number(1.0, low=0.0, high=1e3, doc="Beta(a, a) for cutmix; 0 disables cutmix"),
         "cutmix_minmax": Interval(None, low=0.0, high=1.0, doc="box side as a fraction, instead of alpha"),
-        "prob": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is mixed at all"),
+        "prob": Number(1.0, low=0.0, high=1.0, neutral=0.0, doc="probability that a sample is mixed at all"),
         "switch_prob": Number(0.5, low=0.0, high=1.0, doc="probability of cutmix when both are on"),
         "mode": Choice("elem", options=MODES),
         "correct_lambda": Flag(True, doc="label weight = pasted area after clipping"),
@@ -150,7 +150,7 @@ class MixUp(Mix):
     op = "mixup"
     fields = {
         "alpha": Number(1.0, **_ALPHA, doc="lambda ~ Beta(alpha, alpha)"),
-        "p": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is mixed at all"),
+        "p": Number(1.0, low=0.0, high=1.0, neutral=0.0, doc="probability that a sample is mixed at all"),
         "mode": Choice("elem", options=MODES),
     }
 
@@ -167,7 +167,7 @@ class CutMix(Mix):
     fields = {
         "alpha": Number(1.0, **_ALPHA, doc="lambda ~ Beta(alpha, alpha)"),
         "minmax": Interval(None, low=0.0, high=1.0, doc="box side as a fraction, instead of alpha"),
-        "p": Number(1.0, low=0.0, high=1.0, doc="probability that a sample is mixed at all"),
+        "p": Number(1.0, low=0.0, high=1.0, neutral=0.0, doc="probability that a sample is mixed at all"),
         "mode": Choice("elem", options=MODES),
         "correct_lambda": Flag(True),
     }
@@ -183,8 +183,9 @@ class LabelSmoothing(Step):
     """(1 - epsilon) * y + epsilon / K, once; the caller sees it in ``out.params``."""
 
     op = "label_smoothing"
+    draws_nothing = True
     modalities = BATCHES
-    fields = {"epsilon": Number(0.1, low=0.0, high=1.0, exclusive_high=True,
+    fields = {"epsilon": Number(0.1, low=0.0, high=1.0, exclusive_high=True, neutral=0.0,
                                 doc="mass spread evenly over the K classes")}
 
     def draw(self, rng, batch):

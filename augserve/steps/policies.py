@@ -68,8 +68,8 @@ class RandAugment(_LayeredPolicy):
 
     op = "rand_augment"
     fields = {
-        "n": Number(2, low=0, high=16, integer=True, doc="ops per sample"),
-        "m": Number(9, low=0, high=1000, doc="magnitude bin"),
+        "n": Number(2, low=0, high=16, integer=True, neutral=0, doc="ops per sample"),
+        "m": Number(9, low=0, high=1000, neutral=0.0, doc="magnitude bin"),
         "num_magnitude_bins": Number(31, low=2, high=1001, integer=True),
         "mstd": Number(0.0, low=0.0, allow_inf=True, doc="std of the per-op magnitude noise, in bins"),
         "mmax": Number(None, low=0, high=1000, doc="upper clip of the noisy magnitude, in bins"),
@@ -137,9 +137,9 @@ class TimmRandAugment(_TimmRules, _LayeredPolicy):
 
     op = "timm_rand_augment"
     fields = {
-        "m": Number(10, low=0, high=1000, doc="magnitude on timm's 0..10 scale"),
+        "m": Number(10, low=0, high=1000, neutral=0.0, doc="magnitude on timm's 0..10 scale"),
         "n": Number(2, low=0, high=16, integer=True, doc="ops per sample"),
-        "p": Number(0.5, low=0.0, high=1.0, doc="probability that each chosen op is applied"),
+        "p": Number(0.5, low=0.0, high=1.0, neutral=0.0, doc="probability that each chosen op is applied"),
         "mstd": _MSTD,
         "mmax": Number(None, low=0, high=1000, doc="upper clip of the magnitude (timm: none or 0 means 10)"),
         "inc": Flag(False, doc="increasing-severity op variants"),

@@ -39,12 +39,25 @@ def _works_on(step: type[Step]) -> str:
     return f"{kinds} -> {step.produces}" if step.produces else kinds
 
 
+def _strength(step: type[Step]) -> str:
+    """What ``strength`` moves, and towards what."""
+    scaled = [f"`{name}` → {_value(field.neutral)}{' (geometric)' if field.geometric else ''}"
+              for name, field in step.fields.items() if field.neutral is not None]
+    if step.also_scales:
+        scaled.append(step.also_scales)
+    if scaled:
+        return ", ".join(scaled)
+    return "nothing (deterministic)" if step.draws_nothing else "refused (strength 1 only)"
+
+
 def op_table() -> str:
-    """A Markdown table of every registered op: what it works on, what it does, its fields with defaults."""
+    """A Markdown table of every registered op: what it works on, what it does, its fields with defaults,
+    and what ``strength`` scales."""
     order = list(Modality)
     steps = sorted(STEPS.values(), key=lambda step: order.index(step.modalities[0]))
-    rows = ["| op | works on | what it does | fields [default] |", "|---|---|---|---|"]
+    rows = ["| op | works on | what it does | fields [default] | strength scales |", "|---|---|---|---|---|"]
     for step in steps:
         fields = "; ".join(_field(name, field) for name, field in step.fields.items()) or "none"
-        rows.append(f"| `{step.op}` | {_works_on(step)} | {_summary(step)} | {fields} |".replace("\n", " "))
+        rows.append(f"| `{step.op}` | {_works_on(step)} | {_summary(step)} | {fields} | {_strength(step)} |"
+                    .replace("\n", " "))
     return "\n".join(rows)

@@ -11,7 +11,7 @@ from augserve.random import Draw
 from augserve.spec import Interval, Number, Numbers
 from augserve.steps.base import Step, register
 
-_SIGMA = dict(low=0.0, high=100.0)
+_SIGMA = dict(low=0.0, high=100.0, neutral=0.0)
 _KNOTS = Number(4, low=1, high=256, integer=True, doc="interior knots of the random curve")
 
 
@@ -89,6 +89,8 @@ class MagnitudeWarp(_SeriesStep):
         return {"knots": knots.view(samples, channels, -1)}
 
     def apply(self, x, params):
+        if self.args["sigma"] == 0:
+            return x  # every knot is 1: the spline is 1 up to rounding, and strength 0 must be the identity
         samples, channels, length = x.shape
         curve = smooth_curve(params["knots"].view(samples * channels, -1), length).view(samples, channels, length)
         return x * curve.to(x.dtype)
@@ -127,7 +129,7 @@ class WindowSlice(_SeriesStep):
         START = 0
 
     op = "window_slice"
-    fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True,
+    fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True, neutral=1.0,
                               doc="window length as a fraction of the series")}
 
     def draw(self, rng, batch):
@@ -149,7 +151,7 @@ class WindowWarp(_SeriesStep):
     op = "window_warp"
     fields = {
         "ratio": Number(0.1, low=0.0, high=1.0, exclusive_low=True, doc="window length as a fraction of the series"),
-        "scales": Numbers((0.5, 2.0), low=0.0, high=100.0, exclusive_low=True, doc="slow-down factors to pick from"),
+        "scales": Numbers((0.5, 2.0), low=0.0, high=100.0, exclusive_low=True, neutral=1.0, geometric=True, doc="slow-down factors to pick from"),
     }
 
     def needs_length(self):
@@ -176,7 +178,7 @@ class Permutation(_SeriesStep):
         ORDER = 2
 
     op = "permutation"
-    fields = {"max_segments": Number(5, low=1, high=256, integer=True, doc="at most this many pieces")}
+    fields = {"max_segments": Number(5, low=1, high=256, integer=True, neutral=1, doc="at most this many pieces")}
 
     def needs_length(self):
         return self.args["max_segments"]
@@ -206,7 +208,7 @@ class Drift(_SeriesStep):
 
     op = "drift"
     fields = {
-        "max_drift": Interval(0.5, low=0.0, high=100.0, symmetric="point",
+        "max_drift": Interval(0.5, low=0.0, high=100.0, symmetric="point", neutral=0.0,
                               doc="peak drift, fixed or a [min, max] range"),
         "points": Number(3, low=1, high=256, integer=True, doc="n_drift_points: where the trend turns"),
     }

@@ -16,8 +16,9 @@ class InProcessAugmenter:
     """Duck-types ``Client.map`` with a local ``Pipeline`` (``prefetch`` has nothing to overlap here)."""
 
     def map(self, batches: Iterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
-            out_dtype: str | None = None, prefetch: int = 1, defer_normalize: bool = False) -> Iterator[Batch]:
-        compiled, deferred = Pipeline.from_spec(pipeline), None
+            out_dtype: str | None = None, prefetch: int = 1, defer_normalize: bool = False,
+            strength: float | None = None) -> Iterator[Batch]:
+        compiled, deferred = Pipeline.from_spec(pipeline).at_strength(1.0 if strength is None else strength), None
         if defer_normalize:
             compiled, deferred = compiled.deferring_normalize()
         for item in batches:

@@ -18,6 +18,8 @@ class EpochRecord:
     val_loss: float | None = None
     val_accuracy: float | None = None
     lr: float | None = None
+    strength: float | None = None  # augmentation strength trained with, when a callback sets one
+    gap: float | None = None  # the generalization gap that callback read
 
 
 class History:
@@ -83,7 +85,9 @@ def plot_learning_curves(histories: dict[str, History], path: str | pathlib.Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    adaptive = any(r.strength is not None for history in histories.values() for r in history.records)
+    figure, axes = plt.subplots(1, 3 if adaptive else 2, figsize=(16 if adaptive else 11, 4))
+    loss_axis, accuracy_axis = axes[0], axes[1]
     for index, (name, history) in enumerate(histories.items()):
         colour = f"C{index}"
         epochs = history.column("epoch")
@@ -91,9 +95,15 @@ def plot_learning_curves(histories: dict[str, History], path: str | pathlib.Path
             axis.plot(epochs, history.column(f"train_{metric}"), color=colour, label=f"{name} train")
             if history.records and history.records[0].val_loss is not None:
                 axis.plot(epochs, history.column(f"val_{metric}"), color=colour, linestyle="--", label=f"{name} val")
+        if adaptive and any(r.strength is not None for r in history.records):
+            axes[2].plot(epochs, history.column("strength"), color=colour, label=f"{name} strength")
+            axes[2].plot(epochs, history.column("gap"), color=colour, linestyle=":", label=f"{name} gap (smoothed)")
     loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
     accuracy_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     accuracy_axis.legend(fontsize=8)
+    if adaptive:
+        axes[2].set(xlabel="epoch", ylabel="strength / accuracy gap", title="augmentation strength")
+        axes[2].legend(fontsize=8)
     if title:
         figure.suptitle(title)
     figure.tight_layout()

@@ -29,12 +29,14 @@ class SharedMemoryRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
 
 class PipelineRef(_message.Message):
-    __slots__ = ("name", "spec")
+    __slots__ = ("name", "spec", "strength")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: str
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ...) -> None: ...
+    strength: float
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., strength: _Optional[float] = ...) -> None: ...
 
 class EncodedImages(_message.Message):
     __slots__ = ("images", "shm", "sizes")

@@ -1,0 +1,204 @@
+"""``augserve train --dataset arrowhead,osuleaf,...``: does augmentation close the gap on small UCR sets,
+at which strength, and does a strength that follows the gap find it without tuning?
+
+Per dataset and seed: a small FCN trained plainly; regularized at fixed augmentation strengths
+(time-series augmentation + mixup/cutmix along time, decoupled weight decay, dropout, label
+smoothing, early stopping on a validation split carved from the training set); and regularized
+with ``AdaptiveStrength``. Every run of a seed shares the same fit/validation split and the same
+initial weights; test accuracy is on the archive's own test split.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import math
+import multiprocessing
+import pathlib
+import statistics
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from augserve.client.loader import IndexedDataset, RemoteAugment
+from augserve.trainer.adaptive import AdaptiveStrength
+from augserve.trainer.data import InProcessAugmenter
+from augserve.trainer.decay import param_groups
+from augserve.trainer.early_stopping import EarlyStopping
+from augserve.trainer.losses import SoftTargetCrossEntropy
+from augserve.trainer.models import fcn
+from augserve.trainer.monitor import History, plot_learning_curves
+from augserve.trainer.schedule import warmup_cosine_scheduler
+from augserve.trainer.trainer import Trainer
+from augserve.trainer.ucr import PUBLISHED_SOURCE, SeriesSplit, load_ucr, validation_split
+
+SERIES_PIPELINE = [
+    {"op": "jitter", "sigma": 0.03},
+    {"op": "scaling", "sigma": 0.1},
+    {"op": "magnitude_warp", "sigma": 0.2, "knots": 4},
+    {"op": "time_warp", "sigma": 0.2, "knots": 4},
+    {"op": "window_warp", "ratio": 0.1, "scales": [0.5, 2.0]},
+    {"op": "window_slice", "ratio": 0.9},
+    {"op": "mix", "mixup_alpha": 0.2, "cutmix_alpha": 1.0, "prob": 0.5},
+]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything a run is trained with besides its dataset, seed and configuration (one for every dataset)."""
+
+    pipeline: tuple = tuple(SERIES_PIPELINE)
+    width: int = 32  # FCN filters: width, 2 * width, width (128 in the paper)
+    batch_size: int = 16
+    learning_rate: float = 3e-3  # AdamW, cosine decay to 0 over the epoch budget after a 5-epoch warmup
+    weight_decay: float = 0.01  # regularized runs only, on conv/linear weights
+    dropout: float = 0.2
+    label_smoothing: float = 0.1
+    patience: int = 60  # early stopping on validation loss, best weights restored
+    validation_fraction: float = 0.25
+    adaptive: tuple = (("target_gap", 0.05), ("step", 0.05), ("start", 1.0), ("limits", (0.0, 3.0)))
+
+
+RECIPE = Recipe()
+
+
+def _loader(dataset, shuffle: bool, seed: int, batch_size: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
+
+
+def configurations(strengths: tuple[float, ...]) -> list[str]:
+    return ["plain", *(f"strength {s:g}" for s in strengths), "adaptive"]
+
+
+def run_series(name: str, seed: int, configuration: str, *, epochs: int, recipe: Recipe = RECIPE,
+               server: str | None = None, token: str | None = None) -> dict:
+    """One run: ``configuration`` is 'plain', 'strength S' or 'adaptive'. Returns accuracies and history."""
+    torch.set_num_threads(1)  # runs go side by side, one per core
+    split = load_ucr(name)
+    fit, val = validation_split(split.train, recipe.validation_fraction, seed)
+    regularized = configuration != "plain"
+    torch.manual_seed(seed)
+    model = fcn(split.channels, split.num_classes, width=recipe.width, dropout=recipe.dropout if regularized else 0.0)
+    optimizer = torch.optim.AdamW(param_groups(model, recipe.weight_decay if regularized else 0.0),
+                                  lr=recipe.learning_rate)
+    steps = epochs * math.ceil(len(fit) / recipe.batch_size)
+    scheduler = warmup_cosine_scheduler(optimizer, total_steps=steps, warmup_steps=min(steps // 10, 5 * (steps // epochs)))
+
+    def loader(dataset, shuffle: bool = False) -> DataLoader:
+        return _loader(dataset, shuffle, seed, recipe.batch_size)
+
+    callbacks, adaptive = [], None
+    if regularized:
+        augmenter = InProcessAugmenter()
+        if server:
+            from augserve.client import Client
+
+            augmenter = Client(server, token=token)
+        strength = None if configuration == "adaptive" else float(configuration.split()[1])
+        train = RemoteAugment(loader(IndexedDataset(fit), True), augmenter, list(recipe.pipeline), seed=seed,
+                              num_classes=split.num_classes, strength=strength)
+        if configuration == "adaptive":
+            adaptive = AdaptiveStrength(train, **dict(recipe.adaptive))
+            callbacks.append(adaptive)
+        trainer = Trainer(model, optimizer, SoftTargetCrossEntropy(label_smoothing=recipe.label_smoothing),
+                          device="cpu", scheduler=scheduler, early_stopping=EarlyStopping(patience=recipe.patience),
+                          callbacks=callbacks, progress=False)
+    else:
+        train = loader(fit, True)
+        trainer = Trainer(model, optimizer, SoftTargetCrossEntropy(), device="cpu", scheduler=scheduler, progress=False)
+    history = trainer.fit(train, loader(val), epochs=epochs)
+    _, train_accuracy = trainer.evaluate(loader(fit))
+    _, test_accuracy = trainer.evaluate(loader(split.test))
+    return {"dataset": name, "seed": seed, "configuration": configuration, "epochs": len(history.records),
+            "train_accuracy": train_accuracy, "test_accuracy": test_accuracy, "gap": train_accuracy - test_accuracy,
+            "mean_strength": None if adaptive is None else statistics.mean(s for s, _ in adaptive.history),
+            "history": history}
+
+
+def _mean_sd(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
+
+
+def dataset_table(split: SeriesSplit, runs: list[dict], configs: list[str]) -> list[str]:
+    lines = ["| configuration | test acc % (mean ± sd) | per seed | train acc % | gap (train - test) | epochs |",
+             "|---|---:|---|---:|---:|---:|"]
+    for config in configs:
+        chosen = sorted((r for r in runs if r["configuration"] == config), key=lambda r: r["seed"])
+        strengths = ""
+        if config == "adaptive":
+            strengths = f" (mean strength {statistics.mean(r['mean_strength'] for r in chosen):.2f})"
+        per_seed = " ".join(f"{100 * r['test_accuracy']:.1f}" for r in chosen)
+        lines.append(f"| {config}{strengths} | {_mean_sd([r['test_accuracy'] for r in chosen])} | {per_seed} | "
+                     f"{_mean_sd([r['train_accuracy'] for r in chosen])} | {_mean_sd([r['gap'] for r in chosen])} | "
+                     f"{statistics.mean(r['epochs'] for r in chosen):.0f} |")
+    lines.append(f"| published FCN (128 filters, 2000 epochs) | {100 * split.published_accuracy:.1f} | | | | |")
+    return lines
+
+
+def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
+    """The goals, read off the runs of one dataset."""
+    def accuracies(config: str) -> list[float]:
+        return [r["test_accuracy"] for r in sorted(runs, key=lambda r: r["seed"]) if r["configuration"] == config]
+
+    plain, one, adaptive = accuracies("plain"), accuracies("strength 1"), accuracies("adaptive")
+    fixed = {c: statistics.mean(accuracies(c)) for c in configs if c.startswith("strength")}
+    best = max(fixed, key=fixed.get)
+    wins = sum(a > b for a, b in zip(one, plain))
+    return [f"- strength 1 beats plain in {wins} of {len(plain)} seeds, by "
+            f"{100 * (statistics.mean(one) - statistics.mean(plain)):+.1f} points on average",
+            f"- best fixed strength: {best} ({100 * fixed[best]:.1f}%); adaptive {100 * statistics.mean(adaptive):.1f}% "
+            f"({100 * (statistics.mean(adaptive) - fixed[best]):+.1f} points from it, "
+            f"{100 * (statistics.mean(adaptive) - statistics.mean(one)):+.1f} from strength 1)"]
+
+
+def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seeds: int = 5, epochs: int = 300,
+                           strengths: tuple[float, ...] = (0.5, 1.0, 2.0), workers: int = 2, recipe: Recipe = RECIPE,
+                           server: str | None = None, token: str | None = None, progress: bool = True) -> str:
+    """Every dataset x configuration x seed, ``workers`` runs at a time; writes summary.md, results.json and
+    one learning-curve PNG per dataset under ``out``; returns the summary."""
+    from tqdm import tqdm
+
+    if seeds < 1 or epochs < 1 or workers < 1 or not strengths:
+        raise ValueError(f"expected --seeds >= 1, --epochs >= 1, --workers >= 1 and at least one strength, "
+                         f"got {seeds}, {epochs}, {workers}, {strengths}")
+    splits = {name: load_ucr(name) for name in datasets}  # refuses unknown names before any work
+    configs = configurations(strengths)
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(name, seed, config) for name in datasets for seed in range(seeds) for config in configs]
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or gRPC threads
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(run_series, name, seed, config, epochs=epochs, recipe=recipe, server=server, token=token)
+                   for name, seed, config in jobs]
+        runs = [future.result() for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
+                                                   desc="training runs", disable=not progress)]
+    adaptive = ", ".join(f"{key}={value}" for key, value in recipe.adaptive)
+    lines = [f"# augserve train: {', '.join(datasets)}, {seeds} seeds", "",
+             f"FCN ({recipe.width}-{2 * recipe.width}-{recipe.width} filters) on each set's own train/test split; "
+             f"{recipe.validation_fraction:.0%} of the training set (stratified, per seed) is the validation split, "
+             f"the rest is fit on. Every run: AdamW (lr {recipe.learning_rate:g}, batch {recipe.batch_size}, 5-epoch "
+             f"warmup then cosine decay over {epochs} epochs). plain: no decay, nothing else, all {epochs} epochs. "
+             f"regularized: augmentation {'from the server at ' + server if server else 'in process'} "
+             f"(`{json.dumps(list(recipe.pipeline))}` at the strength named), decay {recipe.weight_decay:g} on "
+             f"conv/linear weights, dropout {recipe.dropout:g} before the classifier, label smoothing "
+             f"{recipe.label_smoothing:g}, early stopping on validation loss (patience {recipe.patience}, best weights "
+             f"restored). adaptive: regularized with `AdaptiveStrength({adaptive})`, the same setting for every "
+             "dataset. Accuracies in %; test on the archive's test split; train on the fit part, unaugmented.", "",
+             f"Published accuracy: {PUBLISHED_SOURCE}.", ""]
+    for name in datasets:
+        chosen = [r for r in runs if r["dataset"] == name]
+        split = splits[name]
+        lines += [f"## {name} ({len(split.train)} train / {len(split.test)} test, {split.num_classes} classes, "
+                  f"length {split.train.tensors[0].shape[-1]})", "", *dataset_table(split, chosen, configs), "",
+                  *verdicts(chosen, configs), "", f"Learning curves (seed 0): `{name}_curves.png`.", ""]
+        curves: dict[str, History] = {r["configuration"]: r["history"] for r in chosen
+                                      if r["seed"] == 0 and r["configuration"] in ("plain", "strength 1", "adaptive")}
+        plot_learning_curves(curves, out / f"{name}_curves.png",
+                             f"{name}, seed 0: plain, strength 1 and adaptive (train loss/accuracy on augmented batches)")
+    summary = "\n".join(lines)
+    (out / "summary.md").write_text(summary)
+    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
+                                                 indent=1))
+    return summary

@@ -1,0 +1,74 @@
+"""UCR time-series classification sets that ship inside sktime: their own train/test split, as tensors.
+
+Each set comes as float32 (N, C, T) series (already z-normalized per series by the archive) and
+class indices in a fixed order (the sorted label strings), plus the published test accuracy of
+the FCN of Wang et al. (2017) on the same split, to read our numbers against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+# name -> (sktime loader, FCN test accuracy on the archive's split: mean of 5 runs in Ismail Fawaz et al.
+# 2019, "Deep learning for time series classification: a review", results/results-ucr-128.csv of
+# github.com/hfawaz/dl-4-tsc, UCR archive 2018, FCN 128-256-128 filters, 2000 epochs)
+UCR_SETS: dict[str, tuple[str, float]] = {
+    "arrowhead": ("load_arrow_head", 0.843),
+    "osuleaf": ("load_osuleaf", 0.979),
+    "gunpoint": ("load_gunpoint", 1.000),
+    "italypowerdemand": ("load_italy_power_demand", 0.963),
+    "acsf1": ("load_acsf1", 0.898),
+}
+PUBLISHED_SOURCE = ("FCN, mean of 5 runs, Ismail Fawaz et al. 2019 (Data Min. Knowl. Disc. 33:917-963), "
+                    "github.com/hfawaz/dl-4-tsc results/results-ucr-128.csv")
+
+
+@dataclass
+class SeriesSplit:
+    """A UCR set's own train and test split."""
+
+    name: str
+    train: TensorDataset
+    test: TensorDataset
+    num_classes: int
+    published_accuracy: float
+
+    @property
+    def channels(self) -> int:
+        return self.train.tensors[0].shape[1]
+
+
+def load_ucr(name: str) -> SeriesSplit:
+    """One of ``UCR_SETS`` from sktime's bundled copy (no download)."""
+    if name not in UCR_SETS:
+        raise ValueError(f"dataset: expected one of {', '.join(UCR_SETS)} or digits, got {name!r}")
+    from sktime import datasets
+
+    loader, published = UCR_SETS[name]
+    parts = [getattr(datasets, loader)(split=split, return_type="numpy3D") for split in ("train", "test")]
+    classes = sorted(set(parts[0][1]) | set(parts[1][1]))
+
+    def tensors(series: np.ndarray, labels: np.ndarray) -> TensorDataset:
+        target = torch.tensor([classes.index(label) for label in labels], dtype=torch.int64)
+        return TensorDataset(torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32)), target)
+
+    return SeriesSplit(name, tensors(*parts[0]), tensors(*parts[1]), len(classes), published)
+
+
+def validation_split(train: TensorDataset, fraction: float, seed: int) -> tuple[TensorDataset, TensorDataset]:
+    """(fit, validation) carved from the training set alone, stratified by class, by ``seed``."""
+    x, y = train.tensors
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for label in torch.unique(y):
+        members = torch.nonzero(y == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        held.append(members[:max(1, round(fraction * len(members)))] if len(members) > 1 else members[:0])
+    validation = torch.cat(held).sort().values
+    keep = torch.ones(len(y), dtype=torch.bool)
+    keep[validation] = False
+    return TensorDataset(x[keep], y[keep]), TensorDataset(x[validation], y[validation])

@@ -1,0 +1,183 @@
+"""Strength that follows the gap: ``AdaptiveStrength``, strength on the wire (RemoteAugment, RemoteDataset,
+a raw request), on a real UCR set."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from augserve import Pipeline
+from augserve.client import Client, IndexedDataset, InvalidArgument, RemoteAugment, RemoteDataset
+from augserve.random import sample_keys
+from augserve.trainer import AdaptiveStrength, EpochRecord, History, plot_learning_curves
+from augserve.trainer.data import InProcessAugmenter
+from augserve.trainer.series_experiment import run_series
+from augserve.trainer.ucr import load_ucr
+from server_harness import RunningServer, request, tensor
+
+PIPELINE = "timeseries-um"
+
+
+class _Carrier:
+    strength = None
+
+
+class _Trainer:
+    """What the callback needs of a Trainer: ``evaluate`` on the clean training data."""
+
+    def __init__(self, train_accuracy: float):
+        self.train_accuracy = train_accuracy
+
+    def evaluate(self, loader):
+        return 0.0, self.train_accuracy
+
+
+def _epoch(callback, train_accuracy: float, val_accuracy: float, epoch: int = 0) -> EpochRecord:
+    """One epoch: ``train_accuracy`` is what the clean evaluation returns (the batches read 0.5)."""
+    record = EpochRecord(epoch, 1.0, 0.5, 1.0, val_accuracy)
+    callback(_Trainer(train_accuracy), record)
+    return record
+
+
+def test_strength_rises_while_the_gap_is_above_target_and_falls_below_it_within_limits():
+    carrier = _Carrier()
+    callback = AdaptiveStrength(carrier, target_gap=0.1, clean_train=[], step=0.25, start=1.0, limits=(0.5, 2.0),
+                                ema=0.0)
+    assert carrier.strength == 1.0
+    used = [_epoch(callback, 1.0, 0.7, e).strength for e in range(6)]  # gap 0.3 > 0.1: up to the limit
+    assert used == [1.0, 1.25, 1.5, 1.75, 2.0, 2.0] and carrier.strength == 2.0
+    used = [_epoch(callback, 0.9, 0.85, e).strength for e in range(8)]  # gap 0.05 < 0.1: down to the limit
+    assert used == [2.0, 1.75, 1.5, 1.25, 1.0, 0.75, 0.5, 0.5] and carrier.strength == 0.5
+    assert len(callback.history) == 14 and callback.history[0] == (1.0, pytest.approx(0.3))
+
+
+def test_by_default_the_gap_is_read_from_the_training_batches_as_ada_does():
+    carrier = _Carrier()
+    callback = AdaptiveStrength(carrier, target_gap=0.05, step=0.1, ema=0.0)
+    record = EpochRecord(0, 1.0, 0.9, 1.0, 0.7)  # augmented batches 90%, validation 70%: overfitting, go up
+    callback(None, record)
+    assert record.gap == pytest.approx(0.2) and carrier.strength == pytest.approx(1.1)
+    record = EpochRecord(1, 1.0, 0.6, 1.0, 0.7)  # the augmented batches are now harder than unseen data: go down
+    callback(None, record)
+    assert record.gap == pytest.approx(-0.1) and record.strength == pytest.approx(1.1)
+    assert carrier.strength == pytest.approx(1.0)
+
+
+def test_the_gap_is_smoothed_so_one_noisy_epoch_does_not_flip_the_direction():
+    carrier = _Carrier()
+    callback = AdaptiveStrength(carrier, target_gap=0.1, clean_train=[], step=0.1, ema=0.8)
+    for epoch in range(5):
+        _epoch(callback, 1.0, 0.6, epoch)  # gap 0.4
+    before = carrier.strength
+    record = _epoch(callback, 1.0, 1.0, 5)  # one epoch with no gap: smoothed 0.8 * ~0.4 stays above target
+    assert record.gap > 0.1 and carrier.strength == pytest.approx(before + 0.1)
+
+
+@pytest.mark.parametrize("kwargs", [{"target_gap": -2.0}, {"step": 0}, {"start": 4.0}, {"ema": 1.0},
+                                    {"limits": (1.5, 1.0)}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match="expected"):
+        AdaptiveStrength(_Carrier(), clean_train=[], **kwargs)
+
+
+def test_with_the_trainer_in_process_the_strength_is_used_recorded_and_plotted(tmp_path):
+    result = run_series("gunpoint", 0, "adaptive", epochs=6)
+    history: History = result["history"]
+    strengths = [r.strength for r in history.records]
+    assert strengths[0] == 1.0 and all(abs(b - a) == pytest.approx(0.05) for a, b in zip(strengths, strengths[1:]))
+    assert all(r.gap is not None for r in history.records)
+    path = plot_learning_curves({"adaptive": history}, tmp_path / "curves.png")
+    assert path.stat().st_size > 10_000
+
+
+def test_remote_augment_in_process_sends_the_strength_it_holds_each_epoch():
+    split = load_ucr("gunpoint")
+    loader = DataLoader(IndexedDataset(split.train), batch_size=10, shuffle=False)
+    remote = RemoteAugment(loader, InProcessAugmenter(), PIPELINE, seed=3, num_classes=2, strength=0.0, epoch=0)
+    first = next(iter(remote))
+    assert torch.equal(first.x, split.train.tensors[0][:10])  # strength 0: the series as they are
+    remote.strength = 1.0
+    second = next(iter(remote))
+    expected = Pipeline.from_spec(PIPELINE)(split.train.tensors[0][:10], split.train.tensors[1][:10], seed=3,
+                                            keys=sample_keys(torch.arange(10), 1), num_classes=2)
+    assert torch.equal(second.x, expected.x)
+
+
+# --- on the wire ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = RunningServer(max_batch=64, max_delay_ms=2.0, max_samples=256)
+    yield running
+    running.stop()
+
+
+def _series(n=12):
+    return torch.randn(n, 1, 150, generator=torch.Generator().manual_seed(5))
+
+
+def test_the_request_field_scales_the_pipeline_and_strength_1_is_unset_bit_for_bit(server):
+    stub, x = server.stub(), _series()
+    unset = tensor(stub.Augment(request(x, PIPELINE, seed=4), timeout=60).x)
+    answers = {}
+    for strength in (0.0, 0.5, 1.0, 2.0):
+        message = request(x, PIPELINE, seed=4)
+        message.pipeline.strength = strength
+        answers[strength] = tensor(stub.Augment(message, timeout=60).x)
+        local = Pipeline.from_spec(PIPELINE).at_strength(strength)(x, seed=4).x
+        assert torch.equal(answers[strength], local), strength
+    assert torch.equal(answers[1.0], unset) and torch.equal(answers[0.0], x)
+    assert not torch.equal(answers[0.5], unset)
+
+
+def test_a_sample_replays_from_seed_key_and_strength_whatever_the_batch(server):
+    with Client(server.target, timeout=60) as client:
+        x = _series(8)
+        whole = client.augment(x, pipeline=PIPELINE, seed=9, keys=range(8), strength=0.7).x
+        part = client.augment(x[[6, 2]], pipeline=PIPELINE, seed=9, keys=[6, 2], strength=0.7).x
+        assert torch.equal(part, whole[[6, 2]])
+        mapped = list(client.map([(x[:4], None, range(4)), (x[4:], None, range(4, 8))], pipeline=PIPELINE, seed=9,
+                                 strength=0.7))
+        assert torch.equal(torch.cat([b.x for b in mapped]), whole)
+
+
+@pytest.mark.parametrize("strength, words", [(-1.0, "strength: expected a number in [0, 10]"),
+                                             (11.0, "strength: expected a number in [0, 10]"),
+                                             (float("nan"), "strength: expected a number in [0, 10]")])
+def test_a_bad_strength_is_invalid_argument_and_the_server_keeps_serving(server, strength, words):
+    stub, x = server.stub(), _series(2)
+    message = request(x, PIPELINE)
+    message.pipeline.strength = strength
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Augment(message, timeout=60)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in error.value.details()
+    assert error.value.details().startswith("pipeline")
+    assert tensor(stub.Augment(request(x, PIPELINE), timeout=60).x).shape == x.shape
+
+
+def test_a_step_that_cannot_be_scaled_is_refused_by_name(server):
+    with Client(server.target, timeout=60) as client, pytest.raises(InvalidArgument, match="auto_augment has no"):
+        client.augment(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), pipeline=[{"op": "auto_augment"}], strength=0.5)
+
+
+def test_remote_dataset_streams_at_the_strength_it_holds(server):
+    with Client(server.target, timeout=60) as client:
+        remote = RemoteDataset(client, "gunpoint", PIPELINE, 25, seed=1, strength=0.0)
+        raw = load_ucr("gunpoint")
+        served = torch.cat([raw.train.tensors[0], raw.test.tensors[0]])
+        for batch in remote:
+            assert torch.equal(batch.x, served[batch.indices])  # strength 0: the dataset as it is
+        remote.strength = 1.5
+        strong = next(iter(remote))
+        assert not torch.equal(strong.x, served[strong.indices])
+
+
+def test_adaptive_training_fed_by_a_server_equals_training_in_process(server):
+    remote = run_series("gunpoint", 0, "adaptive", epochs=3, server=server.target)
+    local = run_series("gunpoint", 0, "adaptive", epochs=3)
+    assert [r.strength for r in remote["history"].records] == [r.strength for r in local["history"].records]
+    assert [r.train_loss for r in remote["history"].records] == [r.train_loss for r in local["history"].records]
+    assert remote["test_accuracy"] == local["test_accuracy"] and remote["epochs"] == 3
