@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The augserve server: a CUDA runtime base, Python 3.11, and the package installed by the same
 # `make install` that every machine and CI run (pinned torch/torchvision from pyproject.toml).
-# Build: docker build -t augserve:0.3.0 .     Run: docker run --gpus all -p 50051:50051 augserve:0.3.0
+# Build: docker build -t augserve:0.4.0 .     Run: docker run --gpus all -p 50051:50051 augserve:0.4.0
 ARG CUDA_IMAGE=nvidia/cuda:13.0.1-runtime-rockylinux9
 
 FROM ${CUDA_IMAGE} AS build

@@ -115,7 +115,7 @@ def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
         print(f"augserve train: --strengths: expected numbers separated by commas, got {args.strengths!r}",
               file=sys.stderr)
         return 2
-    summary = run_series_experiments(datasets, out=args.out, seeds=args.seeds or 5, epochs=args.epochs or 300,
+    summary = run_series_experiments(datasets, out=args.out, seeds=args.seeds or 5, epochs=args.epochs,
                                      strengths=strengths, workers=args.workers, server=args.server, token=args.token)
     print(summary)
     print(f"wrote {args.out}/summary.md, {args.out}/results.json and a <dataset>_curves.png per dataset")
@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--token", default=os.environ.get("AUGSERVE_TOKEN"), help="bearer token (env AUGSERVE_TOKEN)")
     train.add_argument("--experiment", choices=("all", "regularization", "pruning"), default="all")
     train.add_argument("--seeds", type=int, help="runs per configuration (default: 3 for digits, 5 for series)")
-    train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 300 for series)")
+    train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits; for series what 3000 "
+                                                   "optimizer steps take on the set)")
     train.add_argument("--train-fraction", type=float, default=0.2,
                        help="fraction of digits used for training (default: %(default)s)")
     train.add_argument("--strengths", default="0.5,1,2",

@@ -13,7 +13,7 @@ from augserve.client import Client, IndexedDataset, InvalidArgument, RemoteAugme
 from augserve.random import sample_keys
 from augserve.trainer import AdaptiveStrength, EpochRecord, History, plot_learning_curves
 from augserve.trainer.data import InProcessAugmenter
-from augserve.trainer.series_experiment import run_series
+from augserve.trainer.series_experiment import RECIPE, run_series
 from augserve.trainer.ucr import load_ucr
 from server_harness import RunningServer, request, tensor
 
@@ -85,8 +85,9 @@ def test_bad_settings_are_refused(kwargs):
 def test_with_the_trainer_in_process_the_strength_is_used_recorded_and_plotted(tmp_path):
     result = run_series("gunpoint", 0, "adaptive", epochs=6)
     history: History = result["history"]
-    strengths = [r.strength for r in history.records]
-    assert strengths[0] == 1.0 and all(abs(b - a) == pytest.approx(0.05) for a, b in zip(strengths, strengths[1:]))
+    strengths, setting = [r.strength for r in history.records], dict(RECIPE.adaptive)
+    assert strengths[0] == setting["start"]
+    assert all(abs(b - a) == pytest.approx(setting["step"]) for a, b in zip(strengths, strengths[1:]))
     assert all(r.gap is not None for r in history.records)
     path = plot_learning_curves({"adaptive": history}, tmp_path / "curves.png")
     assert path.stat().st_size > 10_000
