@@ -55,3 +55,7 @@ def test_train_refuses_an_unknown_dataset():
     result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "arrowhed"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "arrowhed" in result.stderr and "arrowhead" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--strengths",
+                             "0.5,11"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "strength: expected a number in [0, 10], got 11.0" in result.stderr
+    assert "training runs" not in result.stderr  # refused before any work

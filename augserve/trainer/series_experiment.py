@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from augserve.client.loader import IndexedDataset, RemoteAugment
+from augserve.pipeline import Pipeline
 from augserve.trainer.adaptive import AdaptiveStrength
 from augserve.trainer.data import InProcessAugmenter
 from augserve.trainer.decay import param_groups
@@ -173,6 +174,8 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
         raise ValueError(f"expected --seeds >= 1, --epochs >= 1, --workers >= 1 and at least one strength, "
                          f"got {seeds}, {epochs}, {workers}, {strengths}")
     splits = {name: load_ucr(name) for name in datasets}  # refuses unknown names before any work
+    for strength in strengths:  # and strengths the pipeline cannot take
+        Pipeline.from_spec(list(recipe.pipeline)).at_strength(strength)
     configs = configurations(strengths)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
