@@ -39,14 +39,15 @@ def test_training_fed_by_a_server_equals_training_in_process():
 def test_train_on_a_ucr_set_writes_summary_results_and_curves(tmp_path):
     out = tmp_path / "train"
     result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--seeds", "1",
-                             "--epochs", "3", "--strengths", "1", "--workers", "1", "--out", str(out)],
+                             "--epochs", "3", "--strengths", "0.5,2", "--workers", "1", "--out", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     summary = (out / "summary.md").read_text()
-    for words in ("## gunpoint", "| plain |", "| strength 1 |", "| adaptive", "published FCN", "Ismail Fawaz"):
+    for words in ("## gunpoint", "| plain |", "| strength 0.5 |", "| strength 2 |", "| adaptive", "published FCN",
+                  "Ismail Fawaz", "- strength 2 beats plain in", "- best fixed strength"):
         assert words in summary
     runs = json.loads((out / "results.json").read_text())
-    assert {r["configuration"] for r in runs} == {"plain", "strength 1", "adaptive"}
+    assert {r["configuration"] for r in runs} == {"plain", "strength 0.5", "strength 2", "adaptive"}
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["epochs"] <= 3 for r in runs)
     assert (out / "gunpoint_curves.png").stat().st_size > 10_000
 

@@ -148,19 +148,23 @@ def dataset_table(split: SeriesSplit, runs: list[dict], configs: list[str]) -> l
 
 
 def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
-    """The goals, read off the runs of one dataset."""
+    """The goals, read off the runs of one dataset: each fixed strength against plain, seed by seed, and
+    adaptive against the best fixed strength (and strength 1 when it ran)."""
     def accuracies(config: str) -> list[float]:
         return [r["test_accuracy"] for r in sorted(runs, key=lambda r: r["seed"]) if r["configuration"] == config]
 
-    plain, one, adaptive = accuracies("plain"), accuracies("strength 1"), accuracies("adaptive")
-    fixed = {c: statistics.mean(accuracies(c)) for c in configs if c.startswith("strength")}
-    best = max(fixed, key=fixed.get)
-    wins = sum(a > b for a, b in zip(one, plain))
-    return [f"- strength 1 beats plain in {wins} of {len(plain)} seeds, by "
-            f"{100 * (statistics.mean(one) - statistics.mean(plain)):+.1f} points on average",
-            f"- best fixed strength: {best} ({100 * fixed[best]:.1f}%); adaptive {100 * statistics.mean(adaptive):.1f}% "
-            f"({100 * (statistics.mean(adaptive) - fixed[best]):+.1f} points from it, "
-            f"{100 * (statistics.mean(adaptive) - statistics.mean(one)):+.1f} from strength 1)"]
+    def mean(config: str) -> float:
+        return statistics.mean(accuracies(config))
+
+    plain, fixed = accuracies("plain"), [c for c in configs if c.startswith("strength")]
+    lines = [f"- {config} beats plain in {sum(a > b for a, b in zip(accuracies(config), plain))} of {len(plain)} "
+             f"seeds, by {100 * (mean(config) - mean('plain')):+.1f} points on average" for config in fixed]
+    best = max(fixed, key=mean)
+    against_one = f", {100 * (mean('adaptive') - mean('strength 1')):+.1f} from strength 1" \
+        if "strength 1" in fixed else ""
+    lines.append(f"- best fixed strength: {best} ({100 * mean(best):.1f}%); adaptive {100 * mean('adaptive'):.1f}% "
+                 f"({100 * (mean('adaptive') - mean(best)):+.1f} points from it{against_one})")
+    return lines
 
 
 def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
@@ -186,6 +190,8 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
                    for name, seed, config in jobs]
         runs = [future.result() for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                                                    desc="training runs", disable=not progress)]
+    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
+                                                 indent=1))  # first: the runs are kept whatever comes after
     adaptive = ", ".join(f"{key}={value}" for key, value in recipe.adaptive)
     budget = f"at most {epochs} epochs" if epochs else f"{recipe.steps} optimizer steps (the epochs column)"
     lines = [f"# augserve train: {', '.join(datasets)}, {seeds} seeds", "",
@@ -214,6 +220,4 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
                              f"{name}, seed 0: plain, strength 1 and adaptive (train loss/accuracy on augmented batches)")
     summary = "\n".join(lines)
     (out / "summary.md").write_text(summary)
-    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
-                                                 indent=1))
     return summary
