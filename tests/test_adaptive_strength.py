@@ -86,8 +86,10 @@ def test_with_the_trainer_in_process_the_strength_is_used_recorded_and_plotted(t
     result = run_series("gunpoint", 0, "adaptive", epochs=6)
     history: History = result["history"]
     strengths, setting = [r.strength for r in history.records], dict(RECIPE.adaptive)
-    assert strengths[0] == setting["start"]
-    assert all(abs(b - a) == pytest.approx(setting["step"]) for a, b in zip(strengths, strengths[1:]))
+    low, high = setting["limits"]
+    assert strengths[0] == setting["start"] and all(low <= s <= high for s in strengths)
+    assert all(abs(b - a) == pytest.approx(setting["step"]) or b in (low, high)  # a step, or held at a limit
+               for a, b in zip(strengths, strengths[1:]))
     assert all(r.gap is not None for r in history.records)
     path = plot_learning_curves({"adaptive": history}, tmp_path / "curves.png")
     assert path.stat().st_size > 10_000

@@ -58,7 +58,7 @@ class Recipe:
     label_smoothing: float = 0.1
     patience: float = 0.2  # early stopping: this fraction of the epoch budget without a better validation loss
     validation_fraction: float = 0.25
-    adaptive: tuple = (("target_gap", 0.1), ("step", 0.02), ("start", 0.5), ("limits", (0.0, 2.0)), ("ema", 0.8))
+    adaptive: tuple = (("target_gap", 0.1), ("step", 0.02), ("start", 0.0), ("limits", (0.0, 2.0)), ("ema", 0.8))
 
     def epochs(self, samples: int) -> int:
         """The epoch budget for a fit set of ``samples``: ``steps`` optimizer steps."""
