@@ -138,6 +138,21 @@ def test_policy_shear_and_translate_match(photos):
     assert torch.equal(ours, theirs)
 
 
+@pytest.mark.parametrize("interpolation", [TF.InterpolationMode.NEAREST, TF.InterpolationMode.BILINEAR])
+@pytest.mark.parametrize("fill", [None, [10.0, 127.6, 255.0]])
+def test_whole_pixel_translation_is_torchvision_affine(photos, interpolation, fill):
+    """Shifts (both axes, past the edge, by the full side) without resampling equal torchvision's warp."""
+    h, w = photos.shape[-2:]
+    shift_x, shift_y = torch.tensor([-30, 0, w, 7]), torch.tensor([0, -h - 5, 12, -3])
+    ours = geometry.translate_whole(photos, shift_x, shift_y, 0.0 if fill is None else fill)
+    theirs = torch.stack([TF.affine(img, angle=0.0, translate=[int(x), int(y)], scale=1.0, shear=[0.0, 0.0],
+                                    interpolation=interpolation, fill=fill)
+                          for img, x, y in zip(photos, shift_x, shift_y)])
+    assert torch.equal(ours, theirs)
+    assert torch.equal(geometry.translate_whole(photos.float(), shift_x, shift_y), TF.to_dtype(
+        geometry.translate_whole(photos, shift_x, shift_y), torch.float32, scale=False))
+
+
 def test_resized_crop_is_torchvision_antialiased(photos):
     boxes = torch.tensor([[0, 0, 96, 96], [10, 20, 50, 40], [30, 5, 20, 70], [60, 60, 36, 36]])
     theirs = torch.stack([TF.resized_crop(img, *b.tolist(), size=[64, 64], antialias=True)

@@ -2,8 +2,9 @@
 
 A policy (torchvision's or timm's) draws, for every sample and layer, an op of its space and that
 op's argument; this module applies such a layer to a batch. Samples are grouped by op, so each
-kernel runs once over its group, and all geometric ops of a layer share one warp per
-interpolation mode (timm picks bilinear or bicubic per op call).
+kernel runs once over its group, all geometric ops of a layer share one warp per
+interpolation mode (timm picks bilinear or bicubic per op call), and torchvision's whole-pixel
+translations move pixels without resampling.
 
 An op's ``kernel`` names what it does with its value, in the units its library passes:
 torchvision's signed magnitudes (``brightness``: factor - 1) or timm's PIL arguments
@@ -81,18 +82,23 @@ COLOR_KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] =
     "solarize_add": _solarize_add,
     "gaussian_blur_radius": _pil_blur,
 }
-GEOMETRIC_KERNELS = ("shear_x", "shear_y", "translate_x", "translate_y", "translate_x_rel", "translate_y_rel",
-                     "rotate")
+GEOMETRIC_KERNELS = ("shear_x", "shear_y", "translate_x_rel", "translate_y_rel", "rotate")  # one warp per mode
+WHOLE_PIXEL_KERNELS = ("translate_x", "translate_y")  # torchvision's translations: whole pixels, no resampling
+
+
+def _chosen(kinds: list[str], kind: str, op_index: torch.Tensor) -> torch.Tensor:
+    """Which samples' op does ``kind``."""
+    chosen = torch.zeros_like(op_index, dtype=torch.bool)
+    for index in (i for i, k in enumerate(kinds) if k == kind):
+        chosen |= op_index == index
+    return chosen
 
 
 def _affine_for(kinds: list[str], op_index: torch.Tensor, value: torch.Tensor,
                 height: int, width: int) -> torch.Tensor:
     """Inverse matrices for samples whose op is geometric: torchvision's conventions, PIL's where timm's ops say."""
     def pick(kind: str, v: torch.Tensor) -> torch.Tensor:
-        chosen = torch.zeros_like(op_index, dtype=torch.bool)
-        for index in (i for i, k in enumerate(kinds) if k == kind):
-            chosen |= op_index == index
-        return torch.where(chosen, v, torch.zeros_like(v))
+        return torch.where(_chosen(kinds, kind, op_index), v, torch.zeros_like(v))
 
     shear_deg = torch.rad2deg(torch.atan(value))
     shear_x, shear_y = pick("shear_x", shear_deg), pick("shear_y", shear_deg)
@@ -100,8 +106,8 @@ def _affine_for(kinds: list[str], op_index: torch.Tensor, value: torch.Tensor,
     zero = torch.zeros_like(value)
     return geometry.inverse_affine_matrix(
         angle=-pick("rotate", value),  # F.rotate and PIL's rotate turn counter-clockwise: the matrix takes -angle
-        translate_x=pick("translate_x", value) - pick("translate_x_rel", value) * width,  # PIL's offset moves
-        translate_y=pick("translate_y", value) - pick("translate_y_rel", value) * height,  # the content back
+        translate_x=-pick("translate_x_rel", value) * width,  # PIL's offset moves the content back
+        translate_y=-pick("translate_y_rel", value) * height,
         scale=torch.ones_like(value),
         shear_x=shear_x,
         shear_y=shear_y,
@@ -129,16 +135,25 @@ def apply_layer(x: torch.Tensor, space: Sequence[PolicyOp], op_index: torch.Tens
             return geometry.warp_affine(samples, matrix, mode_name, fill)
         return kernel
 
+    def translate(samples: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        shift = value[index]
+        along_x = _chosen(kinds, "translate_x", op_index[index])
+        zero = torch.zeros_like(shift)
+        return geometry.translate_whole(samples, torch.where(along_x, shift, zero),
+                                        torch.where(along_x, zero, shift), fill)
+
     def color_kernel(kind: str):
         return lambda samples, index: COLOR_KERNELS[kind](samples, value[index])
 
-    # group 0: untouched (skip, identity); 1 + m: geometric ops warped with mode m; first_color + i: color op i
-    first_color = 1 + len(modes)
+    # group 0: untouched (skip, identity); 1 + m: geometric ops warped with mode m; 1 + len(modes): whole-pixel
+    # translations; first_color + i: color op i
+    shifts, first_color = 1 + len(modes), 2 + len(modes)
     is_geometric = torch.tensor([k in GEOMETRIC_KERNELS for k in kinds] + [False], device=x.device)
-    color_group = torch.tensor([first_color + i if k in COLOR_KERNELS else 0 for i, k in enumerate(kinds)] + [0],
-                               device=x.device)  # SKIP (-1) reads the trailing entries
-    group = torch.where(is_geometric[op_index], 1 + mode, color_group[op_index])
+    other_group = torch.tensor([first_color + i if k in COLOR_KERNELS else shifts if k in WHOLE_PIXEL_KERNELS else 0
+                                for i, k in enumerate(kinds)] + [0], device=x.device)  # SKIP (-1) reads the last
+    group = torch.where(is_geometric[op_index], 1 + mode, other_group[op_index])
     kernels = {1 + m: warp(name) for m, name in enumerate(modes)}
+    kernels[shifts] = translate
     kernels.update({first_color + i: color_kernel(k) for i, k in enumerate(kinds) if k in COLOR_KERNELS})
     return grouping.apply_by_group(x, group, kernels, in_place)
 

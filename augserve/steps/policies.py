@@ -242,9 +242,7 @@ class AugMix(_AugMix):
         return policies.augmix_chain_params(rng, height, width, layers, self.args["severity"], self.args["all_ops"])
 
     def apply(self, x, params):
-        mode, fill = self.mode(), self.fill_value(x)
-        return augmix.tiled(x, params["_mixture"],
-                            lambda part, mixture: augmix.mix_torchvision(part, mixture, mode, fill))
+        return augmix.mix_torchvision(x, params["_mixture"], self.mode(), self.fill_value(x))
 
 
 @register
@@ -271,6 +269,4 @@ class TimmAugMix(_TimmRules, _AugMix):
         return timm_policies.augmix_chain_params(rng, self.args["m"], self.rules(), layers, height, width)
 
     def apply(self, x, params):
-        mode, fill, blended = self.mode(), self.fill_value(x), self.args["b"]
-        return augmix.tiled(x, params["_mixture"],
-                            lambda part, mixture: augmix.mix_timm(part, mixture, mode, fill, blended))
+        return augmix.mix_timm(x, params["_mixture"], self.mode(), self.fill_value(x), self.args["b"])
