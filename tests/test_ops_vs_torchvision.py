@@ -66,6 +66,18 @@ def test_parameterless_ops_match(photos, name):
     assert torch.equal(getattr(color, name)(photos), torch.stack([theirs(i) for i in photos]))
 
 
+def test_equalize_edge_cases_match(photos):
+    """Flat channels (left alone), two levels, a few pixels under a dominant top level, a tiny image."""
+    edge = photos.clone()
+    edge[0] = 7
+    edge[1] = torch.where(photos[1] > 128, 200, 3).to(torch.uint8)
+    edge[2] = 255
+    edge[2, :, :2, :3] = torch.tensor([0, 40, 90], dtype=torch.uint8)
+    edge[3, 1] = photos[3, 1] // 64
+    for batch in (edge, edge[..., :1, :2]):
+        assert torch.equal(color.equalize(batch), torch.stack([TF.equalize(i) for i in batch]))
+
+
 def assert_mostly_equal(ours, theirs, fraction=0.005):
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
     mismatch = (ours.int() - theirs.int()).abs().gt(1).float().mean().item()

@@ -12,6 +12,7 @@ from PIL import Image
 from scipy import stats
 
 from augserve import Pipeline
+from augserve.ops import color
 from augserve.spec import SpecError
 
 timm_aa = pytest.importorskip("timm.data.auto_augment")
@@ -205,3 +206,12 @@ def test_img_mean_fill_is_in_the_batchs_units(photos):
     corner = as_uint8.x[rotated, :, 0, 0].float()
     assert torch.equal(corner, torch.tensor([[124.0, 116.0, 104.0]]).expand_as(corner))
     assert torch.allclose(as_float.x[rotated, :, 0, 0] * 255, corner, atol=1e-3)
+
+
+@pytest.mark.parametrize("add", [0, 1, 37, 110, 128])
+def test_solarize_add_is_pils_bit_for_bit(photos, add):
+    ours = color.solarize_add(photos, torch.full((len(photos),), float(add), dtype=torch.float64), 128.0)
+    theirs = torch.stack([_tensor(timm_aa.solarize_add(_pil(image), add)) for image in photos])
+    assert torch.equal(ours, theirs)
+    assert torch.equal(color.solarize_add(photos.float() / 255, torch.full((len(photos),), add / 255), 128 / 255)
+                       .mul(255).round().to(torch.uint8), theirs)

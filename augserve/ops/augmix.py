@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from augserve.ops import grouping
+from augserve.ops import casting, grouping
 from augserve.ops.policy_kernels import LayerParams, apply_layers
 from augserve.random import Draw, SampleRng
 
@@ -88,7 +88,7 @@ def _torchvision_mixture(x: torch.Tensor, chains: list[torch.Tensor], mixture: M
     mix = x * _per_sample(1.0 - augmented)  # float32, read straight from uint8: one pass
     for c, chain in enumerate(chains):
         mix.addcmul_(chain, _per_sample(mixture.chain_weights[:, c] * augmented))
-    return mix.to(x.dtype)
+    return casting.like(mix, x)
 
 
 def mix_timm(x: torch.Tensor, mixture: Mixture, interpolation: str, fill: Sequence[float] | float,
@@ -106,14 +106,14 @@ def _timm_mixture(x: torch.Tensor, chains: list[torch.Tensor], mixture: Mixture)
     mixed.clamp_(0.0, 255.0 if x.dtype == torch.uint8 else 1.0)
     if x.dtype == torch.uint8:
         mixed.trunc_()
-    return _pil_blend(x.to(torch.float32), mixed, _per_sample(mixture.augmented), x.dtype).to(x.dtype)
+    return casting.like(_pil_blend(x.to(torch.float32), mixed, _per_sample(mixture.augmented), x.dtype), x)
 
 
 def _timm_blended_mixture(x: torch.Tensor, chains: list[torch.Tensor], mixture: Mixture) -> torch.Tensor:
     out = x.to(torch.float32)
     for alpha, chain in zip(_blend_sequence(mixture.chain_weights * mixture.augmented[:, None]).unbind(1), chains):
         out = _pil_blend(out, chain.to(torch.float32), _per_sample(alpha), x.dtype)
-    return out.to(x.dtype)
+    return casting.like(out, x)
 
 
 def _pil_blend(image: torch.Tensor, other: torch.Tensor, alpha: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

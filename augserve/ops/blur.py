@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from augserve.ops import casting
+
 
 def gaussian_weights(sigma: torch.Tensor, size: int) -> torch.Tensor:
     """(B, size) float32 taps of a normalized Gaussian per sample (torchvision's _get_gaussian_kernel1d)."""
@@ -39,4 +41,4 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: tuple[int, 
     work = x if x.is_floating_point() else x.to(torch.float32)
     padded = torch.nn.functional.pad(work, [cols // 2, cols // 2, rows // 2, rows // 2], mode=padding)
     blurred = _along(_along(padded, gaussian_weights(sigma, cols), -1), gaussian_weights(sigma, rows), -2)
-    return blurred if x.is_floating_point() else blurred.round_().to(x.dtype)
+    return blurred if x.is_floating_point() else casting.like(blurred.round_(), x)

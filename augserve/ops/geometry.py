@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from augserve.ops import boxes, grouping
+from augserve.ops import boxes, casting, grouping
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
@@ -61,20 +61,17 @@ def _normalized_theta(matrix: torch.Tensor, height: int, width: int) -> torch.Te
 
 
 def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``F.affine_grid(theta, align_corners=False)`` computed as two broadcast FMAs per axis.
+    """``F.affine_grid(theta, align_corners=False)`` computed as one broadcast add of a row and a column term.
 
-    The grid is separable (x' = a*x + b*y + c), so it needs no (H*W, 3) x (3, 2)
-    matmul per sample; on the CPU this is about 9x faster than ``F.affine_grid``
+    The grid is separable (x' = a*x + (b*y + c)), so it needs no (H*W, 3) x (3, 2) matmul per sample
+    and is written in one contiguous pass; on the CPU this is about 9x faster than ``F.affine_grid``
     for 224x224 batches and agrees with it to 1e-6.
     """
     kwargs = {"dtype": theta.dtype, "device": theta.device}
-    xs = ((torch.arange(width, **kwargs) * 2 + 1) / width - 1).view(1, 1, -1)
-    ys = ((torch.arange(height, **kwargs) * 2 + 1) / height - 1).view(1, -1, 1)
-    grid = torch.empty(theta.shape[0], height, width, 2, **kwargs)
-    for axis in range(2):
-        a, b, c = (theta[:, axis, k].view(-1, 1, 1) for k in range(3))
-        torch.add(a * xs, b * ys + c, out=grid[..., axis])
-    return grid
+    xs = ((torch.arange(width, **kwargs) * 2 + 1) / width - 1).view(1, 1, -1, 1)
+    ys = ((torch.arange(height, **kwargs) * 2 + 1) / height - 1).view(1, -1, 1, 1)
+    a, b, c = (theta[:, :, k].reshape(-1, 1, 1, 2) for k in range(3))
+    return torch.add(a * xs, b * ys + c)
 
 
 def warp_affine(
@@ -105,8 +102,10 @@ def warp_affine(
     if x.is_floating_point():
         return out.to(x.dtype)
     if interpolation == "nearest":  # every output is an input pixel or the (rounded) fill
-        return out.to(x.dtype)
-    return out.round_().clamp_(0, 255).to(x.dtype)
+        return casting.like(out, x)
+    if interpolation == "bilinear":  # a convex combination of pixels and the fill: already in range
+        return casting.like(out.round_(), x)
+    return casting.like(out.round_().clamp_(0, 255), x)
 
 
 def translate_whole(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor,
