@@ -108,11 +108,12 @@ def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     if x.is_floating_point():
         return torch.where(x >= threshold.to(x.dtype), invert(x), x)
     # integer pixels: x >= t  <=>  x >= ceil(t); thresholds above 255 invert nothing.
-    # x ^ 255 inverts uint8, and a comparison viewed as uint8 and negated is 0 or 255: two cheap passes.
+    # x ^ 255 inverts uint8; the comparison viewed as uint8 (0 or 1) times 255, or 0 where nothing inverts,
+    # is the mask: three passes over bytes.
     whole = torch.ceil(threshold).clamp(0, 256)
+    inverts = (whole <= 255).to(torch.uint8).mul_(255)
     cut = torch.where(whole > 255, torch.zeros_like(whole), whole).to(torch.uint8)
-    flip = (x >= cut) & (whole <= 255)
-    return x ^ flip.view(torch.uint8).neg_()
+    return x ^ (x >= cut).view(torch.uint8).mul_(inverts)
 
 
 def solarize_add(x: torch.Tensor, add: torch.Tensor, threshold: float) -> torch.Tensor:
