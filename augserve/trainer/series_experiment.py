@@ -56,7 +56,8 @@ class Recipe:
     weight_decay: float = 0.01  # regularized runs only, on conv/linear weights
     dropout: float = 0.2
     label_smoothing: float = 0.1
-    patience: float = 0.2  # early stopping: this fraction of the epoch budget without a better validation loss
+    patience: float = 0.5  # early stopping: this fraction of the budget without a better validation loss; a run
+    # cut sooner keeps weights the cosine schedule has not annealed yet
     validation_fraction: float = 0.25
     adaptive: tuple = (("target_gap", 0.1), ("step", 0.02), ("start", 0.0), ("limits", (0.0, 2.0)), ("ema", 0.8))
 
