@@ -95,6 +95,24 @@ def test_warps_are_monotonic_and_keep_first_and_last_step(gunpoint, op):
         assert torch.allclose(positions[:, -1], torch.full((200,), 149.0))
 
 
+@pytest.mark.parametrize("op", ["time_warp", "window_slice", "window_warp"])
+def test_nearest_warps_read_whole_steps_at_the_same_positions(motions, op):
+    """Same draws as linear (read off a ramp, whose linear warp is the positions themselves); every output
+    is the input at the rounded position, so a spike keeps its height where linear flattens it."""
+    ramp = torch.arange(400, dtype=torch.float64).expand(16, 2, 400).contiguous()
+    positions, _ = run(op, ramp, seed=4)
+    spikes = torch.zeros(16, 2, 400)
+    spikes[:, :, ::37] = 5.0
+    for x in (motions[:16, :2].repeat_interleave(4, dim=-1), spikes):
+        nearest, _ = run(op, x, seed=4, interpolation="nearest")
+        index = positions.round().long()
+        assert torch.equal(nearest, x.gather(-1, index))
+        assert not torch.equal(nearest, run(op, x, seed=4)[0])
+    assert set(nearest.unique().tolist()) <= {0.0, 5.0} and nearest.amax() == 5.0
+    linear, _ = run(op, spikes, seed=4)
+    assert ((linear > 0) & (linear < 5)).any()  # linear smears spikes into their neighbours
+
+
 def test_window_slice_starts_at_its_window_and_keeps_length(gunpoint):
     out, p = run("window_slice", gunpoint, ratio=0.8)
     start = p["start"]

@@ -19,20 +19,26 @@ def interp(query: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Ten
     return y0 + fraction * (y1 - y0)
 
 
-def sample_last_axis(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of x (B, ..., T) at fractional positions (B, T_out), per sample.
+INTERPOLATIONS = ("linear", "nearest")
+
+
+def sample_last_axis(x: torch.Tensor, positions: torch.Tensor, interpolation: str = "linear") -> torch.Tensor:
+    """x (B, ..., T) read at fractional positions (B, T_out), per sample: linearly interpolated, or the
+    nearest step's value (``nearest``: no averaging of neighbours, so spikes keep their height).
 
     Positions are clamped to [0, T - 1]; every axis between batch and time is
     resampled the same way (all channels, all frequencies).
     """
     length = x.shape[-1]
     positions = positions.to(x.dtype).clamp(0, length - 1)
+    view = (x.shape[0],) + (1,) * (x.dim() - 2) + (positions.shape[1],)
+    shape = x.shape[:-1] + (positions.shape[1],)
+    if interpolation == "nearest":
+        return x.gather(-1, positions.round().to(torch.int64).view(view).expand(shape))
     low = positions.floor()
     fraction = positions - low
     low = low.to(torch.int64)
     high = (low + 1).clamp_(max=length - 1)
-    view = (x.shape[0],) + (1,) * (x.dim() - 2) + (positions.shape[1],)
-    shape = x.shape[:-1] + (positions.shape[1],)
     below = x.gather(-1, low.view(view).expand(shape))
     above = x.gather(-1, high.view(view).expand(shape))
     return below.lerp_(above, fraction.view(view).expand(shape))

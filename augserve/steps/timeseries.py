@@ -6,17 +6,23 @@ import torch
 
 from augserve.modality import Modality
 from augserve.ops import timeseries
-from augserve.ops.resample import sample_last_axis, smooth_curve
+from augserve.ops.resample import INTERPOLATIONS, sample_last_axis, smooth_curve
 from augserve.random import Draw
-from augserve.spec import Interval, Number, Numbers
+from augserve.spec import Choice, Interval, Number, Numbers
 from augserve.steps.base import Step, register
 
 _SIGMA = dict(low=0.0, high=100.0, neutral=0.0)
 _KNOTS = Number(4, low=1, high=256, integer=True, doc="interior knots of the random curve")
+_INTERPOLATION = Choice("linear", options=INTERPOLATIONS,
+                        doc="between steps; nearest keeps spikes whole (linear averages neighbours: a low-pass)")
 
 
 class _SeriesStep(Step):
     modalities = (Modality.TIMESERIES,)
+
+    def resample(self, x: torch.Tensor, params) -> torch.Tensor:
+        """The series read at the drawn positions, with the step's interpolation."""
+        return sample_last_axis(x, params["_positions"], self.args["interpolation"])
 
     def output_shape(self, shape):
         if shape[-1] < self.needs_length():
@@ -104,7 +110,7 @@ class TimeWarp(_SeriesStep):
         SPEED = 0
 
     op = "time_warp"
-    fields = {"sigma": Number(0.2, **_SIGMA), "knots": _KNOTS}
+    fields = {"sigma": Number(0.2, **_SIGMA), "knots": _KNOTS, "interpolation": _INTERPOLATION}
 
     def needs_length(self):
         return self.args["knots"] + 2
@@ -118,7 +124,7 @@ class TimeWarp(_SeriesStep):
         return {"positions": positions.to(torch.float32), "_positions": positions}
 
     def apply(self, x, params):
-        return sample_last_axis(x, params["_positions"])
+        return self.resample(x, params)
 
 
 @register
@@ -130,14 +136,15 @@ class WindowSlice(_SeriesStep):
 
     op = "window_slice"
     fields = {"ratio": Number(0.9, low=0.0, high=1.0, exclusive_low=True, neutral=1.0,
-                              doc="window length as a fraction of the series")}
+                              doc="window length as a fraction of the series"),
+              "interpolation": _INTERPOLATION}
 
     def draw(self, rng, batch):
         positions = timeseries.window_slice_positions(rng.uniform(self.Draw.START), self.args["ratio"], batch.shape[-1])
         return {"start": positions[:, 0].to(torch.int64), "_positions": positions}
 
     def apply(self, x, params):
-        return sample_last_axis(x, params["_positions"])
+        return self.resample(x, params)
 
 
 @register
@@ -152,6 +159,7 @@ class WindowWarp(_SeriesStep):
     fields = {
         "ratio": Number(0.1, low=0.0, high=1.0, exclusive_low=True, doc="window length as a fraction of the series"),
         "scales": Numbers((0.5, 2.0), low=0.0, high=100.0, exclusive_low=True, neutral=1.0, geometric=True, doc="slow-down factors to pick from"),
+        "interpolation": _INTERPOLATION,
     }
 
     def needs_length(self):
@@ -165,7 +173,7 @@ class WindowWarp(_SeriesStep):
         return {"scale": scale, "_positions": positions}
 
     def apply(self, x, params):
-        return sample_last_axis(x, params["_positions"])
+        return self.resample(x, params)
 
 
 @register
