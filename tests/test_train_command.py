@@ -8,6 +8,7 @@ from PIL import Image
 
 from augserve.client import Client
 from augserve.trainer.experiment import run_regularization
+from augserve.trainer.series_experiment import verdicts
 from server_harness import RunningServer
 
 
@@ -50,6 +51,18 @@ def test_train_on_a_ucr_set_writes_summary_results_and_curves(tmp_path):
     assert {r["configuration"] for r in runs} == {"plain", "strength 0.5", "strength 2", "adaptive"}
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["epochs"] <= 3 for r in runs)
     assert (out / "gunpoint_curves.png").stat().st_size > 10_000
+
+
+def test_verdicts_count_wins_and_ties_seed_by_seed():
+    accuracy = {"plain": [0.8, 0.7, 1.0], "strength 0.5": [0.9, 0.7, 1.0], "strength 1": [0.7, 0.6, 0.9],
+                "adaptive": [0.85, 0.7, 1.0]}
+    runs = [{"seed": seed, "configuration": config, "test_accuracy": value}
+            for config, values in accuracy.items() for seed, value in enumerate(values)]
+    lines = verdicts(runs, ["plain", "strength 0.5", "strength 1", "adaptive"])
+    assert lines[0] == "- strength 0.5 beats plain in 1 of 3 seeds (2 tied), by +3.3 points on average"
+    assert lines[1] == "- strength 1 beats plain in 0 of 3 seeds, by -10.0 points on average"
+    assert lines[2] == ("- best fixed strength: strength 0.5 (86.7%); adaptive 85.0% (-1.7 points from it, "
+                        "+11.7 from strength 1)")
 
 
 def test_train_refuses_an_unknown_dataset():

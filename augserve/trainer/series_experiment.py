@@ -157,9 +157,14 @@ def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
     def mean(config: str) -> float:
         return statistics.mean(accuracies(config))
 
+    def against_plain(config: str) -> str:
+        pairs = list(zip(accuracies(config), plain))
+        ties = sum(a == b for a, b in pairs)
+        return (f"- {config} beats plain in {sum(a > b for a, b in pairs)} of {len(plain)} seeds"
+                f"{f' ({ties} tied)' if ties else ''}, by {100 * (mean(config) - mean('plain')):+.1f} points on average")
+
     plain, fixed = accuracies("plain"), [c for c in configs if c.startswith("strength")]
-    lines = [f"- {config} beats plain in {sum(a > b for a, b in zip(accuracies(config), plain))} of {len(plain)} "
-             f"seeds, by {100 * (mean(config) - mean('plain')):+.1f} points on average" for config in fixed]
+    lines = [against_plain(config) for config in fixed]
     best = max(fixed, key=mean)
     against_one = f", {100 * (mean('adaptive') - mean('strength 1')):+.1f} from strength 1" \
         if "strength 1" in fixed else ""
