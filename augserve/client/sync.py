@@ -6,16 +6,14 @@ import logging
 import os
 import queue
 import time
-import weakref
 from collections import deque
 from typing import Any, Iterable, Iterator
 
 import grpc
-import numpy as np
 
 from augserve.client import codec
 from augserve.client.channel import TLS, describe
-from augserve.client.codec import Array, Batch, split_item
+from augserve.client.codec import Array, Batch
 from augserve.client.dataset_offers import DatasetOffers
 from augserve.client.errors import ServerError, from_rpc_error
 from augserve.client.settings import MiB, ClientSettings
