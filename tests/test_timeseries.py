@@ -113,6 +113,24 @@ def test_nearest_warps_read_whole_steps_at_the_same_positions(motions, op):
     assert ((linear > 0) & (linear < 5)).any()  # linear smears spikes into their neighbours
 
 
+@pytest.mark.parametrize("op", OPS)
+def test_p_applies_the_same_change_to_a_drawn_share_of_samples(motions, op):
+    """With p < 1 a sample is either left exactly as it came or changed exactly as at p = 1 (the gate is a
+    draw of its own), about a share p of them; p = 1 reports no gate; p = 0 is the identity."""
+    x = motions.repeat(5, 1, 1)
+    keys = torch.arange(len(x))
+    always, params = run(op, x, seed=9, keys=keys)
+    assert "applied" not in params
+    gated, params = run(op, x, seed=9, keys=keys, p=0.3)
+    applied = params["applied"]
+    assert applied.dtype == torch.bool and 0.2 < applied.float().mean() < 0.4
+    assert torch.equal(gated[applied], always[applied]) and torch.equal(gated[~applied], x[~applied])
+    part, part_params = run(op, x[[300, 7, 123]], seed=9, keys=keys[[300, 7, 123]], p=0.3)
+    assert torch.equal(part, gated[[300, 7, 123]]) and torch.equal(part_params["applied"], applied[[300, 7, 123]])
+    never, params = run(op, x, seed=9, keys=keys, p=0.0)
+    assert torch.equal(never, x) and not params["applied"].any()
+
+
 def test_window_slice_starts_at_its_window_and_keeps_length(gunpoint):
     out, p = run("window_slice", gunpoint, ratio=0.8)
     start = p["start"]

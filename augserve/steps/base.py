@@ -156,6 +156,11 @@ def rows(params: Params, start: int, stop: int) -> Params:
     return {k: v[start:stop] if isinstance(v, torch.Tensor) else v for k, v in params.items()}
 
 
+def select_rows(params: Params, index: torch.Tensor) -> Params:
+    """A step's params for the samples at ``index`` (every tensor in them is per sample)."""
+    return {k: v.index_select(0, index) if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+
+
 def register(cls: type[Step]) -> type[Step]:
     """Class decorator: make a step available to pipelines under its ``op`` name."""
     if cls.op in STEPS:
