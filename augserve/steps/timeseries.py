@@ -191,7 +191,8 @@ class WindowWarp(_SeriesStep):
     op = "window_warp"
     fields = {
         "ratio": Number(0.1, low=0.0, high=1.0, exclusive_low=True, doc="window length as a fraction of the series"),
-        "scales": Numbers((0.5, 2.0), low=0.0, high=100.0, exclusive_low=True, neutral=1.0, geometric=True, doc="slow-down factors to pick from"),
+        "scales": Numbers((0.5, 2.0), low=0.0, high=100.0, exclusive_low=True, neutral=1.0, geometric=True,
+                          doc="slow-down factors to pick from"),
         "interpolation": _INTERPOLATION,
         "p": _P,
     }
