@@ -46,7 +46,8 @@ def main() -> None:
         remote.set_epoch(epoch)
         ids, total, count = [], 0.0, 0
         with model.join():
-            for batch in DataLoader(remote, batch_size=None, num_workers=args.workers):
+            for batch in DataLoader(remote, batch_size=None, num_workers=args.workers,
+                                    multiprocessing_context="forkserver" if args.workers else None):
                 batch = batch.to(device, non_blocking=True)
                 loss = torch.sum(-batch.labels * torch.log_softmax(model(batch.x.float() / 255.0), dim=1), dim=1).mean()
                 optimizer.zero_grad()

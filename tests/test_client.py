@@ -116,7 +116,7 @@ def test_remote_dataset_two_ranks_times_two_workers_cover_the_epoch_once(client)
     delivered = []
     for rank in range(2):
         remote = RemoteDataset(client, "digits", "rand-m9-n2", 64, epoch=1, seed=2, shard=(rank, 2))
-        for batch in DataLoader(remote, batch_size=None, num_workers=2):
+        for batch in DataLoader(remote, batch_size=None, num_workers=2, multiprocessing_context="forkserver"):
             delivered += batch.indices.tolist()
             assert batch.x.shape[1:] == (1, 8, 8) and torch.allclose(batch.labels.sum(1), torch.ones(len(batch.x)))
     assert sorted(delivered) == list(range(1797))

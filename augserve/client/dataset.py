@@ -23,6 +23,9 @@ def _rank_and_world() -> tuple[int, int]:
 class RemoteDataset(IterableDataset):
     """Augmented batches of a served dataset; use with ``DataLoader(remote, batch_size=None)``.
 
+    Workers call the server, so give the DataLoader ``multiprocessing_context="forkserver"`` (or
+    ``"spawn"``) in a process that has opened channels: gRPC cannot run in a child forked after that.
+
     Shards itself by ``torch.distributed`` rank and DataLoader worker: shard ``rank * workers +
     worker`` of ``world * workers``, so each sample of an epoch reaches exactly one rank and
     worker. ``shard=(index, count)`` overrides the rank/world part. The position is remembered:

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from augserve.client.codec import Batch
+from augserve.client.fork_safety import make_workers_fork_safe
 from augserve.client.sync import Client
 from augserve.client.torch_device import as_tensor
 from augserve.random import sample_keys
@@ -48,6 +49,7 @@ class RemoteAugment:
     ``normalize="client"`` (the default) leaves a pipeline's final normalize step to this side: uint8
     crosses the wire and the bus, and the normalize runs on ``device`` after the copy (same values,
     bit for bit); ``"server"`` runs it on the server and ships float.
+    A DataLoader whose workers would ``fork`` gets the ``forkserver`` start method (see ``fork_safety``).
     """
 
     def __init__(self, loader: Iterable, client: Client, pipeline, *, seed: int = 0, num_classes: int | None = None,
@@ -83,9 +85,8 @@ class RemoteAugment:
 
     def __iter__(self) -> Iterator[Batch]:
         epoch, self.epoch = self.epoch, self.epoch + 1
-        # Start the loader first: its worker processes fork now, not from inside the stream's request
-        # iterator while gRPC's threads are busy (a child forked then can crash in gRPC's inherited state).
-        batches = iter(self.loader)
+        make_workers_fork_safe(self.loader)
+        batches = iter(self.loader)  # workers start before the stream's own gRPC threads do
         results = self.client.map(self._with_keys(batches, epoch), pipeline=self.pipeline, seed=self.seed,
                                   num_classes=self.num_classes, out_dtype=self.out_dtype, prefetch=self.prefetch,
                                   defer_normalize=self.normalize == "client", strength=self.strength)

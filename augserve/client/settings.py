@@ -9,6 +9,7 @@ import grpc
 
 from augserve.client.channel import COMPRESSION, TLS, describe, is_local, open_channel
 from augserve.client.errors import from_rpc_error
+from augserve.client.fork_safety import channel_opening
 from augserve.transport import TENANT_HEADER
 
 MiB = 1 << 20
@@ -51,6 +52,7 @@ class ClientSettings:
         return pairs or None
 
     def open_channel(self, aio: bool = False):
+        channel_opening()
         return open_channel(self.targets, self.tls, self.retries + 1, self.max_message_bytes, aio)
 
     def call_options(self) -> dict:
