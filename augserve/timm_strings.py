@@ -2,8 +2,9 @@
 
 ``rand-m9-mstd0.5-inc1`` (``rand_augment_transform``), ``augmix-m5-w4-d2`` (``augment_and_mix_transform``)
 and ``original-mstd0.5`` / ``originalr`` / ``v0`` / ``v0r`` / ``3a`` (``auto_augment_transform``). Sections
-are read as timm reads them (a key, then a number from the first digit); what timm would reject, or
-silently skip (a section without a number, an unknown ``t`` set), is refused here with the reason.
+are read as timm reads them (a key, then a number from the first digit; a repeated ``mstd``, ``mmax`` or ``t``
+keeps its first value, any other its last); what timm would reject, or silently skip (a section without a
+number such as ``mstdinf``, an unknown ``t`` set), is refused here with the reason.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _AUGMIX_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "mstd": ("mstd", float),
 }
 _AUTO_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {"mstd": ("mstd", float)}
+FIRST_WINS = ("mstd", "mmax")  # timm puts these in hparams with setdefault: a repeated section keeps the first value
 
 
 def is_timm_string(text: str) -> bool:
@@ -62,7 +64,7 @@ def parse(text: str) -> list[dict[str, Any]]:
             if section[1:] not in RAND_CHOICES or section[1:] == "default":
                 raise SpecError(f"pipeline '{text}': section '{section}': unknown op set '{section[1:]}' "
                                 f"(timm's: {', '.join(c for c in RAND_CHOICES if c != 'default')})")
-            step["transforms"] = section[1:]
+            step.setdefault("transforms", section[1:])  # timm keeps the first op set named
             continue
         key, number = (re.split(r"(\d.*)", section) + [""])[:2]
         if key not in keys or not number:
@@ -71,7 +73,11 @@ def parse(text: str) -> list[dict[str, Any]]:
                             f"(as in {_EXAMPLES[head if head in _EXAMPLES else 'auto']})")
         field, convert = keys[key]
         try:
-            step[field] = convert(number)
+            value = convert(number)
+            if field in FIRST_WINS:
+                step.setdefault(field, value)
+            else:
+                step[field] = value
         except ValueError:
             raise SpecError(f"pipeline '{text}': section '{section}': '{number}' is not "
                             f"{'a whole number' if convert in (_integer, _flag) else 'a number'}") from None

@@ -215,3 +215,57 @@ def test_solarize_add_is_pils_bit_for_bit(photos, add):
     assert torch.equal(ours, theirs)
     assert torch.equal(color.solarize_add(photos.float() / 255, torch.full((len(photos),), add / 255), 128 / 255)
                        .mul(255).round().to(torch.uint8), theirs)
+
+
+RAND_SECTIONS = ["m9", "m0", "m15", "m9.5", "n1", "n3", "p0.3", "p1", "mstd0.5", "mstd0", "mstd101", "mstdinf",
+                 "mstd", "mmax10", "mmax0", "mmax12", "inc1", "inc0", "tweights", "t3a", "tfoo", "q1"]
+AUGMIX_SECTIONS = ["m3", "m9", "w2", "w4", "d2", "d-1", "a0.5", "b1", "b0", "mstd0.5", "mstdinf", "mstd101", "x2"]
+
+
+def _grammar(head: str, sections: list[str], count: int) -> list[str]:
+    rng = random.Random(head)
+    return [head] + ["-".join([head, *rng.sample(sections, rng.randint(1, 3))]) for _ in range(count)]
+
+
+def _timm_reading(text: str):
+    """What timm's own parser makes of a string, or None where it raises or skips a section."""
+    import re
+
+    hparams = {"translate_const": 100, "img_mean": (124, 116, 104)}
+    sections = text.split("-")[1:]
+    op_sets = [s[1:] for s in sections if text.startswith("rand") and s.startswith("t")]
+    if any(len(re.split(r"(\d.*)", s)) < 2 for s in sections if s[1:] not in op_sets) or \
+            any(name not in ("weights", "3a", "3aw") for name in op_sets):
+        return None  # timm skips a section without a number or an unknown op set silently: augserve refuses it
+    try:
+        if text.startswith("rand"):
+            t = timm_aa.rand_augment_transform(text, hparams)
+            op = t.ops[0]
+            return {"m": op.magnitude, "n": t.num_layers, "p": op.prob, "mstd": op.magnitude_std,
+                    "mmax": op.magnitude_max, "ops": sorted(o.name for o in t.ops)}
+        t = timm_aa.augment_and_mix_transform(text, hparams)
+        return {"m": t.ops[0].magnitude, "mstd": t.ops[0].magnitude_std, "w": t.width, "d": t.depth,
+                "a": t.alpha, "b": t.blended}
+    except (AssertionError, ValueError, KeyError):
+        return None
+
+
+def _our_reading(text: str):
+    try:
+        pipeline = Pipeline.from_spec(text)
+    except SpecError:
+        return None
+    (step,) = pipeline.to_spec()["steps"]
+    if text.startswith("rand"):
+        (params,) = pipeline(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), seed=0, keys=torch.arange(1)).params
+        return {"m": step["m"], "n": step["n"], "p": step["p"], "mstd": step["mstd"],
+                "mmax": step.get("mmax") if "mmax" in text else None, "ops": sorted(params["space"])}
+    return {"m": step["m"], "mstd": step["mstd"], "w": step["w"], "d": step["d"], "a": step["a"], "b": step["b"]}
+
+
+@pytest.mark.parametrize("text", _grammar("rand", RAND_SECTIONS, 60) + _grammar("augmix", AUGMIX_SECTIONS, 40))
+def test_strings_are_accepted_and_read_as_timms_parser_reads_them(text):
+    theirs, ours = _timm_reading(text), _our_reading(text)
+    assert (theirs is None) == (ours is None), (text, theirs, ours)
+    if theirs is not None:
+        assert ours == theirs, text
