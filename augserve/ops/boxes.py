@@ -20,7 +20,8 @@ def sample_boxes(uniforms: Uniforms, height: Side, width: Side, scale: tuple[flo
     the box must be strictly smaller (RandomErasing). Returns (B, 4) int64 boxes
     ``(top, left, height, width)`` and a (B,) mask of samples where an attempt fitted.
     """
-    height, width = (torch.as_tensor(side).reshape(-1, 1) for side in (height, width))
+    device = uniforms[0].device  # sides live beside the uniforms (a (1, 1) CPU tensor cannot mix with CUDA ones)
+    height, width = (torch.as_tensor(side, device=device).reshape(-1, 1) for side in (height, width))
     u_area, u_ratio, u_top, u_left = (u.to(torch.float64) for u in uniforms)
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u_area)
