@@ -41,3 +41,16 @@ def test_each_step_draws_on_the_batchs_device(op, beta_on_the_device):
     rng = SampleRng(9, KEYS.to(META)).fork(0)
     params = step.draw(rng, Batch(tuple(x.shape), x.dtype, modality, META))
     assert not _params_on(params, META), f"{op}: drawn on another device: {_params_on(params, META)}"
+
+
+def test_a_device_index_the_host_lacks_is_refused_before_serving(monkeypatch):
+    from augserve.server.app import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a host with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == torch.device("cuda:0") and pick_device("cuda") == torch.device("cuda")
+    with pytest.raises(ValueError, match=r"cuda:7 requested but this host has 1 CUDA device\(s\), cuda:0 to cuda:0"):
+        pick_device("cuda:7")
+    for bad in ("tpu", "meta", "cuda:x"):
+        with pytest.raises(ValueError, match="--device: expected auto, cpu, cuda or cuda:N"):
+            pick_device(bad)

@@ -37,9 +37,17 @@ LIVENESS = "liveness"
 def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(choice)
+    try:
+        device = torch.device(choice)
+    except RuntimeError:
+        raise ValueError(f"--device: expected auto, cpu, cuda or cuda:N, got {choice!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device: expected auto, cpu, cuda or cuda:N, got {choice!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device: {choice} requested but no CUDA device is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device: {choice} requested but this host has {torch.cuda.device_count()} CUDA "
+                         f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
