@@ -163,3 +163,43 @@ def test_header_reader_refuses_nonsense():
     for data in (b"", b"\xff\xd8", b"\xff\xd8\xff\xc0\x00\x01", b"RIFF\x00\x00\x00\x00WEBPXXXX"):
         with pytest.raises(HeaderError):
             read_header(data)
+
+
+def test_device_decode_leaves_oriented_and_refused_files_to_the_cpu_decoder(kinds, monkeypatch):
+    """nvJPEG as torchvision's CUDA path behaves: EXIF orientation ignored, some valid files (CMYK) refused,
+    a refusal failing the whole list call. Stood in on the CPU so the routing is checked without a GPU."""
+    import augserve.encoded.batch as encoded_batch
+
+    calls, cpu_decoder = [], encoded_batch.decode_jpeg
+
+    def nvjpeg(files, mode, device=None, **options):
+        if device is None:  # the CPU decoder's own calls
+            return cpu_decoder(files, mode=mode, **options)
+        calls.append(len(files))
+        if any(bytes(f[:2].tolist()) == b"\xff\xd8" and b"Adobe" in bytes(f.tolist()) for f in files):
+            raise RuntimeError("nvjpegDecode failed: NVJPEG_STATUS_JPEG_NOT_SUPPORTED")
+        return [decode_image(f, mode=mode) for f in files]  # EXIF orientation not applied
+
+    monkeypatch.setattr(encoded_batch, "decode_jpeg", nvjpeg)
+    names = ["jpeg baseline", "jpeg cmyk", "jpeg exif rotated", "jpeg progressive", "png rgb"]
+    batch = EncodedBatch([kinds[n] for n in names])
+    on_device = batch.decode_jpegs_on_device()
+    assert sorted(on_device) == [0, 3]  # the CMYK file refused, the oriented one never sent, the PNG not a JPEG
+    assert calls == [3, 1, 1, 1]  # one list call, then each alone after the refusal
+    assert read_header(kinds["jpeg exif rotated"]).orientation == 6
+    for index in range(len(names)):
+        pixels = on_device.get(index)
+        pixels = batch.decode(index) if pixels is None else pixels
+        assert torch.equal(pixels[None], _alone(kinds[names[index]])), names[index]
+    jpeg = kinds["jpeg baseline"]
+    corrupt = EncodedBatch([jpeg, jpeg[:2] + jpeg[jpeg.index(b"\xff\xc0"):]])  # no quantization tables
+
+    def refuses_corrupt(files, mode, device=None, **options):
+        if device is not None and any(b"\xff\xdb" not in bytes(f.tolist()) for f in files):
+            raise RuntimeError("nvjpegDecode failed: NVJPEG_STATUS_BAD_JPEG")
+        return nvjpeg(files, mode, device, **options)
+
+    monkeypatch.setattr(encoded_batch, "decode_jpeg", refuses_corrupt)
+    assert sorted(corrupt.decode_jpegs_on_device()) == [0]
+    with pytest.raises(ValueError, match=r"encoded\[1\]: corrupt jpeg"):  # the CPU decoder names it
+        corrupt.decode(1)

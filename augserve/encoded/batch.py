@@ -123,18 +123,30 @@ class EncodedBatch:
         return self._checked(index, pixels)
 
     def decode_jpegs_on_device(self) -> dict[int, torch.Tensor]:
-        """Every JPEG of the batch decoded on the CUDA device in one nvJPEG call, by index."""
-        indices = [i for i, image in enumerate(self.images) if image.header.format == "jpeg"]
+        """The batch's JPEGs that nvJPEG can take, decoded on the CUDA device in one call, by index.
+
+        Left to the CPU decoder (``decode``): files with an EXIF orientation (torchvision's CUDA decode
+        ignores it), and any file nvJPEG refuses (a valid CMYK JPEG as much as a corrupt one, which
+        the CPU decoder then names).
+        """
+        indices = [i for i, image in enumerate(self.images) if image.header.format == "jpeg"
+                   and image.header.orientation == 1]
         if not indices:
             return {}
         try:
-            decoded = decode_jpeg([_as_tensor(self.images[i].data) for i in indices], mode=ImageReadMode.RGB,
-                                  device=self.device, apply_exif_orientation=True)
-        except RuntimeError:  # find the one that failed, with the CPU decoder's message
+            decoded = self._on_device(indices)
+        except RuntimeError:  # one file spoils the call: each alone, and what still fails goes to the CPU
+            decoded = {}
             for i in indices:
-                self.decode(i)
-            raise
-        return {i: self._checked(i, pixels) for i, pixels in zip(indices, decoded)}
+                try:
+                    decoded.update(self._on_device([i]))
+                except RuntimeError:
+                    continue
+        return {i: self._checked(i, pixels) for i, pixels in decoded.items()}
+
+    def _on_device(self, indices: list[int]) -> dict[int, torch.Tensor]:
+        files = [_as_tensor(self.images[i].data) for i in indices]
+        return dict(zip(indices, decode_jpeg(files, mode=ImageReadMode.RGB, device=self.device)))
 
     def _checked(self, index: int, pixels: torch.Tensor) -> torch.Tensor:
         header = self.images[index].header

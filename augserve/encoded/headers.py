@@ -31,6 +31,7 @@ class Header(NamedTuple):
     format: str  # one of FORMATS
     height: int  # as displayed: after the EXIF orientation a JPEG asks for
     width: int
+    orientation: int = 1  # a JPEG's EXIF orientation (1: as stored); decoders that ignore it must not take the file
 
 
 def read_header(data: bytes | memoryview) -> Header:
@@ -95,7 +96,7 @@ def _jpeg(view: memoryview) -> Header:
             height, width = size
             if orientation in _TRANSPOSING:
                 height, width = width, height
-            return _checked(Header("jpeg", height, width))
+            return _checked(Header("jpeg", height, width, orientation))
         position += length
     raise HeaderError("truncated JPEG: the bytes end before the first scan")
 
