@@ -147,16 +147,17 @@ def server_process(flags: list[str]) -> tuple[str, "subprocess.Popen"]:
     """``augserve serve`` in its own process (as deployed: no shared GIL with the client): address, process."""
     import socket
     import subprocess
-    import sys
 
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from augserve.runtime import augserve_command
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "augserve.cli", "serve", "--port", str(port),
-                                "--metrics-port", "0", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(augserve_command("serve", "--port", str(port), "--metrics-port", "0", *flags),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     atexit.register(lambda: (process.terminate(), process.wait(timeout=30)))
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
     deadline = time.monotonic() + 120

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from augserve.bench import Engine
+from augserve.runtime import dying_with_parent
 from augserve.server.cpu import ThreadBudget
 
 SETTLE = 0.3  # seconds after switching the neighbour on or off, before timing
@@ -27,7 +28,7 @@ class Neighbour:
     """A CPU-bound process (one busy core), stopped until asked to run."""
 
     def __init__(self):
-        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        self.process = subprocess.Popen([sys.executable, "-c", dying_with_parent("while True: pass")])
         self.process.send_signal(signal.SIGSTOP)
         self.running = False
         atexit.register(self.close)

@@ -32,3 +32,23 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM))
+
+
+
+def dying_with_parent(code: str) -> str:
+    """``python -c`` code for a helper process (bench servers, busy neighbours) that Linux kills (SIGKILL)
+    when the process that started it dies, even by SIGKILL, so a killed run leaves nothing spinning. Set in
+    the child itself (a ``preexec_fn`` is not safe in a parent with threads), which then checks that its
+    parent did not die before that."""
+    import os
+
+    return (f"import ctypes, os; ctypes.CDLL(None).prctl(1, 9)\n"  # PR_SET_PDEATHSIG, SIGKILL
+            f"os.getppid() == {os.getpid()} or os._exit(1)\n{code}")
+
+
+def augserve_command(*args: str) -> list[str]:
+    """``python -m augserve.cli ARGS`` as a helper that dies with its parent."""
+    import sys
+
+    code = dying_with_parent("import sys; from augserve.cli import main; sys.exit(main(sys.argv[1:]))")
+    return [sys.executable, "-c", code, *args]

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from PIL import Image
@@ -163,3 +164,28 @@ def test_health_exits_zero_only_when_serving():
         running.stop()
     down = augserve("health", "--target", f"127.0.0.1:{free_port()}", "--timeout", "1", timeout=60)
     assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
+
+
+def test_bench_helpers_die_with_a_killed_parent():
+    """A bench killed mid-run (a test's timeout sends SIGKILL) must not leave a busy neighbour spinning."""
+    import os
+    import signal
+
+    code = ("import subprocess, sys, time; from augserve.runtime import dying_with_parent; "
+            "child = subprocess.Popen([sys.executable, '-c', dying_with_parent('while True: pass')]); "
+            "print(child.pid, flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=60)
+    for _ in range(600):  # bounded: the kernel signals at once, reaping may take a moment on a busy host
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as stat:
+            if stat.read().split(")")[-1].split()[0] == "Z":  # killed, waiting for init to reap it
+                return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the helper outlived its killed parent")
