@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from multiprocessing import forkserver
 
 log = logging.getLogger("augserve.client")
 
@@ -29,7 +28,8 @@ def _after_fork_in_child() -> None:
     _state["forked"] = _state["forked"] or _state["channels"]
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere nothing forks
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def channel_opening() -> None:
@@ -45,6 +45,8 @@ def channel_opening() -> None:
 
 def worker_context() -> multiprocessing.context.BaseContext:
     """The ``forkserver`` context, with torch preloaded in the server unless it already runs."""
+    from multiprocessing import forkserver  # POSIX only: imported where it is used
+
     context = multiprocessing.get_context("forkserver")
     preload = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
     if PRELOAD not in preload:
