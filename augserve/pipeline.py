@@ -20,6 +20,7 @@ from augserve.encoded import EncodedBatch, first_steps, is_encoded_image
 from augserve.labels import as_soft_labels
 from augserve.presets import PRESETS
 from augserve.random import SampleRng
+from augserve.runtime import keep_freed_memory
 from augserve.spec import SpecError, is_spec_text
 from augserve.modality import Modality
 from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
@@ -215,6 +216,7 @@ class Pipeline:
         self.strength = 1.0  # what ``at_strength`` scaled the steps by
         self.normalizes = any(isinstance(s, Normalize) for s in steps)
         self._before_normalize: Pipeline | None = None
+        keep_freed_memory()  # once per process: without it every fresh batch buffer costs page faults
 
     @classmethod
     def from_spec(cls, spec: Any) -> "Pipeline":

@@ -202,3 +202,21 @@ def test_spline_curves_are_bit_identical_in_any_batch_and_thread_count(threads, 
 def test_series_too_short_are_refused_before_any_work(spec, length, message):
     with pytest.raises(ValueError, match=message):
         Pipeline.from_spec([spec]).check(torch.zeros(2, 1, length))
+
+
+def test_linear_resampling_is_np_interp_per_row_with_exact_ends():
+    from augserve.ops.resample import sample_last_axis
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 2, 40, generator=generator)
+    positions = torch.rand(5, 50, generator=generator) * 39
+    positions[:, 0], positions[:, 1], positions[:, 2], positions[:, 3] = 0.0, 39.0, 38.0, 45.0  # ends, beyond
+    out = sample_last_axis(x, positions)
+    for row in range(5):
+        for channel in range(2):
+            expected = np.interp(positions[row].clamp(0, 39).numpy(), np.arange(40), x[row, channel].numpy())
+            assert np.allclose(out[row, channel].numpy(), expected, atol=1e-6)
+    assert torch.equal(out[:, :, 0], x[:, :, 0])
+    assert torch.equal(out[:, :, 1], x[:, :, 39]) and torch.equal(out[:, :, 3], x[:, :, 39])
+    assert torch.equal(out[:, :, 2], x[:, :, 38])
+    assert torch.equal(sample_last_axis(x[:, :, :1], positions), x[:, :, :1].expand(-1, -1, 50))

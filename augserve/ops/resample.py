@@ -33,15 +33,14 @@ def sample_last_axis(x: torch.Tensor, positions: torch.Tensor, interpolation: st
     positions = positions.to(x.dtype).clamp(0, length - 1)
     view = (x.shape[0],) + (1,) * (x.dim() - 2) + (positions.shape[1],)
     shape = x.shape[:-1] + (positions.shape[1],)
-    if interpolation == "nearest":
+    if interpolation == "nearest" or length == 1:
         return x.gather(-1, positions.round().to(torch.int64).view(view).expand(shape))
-    low = positions.floor()
-    fraction = positions - low
-    low = low.to(torch.int64)
-    high = (low + 1).clamp_(max=length - 1)
-    below = x.gather(-1, low.view(view).expand(shape))
-    above = x.gather(-1, high.view(view).expand(shape))
-    return below.lerp_(above, fraction.view(view).expand(shape))
+    # The step below a position, at most the second-last: the last position then reads the last two
+    # steps with weight 1, which lerp returns exactly. Truncation is floor here (positions >= 0).
+    low = positions.to(torch.int64).clamp_(max=length - 2)
+    fraction = positions.sub_(low).view(view).expand(shape)
+    index = low.view(view).expand(shape)
+    return x.gather(-1, index).lerp_(x[..., 1:].gather(-1, index), fraction)
 
 
 @functools.lru_cache(maxsize=64)
