@@ -135,7 +135,8 @@ def test_bench_prints_ratios_against_torchvision(tmp_path):
     assert result.returncode == 0, result.stderr
     text = out.read_text()
     assert "Hand-written notes stay." in text
-    for row in ("torchvision.v2 per-sample | ", "kornia.augmentation.auto batched", "| augserve |"):
+    for row in ("torchvision.v2 per-sample | ", "kornia.augmentation.auto batched", "| augserve |",
+                "greedy job over gRPC bytes in its own process | small tenant beside the greedy stream |"):
         assert row in text
     assert "1.00x" in text
     service = augserve("bench", "--batch", "4", "--size", "32", "--repeats", "1", "--only", "service")

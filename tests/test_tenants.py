@@ -128,6 +128,48 @@ def test_a_small_tenants_request_is_served_before_a_greedy_tenants_backlog_drain
     assert finished.index("small") - before <= 2 and len(finished) - before >= 5, (before, finished)
 
 
+def test_a_greedy_streams_turn_is_one_of_its_batches_whatever_max_batch_merges():
+    """At the default --max-batch (256), a turn of 256 samples once let a greedy 16-deep stream of 64-image
+    batches send four of them back to back while a small job waited."""
+    running = RunningServer(metrics_port=0)
+    big, small = _images(64, 160), _images(4, 64, seed=1)
+    answered, waits = [], []
+
+    async def run():
+        async with AsyncClient(running.target, tenant="greedy", shared_memory=False) as greedy, \
+                AsyncClient(running.target, tenant="small", shared_memory=False) as little:
+            done = asyncio.Event()
+
+            async def batches():
+                for _ in range(200):
+                    if done.is_set():
+                        return
+                    yield big
+
+            async def stream():
+                async for _ in greedy.map(batches(), pipeline=SLOW, prefetch=16):
+                    answered.append(time.monotonic())
+
+            streaming = asyncio.ensure_future(stream())
+            deadline = time.monotonic() + 120
+            while _tenants(running).get("greedy") is None or _tenants(running)["greedy"].queued_samples < 8 * 64:
+                assert time.monotonic() < deadline, "the greedy stream never had a backlog"
+                await asyncio.sleep(0.01)
+            for key in range(5):
+                before = len(answered)
+                await little.augment(small, pipeline=SLOW, keys=np.arange(4 * key, 4 * key + 4))
+                waits.append(len(answered) - before)
+            done.set()
+            await streaming
+
+    try:
+        asyncio.run(run())
+    finally:
+        running.stop()
+    # the greedy batch running, at most one more (its turn), and one answer already computed but not yet read
+    assert max(waits) <= 3, waits
+
+
 def test_a_tenant_that_fills_its_own_queue_is_refused_and_another_is_not(server):
     x = _images(32, 160)
     with Client(server.target, tenant="tiny") as tiny, Client(server.target, tenant="other") as other:

@@ -45,6 +45,11 @@ from augserve.steps.base import rows
 
 log = logging.getLogger("augserve.server")
 
+# Samples a tenant of weight 1 may send per turn of deficit round robin: about one client batch,
+# whatever --max-batch lets requests merge into. A turn of max_batch samples (256 by default) let a
+# greedy tenant send four 64-image batches back to back while a small job waited (2.7x one of them).
+TURN_SAMPLES = 64
+
 
 class QueueFull(Exception):
     """Admission refused: the queue holds its limit of samples."""
@@ -115,7 +120,7 @@ class Batcher:
         self.tenant_in_flight: collections.Counter[str] = collections.Counter()  # requests unanswered, per tenant
         self.tenants_seen: dict[str, Tenant] = {}
         self._queued_by_label: collections.Counter[str] = collections.Counter()
-        self._fair = DeficitRoundRobin(max_batch)
+        self._fair = DeficitRoundRobin(min(max_batch, TURN_SAMPLES))
         self._running: asyncio.Task | None = None  # the one batch on its way to or on the device
         self._pending: dict[tuple, list[Job]] = {}
         self._timers: dict[tuple, asyncio.TimerHandle] = {}
