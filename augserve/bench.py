@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import functools
 import os
 import platform
 import statistics
@@ -36,6 +37,9 @@ class Engine:
     run: Callable[[], object]
     note: str = ""
     samples: int | None = None  # per call, when not the image batch size
+
+
+Wanted = Callable[[str], bool]  # which case names to build
 
 
 def _time_interleaved(engines: list[Engine], rounds: int, sync: Callable[[], None],
@@ -96,42 +100,21 @@ def _dali(policy: str, x: torch.Tensor) -> Engine | None:
                   "HWC, its own op set")
 
 
-def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
-    import kornia.augmentation.auto as kauto
-    from torchvision.transforms import v2
-
-    ours_ra = Pipeline.from_spec([{"op": "rand_augment", "n": 2, "m": 9}])
-    ours_ta = Pipeline.from_spec([{"op": "trivial_augment"}])
-    cases = {
-        "RandAugment n=2 m=9": [
-            Engine(ANCHOR, _torchvision(v2.RandAugment(num_ops=2, magnitude=9), x.cpu())),
-            Engine("kornia.augmentation.auto batched", _kornia(kauto.RandAugment(n=2, m=9), x),
-                   "one op per batch; uint8->float included"),
-            Engine("augserve", lambda: ours_ra(x, seed=0)),
-        ],
-        "TrivialAugmentWide": [
-            Engine(ANCHOR, _torchvision(v2.TrivialAugmentWide(), x.cpu())),
-            Engine("kornia.augmentation.auto batched", _kornia(kauto.TrivialAugment(), x),
-                   "one op per batch; uint8->float included"),
-            Engine("augserve", lambda: ours_ta(x, seed=0)),
-        ],
-    }
-    for policy, case in (("rand_augment", "RandAugment n=2 m=9"), ("trivial_augment", "TrivialAugmentWide")):
-        dali = _dali(policy, x)
-        if dali is not None:
-            cases[case].insert(2, dali)
-    cases.update(_mix_cases(x))
-    cases.update(_policy_parity_cases(x))
+def _cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
+    """The cases ``wanted`` accepts by name, built only then (a server is started only for cases using one)."""
+    cases = _policy_cases(x, wanted)
+    cases.update(_mix_cases(x, wanted))
+    cases.update(_policy_parity_cases(x, wanted))
     flags = ["--max-batch", str(max(x.shape[0], 64)), "--max-delay-ms", "5", "--device", str(x.device)]
-    target, _ = server_process(flags)
-    cases.update(_service_cases(x, target))
-    cases.update(_wire_cases(x, target))
-    cases.update(_feed_cases(x, target))
+    server = functools.cache(lambda: server_process(flags)[0])
+    cases.update(_service_cases(x, server, wanted))
+    cases.update(_wire_cases(x, server, wanted))
+    cases.update(_feed_cases(x, server, wanted))
     from augserve.bench_encoded import encoded_cases
 
-    cases.update(encoded_cases(x.device, target, x.shape[0]))
-    cases.update(_sequence_cases(x.device))
-    cases.update(_kernel_cases(x))
+    cases.update(encoded_cases(x.device, server, wanted, x.shape[0]))
+    cases.update(_sequence_cases(x.device, wanted))
+    cases.update(_kernel_cases(x, wanted))
     if not x.is_cuda:
         from augserve.bench_contention import contention_cases
 
@@ -139,7 +122,38 @@ def _cases(x: torch.Tensor) -> dict[str, list[Engine]]:
         warp, policy = Pipeline.from_spec([{"op": "time_warp"}]), Pipeline.from_spec("imagenet-randaug")
         cases.update(contention_cases({
             "time_warp on 256x3x1000": (lambda: warp(series, seed=0), len(series), 40),
-            f"imagenet-randaug on {x.shape[0]} images": (lambda: policy(x, seed=0), x.shape[0], 1)}))
+            f"imagenet-randaug on {x.shape[0]} images": (lambda: policy(x, seed=0), x.shape[0], 1)}, wanted))
+    return {name: engines for name, engines in cases.items() if wanted(name)}
+
+
+def _policy_cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
+    """RandAugment and TrivialAugmentWide: torchvision per sample, kornia batched, DALI where installed."""
+    names = {"rand_augment": "RandAugment n=2 m=9", "trivial_augment": "TrivialAugmentWide"}
+    if not any(map(wanted, names.values())):
+        return {}
+    import kornia.augmentation.auto as kauto
+    from torchvision.transforms import v2
+
+    ours_ra = Pipeline.from_spec([{"op": "rand_augment", "n": 2, "m": 9}])
+    ours_ta = Pipeline.from_spec([{"op": "trivial_augment"}])
+    cases = {
+        names["rand_augment"]: [
+            Engine(ANCHOR, _torchvision(v2.RandAugment(num_ops=2, magnitude=9), x.cpu())),
+            Engine("kornia.augmentation.auto batched", _kornia(kauto.RandAugment(n=2, m=9), x),
+                   "one op per batch; uint8->float included"),
+            Engine("augserve", lambda: ours_ra(x, seed=0)),
+        ],
+        names["trivial_augment"]: [
+            Engine(ANCHOR, _torchvision(v2.TrivialAugmentWide(), x.cpu())),
+            Engine("kornia.augmentation.auto batched", _kornia(kauto.TrivialAugment(), x),
+                   "one op per batch; uint8->float included"),
+            Engine("augserve", lambda: ours_ta(x, seed=0)),
+        ],
+    }
+    for policy, case in names.items():
+        dali = _dali(policy, x) if wanted(case) else None
+        if dali is not None:
+            cases[case].insert(2, dali)
     return cases
 
 
@@ -170,13 +184,17 @@ def server_process(flags: list[str]) -> tuple[str, "subprocess.Popen"]:
     raise RuntimeError("bench: the augserve server did not become healthy within 120 s")
 
 
-def _service_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
+def _service_cases(x: torch.Tensor, server: Callable[[], str], wanted: Wanted) -> dict[str, list[Engine]]:
     """The same pipeline in process and through the server on loopback (the product's client), in one run."""
     import concurrent.futures
 
     from augserve.client import Client
 
     batch, spec, in_flight, length = x.shape[0], "rand-m9-n2", 4, 16
+    case = f"service: {spec}, {batch} samples"
+    if not wanted(case):
+        return {}
+    target = server()
     host = x.cpu()
     over_bytes = Client(target, timeout=600, shared_memory=False)
     over_shm = Client(target, timeout=600, shared_memory=True)
@@ -194,7 +212,7 @@ def _service_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
     def eight_clients():
         list(threads.map(lambda pair: pair[0].augment(pair[1], pipeline=spec), zip(small_clients, eighths)))
 
-    return {f"service: {spec}, {batch} samples": [
+    return {case: [
         Engine("in process", lambda: pipe(x, seed=0)),
         Engine("Client.map, gRPC bytes", stream(over_bytes),
                f"AugmentStream of {length} batches, {in_flight} in flight", batch * length),
@@ -205,11 +223,15 @@ def _service_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
     ]}
 
 
-def _wire_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
+def _wire_cases(x: torch.Tensor, server: Callable[[], str], wanted: Wanted) -> dict[str, list[Engine]]:
     """What the answer's dtype costs over gRPC bytes (a remote server): a normalizing preset, 3 ways."""
     from augserve.client import Client
 
     batch, spec, length = x.shape[0], "imagenet-randaug", 8
+    case = f"wire: {spec} ({batch}x3x224x224 in), gRPC bytes, {length} batches, 4 in flight"
+    if not wanted(case):
+        return {}
+    target = server()
     host = x.cpu().numpy()
     client = Client(target, timeout=600, shared_memory=False)
     per_sample = {dtype: 3 * 224 * 224 * size // 1000 for dtype, size in (("float32", 4), ("float16", 2),
@@ -221,7 +243,7 @@ def _wire_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
                 augmented.normalized()  # a deferred normalize runs here (the trainer's device, in a real job)
         return run
 
-    return {f"wire: {spec} ({batch}x3x224x224 in), gRPC bytes, {length} batches, 4 in flight": [
+    return {case: [
         Engine("server normalizes, float32 out", stream(), f"{per_sample['float32']} KB/sample answered",
                batch * length),
         Engine("server normalizes, float16 out", stream(out_dtype="float16"),
@@ -245,7 +267,7 @@ class _Images(torch.utils.data.Dataset):
         return (image if self.transform is None else self.transform(image)), 0
 
 
-def _feed_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
+def _feed_cases(x: torch.Tensor, server: Callable[[], str], wanted: Wanted) -> dict[str, list[Engine]]:
     """Training-loop feed: DataLoader workers running torchvision RandAugment vs RemoteAugment."""
     from torch.utils.data import DataLoader
     from torchvision.transforms import v2
@@ -253,6 +275,10 @@ def _feed_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
     from augserve.client import Client, RemoteAugment
 
     batch, epoch_batches = x.shape[0], 4
+    case = f"training feed: RandAugment n=2 m=9, epochs of {epoch_batches}x{batch}"
+    if not wanted(case):
+        return {}
+    target = server()
     images = x.cpu().repeat(epoch_batches, 1, 1, 1)
     workers = os.cpu_count() or 1
 
@@ -261,7 +287,7 @@ def _feed_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
 
     local = loader(v2.RandAugment(num_ops=2, magnitude=9))
     remote = RemoteAugment(loader(), Client(target, timeout=600), "rand-m9-n2", num_classes=1, prefetch=4)
-    return {f"training feed: RandAugment n=2 m=9, epochs of {epoch_batches}x{batch}": [
+    return {case: [
         Engine(f"DataLoader, {workers} workers, torchvision per-sample", lambda: list(local),
                "augments in the workers", len(images)),
         Engine("RemoteAugment (server on loopback)", lambda: list(remote),
@@ -269,8 +295,11 @@ def _feed_cases(x: torch.Tensor, target: str) -> dict[str, list[Engine]]:
     ]}
 
 
-def _sequence_cases(device: torch.device) -> dict[str, list[Engine]]:
+def _sequence_cases(device: torch.device, wanted: Wanted) -> dict[str, list[Engine]]:
     """Time-series warps on 256x3x1000 against tsaug; SpecAugment-LD on 64x80x1000."""
+    if not any(map(wanted, ("time warp, 256x3x1000", "magnitude warp / drift, 256x3x1000",
+                            "SpecAugment-LD, 64x80x1000"))):
+        return {}
     generator = torch.Generator().manual_seed(2)
     series = torch.randn(256, 3, 1000, generator=generator).cumsum(-1).to(device)
     spectrograms = torch.randn(64, 80, 1000, generator=generator).to(device)
@@ -324,8 +353,10 @@ def _torchaudio_masking(spectrograms: torch.Tensor) -> list[Engine]:
     return [Engine("torchaudio masks (no warp)", masks, "2 freq + 2 time masks, iid", 64)]
 
 
-def _mix_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
+def _mix_cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
     """Mixup + CutMix (switch 0.5) on float images with 1000 classes, against timm and torchvision."""
+    if not wanted("mixup+cutmix, 1000 classes"):
+        return {}
     try:
         from timm.data import Mixup
     except ImportError:
@@ -355,9 +386,11 @@ def _posterize_zero_as_one(ops: list) -> None:
             op.aug_fn = lambda image, bits, _posterize=op.aug_fn, **kwargs: _posterize(image, max(bits, 1), **kwargs)
 
 
-def _policy_parity_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
+def _policy_parity_cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
     """timm's policies by timm (PIL, per sample, as its DataLoader workers run them) and torchvision's AugMix
     per sample, against the same policies batched."""
+    if not any(map(wanted, ("timm rand-m9-mstd0.5-inc1", "AugMix (torchvision's)", "timm augmix-m3-w3"))):
+        return {}
     try:
         from timm.data.auto_augment import augment_and_mix_transform, rand_augment_transform
     except ImportError:
@@ -390,8 +423,10 @@ def _policy_parity_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
     }
 
 
-def _kernel_cases(x: torch.Tensor) -> dict[str, list[Engine]]:
+def _kernel_cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
     """Our hand-written kernels against kornia's, on float input (all kornia takes) and on uint8."""
+    if not any(map(wanted, ("kernel: sharpness", "kernel: solarize", "kernel: rotate (nearest)"))):
+        return {}
     import kornia.enhance as kenhance
     import kornia.geometry.transform as kgeometry
 
@@ -446,7 +481,7 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     from augserve.bench_fairness import CASE as FAIRNESS, fairness_rows
 
     fairness = only is None or only.lower() in FAIRNESS
-    cases = {case: engines for case, engines in _cases(x).items() if only is None or only.lower() in case.lower()}
+    cases = _cases(x, lambda name: only is None or only.lower() in name.lower())
     if not cases and not fairness:
         raise ValueError(f"bench: no case name contains {only!r}")
 

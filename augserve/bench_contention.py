@@ -45,13 +45,17 @@ class Neighbour:
             self.process.wait(timeout=10)
 
 
-def contention_cases(pipelines: dict[str, tuple[Callable[[], object], int, int]]) -> dict[str, list[Engine]]:
+def contention_cases(pipelines: dict[str, tuple[Callable[[], object], int, int]],
+                     wanted: Callable[[str], bool]) -> dict[str, list[Engine]]:
     """For each named pipeline (call, samples per call, calls per timed run): alone and beside a busy
     neighbour, torch's default threads vs the budget.
 
     A timed run makes many calls of a short pipeline, so the rare long stalls at a parallel barrier
     count in the rate as they do in a training job (a median over single calls would hide them).
     """
+    pipelines = {name: run for name, run in pipelines.items() if wanted(_case(name))}
+    if not pipelines:
+        return {}
     neighbour = Neighbour()
     default = torch.get_num_threads()
     fixed = ThreadBudget(default)
@@ -68,7 +72,7 @@ def contention_cases(pipelines: dict[str, tuple[Callable[[], object], int, int]]
             return run
 
         note = f"{calls} calls per timed run" if calls > 1 else ""
-        cases[f"CPU contention: {name}, 1 busy neighbour process"] = [
+        cases[_case(name)] = [
             Engine(f"alone, torch default ({default} threads)", under(False, fixed), note, samples * calls),
             Engine("alone, ThreadBudget", under(False, ThreadBudget()), note, samples * calls),
             Engine(f"busy neighbour, torch default ({default} threads)", under(True, fixed), note,
@@ -77,3 +81,7 @@ def contention_cases(pipelines: dict[str, tuple[Callable[[], object], int, int]]
                    f"the server's --threads 0; {note}".rstrip("; "), samples * calls),
         ]
     return cases
+
+
+def _case(name: str) -> str:
+    return f"CPU contention: {name}, 1 busy neighbour process"

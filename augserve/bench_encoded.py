@@ -75,8 +75,17 @@ def _dali_files(folder: pathlib.Path, batch: int, on_gpu: bool) -> Engine | None
                   "readers.file + decoders.image_random_crop + resize + flip + auto_aug", batches * batch)
 
 
-def encoded_cases(device: torch.device, target: str, batch: int = 64) -> dict[str, list[Engine]]:
-    """The rows of the 'JPEG files in' case; the folder is made once from the shipped photos."""
+JPEG_CASE = (f"JPEG files in: {FILES} ImageNet-like JPEGs -> random_resized_crop {SIZE} + hflip + "
+             "RandAugment n=2 m=9, uint8")
+SERVED_CASE = f"served dataset: StreamDataset of the {FILES} JPEGs, same pipeline, uint8"
+
+
+def encoded_cases(device: torch.device, server: Callable[[], str], wanted: Callable[[str], bool],
+                  batch: int = 64) -> dict[str, list[Engine]]:
+    """The rows of the 'JPEG files in' and 'served dataset' cases; the folder is made once from the shipped photos."""
+    if not wanted(JPEG_CASE) and not wanted(SERVED_CASE):
+        return {}
+    target = server()
     from torch.utils.data import DataLoader
 
     from augserve.client import Client, EncodedImageFolder, RemoteAugment, collate_encoded
@@ -125,9 +134,10 @@ def encoded_cases(device: torch.device, target: str, batch: int = 64) -> dict[st
     dali = _dali_files(folder, batch, device.type == "cuda")
     if dali is not None:
         engines.insert(1, dali)
-    cases = {f"JPEG files in: {len(paths)} ImageNet-like JPEGs -> random_resized_crop {SIZE} + hflip + "
-             "RandAugment n=2 m=9, uint8": engines}
-    cases.update(_served_cases(folder, device, batch, engines[0], next(e for e in engines if "decode_jpeg" in e.name)))
+    cases = {JPEG_CASE: engines}
+    if wanted(SERVED_CASE):
+        cases[SERVED_CASE] = _served_engines(folder, device, batch, engines[0],
+                                             next(e for e in engines if "decode_jpeg" in e.name))
     return cases
 
 
@@ -136,8 +146,8 @@ def _rss_mib(pid: int) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def _served_cases(folder: pathlib.Path, device: torch.device, batch: int, in_process: Engine,
-                  dataloader: Engine) -> dict[str, list[Engine]]:
+def _served_engines(folder: pathlib.Path, device: torch.device, batch: int, in_process: Engine,
+                    dataloader: Engine) -> list[Engine]:
     """StreamDataset over the folder and over the same files as 4 tar shards, with 1 and 2 clients."""
     import concurrent.futures
 
@@ -170,11 +180,11 @@ def _served_cases(folder: pathlib.Path, device: torch.device, batch: int, in_pro
                                                                               num_shards=count))
         return lambda: list(threads.map(one, range(count)))
 
-    return {f"served dataset: StreamDataset of the {FILES} JPEGs, same pipeline, uint8": [
+    return [
         Engine("augserve in process, from bytes", in_process.run, "as above", in_process.samples),
         Engine(dataloader.name, dataloader.run, dataloader.note, dataloader.samples),
         Engine("StreamDataset, folder, 1 client", epoch("folder", 1), memory, FILES),
         Engine("StreamDataset, folder, 2 clients", epoch("folder", 2), "shard k of 2 each", FILES),
         Engine("StreamDataset, 4 tar shards, 1 client", epoch("shards", 1), "WebDataset layout", FILES),
         Engine("StreamDataset, 4 tar shards, 2 clients", epoch("shards", 2), "shard k of 2 each", FILES),
-    ]}
+    ]

@@ -162,6 +162,19 @@ def test_health_exits_zero_only_when_serving():
     assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
 
 
+def test_bench_builds_only_the_cases_asked_for(monkeypatch):
+    """--only builds lazily: a kernel case starts no server and builds no other engine."""
+    from augserve import bench
+
+    def no_server(flags):
+        raise AssertionError("a server was started for a case that needs none")
+
+    monkeypatch.setattr(bench, "server_process", no_server)
+    monkeypatch.setattr(bench, "_torchvision", lambda *args: (_ for _ in ()).throw(AssertionError("built")))
+    table = bench.run_bench(batch=4, size=16, repeats=1, only="kernel: solarize")
+    assert "| kernel: solarize | augserve uint8 |" in table and "sharpness" not in table
+
+
 def test_bench_helpers_die_with_a_killed_parent():
     """A bench killed mid-run (a test's timeout sends SIGKILL) must not leave a busy neighbour spinning."""
     import os

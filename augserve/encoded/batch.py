@@ -21,6 +21,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg, decode_webp
 
 from augserve.encoded.headers import Header, HeaderError, read_header
+from augserve.side_streams import run_beside
 
 CHANNELS = 3
 DEFAULT_MAX_PIXELS = 89_478_485  # per image, as Pillow's decompression-bomb limit; servers set --max-pixels
@@ -145,8 +146,11 @@ class EncodedBatch:
         return {i: self._checked(i, pixels) for i, pixels in decoded.items()}
 
     def _on_device(self, indices: list[int]) -> dict[int, torch.Tensor]:
+        """nvJPEG on its own stream (``side_streams``: it would overwrite memory the caller's stream still reads)."""
         files = [_as_tensor(self.images[i].data) for i in indices]
-        return dict(zip(indices, decode_jpeg(files, mode=ImageReadMode.RGB, device=self.device)))
+        decoded = run_beside(self.device, "decode",
+                             lambda: decode_jpeg(files, mode=ImageReadMode.RGB, device=self.device))
+        return dict(zip(indices, decoded))
 
     def _checked(self, index: int, pixels: torch.Tensor) -> torch.Tensor:
         header = self.images[index].header

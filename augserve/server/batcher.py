@@ -41,6 +41,7 @@ from augserve.server.cpu import ThreadBudget
 from augserve.server.fair import DeficitRoundRobin
 from augserve.server.tenants import Tenant
 from augserve.shared_memory import Span
+from augserve.side_streams import run_beside
 from augserve.steps.base import rows
 
 log = logging.getLogger("augserve.server")
@@ -173,9 +174,11 @@ class Batcher:
             self._admit(-job.size, job.tenant.name)
 
     def _prepare(self, job: Job) -> Prepared:
-        """On the prepare thread: decode the job's images on the device and run the pipeline's first steps."""
+        """On the prepare thread: decode the job's images on the device and run the pipeline's first steps,
+        on a stream beside the batch the device thread runs."""
         torch.set_num_threads(self.threads.current)  # the device's share sizes the decode fan-out too
-        return job.pipeline.prepare(job.x.to(self.device), seed=job.seed, keys=job.keys.to(self.device))
+        return run_beside(self.device, "prepare", lambda: job.pipeline.prepare(
+            job.x.to(self.device), seed=job.seed, keys=job.keys.to(self.device)))
 
     def _admit(self, samples: int, tenant: str) -> None:
         self.queued += samples
