@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 EXTRAS ?= server,test
 
-.PHONY: install serve test bench preview protos clean
+.PHONY: install serve test bench preview protos clean gpu-wheels gpu-check
 
 install: $(STAMP)
 
@@ -29,6 +29,26 @@ bench: install
 
 preview: install
 	$(BIN)/augserve preview --pipeline imagenet-randaug --out preview.png
+
+# A lent GPU machine has its own torch (not the pinned one) and lacks a few small packages: `make gpu-wheels`
+# here downloads them for its Python into $(WHEELS) (15 MB; carry that folder), and `make gpu-check` there
+# installs them beside its torch and runs every CUDA check in one go, writing bench/RESULTS.md.
+GPU_PYTHON ?= python3
+GPU_PYTHON_VERSION ?= 3.12
+WHEELS ?= .whl
+GPU_SITE ?= /tmp/augserve-site
+GPU_PACKAGES := grpcio==1.85.3 protobuf==7.36.2 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 \
+	kornia==0.9.0 kornia_rs==0.2.0
+
+gpu-wheels: install
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d $(WHEELS) $(GPU_PACKAGES)
+
+gpu-check:
+	test ! -d $(WHEELS) || $(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir \
+		--upgrade --target $(GPU_SITE) $(WHEELS)/*.whl
+	PYTHONPATH=$(GPU_SITE):$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m augserve.gpu_check
 
 # Regenerate the gRPC stubs from the .proto (a test fails when they are stale).
 protos: install

@@ -1,0 +1,133 @@
+"""``make gpu-check``: everything that needs a CUDA device, in one run, its numbers kept in bench/RESULTS.md.
+
+A GPU machine may be lent for minutes only, with a torch of its own: this runs the CUDA tests, the
+device contract, a CPU-vs-CUDA difference table per op, a short CUDA bench and the encoded-JPEG
+path, and writes them with the card's name and every version into one section of the results file
+(replaced on each run), so a lent GPU is used in one call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import platform
+import re
+import subprocess
+import sys
+import time
+
+BENCH_CASES = ("RandAugment n=2 m=9", "JPEG files in", "time warp", "SpecAugment-LD")
+SECTION = "## CUDA check (`make gpu-check`)"
+NOT_SINGLE_OPS = {"augmix", "auto_augment", "rand_augment", "trivial_augment", "timm_augmix", "timm_auto_augment",
+                  "timm_rand_augment", "mix", "mixup", "cutmix", "label_smoothing", "normalize"}
+
+
+def versions() -> list[str]:
+    import torch
+
+    names = ("torch", "torchvision", "grpcio", "protobuf", "kornia", "numpy")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} missing")
+    card = torch.cuda.get_device_name()
+    return [f"{card}, CUDA {torch.version.cuda}, Python {platform.python_version()}", ", ".join(found)]
+
+
+def run_tests(timeout: float) -> str:
+    """pytest over the CUDA tests and the device contract: its summary line, and the failures' names."""
+    command = [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-rf", "-p", "no:cacheprovider",
+               "tests/test_cuda.py", "tests/test_device_contract.py"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"pytest did not finish within {timeout:.0f} s"
+    lines = result.stdout.strip().splitlines()
+    failed = [line for line in lines if line.startswith("FAILED")]
+    print(result.stdout[-6000:], file=sys.stderr)
+    return "\n".join([f"`{' '.join(command[3:])}`: {lines[-1] if lines else result.stderr[-500:]}", *failed])
+
+
+def difference_table() -> list[str]:
+    """Each single image op on the sample photos, CPU against CUDA: largest difference and share of values
+    more than one grey level apart (policies chain ops and amplify these, so they are left out)."""
+    import torch
+
+    from augserve import Pipeline
+    from augserve.modality import Modality
+    from augserve.photos import load_images
+    from augserve.steps import STEPS
+
+    photos, _ = load_images(None, 96)
+    batch = photos.repeat(4, 1, 1, 1)
+    rows = ["| op | largest difference (grey levels) | share > 1 level | draws equal |", "|---|---:|---:|---|"]
+    for op in sorted(op for op, cls in STEPS.items() if Modality.IMAGE in cls.modalities and op not in NOT_SINGLE_OPS):
+        pipe = Pipeline.from_spec([{"op": op}])
+        cpu, gpu = pipe(batch, seed=11), pipe(batch.cuda(), seed=11)
+        levels = (cpu.x.float() - gpu.x.cpu().float()).abs() * (255 if cpu.x.is_floating_point() else 1)
+        same = all(torch.allclose(v.double(), g[k].cpu().double(), atol=1e-4) if isinstance(v, torch.Tensor)
+                   else v == g[k] for c, g in zip(cpu.params, gpu.params) for k, v in c.items())
+        rows.append(f"| {op} | {levels.max():.0f} | {(levels > 1).float().mean():.4f} | {'yes' if same else 'NO'} |")
+    return rows
+
+
+def bench_rows(repeats: int) -> list[str]:
+    """A short ``augserve bench --device cuda`` of a few cases, each built alone (``--only``)."""
+    header: list[str] = []
+    rows: list[str] = []
+    for case in BENCH_CASES:
+        result = subprocess.run([sys.executable, "-m", "augserve.cli", "bench", "--device", "cuda", "--repeats",
+                                 str(repeats), "--only", case], capture_output=True, text=True, timeout=600)
+        table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+        header = header or table[:2]
+        rows += table[2:] if result.returncode == 0 else [f"| {case} | failed: {result.stderr.strip()[-300:]} |"]
+    return header + rows
+
+
+def write_section(path: str, lines: list[str]) -> None:
+    """Replace this section of the results file (up to the next '## ' heading), or add it before the table."""
+    try:
+        with open(path) as existing:
+            text = existing.read()
+    except FileNotFoundError:
+        text = "# Benchmarks\n\n"
+    section = "\n".join([SECTION, "", *lines, ""]) + "\n"
+    pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=^## |^<!-- bench table|\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text, count=1)
+    elif "<!-- bench table" in text:
+        head, marker, tail = text.partition("<!-- bench table")
+        text = f"{head}{section}\n{marker}{tail}"
+    else:
+        text = f"{text.rstrip()}\n\n{section}"
+    with open(path, "w") as results:
+        results.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m augserve.gpu_check", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench/RESULTS.md", help="results file to write (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="bench rounds per case (default: %(default)s)")
+    parser.add_argument("--test-seconds", type=float, default=240, help="bound on the tests (default: %(default)s)")
+    args = parser.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu-check: no CUDA device here; run it on a machine with one", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    lines = [f"{time.strftime('%Y-%m-%d')}: " + "; ".join(versions()), ""]
+    lines += ["Tests:", "", run_tests(args.test_seconds), "", "CPU against CUDA, one op at a time:", ""]
+    lines += difference_table()
+    lines += ["", "Bench on the device (samples/s; ratios against each case's first row):", ""]
+    lines += bench_rows(args.repeats)
+    lines += ["", f"The whole check took {time.monotonic() - started:.0f} s."]
+    write_section(args.out, lines)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
