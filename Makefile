@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 EXTRAS ?= server,test
 
-.PHONY: install serve test bench preview protos clean gpu-wheels gpu-check
+.PHONY: install serve test bench preview protos clean gpu-wheels gpu-check image image-lock
 
 install: $(STAMP)
 
@@ -29,6 +29,17 @@ bench: install
 
 preview: install
 	$(BIN)/augserve preview --pipeline imagenet-randaug --out preview.png
+
+# The server image, tagged augserve:<version from pyproject.toml>: buildah as root here (installed with apt when
+# missing; the base made from Debian packages), `docker build -t augserve:$(VERSION) .` on a Docker host.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+image: install
+	PIP="$(BIN)/python -m pip" deploy/image/build.sh $(VERSION)
+
+# After a dependency changes in pyproject.toml: pin the image's packages again, with their hashes.
+image-lock: install
+	$(BIN)/python deploy/image/lock.py
 
 # A lent GPU machine has its own torch (not the pinned one) and lacks a few small packages: `make gpu-wheels`
 # here downloads them for its Python into $(WHEELS) (15 MB; carry that folder), and `make gpu-check` there
