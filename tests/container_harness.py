@@ -107,9 +107,12 @@ class Pod:
             time.sleep(0.1)
         raise RuntimeError(f"the entrypoint did not start; log:\n{self.log.read_text()}")
 
-    def terminate(self, grace: float) -> int:
-        """SIGTERM to the entrypoint, as the kubelet sends it; its exit status within ``grace`` seconds."""
+    def terminate(self) -> None:
+        """SIGTERM to the entrypoint, as the kubelet sends it."""
         os.kill(self.entrypoint_pid(), signal.SIGTERM)
+
+    def wait(self, grace: float) -> int:
+        """The entrypoint's exit status, within ``grace`` seconds (the pod's termination grace period)."""
         return self.process.wait(timeout=grace)
 
     def close(self) -> None:

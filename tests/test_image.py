@@ -71,18 +71,24 @@ def pod(image, tmp_path):
     running.close()
 
 
-def _serving(channel: grpc.Channel, service: str, timeout: float) -> bool:
+def _status(channel: grpc.Channel, service: str, timeout: float, wanted=health_pb2.HealthCheckResponse.NOT_SERVING):
+    """The service's health status once it is ``wanted``, or the last one seen within ``timeout`` (None: no answer)."""
     health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + timeout
+    deadline, status = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         try:
-            if health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status == \
-                    health_pb2.HealthCheckResponse.SERVING:
-                return True
+            status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
         except grpc.RpcError:
-            pass
-        time.sleep(0.5)
-    return False
+            status = None
+        if status == wanted:
+            break
+        time.sleep(0.2)
+    return status
+
+
+def _serving(channel: grpc.Channel, service: str, timeout: float) -> bool:
+    return _status(channel, service, timeout, health_pb2.HealthCheckResponse.SERVING) == \
+        health_pb2.HealthCheckResponse.SERVING
 
 
 def test_the_image_serves_as_the_deployment_runs_it(pod):
@@ -112,7 +118,11 @@ def test_the_image_serves_as_the_deployment_runs_it(pod):
         metrics = response.read().decode()
     assert 'augserve_requests_total{method="Augment"' in metrics
 
-    assert pod.terminate(grace=spec["terminationGracePeriodSeconds"]) == 0, pod.log.read_text()[-3000:]
+    readiness = manifest["readinessProbe"]["grpc"]["service"]
+    pod.terminate()  # draining: out of the Service's endpoints at once, alive until the drain is done
+    assert _status(channel, readiness, 10) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert _serving(channel, startup["grpc"]["service"], 2)
+    assert pod.wait(grace=spec["terminationGracePeriodSeconds"]) == 0, pod.log.read_text()[-3000:]
     assert not _serving(channel, startup["grpc"]["service"], 2)
     log = pod.log.read_text()
     assert "augserve listening on 0.0.0.0:50051 (plaintext) on cpu" in log and "augserve stopped" in log
