@@ -59,7 +59,7 @@ gpu-wheels: install
 gpu-check:
 	test ! -d $(WHEELS) || $(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir \
 		--upgrade --target $(GPU_SITE) $(WHEELS)/*.whl
-	PYTHONPATH=$(GPU_SITE):$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m augserve.gpu_check
+	PYTHONPATH=$(GPU_SITE):$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m augserve.tools.gpu_check
 
 # Regenerate the gRPC stubs from the .proto (a test fails when they are stale).
 protos: install

@@ -140,7 +140,7 @@ def _pipelines(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from augserve.preview import write_preview
+    from augserve.tools.preview import write_preview
 
     path = write_preview(args.pipeline, args.out, images_dir=args.images, dataset=args.dataset,
                          versions=args.versions, size=args.size, seed=args.seed)
@@ -149,7 +149,7 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from augserve.bench import run_bench
+    from augserve.tools.bench.run import run_bench
 
     run_bench(batch=args.batch, size=args.size, repeats=args.repeats, device=args.device, out=args.out,
               only=args.only)

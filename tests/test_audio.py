@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from augserve import PRESETS, Pipeline, SpecError
-from augserve.preview import synthetic_spectrograms
+from augserve.tools.preview import synthetic_spectrograms
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def test_preview_draws_spectrograms_and_series(tmp_path, pipeline, extra):
 def test_preview_runs_real_files_of_any_size_through_the_encoded_path(tmp_path):
     from augserve import Pipeline
     from augserve.photos import write_imagenet_like_jpegs
-    from augserve.preview import _takes_encoded
+    from augserve.tools.preview import _takes_encoded
 
     paths = write_imagenet_like_jpegs(tmp_path / "files", count=3, classes=1)
     folder = paths[0].parent
@@ -164,7 +164,7 @@ def test_health_exits_zero_only_when_serving():
 
 def test_bench_builds_only_the_cases_asked_for(monkeypatch):
     """--only builds lazily: a kernel case starts no server and builds no other engine."""
-    from augserve import bench
+    from augserve.tools.bench import run as bench
 
     def no_server(flags):
         raise AssertionError("a server was started for a case that needs none")

@@ -3,11 +3,11 @@
 import subprocess
 import sys
 
-from augserve.gpu_check import SECTION, write_section
+from augserve.tools.gpu_check import SECTION, write_section
 
 
 def test_without_a_gpu_it_exits_2_saying_why():
-    result = subprocess.run([sys.executable, "-m", "augserve.gpu_check"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "augserve.tools.gpu_check"], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 2 and "no CUDA device" in result.stderr
 

@@ -11,14 +11,10 @@ to compare.
 
 from __future__ import annotations
 
-import atexit
 import datetime
 import functools
 import os
 import platform
-import statistics
-import time
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -26,45 +22,7 @@ from tqdm import tqdm
 
 from augserve.pipeline import Pipeline
 from augserve.presets import PRESETS
-
-ANCHOR = "torchvision.v2 per-sample"
-KORNIA_KERNEL = "kornia, same per-sample params"
-
-
-@dataclass
-class Engine:
-    name: str
-    run: Callable[[], object]
-    note: str = ""
-    samples: int | None = None  # per call, when not the image batch size
-
-
-Wanted = Callable[[str], bool]  # which case names to build
-
-
-def _time_interleaved(engines: list[Engine], rounds: int, sync: Callable[[], None],
-                      progress: tqdm, block: int = 2) -> list[float]:
-    """Median seconds per call of each engine.
-
-    Engines take turns (round-robin), so drift in the machine's speed hits all alike. In its turn
-    an engine runs one untimed call, then ``block`` timed calls: the time measured is a steady
-    state, as in a training loop that augments batch after batch. (Timing single calls between
-    other engines' work charges each call the cost of waking the CPU's threads and caches, which
-    weighs most on the fastest engine: 0.5 ms on a 1.2 ms time warp here.)
-    """
-    times: list[list[float]] = [[] for _ in engines]
-    for _ in range(rounds):
-        for engine, samples in zip(engines, times):
-            engine.run()
-            sync()
-            for _ in range(block):
-                start = time.perf_counter()
-                engine.run()
-                sync()
-                samples.append(time.perf_counter() - start)
-        progress.update()
-    return [statistics.median(samples) for samples in times]
-
+from augserve.tools.bench.harness import ANCHOR, KORNIA_KERNEL, Engine, Wanted, server_process, time_interleaved
 
 def _torchvision(transform, x: torch.Tensor) -> Callable[[], object]:
     return lambda: torch.stack([transform(image) for image in x])
@@ -110,13 +68,13 @@ def _cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
     cases.update(_service_cases(x, server, wanted))
     cases.update(_wire_cases(x, server, wanted))
     cases.update(_feed_cases(x, server, wanted))
-    from augserve.bench_encoded import encoded_cases
+    from augserve.tools.bench.encoded import encoded_cases
 
     cases.update(encoded_cases(x.device, server, wanted, x.shape[0]))
     cases.update(_sequence_cases(x.device, wanted))
     cases.update(_kernel_cases(x, wanted))
     if not x.is_cuda:
-        from augserve.bench_contention import contention_cases
+        from augserve.tools.bench.contention import contention_cases
 
         series = torch.randn(256, 3, 1000, generator=torch.Generator().manual_seed(3))
         warp, policy = Pipeline.from_spec([{"op": "time_warp"}]), Pipeline.from_spec("imagenet-randaug")
@@ -155,33 +113,6 @@ def _policy_cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
         if dali is not None:
             cases[case].insert(2, dali)
     return cases
-
-
-def server_process(flags: list[str]) -> tuple[str, "subprocess.Popen"]:
-    """``augserve serve`` in its own process (as deployed: no shared GIL with the client): address, process."""
-    import socket
-    import subprocess
-
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    from augserve.runtime import augserve_command
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(augserve_command("serve", "--port", str(port), "--metrics-port", "0", *flags),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    atexit.register(lambda: (process.terminate(), process.wait(timeout=30)))
-    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                return f"127.0.0.1:{port}", process
-        except grpc.RpcError:
-            time.sleep(0.2)
-    raise RuntimeError("bench: the augserve server did not become healthy within 120 s")
 
 
 def _service_cases(x: torch.Tensor, server: Callable[[], str], wanted: Wanted) -> dict[str, list[Engine]]:
@@ -478,7 +409,7 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator).to(device)
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    from augserve.bench_fairness import CASE as FAIRNESS, fairness_rows
+    from augserve.tools.bench.fairness import CASE as FAIRNESS, fairness_rows
 
     fairness = only is None or only.lower() in FAIRNESS
     cases = _cases(x, lambda name: only is None or only.lower() in name.lower())
@@ -488,7 +419,7 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     rows = []
     progress = tqdm(total=repeats * len(cases), desc="bench", unit="round")
     for case, engines in cases.items():
-        seconds = _time_interleaved(engines, repeats, sync, progress)
+        seconds = time_interleaved(engines, repeats, sync, progress)
         rates = [(engine.samples or batch) / spent for engine, spent in zip(engines, seconds)]
         for engine, rate in zip(engines, rates):
             rows.append((case, engine.name, rate, rate / rates[0], engine.note))

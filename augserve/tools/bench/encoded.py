@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from augserve.bench import Engine
+from augserve.tools.bench.harness import Engine
 from augserve.encoded import read_header
 from augserve.photos import write_imagenet_like_jpegs
 from augserve.pipeline import Pipeline
@@ -151,7 +151,7 @@ def _served_engines(folder: pathlib.Path, device: torch.device, batch: int, in_p
     """StreamDataset over the folder and over the same files as 4 tar shards, with 1 and 2 clients."""
     import concurrent.futures
 
-    from augserve.bench import server_process
+    from augserve.tools.bench.harness import server_process
     from augserve.client import Client
     from augserve.server.dataset_tools import pack_folder
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from augserve.bench import Engine
+from augserve.tools.bench.harness import Engine
 from augserve.runtime import dying_with_parent
 from augserve.server.cpu import ThreadBudget
 

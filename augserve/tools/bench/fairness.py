@@ -77,7 +77,7 @@ def _latencies(client, x: np.ndarray, count: int) -> list[float]:
 
 
 def fairness_rows(device: torch.device) -> list[tuple[str, str, float, float, str]]:
-    from augserve.bench import server_process
+    from augserve.tools.bench.harness import server_process
     from augserve.client import Client
 
     folder = pathlib.Path(tempfile.mkdtemp(prefix="augserve-tenants-"))

@@ -107,7 +107,7 @@ def write_section(path: str, lines: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m augserve.gpu_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m augserve.tools.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/RESULTS.md", help="results file to write (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="bench rounds per case (default: %(default)s)")
     parser.add_argument("--test-seconds", type=float, default=240, help="bound on the tests (default: %(default)s)")
