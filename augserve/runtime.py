@@ -44,8 +44,6 @@ def dying_with_parent(code: str) -> str:
     when the process that started it dies, even by SIGKILL, so a killed run leaves nothing spinning. Set in
     the child itself (a ``preexec_fn`` is not safe in a parent with threads), which then checks that its
     parent did not die before that."""
-    import os
-
     return (f"import ctypes, os; ctypes.CDLL(None).prctl(1, 9)\n"  # PR_SET_PDEATHSIG, SIGKILL
             f"os.getppid() == {os.getpid()} or os._exit(1)\n{code}")
 

@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from augserve import Pipeline
-from augserve.modality import Modality
 from augserve.random import Draw, SampleRng
-from augserve.steps import STEPS
+from augserve.tools.gpu_check import single_image_ops
 from test_golden_replay import OP_SPECS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -49,12 +48,7 @@ def assert_same_draws(cpu_params: list[dict], gpu_params: list[dict], where: str
                 assert torch.equal(value, other.cpu()), (where, field)
 
 
-# Single ops; policies chain them (a grey level after a rotate becomes 16 after posterize): their draws and
-# batch invariance are checked below instead.
-POLICIES = {"augmix", "auto_augment", "rand_augment", "trivial_augment", "timm_augmix", "timm_auto_augment",
-            "timm_rand_augment"}
-IMAGE_OPS = sorted(op for op, cls in STEPS.items() if Modality.IMAGE in cls.modalities and op not in
-                   POLICIES | {"mix", "mixup", "cutmix", "label_smoothing", "normalize"})
+IMAGE_OPS = single_image_ops()  # policies chain them: their draws and batch invariance are checked below
 # Grey levels a single op may differ by on the device: resampling and blending round differently there.
 LEVELS = {"posterize": 0, "invert": 0, "hflip": 0, "vflip": 0, "center_crop": 0, "random_crop": 0,
           "grayscale": 1, "solarize": 1, "equalize": 1, "autocontrast": 1}

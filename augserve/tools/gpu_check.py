@@ -18,8 +18,17 @@ import time
 
 BENCH_CASES = ("RandAugment n=2 m=9", "JPEG files in", "time warp", "SpecAugment-LD")
 SECTION = "## CUDA check (`make gpu-check`)"
+# Policies chain single ops (a grey level after a rotate becomes 16 after posterize) and mixing needs labels:
+# the difference table and its CUDA test take the single image ops alone.
 NOT_SINGLE_OPS = {"augmix", "auto_augment", "rand_augment", "trivial_augment", "timm_augmix", "timm_auto_augment",
                   "timm_rand_augment", "mix", "mixup", "cutmix", "label_smoothing", "normalize"}
+
+
+def single_image_ops() -> list[str]:
+    from augserve.modality import Modality
+    from augserve.steps import STEPS
+
+    return sorted(op for op, cls in STEPS.items() if Modality.IMAGE in cls.modalities and op not in NOT_SINGLE_OPS)
 
 
 def versions() -> list[str]:
@@ -56,14 +65,12 @@ def difference_table() -> list[str]:
     import torch
 
     from augserve import Pipeline
-    from augserve.modality import Modality
     from augserve.photos import load_images
-    from augserve.steps import STEPS
 
     photos, _ = load_images(None, 96)
     batch = photos.repeat(4, 1, 1, 1)
     rows = ["| op | largest difference (grey levels) | share > 1 level | draws equal |", "|---|---:|---:|---|"]
-    for op in sorted(op for op, cls in STEPS.items() if Modality.IMAGE in cls.modalities and op not in NOT_SINGLE_OPS):
+    for op in single_image_ops():
         pipe = Pipeline.from_spec([{"op": op}])
         cpu, gpu = pipe(batch, seed=11), pipe(batch.cuda(), seed=11)
         levels = (cpu.x.float() - gpu.x.cpu().float()).abs() * (255 if cpu.x.is_floating_point() else 1)

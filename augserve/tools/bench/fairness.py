@@ -89,15 +89,15 @@ def fairness_rows(device: torch.device) -> list[tuple[str, str, float, float, st
         with Client(target, timeout=600, shared_memory=False) as greedy:
             _latencies(greedy, big, 2)  # warm up
             one_request = statistics.median(_latencies(greedy, big, 5))
-        little = Client(target, timeout=600, tenant="small")
-        _latencies(little, small, 3)
-        small_alone = _latencies(little, small, SMALL_REQUESTS)
-        job = GreedyJob(target)
-        time.sleep(STREAM_SECONDS)
-        alone = job.rate()
-        job = GreedyJob(target)
-        small_beside = _latencies(little, small, SMALL_REQUESTS)
-        beside = job.rate()
+        with Client(target, timeout=600, tenant="small") as little:
+            _latencies(little, small, 3)
+            small_alone = _latencies(little, small, SMALL_REQUESTS)
+            job = GreedyJob(target)
+            time.sleep(STREAM_SECONDS)
+            alone = job.rate()
+            job = GreedyJob(target)
+            small_beside = _latencies(little, small, SMALL_REQUESTS)
+            beside = job.rate()
         shares = _weighted_shares(target, big)
     finally:
         process.terminate()
