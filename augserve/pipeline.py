@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from augserve.runtime import keep_freed_memory
 from augserve.spec import SpecError, is_spec_text
 from augserve.modality import Modality
 from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
-from augserve.steps.base import public
+from augserve.steps.base import public, rows
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
 MAX_STRENGTH = 10.0
@@ -43,6 +43,11 @@ class AugmentOutput:
     def label_smoothing(self) -> float:
         """The epsilon already applied to ``labels`` (0.0: unsmoothed), so nothing smooths twice."""
         return next((p["epsilon"] for p in self.params if p["op"] == LabelSmoothing.op), 0.0)
+
+    def rows(self, start: int, stop: int) -> "AugmentOutput":
+        """Samples start..stop-1 (x, labels and every step's per-sample params), as views: a merged batch split back."""
+        return AugmentOutput(self.x[start:stop], None if self.labels is None else self.labels[start:stop],
+                             [rows(step, start, stop) for step in self.params])
 
 
 @dataclass
@@ -270,32 +275,40 @@ class Pipeline:
         x, drawn = first_steps.run(self.steps[:start], encoded, rng)
         return Prepared(x, drawn)
 
-    def check(self, x: Any, out_dtype: Any = None) -> tuple[tuple[int, ...], torch.dtype]:
-        """Raise ValueError for a batch this pipeline would refuse, without running it.
-
-        ``x`` is a dense batch or encoded images (an ``EncodedBatch`` or a list of file bytes).
-        Returns the shape and dtype of what it would return, so callers can bound the output before any work.
-        """
+    def _out_dtype(self, out_dtype: Any) -> torch.dtype | None:
         requested = _as_out_dtype(out_dtype)
         if requested == torch.uint8 and self.normalizes:
             raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
+        return requested
+
+    def check(self, x: Any, out_dtype: Any = None) -> "Checked":
+        """Raise ValueError for a batch this pipeline would refuse, without running it; else the batch as
+        accepted, with the shape and dtype it will return (so callers can bound the output before any work).
+
+        ``x`` is a dense batch or encoded images (an ``EncodedBatch`` or a list of file bytes). Calling the
+        pipeline on what this returns checks nothing again (a float batch is scanned for NaN once).
+        """
+        requested = self._out_dtype(out_dtype)
+        convert = requested
         encoded = _as_encoded(x)
         if encoded is not None:
-            start = self.first_steps()
+            x, start, runs_as = encoded, self.first_steps(), Modality.IMAGE
             shape, dtype = first_steps.output(self.steps[:start], encoded)
             in_dtype = dtype
         elif isinstance(x, Prepared):
-            start, shape, dtype = len(x.params), tuple(x.x.shape), x.x.dtype
+            start, shape, dtype, runs_as = len(x.params), tuple(x.x.shape), x.x.dtype, Modality.IMAGE
             in_dtype = dtype
         else:
-            x, _ = _as_batch(x, self.modality)
+            x, runs_as = _as_batch(x, self.modality)
             start, shape, in_dtype = 0, tuple(x.shape), x.dtype
             dtype = torch.float32 if x.is_floating_point() else x.dtype  # float batches run as float32
+            if convert is None and x.is_floating_point():
+                convert = x.dtype  # float16/64 inputs are processed in float32 and handed back as they came
         for step in self.steps[start:]:
             shape, dtype = step.check_shape(shape, dtype)
-        if requested is not None:
-            return shape, requested
-        return shape, in_dtype if in_dtype.is_floating_point else dtype  # float inputs are handed back as they came
+        if requested is None and in_dtype.is_floating_point:
+            dtype = in_dtype  # float inputs are handed back as they came
+        return Checked(self, x, convert, shape, dtype if requested is None else requested, runs_as)
 
     def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                  num_classes: int | None = None, out_dtype: Any = None) -> AugmentOutput:
@@ -303,22 +316,25 @@ class Pipeline:
 
         ``x`` is a dense batch ((B, C, H, W) images, spectrograms, series) or encoded images of any
         sizes (an ``EncodedBatch``, decoded on its device, or a list of JPEG/PNG/WebP file bytes), or
-        what ``prepare`` made of them with the same seed and keys.
+        what ``prepare`` made of them with the same seed and keys, or what ``check`` returned.
         """
-        out_dtype = _as_out_dtype(out_dtype)
-        if out_dtype == torch.uint8 and self.normalizes:
-            raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
-        encoded = _as_encoded(x)
-        if encoded is not None:
-            x = self.prepare(encoded, seed=seed, keys=keys)
+        if isinstance(x, Checked):
+            if x.pipeline is not self:
+                raise ValueError("x: checked by another pipeline; check it with this one")
+            if out_dtype is not None:
+                raise ValueError("out_dtype: a checked batch carries its own (give out_dtype to check)")
+            checked = x
+        else:
+            checked = self.check(x, out_dtype)
+        x = checked.x
+        if isinstance(x, EncodedBatch):
+            x = self.prepare(x, seed=seed, keys=keys)
         prepared = x if isinstance(x, Prepared) else None
         if prepared is not None:
-            start, modality, device, size = len(prepared.params), Modality.IMAGE, prepared.x.device, len(prepared)
+            start, device, size = len(prepared.params), prepared.x.device, len(prepared)
+            x = prepared.x
         else:
-            x, modality = _as_batch(x, self.modality)
             start, device, size = 0, x.device, x.shape[0]
-            if out_dtype is None and x.is_floating_point():
-                out_dtype = x.dtype  # float16/64 inputs are processed in float32 and handed back as they came
             if x.is_floating_point():
                 x = x.to(torch.float32)
         rng = SampleRng(seed, _as_keys(keys, size, device))
@@ -326,15 +342,44 @@ class Pipeline:
 
         params = []
         if prepared is not None:
-            x = prepared.x
             for step, step_params in zip(self.steps[:start], prepared.params):
                 soft = None if soft is None else step.relabel(soft, step_params)
                 params.append({"op": step.op, **public(step_params)})
         for slot, (step, stage) in enumerate(zip(self.steps, self.stages)):
             if slot >= start:
-                x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or modality)
+                x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or checked.modality)
                 params.append({"op": step.op, **drawn})
-        return AugmentOutput(_convert(x, out_dtype), soft, params)
+        return AugmentOutput(_convert(x, checked.out_dtype), soft, params)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A batch a pipeline accepted (``Pipeline.check``) and what the pipeline will return for it."""
+
+    pipeline: Pipeline
+    x: torch.Tensor | EncodedBatch | Prepared
+    out_dtype: torch.dtype | None  # what the result is converted to (None: as the steps leave it)
+    shape: tuple[int, ...]  # of the result
+    dtype: torch.dtype  # of the result
+    modality: str  # what the batch runs as
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Checked":
+        return replace(self, x=self.x.to(device, non_blocking=non_blocking))
+
+    def with_input(self, x: Prepared) -> "Checked":
+        """The same batch after ``Pipeline.prepare`` ran its first steps (decoding ahead of the device)."""
+        return replace(self, x=x)
+
+    @staticmethod
+    def concat(parts: list["Checked"]) -> "Checked":
+        """Batches checked by one pipeline with one output dtype, as one (dense, encoded or prepared: never mixed)."""
+        inputs = [part.x for part in parts]
+        x = torch.cat(inputs) if isinstance(inputs[0], torch.Tensor) else type(inputs[0]).concat(inputs)
+        first = parts[0]
+        return replace(first, x=x, shape=(sum(len(part) for part in parts), *first.shape[1:]))
 
 
 def _as_encoded(x: Any) -> EncodedBatch | None:

@@ -59,8 +59,8 @@ def test_each_sample_equals_its_file_alone_as_a_dense_batch_of_one(files, first)
     pipe = Pipeline.from_spec(FIRST_STEPS[first] + RECIPE[1:])
     keys = torch.arange(100, 100 + len(files))
     out = pipe(files, seed=7, keys=keys)
-    shape, dtype = pipe.check(files)
-    assert out.x.shape == shape and out.x.dtype == dtype == torch.uint8 and out.x.shape[0] == len(files)
+    checked = pipe.check(files)
+    assert out.x.shape == checked.shape and out.x.dtype == checked.dtype == torch.uint8 and out.x.shape[0] == len(files)
     for index, file in enumerate(files):
         alone = pipe(_alone(file), seed=7, keys=keys[index:index + 1])
         assert torch.equal(out.x[index], alone.x[0]), index

@@ -72,9 +72,26 @@ def test_check_predicts_the_output_shape_and_dtype_without_running(photo_batch):
         pipe = Pipeline.from_spec(spec)
         labels = torch.arange(x.shape[0]) % 3
         for out_dtype in (None, "float16"):
-            shape, dtype = pipe.check(x, out_dtype)
+            checked = pipe.check(x, out_dtype)
             out = pipe(x, labels, num_classes=3, out_dtype=out_dtype)
-            assert (shape, dtype) == (tuple(out.x.shape), out.x.dtype), spec
+            assert (checked.shape, checked.dtype) == (tuple(out.x.shape), out.x.dtype), spec
+            assert torch.equal(pipe(checked, labels, num_classes=3).x, out.x), spec
+
+
+def test_a_checked_batch_is_not_checked_again(photo_batch, monkeypatch):
+    """Check once: the NaN scan and the dtype rules run in ``check``, not again when the batch runs."""
+    import augserve.pipeline as pipeline_module
+
+    pipe = Pipeline.from_spec([{"op": "hflip"}, {"op": "normalize"}])
+    x = photo_batch.float() / 255
+    checked = pipe.check(x)
+    expected = pipe(x).x
+    monkeypatch.setattr(pipeline_module, "_as_batch", lambda *a: pytest.fail("checked a checked batch again"))
+    assert torch.equal(pipe(checked).x, expected)
+    with pytest.raises(ValueError, match="another pipeline"):
+        Pipeline.from_spec([{"op": "hflip"}])(checked)
+    with pytest.raises(ValueError, match="out_dtype: a checked batch"):
+        pipe(checked, out_dtype="float16")
 
 
 def test_shape_checks_run_before_any_work(photo_batch):

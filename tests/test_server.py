@@ -264,7 +264,7 @@ def test_expired_deadline_never_reaches_the_device():
         assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         time.sleep(0.6)
         assert fill(slow)[1] == 0  # the expired work was dropped before any device batch
-        assert slow.server.batcher.queued == 0
+        assert slow.server.batcher.ledger.queued == 0
         registry = slow.server.metrics.registry
 
         def counted(status):
@@ -325,14 +325,14 @@ def test_cancelled_call_frees_its_slots():
         stub = held.stub()
         call = stub.AugmentStream(iter([request(images(7), "rand-m9")]), timeout=30)
         deadline = time.monotonic() + 5
-        while held.server.batcher.queued != 7 and time.monotonic() < deadline:
+        while held.server.batcher.ledger.queued != 7 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert held.server.batcher.queued == 7
+        assert held.server.batcher.ledger.queued == 7
         call.cancel()
         deadline = time.monotonic() + 5
-        while held.server.batcher.queued and time.monotonic() < deadline:
+        while held.server.batcher.ledger.queued and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert held.server.batcher.queued == 0
+        assert held.server.batcher.ledger.queued == 0
         assert tensor(stub.Augment(request(images(9), "rand-m9"), timeout=30).x).shape[0] == 9
     finally:
         held.stop()
@@ -375,10 +375,10 @@ def test_sigterm_under_load_drains_and_exits():
 
 
 def test_unexpected_errors_are_internal_not_unknown(server, stub, monkeypatch):
-    def explode(jobs):
+    def explode(jobs, inputs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(server.server.batcher, "_augment", explode)
+    monkeypatch.setattr(server.server.batcher.device, "_augment", explode)
     with pytest.raises(grpc.RpcError) as error:
         stub.Augment(request(images(2), "rand-m9-n1"), timeout=30)
     assert error.value.code() == grpc.StatusCode.INTERNAL

@@ -82,9 +82,9 @@ def test_returns_what_check_predicted(op, out_dtype):
     pipe = _pipe(op)
     x = _batch(pipe)
     if x.dtype == torch.uint8 or out_dtype is None:
-        shape, dtype = pipe.check(x, out_dtype)
+        checked = pipe.check(x, out_dtype)
         out = pipe(x, torch.arange(6) % 3, seed=2, keys=KEYS, num_classes=3, out_dtype=out_dtype)
-        assert (tuple(out.x.shape), out.x.dtype) == (shape, dtype)
+        assert (tuple(out.x.shape), out.x.dtype) == (checked.shape, checked.dtype)
 
 
 @pytest.mark.parametrize("op", OPS)

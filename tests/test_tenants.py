@@ -218,7 +218,7 @@ def test_weighted_tenants_share_the_device_by_their_weights(server):
     assert registry.get_sample_value("augserve_tenant_queue_samples", {"tenant": "light2"}) == 0
     with Client(server.target, shared_memory=False) as anonymous:  # a tenant by connection, forgotten once idle
         anonymous.augment(x, pipeline=SLOW)
-    assert not [name for name in server.server.batcher.tenants_seen if name.startswith("connection ")]
+    assert not [name for name in server.server.batcher.ledger.seen() if name.startswith("connection ")]
     assert not [name for name in _tenants(server) if name.startswith("connection ")]
     # a turn of deficit round robin sends 1 batch of each light tenant and 2 of the heavy one: the first 24
     # answers (the heavy tenant's last comes at 24) are six whole turns

@@ -142,7 +142,7 @@ class AugmentServer:
         the drain delay, then stop accepting calls and let in-flight work finish within the grace period."""
         grace = self.config.grace_seconds if grace is None else grace
         await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.service.draining = True
+        self.service.drain()
         await asyncio.sleep(self.config.drain_delay_seconds)
         await self.server.stop(grace)
         await self.batcher.close()

@@ -15,13 +15,7 @@ from google.protobuf import message as protobuf_message
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
-
-class Refused(Exception):
-    """A request the service refuses: the status and the message the caller gets."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
+from augserve.server.errors import Refused
 
 
 def parse(message_class: type, raw: bytes, where: str) -> Any:

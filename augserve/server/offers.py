@@ -12,7 +12,7 @@ from typing import AsyncIterator
 
 import grpc
 
-from augserve.server.handlers import Refused
+from augserve.server.errors import Refused
 from augserve.v1 import augserve_pb2 as pb
 
 MAX_OFFERED = 16  # regions offered and not yet written (the Python client keeps 4)
