@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from augserve.client.files import ENCODED_SUFFIXES
+from augserve.transport import ENCODED_SUFFIXES
 
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}

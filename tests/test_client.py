@@ -338,3 +338,30 @@ def test_importing_the_client_stays_thin():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_async_client_offers_what_the_blocking_one_does(server):
+    """The twins share one set of rules (``calls.py``): the same public calls, the same answers."""
+    public = lambda cls: {name for name in vars(cls) if not name.startswith("_") and callable(getattr(cls, name))}
+    assert public(Client) <= public(AsyncClient), public(Client) - public(AsyncClient)
+
+    async def discover():
+        async with AsyncClient(server.target) as client:
+            return await client.server_info(), await client.pipelines(), await client.datasets()
+
+    with Client(server.target) as client:
+        expected = client.server_info(), client.pipelines(), client.datasets()
+    assert asyncio.run(discover()) == expected and expected[0]["max_batch"] == 64
+
+
+def test_a_stream_answer_for_another_request_is_an_error_not_a_wrong_batch():
+    from augserve.client.calls import InFlight
+    from augserve.v1 import augserve_pb2 as pb
+
+    released = []
+    in_flight = InFlight(released.append)
+    in_flight.add((pb.AugmentRequest(request_id=3), False, None))
+    with pytest.raises(ServerError, match="answered request 4, expected 3"):
+        in_flight.answered(pb.AugmentResponse(request_id=4), "here")
+    in_flight.release_all()
+    assert released == [None] and not len(in_flight)

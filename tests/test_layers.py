@@ -1,6 +1,6 @@
-"""The tools stand around the engine: nothing in the engine, server or client imports augserve.tools
-(only the command line does, lazily), and the bench's modules import its harness, never each other
-back into a circle."""
+"""The package's floors: every module imports only its own floor or those below it, nothing imports in a
+circle, and nothing in the engine, server or client imports augserve.tools (only the command line does,
+lazily). Imports inside functions count too: a lazy import is still an arrow."""
 
 from __future__ import annotations
 
@@ -10,16 +10,20 @@ import pathlib
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "augserve"
 
 
-def _imports(path: pathlib.Path) -> set[str]:
-    """Every augserve module a file imports, at any depth of the file."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("augserve"):
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.startswith("augserve"))
-    return found
+# Floors from the bottom: a module may import its own floor and those below. ``augserve`` itself (the
+# package's front: version and re-exports of the engine) sits with the server.
+FLOORS = [
+    {"v1", "random", "modality", "spec", "runtime", "normalize", "transport", "labels", "shared_memory", "extras",
+     "side_streams", "wire"},
+    {"ops"},
+    {"steps"},
+    {"timm_strings", "presets", "encoded"},
+    {"pipeline"},
+    {"photos", "client"},
+    {"server", "trainer", "augserve"},
+    {"tools"},
+    {"cli"},
+]
 
 
 def _module(path: pathlib.Path) -> str:
@@ -27,7 +31,45 @@ def _module(path: pathlib.Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {_module(path): _imports(path) for path in PACKAGE.rglob("*.py")}
+PATHS = {_module(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """Every augserve module a file imports, at any depth of the file (``from package import module`` names
+    the module, not the package)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("augserve"):
+            modules = [f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in PATHS]
+            if len(modules) < len(node.names):
+                found.add(node.module)
+            found.update(modules)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("augserve"))
+    return found & set(PATHS)
+
+
+MODULES = {module: _imports(path) for module, path in PATHS.items()}
+
+
+def _floor(module: str) -> int:
+    part = module.split(".")[1] if "." in module else "augserve"
+    return next(i for i, floor in enumerate(FLOORS) if part in floor)
+
+
+def test_every_module_is_on_a_floor_and_imports_none_above_it():
+    upward = sorted(f"{module} -> {name}" for module, imported in MODULES.items() for name in imported
+                    if _floor(name) > _floor(module))
+    assert not upward, upward
+
+
+def test_no_import_circle_anywhere_in_the_package():
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        return any(step == target or (step not in seen and reaches(step, target, seen | {step}))
+                   for step in MODULES[start])
+
+    circles = sorted(module for module in MODULES if reaches(module, module, {module}))
+    assert not circles, f"import circles through {circles}"
 
 
 def test_nothing_below_the_command_line_imports_the_tools():

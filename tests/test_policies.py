@@ -124,3 +124,27 @@ def test_solarize_inverts_from_torchvisions_threshold_at_every_bin(space, num_bi
         theirs = tv._apply_image_or_video_transform(image, "Solarize", float(torch.linspace(1.0, 0.0, num_bins)[m]),
                                                     interpolation=v2.InterpolationMode.NEAREST, fill=tv._fill)
         assert torch.equal(ours, theirs), f"bin {m} of {num_bins}"
+
+
+def test_an_unknown_kernel_is_refused_where_the_op_is_declared():
+    """A misspelled kernel used to run as the untouched group: a policy op that silently did nothing."""
+    with pytest.raises(ValueError, match="unknown kernel 'brightnes_factor'"):
+        policy_kernels.PolicyOp("Brightness", None, "brightnes_factor")
+
+
+# an argument per kernel that changes a photo, in the units the kernel takes
+CHANGING_VALUE = {"shear_x": 0.3, "shear_y": 0.3, "translate_x_rel": 0.2, "translate_y_rel": 0.2, "rotate": 20.0,
+                  "translate_x": 9.0, "translate_y": 9.0, "brightness": 0.5, "color": 0.9, "contrast": 0.5,
+                  "sharpness": 0.9, "solarize": 0.5, "hue": 0.3, "posterize": 2.0, "autocontrast": 0.0,
+                  "equalize": 0.0, "invert": 0.0, "brightness_factor": 1.5, "color_factor": 1.9,
+                  "contrast_factor": 1.5, "sharpness_factor": 1.9, "desaturate": 0.5, "solarize_level": 128.0,
+                  "solarize_add": 60.0, "gaussian_blur_radius": 1.5}
+
+
+@pytest.mark.parametrize("kernel", [k for k in policy_kernels.KERNELS if k not in policy_kernels.IDENTITY_KERNELS])
+def test_every_registered_kernel_does_something(photos, kernel):
+    """Every kernel an op may name is dispatched to a kernel that changes the image (none is left untouched)."""
+    space = (policy_kernels.PolicyOp("op", None, kernel),)
+    value = torch.full((photos.shape[0],), CHANGING_VALUE[kernel], dtype=torch.float64)
+    out = policy_kernels.apply_layer(photos, space, torch.zeros(photos.shape[0], dtype=torch.int64), value)
+    assert not torch.equal(out, photos)

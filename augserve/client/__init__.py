@@ -10,11 +10,11 @@ import importlib
 
 from augserve.client.aio import AsyncClient
 from augserve.client.channel import TLS
-from augserve.client.codec import Batch
+from augserve.client.batch import Batch
 from augserve.client.errors import (Cancelled, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument,
                                     ResourceExhausted, ServerError, Unauthenticated, Unavailable)
 from augserve.client.files import EncodedImageFolder, collate_encoded
-from augserve.client.frameworks import require
+from augserve.extras import require
 from augserve.client.sync import Client
 
 _ADAPTERS = {"RemoteAugment": ("augserve.client.loader", "torch"),

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Any, AsyncIterable, AsyncIterator
 
 import grpc
 
-from augserve.client import codec
+from augserve.client import calls, codec
+from augserve.client.batch import Array, Batch
 from augserve.client.channel import describe
-from augserve.client.codec import Array, Batch
 from augserve.client.dataset_offers import DatasetOffers
-from augserve.client.errors import ServerError, from_rpc_error
+from augserve.client.errors import ServerError
 from augserve.client.settings import MiB, ClientSettings
 from augserve.client.shm_use import SharedMemoryUse
 from augserve.shared_memory import Slot, SlotPool
@@ -70,8 +69,12 @@ class AsyncClient:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    def _error(self, error: grpc.RpcError):
-        return from_rpc_error(error, describe(self.settings.targets))
+    async def _unary(self, method: str, request, timeout: float | None = None):
+        try:
+            return await getattr(self.stub, method)(request, timeout=timeout or self.settings.timeout,
+                                                    **self.settings.call_options())
+        except grpc.RpcError as error:
+            raise calls.error(self.settings, error) from None
 
     async def _slot_pool(self) -> SlotPool | None:
         """``Client._slot_pool``: the slots, once a probe that reached a server says the regions work."""
@@ -105,11 +108,7 @@ class AsyncClient:
             request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
                                             num_classes=num_classes, out_dtype=out_dtype, return_params=return_params,
                                             defer_normalize=defer_normalize, slot=slot, strength=strength)
-            try:
-                response = await self.stub.Augment(request, timeout=timeout or self.settings.timeout,
-                                                   **self.settings.call_options())
-            except grpc.RpcError as error:
-                raise self._error(error) from None
+            response = await self._unary("Augment", request, timeout)
             return codec.batch_from(response, codec.wants_torch(x), slot, out_dtype)
         finally:
             self._release(slot)
@@ -123,69 +122,61 @@ class AsyncClient:
                                      return_params=return_params, defer_normalize=defer_normalize, prefetch=prefetch,
                                      strength=strength)
         source = aiter(batches)
-        pending: deque = deque()  # sent, not yet answered: resent in order after a failover
+        in_flight = calls.InFlight(self._release)
         exhausted = False
         try:
             for attempt in range(self.settings.failovers + 1):
                 call = self.stub.AugmentStream(**self.settings.call_options())
                 try:
-                    for request, _, _ in pending:
+                    for request in in_flight.requests():
                         await _send(call, request)
                     while True:
-                        while not exhausted and len(pending) < prefetch:
+                        while not exhausted and len(in_flight) < prefetch:
                             try:
                                 item = await anext(source)
                             except StopAsyncIteration:
                                 exhausted = True
                                 break
-                            pending.append(requests.make(item, await self._slot()))
-                            await _send(call, pending[-1][0])
-                        if exhausted and not pending:
+                            await _send(call, in_flight.add(requests.make(item, await self._slot())))
+                        if exhausted and not len(in_flight):
                             return
                         response = await call.read()
                         if response is grpc.aio.EOF:
                             raise ServerError(grpc.StatusCode.INTERNAL, "stream ended before every batch was "
                                               "answered", describe(self.settings.targets))
-                        request, as_torch, slot = pending[0]
-                        batch = codec.batch_from(response, as_torch, slot, request.out_dtype)
-                        pending.popleft()
-                        self._release(slot)
-                        yield batch
+                        yield in_flight.answered(response, self.settings.targets)
                 except grpc.RpcError as error:
                     await asyncio.sleep(self.settings.failover_delay(error, attempt, lost=_send_failed(error)))
                 finally:
                     call.cancel()
         finally:
-            for _, _, slot in pending:
-                self._release(slot)
+            in_flight.release_all()
 
     async def stream_dataset(self, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
                              shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
                              out_dtype: str | None = None, return_params: bool = False,
                              defer_normalize: bool = False, strength: float | None = None) -> AsyncIterator[Batch]:
         """``Client.stream_dataset``: a dropped stream resumes on another replica at the next undelivered batch."""
-        position, attempt = start_batch, 0
+        resume = calls.DatasetResume(dataset, pipeline, batch_size, epoch=epoch, seed=seed, shard_index=shard_index,
+                                     num_shards=num_shards, start_batch=start_batch, out_dtype=out_dtype,
+                                     return_params=return_params, defer_normalize=defer_normalize, strength=strength)
         while True:
-            request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
-                                            shard_index=shard_index, num_shards=num_shards, start_batch=position,
-                                            out_dtype=out_dtype, return_params=return_params,
-                                            defer_normalize=defer_normalize, strength=strength)
+            request = resume.request()
             pool = await self._slot_pool() if self._shared_datasets else None
             try:
                 async for message, slot in (self._dataset_shared(request, pool) if pool
                                             else self._dataset_inline(request)):
-                    position = message.batch_index + 1
-                    batch = codec.dataset_batch_from(message, slot, out_dtype)  # lends the slot's region to it
+                    batch = resume.delivered(message, slot)  # lends the slot's region to it
                     self._release(slot)
                     if batch is not None:
                         yield batch
                 return
             except grpc.RpcError as error:
-                if pool is not None and error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                delay = resume.after(error, self.settings, shared=pool is not None, lost=_send_failed(error))
+                if delay is None:
                     self._shared_datasets = False  # a server without StreamDatasetShared: bytes from now on
-                    continue
-                await asyncio.sleep(self.settings.failover_delay(error, attempt, lost=_send_failed(error)))
-                attempt += 1
+                else:
+                    await asyncio.sleep(delay)
 
     async def _dataset_inline(self, request: pb.StreamDatasetRequest) -> AsyncIterator[tuple[pb.DatasetBatch, None]]:
         call = self.stub.StreamDataset(request, **self.settings.call_options())
@@ -213,9 +204,11 @@ class AsyncClient:
             offers.close(finished)
 
     async def server_info(self) -> dict[str, Any]:
-        try:
-            info = await self.stub.ServerInfo(pb.ServerInfoRequest(), timeout=self.settings.timeout,
-                                              **self.settings.call_options())
-        except grpc.RpcError as error:
-            raise self._error(error) from None
-        return {field.name: value for field, value in info.ListFields()}
+        return calls.as_dict(await self._unary("ServerInfo", pb.ServerInfoRequest()))
+
+    async def pipelines(self) -> dict[str, str]:
+        """Served pipeline name -> description."""
+        return calls.pipelines_of(await self._unary("ListPipelines", pb.ListPipelinesRequest()))
+
+    async def datasets(self) -> list[dict[str, Any]]:
+        return calls.datasets_of(await self._unary("ListDatasets", pb.ListDatasetsRequest()))

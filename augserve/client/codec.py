@@ -8,72 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from augserve import wire
+from augserve.client.batch import Array, Batch, is_torch
 from augserve.shared_memory import Slot
 from augserve.spec import is_spec_text
 from augserve.v1 import augserve_pb2 as pb
-
-Array = Any  # a numpy array, or a torch tensor when the caller uses torch
-
-
-def is_torch(value: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
-@dataclass
-class Batch:
-    """An augmented batch. Unpacks as ``x, labels = batch`` for training loops.
-
-    ``label_smoothing`` is the epsilon the server already applied to ``labels`` (0: none), so a
-    loss does not smooth twice. ``indices`` are the dataset indices of a served dataset's samples.
-    ``normalize`` is the (mean, std) of a normalize step the server left to the caller (see
-    ``defer_normalize``): ``normalized()`` applies it here, ``to(device)`` on the device.
-    """
-
-    x: Array
-    labels: Array | None = None
-    label_smoothing: float = 0.0
-    server_seconds: float = 0.0
-    params: list[dict[str, Any]] | None = None
-    indices: np.ndarray | None = None
-    skipped: list[tuple[int, str]] | None = None  # a served dataset's samples left out of this batch, with why
-    batch_index: int = 0
-    num_batches: int = 0
-    request_id: int = 0
-    normalize: tuple[list[float], list[float]] | None = None
-    out_dtype: str | None = None  # the dtype asked for, applied after a deferred normalize
-
-    def __iter__(self) -> Iterator[Array | None]:
-        return iter((self.x, self.labels))
-
-    def normalized(self) -> "Batch":
-        """This batch with a deferred normalize applied where it is (numpy or torch), else itself."""
-        if self.normalize is None:
-            return self
-        from augserve.normalize import normalize
-
-        x = normalize(self.x, *self.normalize, self.out_dtype)
-        return _replace(self, x=x, normalize=None)
-
-    def to(self, device, non_blocking: bool = False) -> "Batch":
-        """This batch as torch tensors on ``device`` (pinned first when copying to CUDA), with a deferred
-        normalize run there after the copy: uint8 crosses the bus, float comes out."""
-        from augserve.client.torch_device import batch_to
-
-        return batch_to(self, device, non_blocking)
-
-
-def _replace(batch: Batch, **changes) -> Batch:
-    import dataclasses
-
-    return dataclasses.replace(batch, **changes)
-
 
 def split_item(item) -> tuple[Array, Array | None, Any]:
     """A ``map`` item: ``x``, ``(x, labels)`` or ``(x, labels, keys)``; ``x`` may be a list of encoded images."""

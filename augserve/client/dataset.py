@@ -7,7 +7,7 @@ from typing import Iterator
 
 from torch.utils.data import IterableDataset, get_worker_info
 
-from augserve.client.codec import Batch
+from augserve.client.batch import Batch
 from augserve.client.loader import _normalize_option
 from augserve.client.sync import Client
 

@@ -6,7 +6,7 @@ import pathlib
 
 import numpy as np
 
-ENCODED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # what the service decodes itself
+from augserve.transport import ENCODED_SUFFIXES
 
 
 class EncodedImageFolder:

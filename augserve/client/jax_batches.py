@@ -5,8 +5,8 @@ from __future__ import annotations
 import collections
 from typing import Iterable, Iterator
 
-from augserve.client.codec import Batch
-from augserve.client.frameworks import require
+from augserve.client.batch import Batch
+from augserve.extras import require
 
 
 def device_put_batches(batches: Iterable[Batch], *, sharding=None, device=None, prefetch: int = 2,

@@ -7,7 +7,7 @@ from typing import Iterable, Iterator
 import torch
 from torch.utils.data import Dataset
 
-from augserve.client.codec import Batch
+from augserve.client.batch import Batch
 from augserve.client.fork_safety import make_workers_fork_safe
 from augserve.client.sync import Client
 from augserve.client.torch_device import as_tensor

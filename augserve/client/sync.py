@@ -6,16 +6,14 @@ import logging
 import os
 import queue
 import time
-from collections import deque
 from typing import Any, Iterable, Iterator
 
 import grpc
 
-from augserve.client import codec
-from augserve.client.channel import TLS, describe
-from augserve.client.codec import Array, Batch
+from augserve.client import calls, codec
+from augserve.client.batch import Array, Batch
+from augserve.client.channel import TLS
 from augserve.client.dataset_offers import DatasetOffers
-from augserve.client.errors import ServerError, from_rpc_error
 from augserve.client.settings import MiB, ClientSettings
 from augserve.client.shm_use import SharedMemoryUse
 from augserve.shared_memory import Slot, SlotPool
@@ -112,7 +110,7 @@ class Client:
             return getattr(self.stub, method)(request, timeout=timeout or self.settings.timeout,
                                               **self.settings.call_options())
         except grpc.RpcError as error:
-            raise from_rpc_error(error, describe(self.settings.targets)) from None
+            raise calls.error(self.settings, error) from None
 
     # --- augmentation ----------------------------------------------------------------------
 
@@ -151,45 +149,36 @@ class Client:
                                      strength=strength)
         yield from self._stream((requests.make(item, self._slot()) for item in batches), prefetch)
 
-    def _stream(self, source: Iterator[tuple[pb.AugmentRequest, bool, Slot | None]],
-                prefetch: int) -> Iterator[Batch]:
-        pending: deque = deque()  # sent, not yet answered: resent in order after a failover
+    def _stream(self, source: Iterator[calls.Sent], prefetch: int) -> Iterator[Batch]:
+        in_flight = calls.InFlight(self._release)
         try:
-            yield from self._stream_with_failover(source, prefetch, pending)
+            yield from self._stream_with_failover(source, prefetch, in_flight)
         finally:
-            for _, _, slot in pending:
-                self._release(slot)
+            in_flight.release_all()
 
-    def _stream_with_failover(self, source, prefetch: int, pending: deque) -> Iterator[Batch]:
+    def _stream_with_failover(self, source, prefetch: int, in_flight: calls.InFlight) -> Iterator[Batch]:
         exhausted = False
         for attempt in range(self.settings.failovers + 1):
             outbox: queue.Queue = queue.Queue()
 
             def send_more() -> None:
                 nonlocal exhausted
-                while not exhausted and len(pending) < prefetch:
+                while not exhausted and len(in_flight) < prefetch:
                     item = next(source, None)
                     if item is None:
                         exhausted = True
                     else:
-                        pending.append(item)
-                        outbox.put(item[0])
-                if exhausted and not pending:
+                        outbox.put(in_flight.add(item))
+                if exhausted and not len(in_flight):
                     outbox.put(None)  # half-close: the server ends the stream
 
-            for request, _, _ in pending:
+            for request in in_flight.requests():
                 outbox.put(request)
             send_more()
             call = self.stub.AugmentStream(iter(outbox.get, None), **self.settings.call_options())
             try:
                 for response in call:
-                    request, as_torch, slot = pending[0]
-                    if response.request_id != request.request_id:
-                        raise ServerError(grpc.StatusCode.INTERNAL, f"stream answered request "
-                                          f"{response.request_id}, expected {request.request_id}")
-                    batch = codec.batch_from(response, as_torch, slot, request.out_dtype)  # before the slot is reused
-                    pending.popleft()
-                    self._release(slot)
+                    batch = in_flight.answered(response, self.settings.targets)
                     send_more()
                     yield batch
                 return
@@ -209,27 +198,25 @@ class Client:
         numpy batches (``Batch.to(device)`` for torch). A dropped stream resumes on another replica
         from the next undelivered batch.
         """
-        position, attempt = start_batch, 0
+        resume = calls.DatasetResume(dataset, pipeline, batch_size, epoch=epoch, seed=seed, shard_index=shard_index,
+                                     num_shards=num_shards, start_batch=start_batch, out_dtype=out_dtype,
+                                     return_params=return_params, defer_normalize=defer_normalize, strength=strength)
         while True:
-            request = codec.dataset_request(dataset, pipeline, batch_size, epoch=epoch, seed=seed,
-                                            shard_index=shard_index, num_shards=num_shards, start_batch=position,
-                                            out_dtype=out_dtype, return_params=return_params,
-                                            defer_normalize=defer_normalize, strength=strength)
+            request = resume.request()
             pool = self._slot_pool() if self._shared_datasets else None
             try:
                 for message, slot in (self._dataset_shared(request, pool) if pool else self._dataset_inline(request)):
-                    position = message.batch_index + 1
-                    batch = codec.dataset_batch_from(message, slot, out_dtype)  # lends the slot's region to it
+                    batch = resume.delivered(message, slot)  # lends the slot's region to it
                     self._release(slot)
                     if batch is not None:
                         yield batch
                 return
             except grpc.RpcError as error:
-                if pool is not None and error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                delay = resume.after(error, self.settings, shared=pool is not None)
+                if delay is None:
                     self._shared_datasets = False  # a server without StreamDatasetShared: bytes from now on
-                    continue
-                time.sleep(self.settings.failover_delay(error, attempt))
-                attempt += 1
+                else:
+                    time.sleep(delay)
 
     def _dataset_inline(self, request: pb.StreamDatasetRequest) -> Iterator[tuple[pb.DatasetBatch, None]]:
         call = self.stub.StreamDataset(request, **self.settings.call_options())
@@ -261,13 +248,11 @@ class Client:
     # --- discovery ---------------------------------------------------------------------------
 
     def server_info(self) -> dict[str, Any]:
-        info = self._unary("ServerInfo", pb.ServerInfoRequest())
-        return {field.name: value for field, value in info.ListFields()}
+        return calls.as_dict(self._unary("ServerInfo", pb.ServerInfoRequest()))
 
     def pipelines(self) -> dict[str, str]:
-        """Preset name -> description."""
-        return {p.name: p.description for p in self._unary("ListPipelines", pb.ListPipelinesRequest()).pipelines}
+        """Served pipeline name -> description."""
+        return calls.pipelines_of(self._unary("ListPipelines", pb.ListPipelinesRequest()))
 
     def datasets(self) -> list[dict[str, Any]]:
-        response = self._unary("ListDatasets", pb.ListDatasetsRequest())
-        return [{field.name: value for field, value in d.ListFields()} for d in response.datasets]
+        return calls.datasets_of(self._unary("ListDatasets", pb.ListDatasetsRequest()))

@@ -63,11 +63,6 @@ def draw_mixture(rng: SampleRng, width: int, depth: int,
     return weights, augmented, depths
 
 
-def chain_layers(depths: torch.Tensor) -> int:
-    """Layers each chain needs: its longest depth."""
-    return int(depths.max()) if depths.numel() else 0
-
-
 def _chains(x: torch.Tensor, mixture: Mixture, interpolation: str, fill: Sequence[float] | float) -> list[torch.Tensor]:
     """Every chain over the whole batch: each layer is one grouped kernel call per op (not one per tile)."""
     return [apply_layers(x, chain, interpolation, fill) for chain in mixture.chains]

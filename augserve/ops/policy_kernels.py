@@ -27,19 +27,6 @@ RANDOM_INTERPOLATIONS = ("bilinear", "bicubic")  # timm's choice when its interp
 BLUR_TAPS = 13  # taps of a per-sample Gaussian blur: 3 sigma either side of timm's largest radius (2.0)
 
 
-@dataclass(frozen=True)
-class PolicyOp:
-    """One entry of an augmentation space: its name, how a level becomes its argument, its kernel."""
-
-    name: str
-    magnitude: Magnitude | None = None
-    kernel: str = ""  # what the op does with its argument; defaults to ``name``
-
-    @property
-    def does(self) -> str:
-        return self.kernel or self.name
-
-
 @dataclass
 class LayerParams:
     """Per-sample choices for a sequence of layers: op index into ``space``, op argument, interpolation."""
@@ -84,6 +71,29 @@ COLOR_KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] =
 }
 GEOMETRIC_KERNELS = ("shear_x", "shear_y", "translate_x_rel", "translate_y_rel", "rotate")  # one warp per mode
 WHOLE_PIXEL_KERNELS = ("translate_x", "translate_y")  # torchvision's translations: whole pixels, no resampling
+IDENTITY_KERNELS = ("identity",)
+# Every kernel a policy op may name: an op naming anything else is refused where its space is built
+# (at import), never sent to the untouched group.
+KERNELS = (*IDENTITY_KERNELS, *GEOMETRIC_KERNELS, *WHOLE_PIXEL_KERNELS, *COLOR_KERNELS)
+
+
+@dataclass(frozen=True)
+class PolicyOp:
+    """One entry of an augmentation space: its name, how a level becomes its argument, its kernel."""
+
+    name: str
+    magnitude: Magnitude | None = None
+    kernel: str = ""  # what the op does with its argument; defaults to ``name``
+
+    def __post_init__(self):
+        if self.does not in KERNELS:
+            raise ValueError(f"policy op {self.name!r}: unknown kernel {self.does!r} (known: {', '.join(KERNELS)})")
+
+    @property
+    def does(self) -> str:
+        return self.kernel or self.name
+
+
 
 
 def _chosen(kinds: list[str], kind: str, op_index: torch.Tensor) -> torch.Tensor:
@@ -149,8 +159,8 @@ def apply_layer(x: torch.Tensor, space: Sequence[PolicyOp], op_index: torch.Tens
     # translations; first_color + i: color op i
     shifts, first_color = 1 + len(modes), 2 + len(modes)
     is_geometric = torch.tensor([k in GEOMETRIC_KERNELS for k in kinds] + [False], device=x.device)
-    other_group = torch.tensor([first_color + i if k in COLOR_KERNELS else shifts if k in WHOLE_PIXEL_KERNELS else 0
-                                for i, k in enumerate(kinds)] + [0], device=x.device)  # SKIP (-1) reads the last
+    other_group = torch.tensor([first_color + i if k in COLOR_KERNELS else shifts if k in WHOLE_PIXEL_KERNELS
+                                else 0 for i, k in enumerate(kinds)] + [0], device=x.device)  # SKIP reads the last
     group = torch.where(is_geometric[op_index], 1 + mode, other_group[op_index])
     kernels = {1 + m: warp(name) for m, name in enumerate(modes)}
     kernels[shifts] = translate

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from augserve.client.files import ENCODED_SUFFIXES
+from augserve.transport import ENCODED_SUFFIXES
 from augserve.encoded import HeaderError, read_header
 
 IMAGE_EXTENSIONS = tuple(suffix[1:] for suffix in ENCODED_SUFFIXES)  # WebDataset member extensions

@@ -13,7 +13,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 
@@ -27,9 +27,6 @@ from augserve.server.jobs import Job
 from augserve.server.tenants import TenantRefused, Tenants
 from augserve.shared_memory import RegionCache
 from augserve.v1 import augserve_pb2 as pb
-
-if TYPE_CHECKING:
-    from augserve.steps import Normalize
 
 Input = torch.Tensor | EncodedBatch
 
@@ -67,7 +64,7 @@ class Built:
 
     job: Job
     name: str
-    deferred: "Normalize | None"
+    deferred: object | None  # the pipeline's final normalize step (``Pipeline.deferring_normalize``)
     asked: Asked
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from augserve.encoded import EncodedBatch
+from augserve.extras import require
 from augserve.photos import load_images, read_image_files
 from augserve.pipeline import Pipeline
 from augserve.steps import Normalize
@@ -103,9 +104,7 @@ def write_preview(spec, out: str, *, images_dir: str | None = None, dataset: str
     Files of ``images_dir`` go in encoded, at their own sizes, when the pipeline starts
     with a step that fixes the size (as a server decodes them); otherwise resized squares.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    require("matplotlib", "augserve preview").use("Agg")
     import matplotlib.pyplot as plt
 
     if not 1 <= versions <= 16:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from augserve.client.codec import Batch, split_item
+from augserve.client.batch import Batch
+from augserve.client.codec import split_item
 from augserve.pipeline import Pipeline
 
 

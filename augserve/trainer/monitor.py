@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from augserve.extras import require
+
 TREND_WINDOW = 5
 
 
@@ -80,9 +82,7 @@ class History:
 
 def plot_learning_curves(histories: dict[str, History], path: str | pathlib.Path, title: str = "") -> pathlib.Path:
     """Loss and accuracy per epoch, train solid and validation dashed, one colour per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    require("matplotlib", "learning curves").use("Agg")
     import matplotlib.pyplot as plt
 
     adaptive = any(r.strength is not None for history in histories.values() for r in history.records)

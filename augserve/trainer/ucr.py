@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from augserve.extras import require
+
 # name -> (sktime loader, FCN test accuracy on the archive's split: mean of 5 runs in Ismail Fawaz et al.
 # 2019, "Deep learning for time series classification: a review", results/results-ucr-128.csv of
 # github.com/hfawaz/dl-4-tsc, UCR archive 2018, FCN 128-256-128 filters, 2000 epochs)
@@ -46,6 +48,7 @@ def load_ucr(name: str) -> SeriesSplit:
     """One of ``UCR_SETS`` from sktime's bundled copy (no download)."""
     if name not in UCR_SETS:
         raise ValueError(f"dataset: expected one of {', '.join(UCR_SETS)} or digits, got {name!r}")
+    require("sktime", "the UCR experiments")
     from sktime import datasets
 
     loader, published = UCR_SETS[name]
