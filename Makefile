@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 EXTRAS ?= server,test
 
-.PHONY: install serve test bench preview protos clean gpu-wheels gpu-check image image-lock
+.PHONY: install serve test bench preview docs protos clean gpu-wheels gpu-check image image-lock
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ bench: install
 
 preview: install
 	$(BIN)/augserve preview --pipeline imagenet-randaug --out preview.png
+
+docs: install
+	$(BIN)/python -m mkdocs build --strict --site-dir site
 
 # The server image, tagged augserve:<version from pyproject.toml>: buildah as root here (installed with apt when
 # missing; the base made from Debian packages), `docker build -t augserve:$(VERSION) .` on a Docker host.

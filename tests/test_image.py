@@ -40,7 +40,7 @@ def _images() -> set[str]:
 
 @pytest.fixture(scope="module")
 def image():
-    """``make image`` (the README's command); afterwards every image it added is removed again."""
+    """``make image`` (the command docs/deploy.md gives); afterwards every image it added is removed again."""
     before = _images() if shutil.which("buildah") else set()
     build = subprocess.run(["make", "image"], cwd=ROOT, capture_output=True, text=True, timeout=3600)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]

@@ -90,3 +90,11 @@ def test_the_bench_modules_form_no_circle():
 
     circles = sorted(module for module in bench if reaches(module, module, {module}))
     assert not circles, f"import circles through {circles}"
+
+
+def test_no_module_imports_another_ones_private_names():
+    privates = sorted(f"{module}: {node.module}.{alias.name}" for module, path in PATHS.items()
+                      for node in ast.walk(ast.parse(path.read_text()))
+                      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("augserve")
+                      for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__"))
+    assert not privates, privates

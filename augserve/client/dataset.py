@@ -8,8 +8,8 @@ from typing import Iterator
 from torch.utils.data import IterableDataset, get_worker_info
 
 from augserve.client.batch import Batch
-from augserve.client.loader import _normalize_option
 from augserve.client.sync import Client
+from augserve.client.torch_device import normalize_option
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -51,7 +51,7 @@ class RemoteDataset(IterableDataset):
         self.seed = seed
         self.shard = shard
         self.out_dtype = out_dtype
-        self.normalize = _normalize_option(normalize)
+        self.normalize = normalize_option(normalize)
         self.strength = strength  # read when an epoch starts: a callback may change it between epochs
 
     def set_epoch(self, epoch: int) -> None:

@@ -10,17 +10,8 @@ from torch.utils.data import Dataset
 from augserve.client.batch import Batch
 from augserve.client.fork_safety import make_workers_fork_safe
 from augserve.client.sync import Client
-from augserve.client.torch_device import as_tensor
+from augserve.client.torch_device import as_tensor, normalize_option
 from augserve.random import sample_keys
-
-NORMALIZE = ("client", "server")
-
-
-def _normalize_option(normalize: str) -> str:
-    if normalize not in NORMALIZE:
-        raise ValueError(f"normalize: expected one of {', '.join(NORMALIZE)}, got {normalize!r}")
-    return normalize
-
 
 class IndexedDataset(Dataset):
     """Wraps a map-style dataset so items are ``(x, y, index)``: keys that follow a sample through shuffles."""
@@ -64,7 +55,7 @@ class RemoteAugment:
         self.prefetch = prefetch
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.epoch = epoch
-        self.normalize = _normalize_option(normalize)
+        self.normalize = normalize_option(normalize)
         self.strength = strength  # read at the start of each pass: a callback may change it between epochs
 
     def set_epoch(self, epoch: int) -> None:

@@ -8,6 +8,14 @@ import numpy as np
 
 from augserve.extras import require
 
+NORMALIZE = ("client", "server")  # where a pipeline's final normalize runs: on the device after the copy, or before
+
+
+def normalize_option(normalize: str) -> str:
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize: expected one of {', '.join(NORMALIZE)}, got {normalize!r}")
+    return normalize
+
 
 def as_tensor(value):
     """A numpy array (read-only views of received bytes are copied) or tensor as a writable torch tensor."""

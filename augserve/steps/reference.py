@@ -1,6 +1,6 @@
 """The op reference, generated from the registered steps and their fields' docs.
 
-``augserve pipelines --ops`` prints it; the README shows it, and a test keeps the two equal.
+``augserve pipelines --ops`` prints it; docs/pipelines.md shows it, and a test keeps the two equal.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ LOCAL_BASE=localhost/augserve-base:bookworm
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PIP=${PIP:-python3 -m pip}
 
-[ "$(id -u)" = 0 ] || { echo "make image: buildah here needs root (or use docker build, README 'Deploy')" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "make image: buildah here needs root (or use docker build, docs/deploy.md)" >&2; exit 2; }
 for tool in buildah mmdebstrap; do
     command -v $tool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah mmdebstrap >/dev/null; }
 done
