@@ -123,6 +123,24 @@ def test_dataset_stream_shards_cover_the_epoch_exactly_once(stub):
     assert sorted(seen) == list(range(1797))
 
 
+def test_a_served_batch_is_built_from_tensors_not_parsed_from_a_message(stub, monkeypatch):
+    """The served-dataset path hands the batch it read straight to the job: no request message is written and
+    parsed back in the process (which would cost a copy of every batch)."""
+    import augserve.wire
+
+    def parsed(*args, **kwargs):
+        raise AssertionError("a served batch went through wire.to_torch")
+
+    monkeypatch.setattr(augserve.wire, "to_torch", parsed)
+    message = pb.StreamDatasetRequest(dataset="digits", batch_size=64, seed=1)
+    message.pipeline.name = "rand-m9-n2"
+    answers = list(stub.StreamDataset(message, timeout=120))
+    assert len(answers) == 29 and sum(len(a.sample_indices) for a in answers) == 1797
+    with pytest.raises(grpc.RpcError) as refused:  # the client's own requests are still parsed: the patch bites
+        stub.Augment(request(images(2)), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INTERNAL and "AssertionError" in refused.value.details()
+
+
 def test_dataset_stream_keeps_the_next_batch_in_flight():
     """Each batch once waited out max_delay_ms when it was the only one queued; the next one's arrival sends it.
 
