@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from augserve.transport import HTTP2_WINDOWS
+from augserve.transport import CLIENT_KEEPALIVE, HTTP2_WINDOWS, RECONNECT
 
 SERVICE = "augserve.v1.Augmentation"
 SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")
@@ -108,7 +108,7 @@ def options(targets, tls: TLS | None, attempts: int, max_message_bytes: int) -> 
     opts = [("grpc.service_config", service_config(attempts)),
             ("grpc.enable_retries", int(attempts > 1)),
             ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes), *HTTP2_WINDOWS]
+            ("grpc.max_send_message_length", max_message_bytes), *HTTP2_WINDOWS, *CLIENT_KEEPALIVE, *RECONNECT]
     if tls is not None and (tls.server_name or (host and target.startswith(("ipv4:", "ipv6:")))):
         opts.append(("grpc.ssl_target_name_override", tls.server_name or host))
     return target, opts

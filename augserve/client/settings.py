@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from augserve.client.errors import from_rpc_error
 from augserve.client.fork_safety import channel_opening
 from augserve.transport import TENANT_HEADER
 
+log = logging.getLogger("augserve.client")
 MiB = 1 << 20
 FAILOVER_BACKOFF_S = 0.2
 
@@ -63,4 +65,7 @@ class ClientSettings:
         ``ServerError`` when it may not (not UNAVAILABLE nor ``lost``, or out of failovers)."""
         if not (lost or error.code() == grpc.StatusCode.UNAVAILABLE) or attempt >= self.failovers:
             raise from_rpc_error(error, describe(self.targets)) from None
-        return FAILOVER_BACKOFF_S * (attempt + 1)
+        delay = FAILOVER_BACKOFF_S * (attempt + 1)
+        log.warning("stream to %s ended (%s: %s); resuming on another replica in %.1f s (failover %d of %d)",
+                    describe(self.targets), error.code().name, error.details(), delay, attempt + 1, self.failovers)
+        return delay

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import time
@@ -19,8 +18,6 @@ from augserve.client.shm_use import SharedMemoryUse
 from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
-
-log = logging.getLogger("augserve.client")
 
 
 class Client:

@@ -22,7 +22,7 @@ from augserve.server.handlers import service_handler
 from augserve.server.metrics import Metrics
 from augserve.server.servicer import AugmentationService
 from augserve.server.tenants import Tenants
-from augserve.transport import HTTP2_WINDOWS
+from augserve.transport import HTTP2_WINDOWS, SERVER_KEEPALIVE
 from augserve.v1 import augserve_pb2
 
 log = logging.getLogger("augserve.server")
@@ -99,7 +99,7 @@ class AugmentServer:
         # --token turns authentication on; tenants' tokens are then accepted too (else they only name tenants)
         interceptors = [TokenAuth([config.token, *self.tenants.tokens])] if config.token else []
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
-                   ("grpc.max_send_message_length", config.max_message_bytes), *HTTP2_WINDOWS]
+                   ("grpc.max_send_message_length", config.max_message_bytes), *HTTP2_WINDOWS, *SERVER_KEEPALIVE]
         self.server = grpc.aio.server(interceptors=interceptors, options=options)
         self.server.add_generic_rpc_handlers((service_handler(self.service, AUGMENTATION, self.service.count_refused),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -32,6 +32,8 @@ class Metrics:
         self.tenant_wait = Histogram("augserve_tenant_wait_seconds", "Time from admission to the device, by tenant",
                                      ["tenant"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                                      registry=self.registry)
+        self.streams_open = Gauge("augserve_streams_open", "Streaming calls open, by method", ["method"],
+                                  registry=self.registry)
         memory = Gauge("augserve_device_memory_bytes", "Memory allocated on the device", registry=self.registry)
         if device.type == "cuda":
             memory.set_function(lambda: torch.cuda.memory_allocated(device))

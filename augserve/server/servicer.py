@@ -8,6 +8,7 @@ from ``dataset_stream.py``. What is left here is the order of streams and the di
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import AsyncIterator, Callable
 
@@ -26,6 +27,23 @@ from augserve.server.offers import OfferedRegions
 from augserve.server.requests import JobBuilder
 from augserve.server.tenants import Tenants
 from augserve.v1 import augserve_pb2 as pb
+
+
+def _counted(method: str):
+    """A streaming method counted in ``augserve_streams_open`` while it runs: a stream whose client vanished
+    must end (keepalive cancels it), and the gauge shows that it did."""
+    def wrap(stream):
+        @functools.wraps(stream)
+        async def counted(self, request, context):
+            gauge = self.metrics.streams_open.labels(method)
+            gauge.inc()
+            try:
+                async for answer in stream(self, request, context):
+                    yield answer
+            finally:
+                gauge.dec()
+        return counted
+    return wrap
 
 
 async def _end_stream(context, refused: Refused, position: int, request_id: int | None) -> None:
@@ -48,6 +66,7 @@ class AugmentationService:
         self.batcher = batcher
         self.tenants = tenants or Tenants({}, config.max_queue)
         self.pipelines = pipelines
+        self.metrics = metrics
         self.builder = JobBuilder(config, self.tenants, pipelines)
         self.answers = Answers(batcher, metrics)
         self.datasets = DatasetStreams(datasets, self.builder, self.answers, metrics)
@@ -71,6 +90,7 @@ class AugmentationService:
         except Refused as refused:
             await context.abort(refused.code, str(refused))
 
+    @_counted("AugmentStream")
     async def AugmentStream(self, requests, context) -> AsyncIterator[pb.AugmentResponse]:
         """Requests run concurrently (so they can share device batches); answers keep their order.
 
@@ -108,10 +128,12 @@ class AugmentationService:
                 if (item := pending.get_nowait()) is not None:
                     item[2].cancel()
 
+    @_counted("StreamDataset")
     async def StreamDataset(self, request, context):
         async for answer in self.datasets.stream(request, context):
             yield answer
 
+    @_counted("StreamDatasetShared")
     async def StreamDatasetShared(self, messages, context):
         """StreamDataset writing each batch into an output region the client offered (see offers.py)."""
         try:

@@ -1,0 +1,303 @@
+"""Replicas and trainers on separate network hosts, and the silent faults a cluster has.
+
+Two replicas and the trainers each run on a network host of their own (``augserve.tools.hosts``: network
+namespaces on a bridge); ``augserve.test`` resolves to both replicas, as a headless Service's name does.
+The faults are the silent ones: a replica partitioned (packets dropped both ways, no reset) or frozen
+(SIGSTOP) in the middle of a stream, killed, a partition that heals, and the trainer's own host cut off.
+Each test holds the bounds docs/failures.md states: failover within 10 s and never a hang, every sample
+of the epoch exactly once and bit-identical to the fault-free epoch, every ``map`` request answered
+once, a healed replica back in rotation within 30 s, and a vanished client's streams and slots freed
+within 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from augserve.tools.hosts import Hosts
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("iptables"),
+                                reason="network hosts need root, ip and iptables")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+AUGSERVE = str(pathlib.Path(sys.executable).with_name("augserve"))
+TRAINER = str(ROOT / "tests" / "hosts_trainer.py")
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+REPLICAS = ("replica-a", "replica-b")
+TARGET = "dns:///augserve.test:50051"
+CROP = json.dumps([{"op": "random_resized_crop", "size": 160}, {"op": "rand_augment", "n": 2, "m": 9}])
+DATASET = ["dataset", "--dataset", "jpegs", "--pipeline", CROP, "--batch-size", "16"]  # 1,024 files: 64 batches
+MAP = ["map", "--batches", "40", "--batch-size", "16", "--pipeline", "rand-m9-n2"]
+FAILOVER_S, HEAL_S, CLEANUP_S = 10, 30, 30  # the bounds docs/failures.md states
+EPOCH_S = 180  # the most a whole faulted epoch may take on a busy machine before the test calls it a hang
+
+SCRAPE = """
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen("http://127.0.0.1:9090/metrics", timeout=10).read().decode()
+name, labels = sys.argv[1], dict(pair.split("=", 1) for pair in sys.argv[2:])
+print(sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+          if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())))
+"""
+TENANT_USE = """
+import sys, grpc
+from augserve.v1 import augserve_pb2 as pb, augserve_pb2_grpc as rpc
+tenants = rpc.AugmentationStub(grpc.insecure_channel("127.0.0.1:50051")).ListTenants(pb.ListTenantsRequest(),
+                                                                                     timeout=10).tenants
+print(sum(t.in_flight + t.queued_samples for t in tenants if t.name == sys.argv[1]))
+"""
+
+
+@pytest.fixture(scope="module")
+def jpegs(tmp_path_factory) -> pathlib.Path:
+    """1,024 JPEGs of 160x160 in two class folders: an epoch of 80 MB, more than one stream's window holds."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("jpegs")
+    generator = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, 160)[None, :, None]
+    for label in range(2):
+        (root / f"class{label}").mkdir()
+        for index in range(512):
+            pixels = (ramp + generator.integers(0, 50, (160, 160, 3))).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"class{label}" / f"{index:04d}.jpg", quality=90)
+    return root
+
+
+class Cluster:
+    """Two replicas on hosts of their own, and two trainer hosts, on one bridge."""
+
+    def __init__(self, hosts: Hosts, config: pathlib.Path, logs: pathlib.Path):
+        self.hosts, self.config, self.logs = hosts, config, logs
+        self.replicas: dict[str, subprocess.Popen] = {}
+
+    def start(self, host: str) -> None:
+        log = open(self.logs / f"{host}.log", "a")
+        self.replicas[host] = self.hosts.spawn(host, [AUGSERVE, "serve", "--host", "0.0.0.0", "--config",
+                                                      str(self.config)], stdout=log, stderr=subprocess.STDOUT,
+                                               env=ENV)
+
+    def wait_ready(self, host: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.replicas[host].poll() is None, (self.logs / f"{host}.log").read_text()[-2000:]
+            if self.hosts.run(host, [AUGSERVE, "health", "--target", "127.0.0.1:50051"], env=ENV).returncode == 0:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{host} did not become ready in {timeout} s")
+
+    def metric(self, host: str, name: str, **labels: str) -> float:
+        result = self.hosts.run(host, [PYTHON, "-c", SCRAPE, name, *(f"{k}={v}" for k, v in labels.items())],
+                                env=ENV, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return float(result.stdout)
+
+    def carrier(self, method: str, timeout: float = 30) -> str:
+        """The replica that holds the open ``method`` stream."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            open_streams = {host: self.metric(host, "augserve_streams_open", method=method) for host in REPLICAS}
+            carrying = [host for host, count in open_streams.items() if count >= 1]
+            if len(carrying) == 1:
+                return carrying[0]
+            time.sleep(0.2)
+        raise AssertionError(f"no single replica holds the {method} stream: {open_streams}")
+
+    def restore(self, host: str) -> None:
+        """The replica back as it was: thawed, reachable, running."""
+        self.hosts.heal(host)
+        process = self.replicas[host]
+        if process.poll() is None:
+            self.hosts.thaw(process)
+        else:
+            self.start(host)
+        self.wait_ready(host)
+
+
+@pytest.fixture(scope="module")
+def cluster(jpegs, tmp_path_factory):
+    work = tmp_path_factory.mktemp("cluster")
+    config = work / "serve.yaml"
+    config.write_text(f"datasets:\n  jpegs: {{type: folder, path: {jpegs}}}\n")
+    with Hosts([*REPLICAS, "trainer", "trainer-b"], names={"augserve.test": list(REPLICAS)}) as hosts:
+        running = Cluster(hosts, config, work)
+        for host in REPLICAS:
+            running.start(host)
+        for host in REPLICAS:
+            running.wait_ready(host)
+        yield running
+
+
+class Trainer:
+    """``tests/hosts_trainer.py`` on a host: its JSON lines as they come, its failover log lines."""
+
+    def __init__(self, cluster: Cluster, host: str, *args: str):
+        self.process = cluster.hosts.spawn(host, [PYTHON, TRAINER, *args, "--target", TARGET], env=ENV,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.items: list[dict] = []
+        self.log: list[str] = []
+        self._readers = [threading.Thread(target=self._read, args=(self.process.stdout, True), daemon=True),
+                         threading.Thread(target=self._read, args=(self.process.stderr, False), daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream, json_lines: bool) -> None:
+        for line in stream:
+            (self.items.append(json.loads(line)) if json_lines else self.log.append(line))
+
+    @property
+    def batches(self) -> list[dict]:
+        return [item for item in self.items if "batch" in item]
+
+    def wait_for(self, count: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.batches) < count and self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.batches) >= count, f"{len(self.batches)} of {count} batches; {self.items[-1:]} {self.log[-3:]}"
+
+    def finish(self, timeout: float = EPOCH_S) -> dict:
+        """The trainer's last line once it exits; a trainer that does not end within ``timeout`` hung."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the trainer hung: {len(self.batches)} batches, then nothing for "
+                                 f"{timeout} s; log: {self.log[-3:]}") from None
+        for reader in self._readers:
+            reader.join(timeout=30)
+        return self.items[-1]
+
+    def failovers(self) -> list[float]:
+        """When the client gave up on a replica and went to another (its log lines' timestamps)."""
+        return [float(line.split()[0]) for line in self.log if "resuming on another replica" in line]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            Hosts.kill(self.process)
+
+
+@pytest.fixture(scope="module")
+def fault_free(cluster):
+    """The epoch and the mapped batches without a fault: what every faulted run must equal."""
+    epoch, mapped = Trainer(cluster, "trainer", *DATASET), Trainer(cluster, "trainer-b", *MAP)
+    assert "done" in epoch.finish() and "done" in mapped.finish()
+    return ({b["batch"]: (b["indices"], b["digest"]) for b in epoch.batches},
+            [(b["request_id"], b["digest"]) for b in mapped.batches])
+
+
+def _fault(cluster: Cluster, kind: str, host: str) -> float:
+    if kind == "partition":
+        cluster.hosts.partition(host)
+    elif kind == "freeze":
+        cluster.hosts.freeze(cluster.replicas[host])
+    else:
+        cluster.hosts.kill(cluster.replicas[host])
+    return time.time()
+
+
+def _assert_failed_over_in_time(trainer: Trainer, at: float) -> None:
+    failovers = [t - at for t in trainer.failovers() if t >= at - 1]
+    assert failovers, f"no failover after the fault; log: {trainer.log[-3:]}"
+    assert failovers[0] <= FAILOVER_S, f"failed over {failovers[0]:.1f} s after the fault (bound {FAILOVER_S} s)"
+
+
+@pytest.mark.parametrize("kind", ["partition", "freeze", "kill"])
+def test_an_epoch_survives_its_replica_going_silent(cluster, fault_free, kind):
+    """The replica carrying ``stream_dataset`` goes away mid-epoch: the stream resumes on the other one within
+    10 s, and the epoch is the fault-free one, every sample once."""
+    expected, _ = fault_free
+    trainer = Trainer(cluster, "trainer", *DATASET, "--pace", "0.1")
+    carrier = None
+    try:
+        trainer.wait_for(8)
+        carrier = cluster.carrier("StreamDataset")
+        at = _fault(cluster, kind, carrier)
+        last = trainer.finish()
+        assert "done" in last, last
+        _assert_failed_over_in_time(trainer, at)
+        got = {b["batch"]: (b["indices"], b["digest"]) for b in trainer.batches}
+        assert len(trainer.batches) == len(got) == len(expected) and got == expected
+        samples = [i for b in trainer.batches for i in b["indices"]]
+        assert sorted(samples) == list(range(1024))
+    finally:
+        trainer.stop()
+        if carrier is not None:
+            cluster.restore(carrier)
+
+
+@pytest.mark.parametrize("kind", ["partition", "freeze"])
+def test_map_answers_every_request_once_when_its_replica_goes_silent(cluster, fault_free, kind):
+    _, expected = fault_free
+    trainer = Trainer(cluster, "trainer-b", *MAP, "--pace", "0.15")
+    carrier = None
+    try:
+        trainer.wait_for(10)
+        carrier = cluster.carrier("AugmentStream")
+        at = _fault(cluster, kind, carrier)
+        last = trainer.finish()
+        assert "done" in last, last
+        _assert_failed_over_in_time(trainer, at)
+        assert [(b["request_id"], b["digest"]) for b in trainer.batches] == expected
+    finally:
+        trainer.stop()
+        if carrier is not None:
+            cluster.restore(carrier)
+
+
+def test_a_healed_replica_is_back_in_rotation(cluster):
+    """Calls go on through the other replica while one is cut off, and reach it again within 30 s of the heal,
+    on the same channel."""
+    trainer = Trainer(cluster, "trainer", "unary", "--batches", "2000", "--batch-size", "4", "--pace", "0.05")
+    try:
+        trainer.wait_for(10)
+        cluster.hosts.partition("replica-a")
+        partitioned = len(trainer.batches)
+        time.sleep(8)
+        assert len(trainer.batches) > partitioned + 10, "calls stopped while one replica was cut off"
+        served = cluster.metric("replica-a", "augserve_requests_total", method="Augment")
+        cluster.hosts.heal("replica-a")
+        healed = time.monotonic()
+        while cluster.metric("replica-a", "augserve_requests_total", method="Augment") <= served:
+            assert time.monotonic() - healed <= HEAL_S, f"replica-a got no call within {HEAL_S} s of the heal"
+            assert trainer.process.poll() is None, trainer.items[-1:]
+            time.sleep(0.5)
+        assert not [item for item in trainer.items if "error" in item]
+    finally:
+        trainer.stop()
+        cluster.restore("replica-a")
+
+
+def test_a_vanished_trainer_leaves_nothing_behind_on_the_server(cluster):
+    """The trainer's host is cut off mid-epoch: the replica ends its stream and frees its tenant's queue and
+    in-flight slots within 30 s (without keepalive, a write to the vanished client waits for minutes)."""
+    # 224x224 answers: the epoch (150 MB) is more than the stream's window, so the replica is still writing to the
+    # trainer when it vanishes
+    large = json.dumps([{"op": "random_resized_crop", "size": 224}])
+    trainer = Trainer(cluster, "trainer", *DATASET, "--pipeline", large, "--pace", "2", "--tenant", "job-e")
+    try:
+        trainer.wait_for(2)
+        carrier = cluster.carrier("StreamDataset")
+        cluster.hosts.partition("trainer")
+        cut = time.monotonic()
+
+        def held() -> tuple[float, int]:
+            use = cluster.hosts.run(carrier, [PYTHON, "-c", TENANT_USE, "job-e"], env=ENV)
+            assert use.returncode == 0, use.stderr
+            return cluster.metric(carrier, "augserve_streams_open", method="StreamDataset"), int(use.stdout)
+
+        while (state := held()) != (0, 0):
+            assert time.monotonic() - cut <= CLEANUP_S, f"after {CLEANUP_S} s the replica still holds {state}"
+            time.sleep(0.5)
+    finally:
+        cluster.hosts.heal("trainer")
+        trainer.stop()
