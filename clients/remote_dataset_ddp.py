@@ -3,8 +3,10 @@
     augserve serve &
     torchrun --nproc-per-node 2 clients/remote_dataset_ddp.py --target 127.0.0.1:50051 --epochs 3
 
-RemoteDataset shards by rank and DataLoader worker, so each sample of an epoch reaches exactly
-one of them. Shards can differ by one batch, so the loop runs under DDP's ``join``.
+RemoteDataset shards by rank and DataLoader worker, so each sample of an epoch reaches one of
+them, and gives every shard the same number of full batches (the epoch padded with its first few
+samples, as DistributedSampler pads), so the ranks' all-reduces stay in step to the end of each
+epoch. A replica that goes away mid-epoch costs a failover, not a sample.
 """
 
 from __future__ import annotations
@@ -41,21 +43,21 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     client = Client(args.target)
     remote = RemoteDataset(client, args.dataset, args.pipeline, args.batch_size, seed=0)
-    delivered: dict[int, list[int]] = {}
+    delivered: dict[int, dict] = {}
     for epoch in range(args.epochs):
         remote.set_epoch(epoch)
-        ids, total, count = [], 0.0, 0
-        with model.join():
-            for batch in DataLoader(remote, batch_size=None, num_workers=args.workers,
-                                    multiprocessing_context="forkserver" if args.workers else None):
-                batch = batch.to(device, non_blocking=True)
-                loss = torch.sum(-batch.labels * torch.log_softmax(model(batch.x.float() / 255.0), dim=1), dim=1).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                ids += batch.indices.tolist()
-                total, count = total + loss.item() * len(batch.x), count + len(batch.x)
-        delivered[epoch] = ids
+        ids, batches, total, count = [], 0, 0.0, 0
+        for batch in DataLoader(remote, batch_size=None, num_workers=args.workers,
+                                multiprocessing_context="forkserver" if args.workers else None):
+            batch = batch.to(device, non_blocking=True)
+            loss = torch.sum(-batch.labels * torch.log_softmax(model(batch.x.float() / 255.0), dim=1), dim=1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            ids += batch.indices.tolist()
+            batches += 1
+            total, count = total + loss.item() * len(batch.x), count + len(batch.x)
+        delivered[epoch] = {"ids": ids, "batches": batches}
         print(f"rank {rank} epoch {epoch}: loss {total / max(count, 1):.4f} over {count} samples", flush=True)
     if args.ids_out:
         pathlib.Path(args.ids_out, f"rank{rank}.json").write_text(json.dumps(delivered))

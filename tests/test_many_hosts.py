@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from augserve.tools.hosts import Hosts
+from ddp_checks import assert_even_ranks_cover_the_epoch
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("iptables"),
                                 reason="network hosts need root, ip and iptables")
@@ -301,3 +302,48 @@ def test_a_vanished_trainer_leaves_nothing_behind_on_the_server(cluster):
     finally:
         cluster.hosts.heal("trainer")
         trainer.stop()
+
+
+@pytest.mark.parametrize("fault", [False, True], ids=["steady", "replica-partitioned"])
+def test_ddp_ranks_on_two_hosts_stay_in_step_and_cover_each_epoch(cluster, tmp_path, fault):
+    """clients/remote_dataset_ddp.py with one rank on each of two hosts (gloo between them) and the replicas on two
+    more: every rank gets the same number of batches and together they cover each epoch (padded as
+    DistributedSampler pads), also when a replica carrying a rank's stream is cut off mid-epoch."""
+    ranks = []
+    for rank, host in enumerate(("trainer", "trainer-b")):
+        ranks.append(cluster.hosts.spawn(host, [
+            PYTHON, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
+            "--master-addr", cluster.hosts.address("trainer"), "--master-port", "29500",
+            str(ROOT / "clients" / "remote_dataset_ddp.py"), "--target", TARGET, "--epochs", "4", "--workers", "1",
+            "--batch-size", "8", "--ids-out", str(tmp_path)], env={**ENV, "GLOO_SOCKET_IFNAME": "eth0"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True))
+    partitioned, outputs = None, []
+    try:
+        if fault:
+            seen = []
+            while not any("rank 0 epoch 0" in line for line in seen):  # epoch 1 is starting
+                seen.append(ranks[0].stdout.readline())
+                assert seen[-1] and len(seen) < 500, "".join(seen[-20:])
+            deadline = time.monotonic() + 30
+            while partitioned is None and time.monotonic() < deadline:
+                partitioned = next((host for host in REPLICAS if cluster.metric(
+                    host, "augserve_streams_open", method="StreamDataset") >= 1), None)
+            assert partitioned is not None, "no replica holds a rank's stream"
+            cluster.hosts.partition(partitioned)
+        for process in ranks:
+            try:
+                output, _ = process.communicate(timeout=EPOCH_S)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"a rank hung (bound {EPOCH_S} s)") from None
+            assert process.returncode == 0, output[-3000:]
+            outputs.append(output)
+    finally:
+        for process in ranks:
+            Hosts.kill(process)
+        if partitioned is not None:
+            cluster.restore(partitioned)
+    delivered = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    assert_even_ranks_cover_the_epoch(delivered, 4, shards=2, batch_size=8)
+    if fault:  # the cut-off replica carried a stream: it failed over mid-epoch (the client logs each failover)
+        assert any("resuming on another replica" in output for output in outputs)

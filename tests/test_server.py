@@ -123,6 +123,30 @@ def test_dataset_stream_shards_cover_the_epoch_exactly_once(stub):
     assert sorted(seen) == list(range(1797))
 
 
+@pytest.mark.parametrize("shards, batch_size", [(4, 64), (8, 32), (3, 200), (5, 256)])
+def test_even_shards_give_every_rank_the_same_full_batches(stub, shards, batch_size):
+    """Uneven shards (1,797 digits: 4 x 64 gave 8/7/7/7 batches) leave a data-parallel rank waiting at the end
+    of every epoch. Even shards pad the epoch with its own first samples, as DistributedSampler pads."""
+    from augserve.server.datasets import epoch_order
+
+    per_shard = []
+    seen = []
+    for shard in range(shards):
+        message = pb.StreamDatasetRequest(dataset="digits", batch_size=batch_size, epoch=1, seed=2, shard_index=shard,
+                                          num_shards=shards, even_shards=True)
+        message.pipeline.name = "rand-m9-n2"
+        batches = list(stub.StreamDataset(message, timeout=120))
+        assert {len(b.sample_indices) for b in batches} == {batch_size}  # every batch full
+        assert {b.num_batches for b in batches} == {len(batches)}
+        per_shard.append(len(batches))
+        seen += [i for b in batches for i in b.sample_indices]
+    assert len(set(per_shard)) == 1
+    padded = len(seen) - 1797
+    assert 0 <= padded < shards * batch_size and sorted(set(seen)) == list(range(1797))
+    again = [i for i in set(seen) if seen.count(i) > 1]
+    assert sorted(again) == sorted(epoch_order(1797, 2, 1)[:padded].tolist())  # the epoch's first samples, twice
+
+
 def test_a_served_batch_is_built_from_tensors_not_parsed_from_a_message(stub, monkeypatch):
     """The served-dataset path hands the batch it read straight to the job: no request message is written and
     parsed back in the process (which would cost a copy of every batch)."""

@@ -155,11 +155,13 @@ class AsyncClient:
     async def stream_dataset(self, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
                              shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
                              out_dtype: str | None = None, return_params: bool = False,
-                             defer_normalize: bool = False, strength: float | None = None) -> AsyncIterator[Batch]:
+                             defer_normalize: bool = False, strength: float | None = None,
+                             even_shards: bool = False) -> AsyncIterator[Batch]:
         """``Client.stream_dataset``: a dropped stream resumes on another replica at the next undelivered batch."""
         resume = calls.DatasetResume(dataset, pipeline, batch_size, epoch=epoch, seed=seed, shard_index=shard_index,
                                      num_shards=num_shards, start_batch=start_batch, out_dtype=out_dtype,
-                                     return_params=return_params, defer_normalize=defer_normalize, strength=strength)
+                                     return_params=return_params, defer_normalize=defer_normalize, strength=strength,
+                                     even_shards=even_shards)
         while True:
             request = resume.request()
             pool = await self._slot_pool() if self._shared_datasets else None

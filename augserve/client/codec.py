@@ -141,11 +141,12 @@ class MapRequests:
 
 def dataset_request(dataset: str, pipeline, batch_size: int, *, epoch: int, seed: int, shard_index: int,
                     num_shards: int, start_batch: int, out_dtype: str | None, return_params: bool,
-                    defer_normalize: bool = False, strength: float | None = None) -> pb.StreamDatasetRequest:
+                    defer_normalize: bool = False, strength: float | None = None,
+                    even_shards: bool = False) -> pb.StreamDatasetRequest:
     request = pb.StreamDatasetRequest(dataset=dataset, batch_size=batch_size, epoch=epoch, seed=seed,
                                       shard_index=shard_index, num_shards=num_shards, start_batch=start_batch,
                                       out_dtype=out_dtype or "", return_params=return_params,
-                                      defer_normalize=defer_normalize)
+                                      defer_normalize=defer_normalize, even_shards=even_shards)
     request.pipeline.CopyFrom(pipeline_ref(pipeline, strength))
     return request
 

@@ -28,7 +28,10 @@ class RemoteDataset(IterableDataset):
 
     Shards itself by ``torch.distributed`` rank and DataLoader worker: shard ``rank * workers +
     worker`` of ``world * workers``, so each sample of an epoch reaches exactly one rank and
-    worker. ``shard=(index, count)`` overrides the rank/world part. The position is remembered:
+    worker. With several ranks every shard gets the same number of full batches, so the ranks end
+    an epoch together (``even_shards``; the epoch is padded with its first samples, as torch's
+    DistributedSampler pads: fewer than ``world * workers * batch_size`` appear twice); one process
+    gets the epoch exactly once. ``shard=(index, count)`` overrides the rank/world part. The position is remembered:
     a dropped stream resumes on another replica from the next undelivered batch. Call
     ``set_epoch`` before each epoch (the dataset is copied into every worker). Batches are torch
     tensors; ``normalize="client"`` (the default) brings them as uint8 and runs a pipeline's final
@@ -38,7 +41,7 @@ class RemoteDataset(IterableDataset):
 
     def __init__(self, client: Client, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
                  shard: tuple[int, int] | None = None, out_dtype: str | None = None, normalize: str = "client",
-                 strength: float | None = None):
+                 strength: float | None = None, even_shards: bool | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
         if shard is not None and not 0 <= shard[0] < shard[1]:
@@ -53,6 +56,7 @@ class RemoteDataset(IterableDataset):
         self.out_dtype = out_dtype
         self.normalize = normalize_option(normalize)
         self.strength = strength  # read when an epoch starts: a callback may change it between epochs
+        self.even_shards = even_shards  # None: when there are several ranks (they must end each epoch together)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -66,8 +70,9 @@ class RemoteDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[Batch]:
         index, count = self.shard_of_this_process()
+        even = (self.shard or _rank_and_world())[1] > 1 if self.even_shards is None else self.even_shards
         for batch in self.client.stream_dataset(self.dataset, self.pipeline, self.batch_size, epoch=self.epoch,
                                                 seed=self.seed, shard_index=index, num_shards=count,
                                                 out_dtype=self.out_dtype, defer_normalize=self.normalize == "client",
-                                                strength=self.strength):
+                                                strength=self.strength, even_shards=even):
             yield batch.to("cpu")

@@ -190,14 +190,17 @@ class Client:
     def stream_dataset(self, dataset: str, pipeline, batch_size: int, *, epoch: int = 0, seed: int = 0,
                        shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
                        out_dtype: str | None = None, return_params: bool = False,
-                       defer_normalize: bool = False, strength: float | None = None) -> Iterator[Batch]:
+                       defer_normalize: bool = False, strength: float | None = None,
+                       even_shards: bool = False) -> Iterator[Batch]:
         """One epoch (of one shard) of a dataset the server reads, augmented, in a deterministic order;
         numpy batches (``Batch.to(device)`` for torch). A dropped stream resumes on another replica
-        from the next undelivered batch.
+        from the next undelivered batch. ``even_shards``: every shard gets the same number of full batches
+        (the epoch padded with its first samples, as DistributedSampler pads), for ranks that must end together.
         """
         resume = calls.DatasetResume(dataset, pipeline, batch_size, epoch=epoch, seed=seed, shard_index=shard_index,
                                      num_shards=num_shards, start_batch=start_batch, out_dtype=out_dtype,
-                                     return_params=return_params, defer_normalize=defer_normalize, strength=strength)
+                                     return_params=return_params, defer_normalize=defer_normalize, strength=strength,
+                                     even_shards=even_shards)
         while True:
             request = resume.request()
             pool = self._slot_pool() if self._shared_datasets else None

@@ -94,7 +94,8 @@ class DatasetStreams:
             raise invalid(f"batch_size: expected 1 to {limit}, got {request.batch_size}")
         if request.shard_index >= shards:
             raise invalid(f"shard_index: expected 0 to {shards - 1} (num_shards={shards}), got {request.shard_index}")
-        return shard_batches(size, request.batch_size, request.seed, request.epoch, request.shard_index, shards)
+        return shard_batches(size, request.batch_size, request.seed, request.epoch, request.shard_index, shards,
+                             request.even_shards)
 
     async def _batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest, indices: torch.Tensor,
                      context, offers: OfferedRegions | None, after: asyncio.Future | None,

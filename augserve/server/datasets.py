@@ -6,6 +6,7 @@ of N takes batches k, k + N, ..., so shards are disjoint and cover the epoch onc
 
 from __future__ import annotations
 
+import math
 import hashlib
 from dataclasses import dataclass
 from typing import Callable
@@ -106,9 +107,17 @@ def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(size, generator=generator)
 
 
-def shard_batches(size: int, batch_size: int, seed: int, epoch: int, shard: int, shards: int) -> list[torch.Tensor]:
-    """This shard's batches of dataset indices, in order."""
+def shard_batches(size: int, batch_size: int, seed: int, epoch: int, shard: int, shards: int,
+                  even: bool = False) -> list[torch.Tensor]:
+    """This shard's batches of dataset indices, in order: batch k of the epoch goes to shard k mod ``shards``.
+
+    ``even``: every shard gets the same number of full batches, the epoch padded with its own first
+    samples (torch's DistributedSampler pads the same way), so data-parallel ranks end an epoch together.
+    """
     order = epoch_order(size, seed, epoch)
+    if even:
+        per_shard = math.ceil(size / (batch_size * shards))
+        order = order.repeat(math.ceil(per_shard * shards * batch_size / size))[:per_shard * shards * batch_size]
     batches = list(order.split(batch_size))
     return batches[shard::shards]
 

@@ -103,7 +103,7 @@ class AugmentResponse(_message.Message):
     def __init__(self, x: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., params_json: _Optional[str] = ..., server_seconds: _Optional[float] = ..., request_id: _Optional[int] = ..., label_smoothing: _Optional[float] = ..., deferred_normalize: _Optional[_Union[Normalization, _Mapping]] = ...) -> None: ...
 
 class StreamDatasetRequest(_message.Message):
-    __slots__ = ("dataset", "pipeline", "batch_size", "epoch", "seed", "shard_index", "num_shards", "start_batch", "out_dtype", "return_params", "defer_normalize")
+    __slots__ = ("dataset", "pipeline", "batch_size", "epoch", "seed", "shard_index", "num_shards", "start_batch", "out_dtype", "return_params", "defer_normalize", "even_shards")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,7 @@ class StreamDatasetRequest(_message.Message):
     OUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
     RETURN_PARAMS_FIELD_NUMBER: _ClassVar[int]
     DEFER_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
+    EVEN_SHARDS_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     pipeline: PipelineRef
     batch_size: int
@@ -126,7 +127,8 @@ class StreamDatasetRequest(_message.Message):
     out_dtype: str
     return_params: bool
     defer_normalize: bool
-    def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., batch_size: _Optional[int] = ..., epoch: _Optional[int] = ..., seed: _Optional[int] = ..., shard_index: _Optional[int] = ..., num_shards: _Optional[int] = ..., start_batch: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., defer_normalize: _Optional[bool] = ...) -> None: ...
+    even_shards: bool
+    def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., batch_size: _Optional[int] = ..., epoch: _Optional[int] = ..., seed: _Optional[int] = ..., shard_index: _Optional[int] = ..., num_shards: _Optional[int] = ..., start_batch: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., defer_normalize: _Optional[bool] = ..., even_shards: _Optional[bool] = ...) -> None: ...
 
 class SkippedSample(_message.Message):
     __slots__ = ("index", "reason")
