@@ -112,14 +112,25 @@ def loader_again(x, y):
                       generator=torch.Generator().manual_seed(0))
 
 
-def test_remote_dataset_two_ranks_times_two_workers_cover_the_epoch_once(client):
-    delivered = []
+@pytest.mark.parametrize("even", [False, True], ids=["exactly-once", "even"])
+def test_remote_dataset_two_ranks_times_two_workers_cover_the_epoch(client, even):
+    """Uneven shards: the epoch exactly once. Even shards (the default with several ranks): every rank the same
+    number of full batches, the epoch padded with its first samples."""
+    delivered, per_rank = [], []
     for rank in range(2):
-        remote = RemoteDataset(client, "digits", "rand-m9-n2", 64, epoch=1, seed=2, shard=(rank, 2))
+        remote = RemoteDataset(client, "digits", "rand-m9-n2", 64, epoch=1, seed=2, shard=(rank, 2),
+                               even_shards=None if even else False)
+        batches = 0
         for batch in DataLoader(remote, batch_size=None, num_workers=2, multiprocessing_context="forkserver"):
             delivered += batch.indices.tolist()
+            batches += 1
             assert batch.x.shape[1:] == (1, 8, 8) and torch.allclose(batch.labels.sum(1), torch.ones(len(batch.x)))
-    assert sorted(delivered) == list(range(1797))
+        per_rank.append(batches)
+    if even:
+        assert per_rank[0] == per_rank[1] and len(delivered) == sum(per_rank) * 64
+        assert sorted(set(delivered)) == list(range(1797)) and len(delivered) - 1797 < 4 * 64
+    else:
+        assert sorted(delivered) == list(range(1797))
 
 
 def test_a_client_pickles_as_its_settings(client):

@@ -28,6 +28,19 @@ async def _send(call, request) -> None:
             raise
 
 
+class _Stalled(Exception):
+    """No answer for the client's ``timeout`` while one was awaited: the call was cancelled (see stall.py)."""
+
+
+async def _read(call, seconds: float | None):
+    """The stream's next message, or _Stalled after ``seconds`` without one (a replica alive but stuck)."""
+    try:
+        return await asyncio.wait_for(call.read(), seconds)
+    except asyncio.TimeoutError:
+        call.cancel()
+        raise _Stalled from None
+
+
 def _send_failed(error: grpc.RpcError) -> bool:
     """grpc.aio ends a stream whose replica went away mid-write with INTERNAL "Internal error from Core" (set
     by the client's own gRPC core, never by a server), not UNAVAILABLE: it fails over all the same."""
@@ -140,13 +153,15 @@ class AsyncClient:
                             await _send(call, in_flight.add(requests.make(item, await self._slot())))
                         if exhausted and not len(in_flight):
                             return
-                        response = await call.read()
+                        response = await _read(call, self.settings.timeout)
                         if response is grpc.aio.EOF:
                             raise ServerError(grpc.StatusCode.INTERNAL, "stream ended before every batch was "
                                               "answered", describe(self.settings.targets))
                         yield in_flight.answered(response, self.settings.targets)
-                except grpc.RpcError as error:
-                    await asyncio.sleep(self.settings.failover_delay(error, attempt, lost=_send_failed(error)))
+                except (grpc.RpcError, _Stalled) as error:
+                    stalled = isinstance(error, _Stalled)
+                    await asyncio.sleep(self.settings.failover_delay(
+                        None if stalled else error, attempt, lost=not stalled and _send_failed(error), stalled=stalled))
                 finally:
                     call.cancel()
         finally:
@@ -173,8 +188,10 @@ class AsyncClient:
                     if batch is not None:
                         yield batch
                 return
-            except grpc.RpcError as error:
-                delay = resume.after(error, self.settings, shared=pool is not None, lost=_send_failed(error))
+            except (grpc.RpcError, _Stalled) as error:
+                stalled = isinstance(error, _Stalled)
+                delay = resume.after(None if stalled else error, self.settings, shared=pool is not None,
+                                     lost=not stalled and _send_failed(error), stalled=stalled)
                 if delay is None:
                     self._shared_datasets = False  # a server without StreamDatasetShared: bytes from now on
                 else:
@@ -183,7 +200,7 @@ class AsyncClient:
     async def _dataset_inline(self, request: pb.StreamDatasetRequest) -> AsyncIterator[tuple[pb.DatasetBatch, None]]:
         call = self.stub.StreamDataset(request, **self.settings.call_options())
         try:
-            async for message in call:
+            while (message := await _read(call, self.settings.timeout)) is not grpc.aio.EOF:
                 yield message, None
         finally:
             call.cancel()
@@ -196,7 +213,7 @@ class AsyncClient:
         finished = False
         try:
             await _send(call, offers.first())
-            while (message := await call.read()) is not grpc.aio.EOF:
+            while (message := await _read(call, self.settings.timeout)) is not grpc.aio.EOF:
                 yield message, offers.slot_for(message)
                 if (more := offers.more()) is not None:
                     await _send(call, more)

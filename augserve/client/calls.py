@@ -94,11 +94,12 @@ class DatasetResume:
         self.position = message.batch_index + 1
         return codec.dataset_batch_from(message, slot, self.options.get("out_dtype"))
 
-    def after(self, rpc_error: grpc.RpcError, settings: ClientSettings, shared: bool, lost: bool = False) -> float | None:
+    def after(self, rpc_error: grpc.RpcError | None, settings: ClientSettings, shared: bool, lost: bool = False,
+              stalled: bool = False) -> float | None:
         """Seconds to wait before resuming on another replica; None when the server has no shared-memory
         dataset stream (resume at once with bytes). Raises the ``ServerError`` when it may not resume."""
-        if shared and rpc_error.code() == grpc.StatusCode.UNIMPLEMENTED:
+        if shared and rpc_error is not None and rpc_error.code() == grpc.StatusCode.UNIMPLEMENTED:
             return None
-        delay = settings.failover_delay(rpc_error, self.attempt, lost=lost)
+        delay = settings.failover_delay(rpc_error, self.attempt, lost=lost, stalled=stalled)
         self.attempt += 1
         return delay

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from augserve.client.channel import COMPRESSION, TLS, describe, is_local, open_channel
-from augserve.client.errors import from_rpc_error
+from augserve.client.errors import DeadlineExceeded, from_rpc_error
 from augserve.client.fork_safety import channel_opening
 from augserve.transport import TENANT_HEADER
 
@@ -60,12 +60,17 @@ class ClientSettings:
     def call_options(self) -> dict:
         return {"metadata": self.metadata, "compression": COMPRESSION[self.compression]}
 
-    def failover_delay(self, error: grpc.RpcError, attempt: int, lost: bool = False) -> float:
+    def failover_delay(self, error: grpc.RpcError | None, attempt: int, lost: bool = False, stalled: bool = False) -> float:
         """Seconds to back off before a dropped stream resumes on another replica; raises the
-        ``ServerError`` when it may not (not UNAVAILABLE nor ``lost``, or out of failovers)."""
-        if not (lost or error.code() == grpc.StatusCode.UNAVAILABLE) or attempt >= self.failovers:
+        ``ServerError`` when it may not (not UNAVAILABLE nor ``lost``, or out of failovers). ``stalled``: the
+        client cancelled the stream after ``timeout`` seconds without an answer (a replica stuck but alive)."""
+        if stalled and attempt >= self.failovers:
+            raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer for {self.timeout:g} s on the "
+                                   f"stream (the client's timeout), after {attempt} failovers", describe(self.targets))
+        if not (lost or stalled or error.code() == grpc.StatusCode.UNAVAILABLE) or attempt >= self.failovers:
             raise from_rpc_error(error, describe(self.targets)) from None
         delay = FAILOVER_BACKOFF_S * (attempt + 1)
-        log.warning("stream to %s ended (%s: %s); resuming on another replica in %.1f s (failover %d of %d)",
-                    describe(self.targets), error.code().name, error.details(), delay, attempt + 1, self.failovers)
+        reason = f"no answer for {self.timeout:g} s" if stalled else f"{error.code().name}: {error.details()}"
+        log.warning("stream to %s ended (%s); resuming on another replica in %.1f s (failover %d of %d)",
+                    describe(self.targets), reason, delay, attempt + 1, self.failovers)
         return delay

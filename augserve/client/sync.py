@@ -15,6 +15,7 @@ from augserve.client.channel import TLS
 from augserve.client.dataset_offers import DatasetOffers
 from augserve.client.settings import MiB, ClientSettings
 from augserve.client.shm_use import SharedMemoryUse
+from augserve.client.stall import StallWatch
 from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
@@ -147,13 +148,15 @@ class Client:
         yield from self._stream((requests.make(item, self._slot()) for item in batches), prefetch)
 
     def _stream(self, source: Iterator[calls.Sent], prefetch: int) -> Iterator[Batch]:
-        in_flight = calls.InFlight(self._release)
+        in_flight, watch = calls.InFlight(self._release), StallWatch(self.settings.timeout)
         try:
-            yield from self._stream_with_failover(source, prefetch, in_flight)
+            yield from self._stream_with_failover(source, prefetch, in_flight, watch)
         finally:
             in_flight.release_all()
+            watch.close()
 
-    def _stream_with_failover(self, source, prefetch: int, in_flight: calls.InFlight) -> Iterator[Batch]:
+    def _stream_with_failover(self, source, prefetch: int, in_flight: calls.InFlight,
+                              watch: StallWatch) -> Iterator[Batch]:
         exhausted = False
         for attempt in range(self.settings.failovers + 1):
             outbox: queue.Queue = queue.Queue()
@@ -173,14 +176,18 @@ class Client:
                 outbox.put(request)
             send_more()
             call = self.stub.AugmentStream(iter(outbox.get, None), **self.settings.call_options())
+            watch.watch(call.cancel)
             try:
                 for response in call:
+                    watch.answered()
                     batch = in_flight.answered(response, self.settings.targets)
                     send_more()
                     yield batch
+                    if len(in_flight):
+                        watch.waiting()
                 return
             except grpc.RpcError as error:
-                time.sleep(self.settings.failover_delay(error, attempt))
+                time.sleep(self.settings.failover_delay(error, attempt, stalled=watch.stalled))
             finally:
                 outbox.put(None)
                 call.cancel()
@@ -201,38 +208,48 @@ class Client:
                                      num_shards=num_shards, start_batch=start_batch, out_dtype=out_dtype,
                                      return_params=return_params, defer_normalize=defer_normalize, strength=strength,
                                      even_shards=even_shards)
-        while True:
-            request = resume.request()
-            pool = self._slot_pool() if self._shared_datasets else None
-            try:
-                for message, slot in (self._dataset_shared(request, pool) if pool else self._dataset_inline(request)):
-                    batch = resume.delivered(message, slot)  # lends the slot's region to it
-                    self._release(slot)
-                    if batch is not None:
-                        yield batch
-                return
-            except grpc.RpcError as error:
-                delay = resume.after(error, self.settings, shared=pool is not None)
-                if delay is None:
-                    self._shared_datasets = False  # a server without StreamDatasetShared: bytes from now on
-                else:
-                    time.sleep(delay)
+        watch = StallWatch(self.settings.timeout)
+        try:
+            while True:
+                request = resume.request()
+                pool = self._slot_pool() if self._shared_datasets else None
+                try:
+                    for message, slot in (self._dataset_shared(request, pool, watch) if pool
+                                          else self._dataset_inline(request, watch)):
+                        watch.answered()
+                        batch = resume.delivered(message, slot)  # lends the slot's region to it
+                        self._release(slot)
+                        if batch is not None:
+                            yield batch
+                        watch.waiting()
+                    return
+                except grpc.RpcError as error:
+                    delay = resume.after(error, self.settings, shared=pool is not None, stalled=watch.stalled)
+                    if delay is None:
+                        self._shared_datasets = False  # a server without StreamDatasetShared: bytes from now on
+                    else:
+                        time.sleep(delay)
+        finally:
+            watch.close()
 
-    def _dataset_inline(self, request: pb.StreamDatasetRequest) -> Iterator[tuple[pb.DatasetBatch, None]]:
+    def _dataset_inline(self, request: pb.StreamDatasetRequest,
+                        watch: StallWatch) -> Iterator[tuple[pb.DatasetBatch, None]]:
         call = self.stub.StreamDataset(request, **self.settings.call_options())
+        watch.watch(call.cancel)
         try:
             for message in call:
                 yield message, None
         finally:
             call.cancel()
 
-    def _dataset_shared(self, request: pb.StreamDatasetRequest,
-                        pool: SlotPool) -> Iterator[tuple[pb.DatasetBatch, Slot | None]]:
+    def _dataset_shared(self, request: pb.StreamDatasetRequest, pool: SlotPool,
+                        watch: StallWatch) -> Iterator[tuple[pb.DatasetBatch, Slot | None]]:
         """The stream's messages, each with the slot the server wrote its batch into (None: inline)."""
         offers = DatasetOffers(pool, request, self._dataset_batch_bytes)
         outbox: queue.Queue = queue.Queue()
         outbox.put(offers.first())
         call = self.stub.StreamDatasetShared(iter(outbox.get, None), **self.settings.call_options())
+        watch.watch(call.cancel)
         finished = False
         try:
             for message in call:
