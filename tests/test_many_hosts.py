@@ -17,13 +17,11 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
-import threading
 import time
 
-import numpy as np
 import pytest
 
+from augserve.tools.cluster import NAME, PYTHON, REPLICAS, TARGET, Cluster, Trainer, write_jpegs
 from augserve.tools.hosts import Hosts
 from ddp_checks import assert_even_ranks_cover_the_epoch
 
@@ -31,26 +29,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("iptables"
                                 reason="network hosts need root, ip and iptables")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
-AUGSERVE = str(pathlib.Path(sys.executable).with_name("augserve"))
-TRAINER = str(ROOT / "tests" / "hosts_trainer.py")
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-REPLICAS = ("replica-a", "replica-b")
-TARGET = "dns:///augserve.test:50051"
 CROP = json.dumps([{"op": "random_resized_crop", "size": 160}, {"op": "rand_augment", "n": 2, "m": 9}])
 DATASET = ["dataset", "--dataset", "jpegs", "--pipeline", CROP, "--batch-size", "16"]  # 1,024 files: 64 batches
 MAP = ["map", "--batches", "40", "--batch-size", "16", "--pipeline", "rand-m9-n2"]
 FAILOVER_S, HEAL_S, CLEANUP_S = 10, 30, 30  # the bounds docs/failures.md states
 EPOCH_S = 180  # the most a whole faulted epoch may take on a busy machine before the test calls it a hang
-
-SCRAPE = """
-import sys, urllib.request
-from prometheus_client.parser import text_string_to_metric_families
-text = urllib.request.urlopen("http://127.0.0.1:9090/metrics", timeout=10).read().decode()
-name, labels = sys.argv[1], dict(pair.split("=", 1) for pair in sys.argv[2:])
-print(sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
-          if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())))
-"""
 TENANT_USE = """
 import sys, grpc
 from augserve.v1 import augserve_pb2 as pb, augserve_pb2_grpc as rpc
@@ -63,67 +46,7 @@ print(sum(t.in_flight + t.queued_samples for t in tenants if t.name == sys.argv[
 @pytest.fixture(scope="module")
 def jpegs(tmp_path_factory) -> pathlib.Path:
     """1,024 JPEGs of 160x160 in two class folders: an epoch of 80 MB, more than one stream's window holds."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("jpegs")
-    generator = np.random.default_rng(0)
-    ramp = np.linspace(0, 200, 160)[None, :, None]
-    for label in range(2):
-        (root / f"class{label}").mkdir()
-        for index in range(512):
-            pixels = (ramp + generator.integers(0, 50, (160, 160, 3))).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"class{label}" / f"{index:04d}.jpg", quality=90)
-    return root
-
-
-class Cluster:
-    """Two replicas on hosts of their own, and two trainer hosts, on one bridge."""
-
-    def __init__(self, hosts: Hosts, config: pathlib.Path, logs: pathlib.Path):
-        self.hosts, self.config, self.logs = hosts, config, logs
-        self.replicas: dict[str, subprocess.Popen] = {}
-
-    def start(self, host: str) -> None:
-        log = open(self.logs / f"{host}.log", "a")
-        self.replicas[host] = self.hosts.spawn(host, [AUGSERVE, "serve", "--host", "0.0.0.0", "--config",
-                                                      str(self.config)], stdout=log, stderr=subprocess.STDOUT,
-                                               env=ENV)
-
-    def wait_ready(self, host: str, timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.replicas[host].poll() is None, (self.logs / f"{host}.log").read_text()[-2000:]
-            if self.hosts.run(host, [AUGSERVE, "health", "--target", "127.0.0.1:50051"], env=ENV).returncode == 0:
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"{host} did not become ready in {timeout} s")
-
-    def metric(self, host: str, name: str, **labels: str) -> float:
-        result = self.hosts.run(host, [PYTHON, "-c", SCRAPE, name, *(f"{k}={v}" for k, v in labels.items())],
-                                env=ENV, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return float(result.stdout)
-
-    def carrier(self, method: str, timeout: float = 30) -> str:
-        """The replica that holds the open ``method`` stream."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            open_streams = {host: self.metric(host, "augserve_streams_open", method=method) for host in REPLICAS}
-            carrying = [host for host, count in open_streams.items() if count >= 1]
-            if len(carrying) == 1:
-                return carrying[0]
-            time.sleep(0.2)
-        raise AssertionError(f"no single replica holds the {method} stream: {open_streams}")
-
-    def restore(self, host: str) -> None:
-        """The replica back as it was: thawed, reachable, running."""
-        self.hosts.heal(host)
-        process = self.replicas[host]
-        if process.poll() is None:
-            self.hosts.thaw(process)
-        else:
-            self.start(host)
-        self.wait_ready(host)
+    return write_jpegs(tmp_path_factory.mktemp("jpegs"))
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +54,7 @@ def cluster(jpegs, tmp_path_factory):
     work = tmp_path_factory.mktemp("cluster")
     config = work / "serve.yaml"
     config.write_text(f"datasets:\n  jpegs: {{type: folder, path: {jpegs}}}\n")
-    with Hosts([*REPLICAS, "trainer", "trainer-b"], names={"augserve.test": list(REPLICAS)}) as hosts:
+    with Hosts([*REPLICAS, "trainer", "trainer-b"], names={NAME: list(REPLICAS)}) as hosts:
         running = Cluster(hosts, config, work)
         for host in REPLICAS:
             running.start(host)
@@ -140,70 +63,13 @@ def cluster(jpegs, tmp_path_factory):
         yield running
 
 
-class Trainer:
-    """``tests/hosts_trainer.py`` on a host: its JSON lines as they come, its failover log lines."""
-
-    def __init__(self, cluster: Cluster, host: str, *args: str):
-        self.process = cluster.hosts.spawn(host, [PYTHON, TRAINER, *args, "--target", TARGET], env=ENV,
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.items: list[dict] = []
-        self.log: list[str] = []
-        self._readers = [threading.Thread(target=self._read, args=(self.process.stdout, True), daemon=True),
-                         threading.Thread(target=self._read, args=(self.process.stderr, False), daemon=True)]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, stream, json_lines: bool) -> None:
-        for line in stream:
-            (self.items.append(json.loads(line)) if json_lines else self.log.append(line))
-
-    @property
-    def batches(self) -> list[dict]:
-        return [item for item in self.items if "batch" in item]
-
-    def wait_for(self, count: int, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.batches) < count and self.process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(self.batches) >= count, f"{len(self.batches)} of {count} batches; {self.items[-1:]} {self.log[-3:]}"
-
-    def finish(self, timeout: float = EPOCH_S) -> dict:
-        """The trainer's last line once it exits; a trainer that does not end within ``timeout`` hung."""
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the trainer hung: {len(self.batches)} batches, then nothing for "
-                                 f"{timeout} s; log: {self.log[-3:]}") from None
-        for reader in self._readers:
-            reader.join(timeout=30)
-        return self.items[-1]
-
-    def failovers(self) -> list[float]:
-        """When the client gave up on a replica and went to another (its log lines' timestamps)."""
-        return [float(line.split()[0]) for line in self.log if "resuming on another replica" in line]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            Hosts.kill(self.process)
-
-
 @pytest.fixture(scope="module")
 def fault_free(cluster):
     """The epoch and the mapped batches without a fault: what every faulted run must equal."""
     epoch, mapped = Trainer(cluster, "trainer", *DATASET), Trainer(cluster, "trainer-b", *MAP)
-    assert "done" in epoch.finish() and "done" in mapped.finish()
+    assert "done" in epoch.finish(EPOCH_S) and "done" in mapped.finish(EPOCH_S)
     return ({b["batch"]: (b["indices"], b["digest"]) for b in epoch.batches},
             [(b["request_id"], b["digest"]) for b in mapped.batches])
-
-
-def _fault(cluster: Cluster, kind: str, host: str) -> float:
-    if kind == "partition":
-        cluster.hosts.partition(host)
-    elif kind == "freeze":
-        cluster.hosts.freeze(cluster.replicas[host])
-    else:
-        cluster.hosts.kill(cluster.replicas[host])
-    return time.time()
 
 
 def _assert_failed_over_in_time(trainer: Trainer, at: float) -> None:
@@ -222,8 +88,8 @@ def test_an_epoch_survives_its_replica_going_silent(cluster, fault_free, kind):
     try:
         trainer.wait_for(8)
         carrier = cluster.carrier("StreamDataset")
-        at = _fault(cluster, kind, carrier)
-        last = trainer.finish()
+        at = cluster.fault(kind, carrier)
+        last = trainer.finish(EPOCH_S)
         assert "done" in last, last
         _assert_failed_over_in_time(trainer, at)
         got = {b["batch"]: (b["indices"], b["digest"]) for b in trainer.batches}
@@ -244,8 +110,8 @@ def test_map_answers_every_request_once_when_its_replica_goes_silent(cluster, fa
     try:
         trainer.wait_for(10)
         carrier = cluster.carrier("AugmentStream")
-        at = _fault(cluster, kind, carrier)
-        last = trainer.finish()
+        at = cluster.fault(kind, carrier)
+        last = trainer.finish(EPOCH_S)
         assert "done" in last, last
         _assert_failed_over_in_time(trainer, at)
         assert [(b["request_id"], b["digest"]) for b in trainer.batches] == expected
@@ -292,7 +158,7 @@ def test_a_vanished_trainer_leaves_nothing_behind_on_the_server(cluster):
         cut = time.monotonic()
 
         def held() -> tuple[float, int]:
-            use = cluster.hosts.run(carrier, [PYTHON, "-c", TENANT_USE, "job-e"], env=ENV)
+            use = cluster.hosts.run(carrier, [PYTHON, "-c", TENANT_USE, "job-e"], env=cluster.env)
             assert use.returncode == 0, use.stderr
             return cluster.metric(carrier, "augserve_streams_open", method="StreamDataset"), int(use.stdout)
 
@@ -315,7 +181,7 @@ def test_ddp_ranks_on_two_hosts_stay_in_step_and_cover_each_epoch(cluster, tmp_p
             PYTHON, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
             "--master-addr", cluster.hosts.address("trainer"), "--master-port", "29500",
             str(ROOT / "clients" / "remote_dataset_ddp.py"), "--target", TARGET, "--epochs", "4", "--workers", "1",
-            "--batch-size", "8", "--ids-out", str(tmp_path)], env={**ENV, "GLOO_SOCKET_IFNAME": "eth0"},
+            "--batch-size", "8", "--ids-out", str(tmp_path)], env={**cluster.env, "GLOO_SOCKET_IFNAME": "eth0"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True))
     partitioned, outputs = None, []

@@ -1,7 +1,10 @@
-"""A trainer on a network host of its own, for tests/test_many_hosts.py: it streams an epoch (``dataset``),
-maps batches on one stream (``map``) or sends them one call each (``unary``) through ``augserve.client`` and prints one JSON line per batch it gets, then
-``{"done": ...}``, or ``{"error": ...}`` and exit status 1. ``--pace`` seconds between batches keep the
-epoch long enough for a fault to land in its middle."""
+"""A trainer on a network host of its own (``augserve.tools.cluster``), for the multi-host tests and bench.
+
+It streams an epoch (``dataset``), maps batches on one stream (``map``) or sends them one call each
+(``unary``) through ``augserve.client`` and prints one JSON line per batch it gets, then
+``{"done": ...}``, or ``{"error": ...}`` and exit status 1. ``--pace`` seconds between batches keep
+the epoch long enough for a fault to land in its middle; failovers are logged on stderr.
+"""
 
 from __future__ import annotations
 
