@@ -135,8 +135,11 @@ def test_bench_prints_ratios_against_torchvision(tmp_path):
     assert result.returncode == 0, result.stderr
     text = out.read_text()
     assert "Hand-written notes stay." in text
+    from augserve.tools.bench.hosts import can_run
+
     for row in ("torchvision.v2 per-sample | ", "kornia.augmentation.auto batched", "| augserve |",
-                "greedy job over gRPC bytes in its own process | small tenant beside the greedy stream |"):
+                "greedy job over gRPC bytes in its own process | small tenant beside the greedy stream |",
+                *(["| trainer on another host |", "| freeze (SIGSTOP) |"] if can_run() else [])):
         assert row in text
     assert "1.00x" in text
     service = augserve("bench", "--batch", "4", "--size", "32", "--repeats", "1", "--only", "service")

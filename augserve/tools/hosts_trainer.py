@@ -47,9 +47,10 @@ def main() -> int:
     parser.add_argument("--pace", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--tenant", default=None)
+    parser.add_argument("--bytes", action="store_true", help="gRPC bytes even on the replica's host (no shared memory)")
     args = parser.parse_args()
     logging.basicConfig(format="%(created).3f %(name)s %(message)s")  # failovers, on stderr
-    client = Client(args.target, timeout=args.timeout, tenant=args.tenant)
+    client = Client(args.target, timeout=args.timeout, tenant=args.tenant, shared_memory=False if args.bytes else None)
     try:
         if args.mode == "dataset":
             batches = client.stream_dataset(args.dataset, args.pipeline, args.batch_size, epoch=1, seed=3,

@@ -15,6 +15,7 @@ import datetime
 import functools
 import os
 import platform
+import sys
 from typing import Callable
 
 import torch
@@ -409,11 +410,16 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator).to(device)
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    from augserve.tools.bench import hosts
     from augserve.tools.bench.fairness import CASE as FAIRNESS, fairness_rows
 
     fairness = only is None or only.lower() in FAIRNESS
+    across_hosts = only is None or only.lower() in hosts.CASE
+    if across_hosts and not hosts.can_run():
+        print("bench: the many-hosts rows need root, ip and iptables (network namespaces); left out", file=sys.stderr)
+        across_hosts = False
     cases = _cases(x, lambda name: only is None or only.lower() in name.lower())
-    if not cases and not fairness:
+    if not cases and not fairness and not across_hosts:
         raise ValueError(f"bench: no case name contains {only!r}")
 
     rows = []
@@ -426,6 +432,8 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     progress.close()
     if fairness:  # its own server and clients, measured as the goals are stated (latencies, shares)
         rows += fairness_rows(x.device)
+    if across_hosts:  # replicas and a trainer on network hosts of their own, on the CPU
+        rows += hosts.hosts_rows()
 
     stamp = datetime.date.today().isoformat()
     lines = [
