@@ -111,6 +111,21 @@ class Cluster:
             raise ValueError(f"fault: expected one of {', '.join(FAULTS)}, got {kind!r}")
         return time.time()
 
+    def faulted(self, trainer: "Trainer", kind: str, method: str, after: int, timeout: float) -> float:
+        """Fault the replica carrying the trainer's ``method`` stream once ``after`` batches arrived, let the
+        trainer end (within ``timeout``), put the replica back; when the fault happened."""
+        carrier = None
+        try:
+            trainer.wait_for(after)
+            carrier = self.carrier(method)
+            at = self.fault(kind, carrier)
+            trainer.finish(timeout)
+            return at
+        finally:
+            trainer.stop()
+            if carrier is not None:
+                self.restore(carrier)
+
     def restore(self, host: str) -> None:
         """The replica back as it was: thawed, reachable, running."""
         self.hosts.heal(host)

@@ -78,17 +78,9 @@ def _rows(cluster: Cluster) -> list[tuple[str, str, float, float, str]]:
     rows.append((case, "no fault", steady, 1.0, f"longest wait for a batch {steady_wait:.2f} s"))
     for kind in FAULTS:
         trainer = _timed(cluster, "trainer", *EPOCH, "--pace", PACE)
-        carrier = None
-        try:
-            trainer.wait_for(FAULT_AFTER)
-            carrier = cluster.carrier("StreamDataset")
-            at = cluster.fault(kind, carrier)
-            rate, wait = _epoch(trainer)
-            failover = next((t - at for t in trainer.failovers() if t >= at - 1), float("nan"))
-        finally:
-            trainer.stop()
-            if carrier is not None:
-                cluster.restore(carrier)
+        at = cluster.faulted(trainer, kind, "StreamDataset", FAULT_AFTER, EPOCH_S)
+        rate, wait = _epoch(trainer)
+        failover = next((t - at for t in trainer.failovers() if t >= at - 1), float("nan"))
         rows.append((case, FAULT_NAMES[kind], rate, rate / steady, f"failed over {failover:.1f} s after the fault "
                      f"(goal: within 10 s); longest wait for a batch {wait:.1f} s; every sample once"))
     return rows
