@@ -104,10 +104,11 @@ def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
     from augserve.trainer.series_experiment import run_series_experiments
     from augserve.trainer.ucr import UCR_SETS
 
-    unknown = [name for name in datasets if name not in UCR_SETS]
+    unknown = [name for name in datasets if name not in UCR_SETS and not name.startswith("ucr:")]
     if unknown:
         print(f"augserve train: --dataset: unknown {unknown[0]!r}; expected digits or a comma-separated list of "
-              f"{', '.join(UCR_SETS)}", file=sys.stderr)
+              f"{', '.join(UCR_SETS)} or ucr:<Name> (a set of the UCR 2018 archive folder, $AUGSERVE_UCR_DIR)",
+              file=sys.stderr)
         return 2
     try:
         strengths = tuple(float(s) for s in args.strengths.split(","))

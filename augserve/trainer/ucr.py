@@ -7,13 +7,12 @@ the FCN of Wang et al. (2017) on the same split, to read our numbers against.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
 from augserve.extras import require
+from augserve.trainer.archives import SeriesSplit, load_ucr_archive
 
 # name -> (sktime loader, FCN test accuracy on the archive's split: mean of 5 runs in Ismail Fawaz et al.
 # 2019, "Deep learning for time series classification: a review", results/results-ucr-128.csv of
@@ -29,25 +28,13 @@ PUBLISHED_SOURCE = ("FCN, mean of 5 runs, Ismail Fawaz et al. 2019 (Data Min. Kn
                     "github.com/hfawaz/dl-4-tsc results/results-ucr-128.csv")
 
 
-@dataclass
-class SeriesSplit:
-    """A UCR set's own train and test split."""
-
-    name: str
-    train: TensorDataset
-    test: TensorDataset
-    num_classes: int
-    published_accuracy: float
-
-    @property
-    def channels(self) -> int:
-        return self.train.tensors[0].shape[1]
-
-
 def load_ucr(name: str) -> SeriesSplit:
-    """One of ``UCR_SETS`` from sktime's bundled copy (no download)."""
+    """One of ``UCR_SETS`` from sktime's bundled copy (no download), or ``ucr:<Name>`` from the UCR 2018 archive
+    folder (``archives.py``)."""
+    if name.startswith("ucr:"):
+        return load_ucr_archive(name.removeprefix("ucr:"))
     if name not in UCR_SETS:
-        raise ValueError(f"dataset: expected one of {', '.join(UCR_SETS)} or digits, got {name!r}")
+        raise ValueError(f"dataset: expected one of {', '.join(UCR_SETS)}, ucr:<Name> or digits, got {name!r}")
     require("sktime", "the UCR experiments")
     from sktime import datasets
 

