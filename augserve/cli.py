@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "UCR series: FCN at fixed and adaptive augmentation strengths); "
                                                "learning curves and a summary table")
     train.add_argument("--dataset", default="digits",
-                       help="digits, or UCR sets shipped with sktime, comma-separated: arrowhead, osuleaf, gunpoint, "
+                       help="digits, or UCR sets shipped with sktime (or ucr:<Name> from the UCR 2018 archive folder), comma-separated: arrowhead, osuleaf, gunpoint, "
                             "italypowerdemand, acsf1 (default: %(default)s)")
     train.add_argument("--server", default=os.environ.get("AUGSERVE_SERVER"),
                        help="augment on this server (host:port); in process when unset (env AUGSERVE_SERVER)")

@@ -217,13 +217,13 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
              f"Published accuracy: {PUBLISHED_SOURCE}.", ""]
     for name in datasets:
         chosen = [r for r in runs if r["dataset"] == name]
-        split = splits[name]
+        split, picture = splits[name], f"{name.replace(':', '-')}_curves.png"  # ucr:<Name>: no colon in a file name
         lines += [f"## {name} ({len(split.train)} train / {len(split.test)} test, {split.num_classes} classes, "
                   f"length {split.train.tensors[0].shape[-1]})", "", *dataset_table(split, chosen, configs), "",
-                  *verdicts(chosen, configs), "", f"Learning curves (seed 0): `{name}_curves.png`.", ""]
+                  *verdicts(chosen, configs), "", f"Learning curves (seed 0): `{picture}`.", ""]
         curves: dict[str, History] = {r["configuration"]: r["history"] for r in chosen
                                       if r["seed"] == 0 and r["configuration"] in ("plain", "strength 1", "adaptive")}
-        plot_learning_curves(curves, out / f"{name}_curves.png",
+        plot_learning_curves(curves, out / picture,
                              f"{name}, seed 0: plain, strength 1 and adaptive (train loss/accuracy on augmented batches)")
     summary = "\n".join(lines)
     (out / "summary.md").write_text(summary)
