@@ -376,3 +376,24 @@ def test_a_stream_answer_for_another_request_is_an_error_not_a_wrong_batch():
         in_flight.answered(pb.AugmentResponse(request_id=4), "here")
     in_flight.release_all()
     assert released == [None] and not len(in_flight)
+
+
+def test_an_offer_written_after_the_server_ended_the_stream_is_no_error():
+    """The server may end a dataset stream (its last batch sent) while the client's next region offer is on its
+    way; grpc.aio raises InvalidStateError for that write. The stream's end is read next, not raised here."""
+    from augserve.client.aio import _send
+
+    class Ended:
+        async def write(self, request):
+            raise asyncio.InvalidStateError("RPC already finished.")
+
+        def done(self):
+            return True
+
+    class Running(Ended):
+        def done(self):
+            return False
+
+    asyncio.run(_send(Ended(), None))
+    with pytest.raises(asyncio.InvalidStateError):
+        asyncio.run(_send(Running(), None))

@@ -20,10 +20,11 @@ from augserve.v1 import augserve_pb2_grpc as rpc
 
 
 async def _send(call, request) -> None:
-    """Write to a stream; one that already ended is reported by the next read."""
+    """Write to a stream; one that already ended (the server may end it while an offer is on its way) is
+    reported by the next read."""
     try:
         await call.write(request)
-    except grpc.RpcError:
+    except (grpc.RpcError, asyncio.InvalidStateError):
         if not call.done():
             raise
 
