@@ -23,6 +23,7 @@ class ServerConfig:
     max_message_bytes: int = 256 * MiB
     max_samples: int = 1024  # per request
     max_pixels: int = 4096 * 4096  # per sample: H * W (or F * T, C * T)
+    shared_epoch_bytes: int = 256 * MiB  # answers kept for streams of the same epoch (shared_epochs.py); 0: off
     token: str | None = None  # bearer token; None: no auth
     tls_cert: str | None = None
     tls_key: str | None = None

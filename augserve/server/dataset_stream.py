@@ -25,6 +25,7 @@ from augserve.server.errors import Refused, invalid
 from augserve.server.file_datasets import FileDataset
 from augserve.server.offers import OfferedRegions
 from augserve.server.requests import Asked, JobBuilder
+from augserve.server.shared_epochs import SharedEpochs, identity
 from augserve.v1 import augserve_pb2 as pb
 
 log = logging.getLogger("augserve.server")
@@ -46,6 +47,7 @@ class DatasetStreams:
         self.builder = builder
         self.answers = answers
         self.metrics = metrics
+        self.shared = SharedEpochs(builder.config.shared_epoch_bytes, metrics)
         self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="augserve-read")
         self._logged_skips: set[tuple[str, int]] = set()
 
@@ -58,14 +60,20 @@ class DatasetStreams:
         except Refused as refused:
             await context.abort(refused.code, str(refused))
         previous: asyncio.Future | None = None  # the turn of the batch before: set once it went to the device
+        same = identity(request) if offers is None else None  # answers in a client's own regions are its own
 
-        def augment(position: int) -> asyncio.Future:
+        def compute(position: int) -> asyncio.Future:
             nonlocal previous
             turn = asyncio.get_running_loop().create_future()
-            task = asyncio.ensure_future(self._batch(dataset, request, batches[position], context, offers,
+            task = asyncio.ensure_future(self._batch(dataset, request, batches, position, context, offers,
                                                      previous, turn))
             previous = turn
             return task
+
+        def augment(position: int) -> asyncio.Future:
+            if same is None:
+                return compute(position)
+            return self.shared.batch((same, position), lambda: compute(position))
 
         # DATASET_AHEAD batches in flight: their files are read and the device works on the next while this
         # one is sent, and the next one's arrival sends this one to the device without waiting out max_delay_ms.
@@ -82,11 +90,13 @@ class DatasetStreams:
                     answer = await task
                 except Refused as refused:
                     await context.abort(refused.code, f"batch {position}: {refused}")
-                answer.batch_index, answer.num_batches = position, len(batches)
                 yield answer
         finally:
-            for _, task in ahead:
-                task.cancel()
+            for position, task in ahead:  # shared batches go on while another stream waits for them
+                if same is None:
+                    task.cancel()
+                else:
+                    self.shared.release((same, position), task)
 
     def _shard(self, request: pb.StreamDatasetRequest, size: int) -> list[torch.Tensor]:
         shards, limit = request.num_shards or 1, self.builder.config.max_samples
@@ -97,17 +107,20 @@ class DatasetStreams:
         return shard_batches(size, request.batch_size, request.seed, request.epoch, request.shard_index, shards,
                              request.even_shards)
 
-    async def _batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest, indices: torch.Tensor,
-                     context, offers: OfferedRegions | None, after: asyncio.Future | None,
-                     turn: asyncio.Future) -> pb.DatasetBatch:
-        """One batch, sent to the device ``after`` the one before; then ``turn`` passes to the next (else the
-        first answer can wait for a later batch's work)."""
-        samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read, indices,
-                                                                   self.builder.config.max_pixels)
-        if after is not None:
-            await after
+    async def _batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest,
+                     batches: list[torch.Tensor], position: int, context, offers: OfferedRegions | None,
+                     after: asyncio.Future | None, turn: asyncio.Future) -> pb.DatasetBatch:
+        """Batch ``position``, sent to the device ``after`` the one before; then ``turn`` passes to the next
+        (else the first answer can wait for a later batch's work), also when this one is abandoned."""
         try:
-            return await self._augment(dataset, request, samples, context, offers, turn)
+            samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read,
+                                                                       batches[position],
+                                                                       self.builder.config.max_pixels)
+            if after is not None:
+                await after
+            answer = await self._augment(dataset, request, samples, context, offers, turn)
+            answer.batch_index, answer.num_batches = position, len(batches)
+            return answer
         finally:
             _pass(turn)
 

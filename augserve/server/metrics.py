@@ -34,6 +34,11 @@ class Metrics:
                                      registry=self.registry)
         self.streams_open = Gauge("augserve_streams_open", "Streaming calls open, by method", ["method"],
                                   registry=self.registry)
+        self.shared_batches = Counter("augserve_shared_batches", "Served-dataset batches by outcome: computed "
+                                      "for a stream, or shared with one that asked for the same batch",
+                                      ["outcome"], registry=self.registry)
+        self.shared_window_bytes = Gauge("augserve_shared_window_bytes", "Answers kept for streams that ask for "
+                                         "the same batches later", registry=self.registry)
         memory = Gauge("augserve_device_memory_bytes", "Memory allocated on the device", registry=self.registry)
         if device.type == "cuda":
             memory.set_function(lambda: torch.cuda.memory_allocated(device))
