@@ -67,9 +67,11 @@ class Cluster:
 
     def start(self, host: str) -> None:
         log = open(self.logs / f"{host}.log", "a")
+        # no shared epochs: every run repeats one epoch, and a fault must meet a replica computing it, not a window
+        # that already holds the whole epoch from the run before
         self.replicas[host] = self.hosts.spawn(host, [AUGSERVE, "serve", "--host", "0.0.0.0", "--config",
-                                                      str(self.config)], stdout=log, stderr=subprocess.STDOUT,
-                                               env=self.env)
+                                                      str(self.config), "--shared-epoch-bytes", "0"],
+                                               stdout=log, stderr=subprocess.STDOUT, env=self.env)
 
     def wait_ready(self, host: str, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
