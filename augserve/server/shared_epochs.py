@@ -77,13 +77,8 @@ class SharedEpochs:
             return
         entry.nbytes = entry.task.result().ByteSize()
         self.bytes += entry.nbytes
-        while self.bytes > self.max_bytes and self._entries:
-            oldest_key, oldest = next(iter(self._entries.items()))
-            if not oldest.task.done():
-                self._entries.move_to_end(oldest_key)
-                if all(not e.task.done() for e in self._entries.values()):
-                    break
-                continue
-            del self._entries[oldest_key]
-            self.bytes -= oldest.nbytes
+        for oldest in [k for k, e in self._entries.items() if e.task.done()]:  # least recently asked first
+            if self.bytes <= self.max_bytes:
+                break
+            self.bytes -= self._entries.pop(oldest).nbytes
         self.metrics.shared_window_bytes.set(self.bytes)
