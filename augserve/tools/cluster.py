@@ -121,6 +121,8 @@ class Cluster:
             trainer.wait_for(after)
             carrier = self.carrier(method)
             at = self.fault(kind, carrier)
+            if trainer.process.poll() is not None:
+                raise RuntimeError(f"the trainer ended before the fault: {trainer.items[-1:]}")
             trainer.finish(timeout)
             return at
         finally:
@@ -128,8 +130,9 @@ class Cluster:
             if carrier is not None:
                 self.restore(carrier)
 
-    def restore(self, host: str) -> None:
-        """The replica back as it was: thawed, reachable, running."""
+    def restore(self, host: str, timeout: float = 90) -> None:
+        """The replica back as it was: thawed, reachable, running, and holding no stream. A stream it kept for a
+        trainer that has gone meanwhile ends by keepalive (20 s); until then ``carrier`` would see two."""
         self.hosts.heal(host)
         process = self.replicas[host]
         if process.poll() is None:
@@ -137,6 +140,11 @@ class Cluster:
         else:
             self.start(host)
         self.wait_ready(host)
+        deadline = time.monotonic() + timeout
+        while (streams := self.metric(host, "augserve_streams_open")) > 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{host} still holds {streams:.0f} streams {timeout} s after its restore")
+            time.sleep(0.5)
 
 
 class Trainer:
