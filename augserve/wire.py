@@ -32,10 +32,11 @@ class WireError(ValueError):
 
 
 def to_numpy(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DTYPES),
-             regions: RegionCache | None = None) -> np.ndarray:
+             regions: RegionCache | None = None, data=None) -> np.ndarray:
     """A view of the message's bytes (or of its shared-memory span) with its dtype and shape, after every check.
 
-    ``regions`` resolves ``shm`` references; without it a tensor in shared memory is refused.
+    ``regions`` resolves ``shm`` references; without it a tensor in shared memory is refused. ``data``: the
+    tensor's bytes when they travelled beside the message (``framing``), not in it.
     """
     if message.dtype not in allowed:
         raise WireError(f"{field}.dtype: expected one of {', '.join(allowed)}, got {message.dtype!r}")
@@ -47,14 +48,14 @@ def to_numpy(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DT
     if message.HasField("shm"):
         if regions is None:
             raise WireError(f"{field}.shm: shared memory is not accepted here; send the bytes in data")
-        if message.data:
+        if data or message.data:
             raise WireError(f"{field}: expected data or shm, got both")
         try:
             buffer = regions.buffer(message.shm, expected, f"{field}.shm")
         except SharedMemoryError as error:
             raise WireError(str(error)) from None
     else:
-        buffer = message.data  # read once: each access to a bytes field copies it
+        buffer = message.data if data is None else data  # read once: each access to a bytes field copies it
         if len(buffer) != expected:
             raise WireError(f"{field}.data: expected {expected} bytes for shape {list(shape)} of {message.dtype}, "
                             f"got {len(buffer)}")
@@ -63,11 +64,11 @@ def to_numpy(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DT
 
 
 def to_torch(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DTYPES),
-             regions: RegionCache | None = None):
+             regions: RegionCache | None = None, data=None):
     """Zero-copy torch view of a received tensor (read-only memory: never write into it)."""
     import torch
 
-    array = to_numpy(message, field, allowed, regions)
+    array = to_numpy(message, field, allowed, regions, data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch warns that the buffer is read-only
         return torch.from_numpy(array)
@@ -82,12 +83,17 @@ def _host_array(value: Any) -> np.ndarray:
     return array if sys.byteorder == "little" else array.astype(array.dtype.newbyteorder("<"))
 
 
-def write(message: pb.Tensor, value: Any) -> pb.Tensor:
-    """Fill ``message`` in place (no sub-message copy) with a numpy array's or torch tensor's raw bytes."""
+def describe(message: pb.Tensor, value: Any) -> memoryview:
+    """Fill ``message``'s dtype and shape; the raw bytes, to travel beside it (``framing``), are returned."""
     array = _host_array(value)
     message.dtype = dtype_name(array)
     message.shape[:] = array.shape
-    message.data = array.tobytes()
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
+def write(message: pb.Tensor, value: Any) -> pb.Tensor:
+    """Fill ``message`` in place (no sub-message copy) with a numpy array's or torch tensor's raw bytes."""
+    message.data = describe(message, value).tobytes()
     return message
 
 

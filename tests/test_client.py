@@ -186,6 +186,8 @@ def test_shared_memory_carries_the_tensors_and_learns_the_output_size(server):
     with Client(server.target, shared_memory=True) as client:
         x = images(6)
         request = codec.augment_request(x, None, pipeline="rand-m9-n2", seed=0, slot=client._slot())
+        assert not request.payloads  # no bytes travel beside the message
+        request = request.message
         assert request.x.HasField("shm") and not request.x.data and request.output_shm.size >= x.nbytes
         mixed = [client.augment(x, torch.eye(6), pipeline=[{"op": "mixup"}], seed=s) for s in range(3)]
         local = Pipeline.from_spec([{"op": "mixup"}])
@@ -367,13 +369,15 @@ def test_the_async_client_offers_what_the_blocking_one_does(server):
 
 def test_a_stream_answer_for_another_request_is_an_error_not_a_wrong_batch():
     from augserve.client.calls import InFlight
+    from augserve.client.codec import Sent
+    from augserve.framing import Framed
     from augserve.v1 import augserve_pb2 as pb
 
     released = []
     in_flight = InFlight(released.append)
-    in_flight.add((pb.AugmentRequest(request_id=3), False, None))
+    in_flight.add(Sent(b"", pb.AugmentRequest(request_id=3), False, None))
     with pytest.raises(ServerError, match="answered request 4, expected 3"):
-        in_flight.answered(pb.AugmentResponse(request_id=4), "here")
+        in_flight.answered(Framed(pb.AugmentResponse(request_id=4)), "here")
     in_flight.release_all()
     assert released == [None] and not len(in_flight)
 

@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "augserve"
 # package's front: version and re-exports of the engine) sits with the server.
 FLOORS = [
     {"v1", "random", "modality", "spec", "runtime", "normalize", "transport", "labels", "shared_memory", "extras",
-     "side_streams", "wire"},
+     "side_streams", "wire", "framing"},
     {"ops"},
     {"steps"},
     {"timm_strings", "presets", "encoded"},

@@ -7,6 +7,7 @@ from typing import Any, AsyncIterable, AsyncIterator
 
 import grpc
 
+from augserve.framing import Framed
 from augserve.client import calls, codec
 from augserve.client.batch import Array, Batch
 from augserve.client.channel import describe
@@ -14,9 +15,9 @@ from augserve.client.dataset_offers import DatasetOffers
 from augserve.client.errors import ServerError
 from augserve.client.settings import MiB, ClientSettings
 from augserve.client.shm_use import SharedMemoryUse
+from augserve.client.stub import Stub
 from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
-from augserve.v1 import augserve_pb2_grpc as rpc
 
 
 async def _send(call, request) -> None:
@@ -65,10 +66,10 @@ class AsyncClient:
         self._dataset_batch_bytes: dict[tuple, int] = {}  # per dataset stream: the room a full batch takes
 
     @property
-    def stub(self) -> rpc.AugmentationStub:
+    def stub(self) -> Stub:
         if self._channel is None:  # opened inside the running event loop, as grpc.aio requires
             self._channel = self.settings.open_channel(aio=True)
-            self._stub = rpc.AugmentationStub(self._channel)
+            self._stub = Stub(self._channel)
         return self._stub
 
     async def close(self) -> None:
@@ -198,7 +199,7 @@ class AsyncClient:
                 else:
                     await asyncio.sleep(delay)
 
-    async def _dataset_inline(self, request: pb.StreamDatasetRequest) -> AsyncIterator[tuple[pb.DatasetBatch, None]]:
+    async def _dataset_inline(self, request: pb.StreamDatasetRequest) -> AsyncIterator[tuple[Framed, None]]:
         call = self.stub.StreamDataset(request, **self.settings.call_options())
         try:
             while (message := await _read(call, self.settings.timeout)) is not grpc.aio.EOF:
@@ -207,7 +208,7 @@ class AsyncClient:
             call.cancel()
 
     async def _dataset_shared(self, request: pb.StreamDatasetRequest,
-                              pool: SlotPool) -> AsyncIterator[tuple[pb.DatasetBatch, Slot | None]]:
+                              pool: SlotPool) -> AsyncIterator[tuple[Framed, Slot | None]]:
         """``Client._dataset_shared``: each message with the slot the server wrote its batch into."""
         offers = DatasetOffers(pool, request, self._dataset_batch_bytes)
         call = self.stub.StreamDatasetShared(**self.settings.call_options())

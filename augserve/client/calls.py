@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import grpc
 
+from augserve import framing
 from augserve.client import codec
 from augserve.client.batch import Batch
 from augserve.client.channel import describe
@@ -19,9 +20,6 @@ from augserve.client.errors import ServerError, from_rpc_error
 from augserve.client.settings import ClientSettings
 from augserve.shared_memory import Slot
 from augserve.v1 import augserve_pb2 as pb
-
-Sent = tuple[pb.AugmentRequest, bool, "Slot | None"]  # a request, whether it wants torch back, its slot
-
 
 def error(settings: ClientSettings, rpc_error: grpc.RpcError) -> ServerError:
     """The ``ServerError`` a failed call raises, naming the targets the client was pointed at."""
@@ -47,25 +45,26 @@ class InFlight:
     order (they replay bit-identically), and each answer must be the oldest one's."""
 
     def __init__(self, release: Callable[[Slot | None], None]):
-        self.sent: deque[Sent] = deque()
+        self.sent: deque[codec.Sent] = deque()
         self._release = release
 
     def __len__(self) -> int:
         return len(self.sent)
 
-    def add(self, sent: Sent) -> pb.AugmentRequest:
+    def add(self, sent: codec.Sent) -> bytes:
         self.sent.append(sent)
-        return sent[0]
+        return sent.wire
 
-    def requests(self) -> list[pb.AugmentRequest]:
+    def requests(self) -> list[bytes]:
         """What to send again on a new stream."""
-        return [request for request, _, _ in self.sent]
+        return [sent.wire for sent in self.sent]
 
-    def answered(self, response: pb.AugmentResponse, targets) -> Batch:
+    def answered(self, response: framing.Framed, targets) -> Batch:
         """The oldest request's batch (decoded before its slot is reused), that request done."""
-        request, as_torch, slot = self.sent[0]
-        if response.request_id != request.request_id:
-            raise ServerError(grpc.StatusCode.INTERNAL, f"stream answered request {response.request_id}, "
+        _, request, as_torch, slot = self.sent[0]
+        answered = response.message.request_id
+        if answered != request.request_id:
+            raise ServerError(grpc.StatusCode.INTERNAL, f"stream answered request {answered}, "
                               f"expected {request.request_id}", describe(targets))
         batch = codec.batch_from(response, as_torch, slot, request.out_dtype)
         self.sent.popleft()
@@ -74,7 +73,7 @@ class InFlight:
 
     def release_all(self) -> None:
         while self.sent:
-            self._release(self.sent.popleft()[2])
+            self._release(self.sent.popleft().slot)
 
 
 class DatasetResume:
@@ -89,10 +88,10 @@ class DatasetResume:
         return codec.dataset_request(self.dataset, self.pipeline, self.batch_size, start_batch=self.position,
                                      **self.options)
 
-    def delivered(self, message: pb.DatasetBatch, slot: Slot | None) -> Batch | None:
+    def delivered(self, received: framing.Framed, slot: Slot | None) -> Batch | None:
         """A message's batch (None: every sample of it was skipped); the stream resumes after it."""
-        self.position = message.batch_index + 1
-        return codec.dataset_batch_from(message, slot, self.options.get("out_dtype"))
+        self.position = received.message.batch_index + 1
+        return codec.dataset_batch_from(received, slot, self.options.get("out_dtype"))
 
     def after(self, rpc_error: grpc.RpcError | None, settings: ClientSettings, shared: bool, lost: bool = False,
               stalled: bool = False) -> float | None:

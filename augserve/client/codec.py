@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from augserve import wire
+from augserve import framing, wire
 from augserve.client.batch import Array, Batch, is_torch
 from augserve.shared_memory import Slot
 from augserve.spec import is_spec_text
@@ -89,22 +89,24 @@ def _write_encoded(message: pb.EncodedImages, files: list, slot: Slot | None) ->
 
 def augment_request(x: Array | list, labels: Array | None, *, pipeline, seed: int, keys=None, num_classes=None,
                     out_dtype=None, return_params=False, request_id=0, defer_normalize=False,
-                    slot: Slot | None = None, strength: float | None = None) -> pb.AugmentRequest:
-    """The request; with a shared-memory ``slot``, x travels in its input region and the answer comes back
-    in its output region (sized to the last answer, or to x at first).
+                    slot: Slot | None = None, strength: float | None = None) -> framing.Framed:
+    """The request (its tensors' bytes beside it, views of the caller's arrays until sent); with a
+    shared-memory ``slot``, x travels in its input region and the answer comes back in its output region
+    (sized to the last answer, or to x at first).
 
     ``x`` is a dense batch or a list of encoded image files (JPEG, PNG, WebP bytes) of any sizes.
     """
     message = pb.AugmentRequest(seed=int(seed), num_classes=int(num_classes or 0), out_dtype=out_dtype or "",
                                 return_params=return_params, request_id=request_id, defer_normalize=defer_normalize)
     message.pipeline.CopyFrom(pipeline_ref(pipeline, strength))
+    payloads = {}
     if is_encoded(x):
         sent = _write_encoded(message.encoded, x, slot)
     else:
         x = _as_array(x, "x")
         sent = x.nbytes
         if slot is None:
-            wire.write(message.x, x)
+            payloads[framing.X] = wire.describe(message.x, x)
         else:
             region = slot.region("x", x.nbytes)
             wire.write_shared(message.x, x, region.buf[:x.nbytes], pb.SharedMemoryRef(name=region.name,
@@ -115,8 +117,8 @@ def augment_request(x: Array | list, labels: Array | None, *, pipeline, seed: in
     if keys is not None:
         message.keys.extend(np.asarray(keys, dtype=np.int64).reshape(-1).tolist())
     if labels is not None:
-        wire.write(message.labels, _as_array(labels, "labels"))
-    return message
+        payloads[framing.LABELS] = wire.describe(message.labels, _as_array(labels, "labels"))
+    return framing.Framed(message, payloads)
 
 
 class MapRequests:
@@ -128,15 +130,25 @@ class MapRequests:
             raise ValueError(f"prefetch: expected at least 1, got {prefetch}")
         self.options, self.position, self.request_id = options, 0, 0
 
-    def make(self, item, slot: Slot | None) -> tuple[pb.AugmentRequest, bool, Slot | None]:
-        """The request, whether its answer goes back as torch, and its slot."""
+    def make(self, item, slot: Slot | None) -> "Sent":
+        """The request framed now (the item's arrays copied once: writes to them later cannot change it)."""
         x, labels, keys = split_item(item)
         if keys is None:
             keys = np.arange(self.position, self.position + len(x))
         self.position += len(x)
         request = augment_request(x, labels, keys=keys, request_id=self.request_id, slot=slot, **self.options)
         self.request_id += 1
-        return request, wants_torch(x), slot
+        return Sent(request.to_bytes(), request.message, wants_torch(x), slot)
+
+
+class Sent(NamedTuple):
+    """A request on a stream: its wire bytes (sent again as they are after a failover), its fields, whether
+    its answer goes back as torch, and its shared-memory slot."""
+
+    wire: bytes
+    request: pb.AugmentRequest
+    as_torch: bool
+    slot: Slot | None
 
 
 def dataset_request(dataset: str, pipeline, batch_size: int, *, epoch: int, seed: int, shard_index: int,
@@ -151,15 +163,16 @@ def dataset_request(dataset: str, pipeline, batch_size: int, *, epoch: int, seed
     return request
 
 
-def _decode(message: pb.Tensor, as_torch: bool, slot: Slot | None = None) -> Array:
-    """Inline bytes: numpy gets a read-only zero-copy view, torch one (writable) copy. Shared memory:
-    a writable view of the slot's output region, lent until the result is dropped."""
+def _decode(message: pb.Tensor, data, as_torch: bool, slot: Slot | None = None) -> Array:
+    """Inline bytes (``data`` when they came beside the message): numpy gets a read-only zero-copy view of
+    the received bytes, torch one (writable) copy. Shared memory: a writable view of the slot's output
+    region, lent until the result is dropped."""
     if message.HasField("shm"):
-        array = slot.lend(wire.to_numpy(message, "response", regions=slot))  # the slot checks the region is its own
+        array = slot.lend(wire.to_numpy(message, "response", regions=slot, data=data))  # the slot checks it is its own
         return _torch().from_numpy(array) if as_torch else array
+    array = wire.to_numpy(message, "response", data=data)
     if slot is not None:
-        slot.output_bytes = max(slot.output_bytes, len(message.data))  # did not fit: room for next time
-    array = wire.to_numpy(message, "response")
+        slot.output_bytes = max(slot.output_bytes, array.nbytes)  # did not fit: room for next time
     return _torch().from_numpy(array.copy()) if as_torch else array
 
 
@@ -167,24 +180,28 @@ def _torch():
     return sys.modules["torch"]  # torch out only for torch in: the caller imported it
 
 
-def batch_from(response: pb.AugmentResponse, as_torch: bool = False, slot: Slot | None = None,
+def batch_from(received: framing.Framed, as_torch: bool = False, slot: Slot | None = None,
                out_dtype: str | None = None) -> Batch:
-    labels = _decode(response.labels, as_torch) if response.HasField("labels") else None
+    """The batch in an ``AugmentResponse`` as received (``Framed``)."""
+    response = received.message
+    labels = _decode(response.labels, received.payload(framing.ANSWER_LABELS), as_torch) \
+        if response.HasField("labels") else None
     params = json.loads(response.params_json) if response.params_json else None
     normalize = None
     if response.HasField("deferred_normalize"):
         normalize = (list(response.deferred_normalize.mean), list(response.deferred_normalize.std))
-    return Batch(_decode(response.x, as_torch, slot), labels, response.label_smoothing, response.server_seconds,
+    return Batch(_decode(response.x, received.payload(framing.ANSWER_X), as_torch, slot), labels, response.label_smoothing, response.server_seconds,
                  params, request_id=response.request_id, normalize=normalize, out_dtype=out_dtype or None)
 
 
-def dataset_batch_from(message: pb.DatasetBatch, slot: Slot | None = None,
+def dataset_batch_from(received: framing.Framed, slot: Slot | None = None,
                        out_dtype: str | None = None) -> Batch | None:
-    """A served dataset's batch (lent from ``slot`` when the server wrote it there); None when every
-    sample of it was skipped (``skipped`` says why)."""
+    """A served dataset's batch (a ``DatasetBatch`` as received; lent from ``slot`` when the server wrote it
+    there); None when every sample of it was skipped (``skipped`` says why)."""
+    message = received.message
     if not message.HasField("batch"):
         return None
-    batch = batch_from(message.batch, slot=slot, out_dtype=out_dtype)
+    batch = batch_from(received.inner(framing.BATCH), slot=slot, out_dtype=out_dtype)
     batch.indices = np.array(message.sample_indices, dtype=np.int64)
     batch.skipped = [(s.index, s.reason) for s in message.skipped]
     batch.batch_index, batch.num_batches = message.batch_index, message.num_batches

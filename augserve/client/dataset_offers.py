@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from augserve import framing
 from augserve.client.errors import ServerError
 from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
@@ -38,15 +39,17 @@ class DatasetOffers:
             message.outputs.add(name=region.name, size=region.size)
         return message
 
-    def slot_for(self, message: pb.DatasetBatch) -> Slot | None:
+    def slot_for(self, received: framing.Framed) -> Slot | None:
         """The slot the server wrote this batch into (None: inline); learns the room a full batch takes."""
+        message = received.message
         x = message.batch.x
         slot = self.offered.pop(x.shm.name, None) if x.HasField("shm") else None
         if x.HasField("shm") and slot is None:
             raise ServerError(grpc.StatusCode.INTERNAL, f"the server answered in region {x.shm.name!r}, which "
                               "this stream did not offer")
         if message.sample_indices:
-            sent = x.shm.size if slot is not None else len(x.data)
+            inline = received.payload(framing.BATCH + framing.ANSWER_X)
+            sent = x.shm.size if slot is not None else len(x.data) if inline is None else inline.nbytes
             self.sizes[self.key] = sent // len(message.sample_indices) * self.request.batch_size
         return slot
 

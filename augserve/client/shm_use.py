@@ -16,8 +16,8 @@ import grpc
 import numpy as np
 
 from augserve.client import codec
+from augserve.framing import Framed
 from augserve.shared_memory import Slot, SlotPool
-from augserve.v1 import augserve_pb2 as pb
 
 PROBE = [{"op": "hflip", "p": 0.0}]  # the identity: checks the server can use this client's regions
 NOT_REACHED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
@@ -34,14 +34,14 @@ class SharedMemoryUse:
     def usable(self) -> SlotPool | None:
         return self.pool if self.works else None
 
-    def probe_request(self) -> tuple[pb.AugmentRequest, Slot]:
+    def probe_request(self) -> tuple[Framed, Slot]:
         if self.pool is None:
             self.pool = SlotPool()
             weakref.finalize(self._owner(), self.pool.close)  # regions are unlinked even if close() is never called
         slot = self.pool.acquire()
         return codec.augment_request(np.zeros((1, 1, 1, 1), np.uint8), None, pipeline=PROBE, seed=0, slot=slot), slot
 
-    def settle(self, slot: Slot, response: pb.AugmentResponse | None = None, error: Exception | None = None) -> None:
+    def settle(self, slot: Slot, response: Framed | None = None, error: Exception | None = None) -> None:
         """Decide from the probe's answer (or its failure); a server not reached leaves it undecided."""
         try:
             if response is not None:

@@ -9,16 +9,17 @@ from typing import Any, Iterable, Iterator
 
 import grpc
 
+from augserve.framing import Framed
 from augserve.client import calls, codec
 from augserve.client.batch import Array, Batch
 from augserve.client.channel import TLS
 from augserve.client.dataset_offers import DatasetOffers
 from augserve.client.settings import MiB, ClientSettings
 from augserve.client.shm_use import SharedMemoryUse
+from augserve.client.stub import Stub
 from augserve.client.stall import StallWatch
 from augserve.shared_memory import Slot, SlotPool
 from augserve.v1 import augserve_pb2 as pb
-from augserve.v1 import augserve_pb2_grpc as rpc
 
 
 class Client:
@@ -57,11 +58,11 @@ class Client:
         self._shared_datasets, self._dataset_batch_bytes = True, {}
 
     @property
-    def stub(self) -> rpc.AugmentationStub:
+    def stub(self) -> Stub:
         if self._channel is None or self._pid != os.getpid():
             self._channel = self.settings.open_channel()
             self._pid = os.getpid()
-            self._stub = rpc.AugmentationStub(self._channel)
+            self._stub = Stub(self._channel)
             self._shm = SharedMemoryUse(self, self.settings.shared_memory)  # a forked child makes its own regions
         return self._stub
 
@@ -147,7 +148,7 @@ class Client:
                                      strength=strength)
         yield from self._stream((requests.make(item, self._slot()) for item in batches), prefetch)
 
-    def _stream(self, source: Iterator[calls.Sent], prefetch: int) -> Iterator[Batch]:
+    def _stream(self, source: Iterator[codec.Sent], prefetch: int) -> Iterator[Batch]:
         in_flight, watch = calls.InFlight(self._release), StallWatch(self.settings.timeout)
         try:
             yield from self._stream_with_failover(source, prefetch, in_flight, watch)
@@ -233,7 +234,7 @@ class Client:
             watch.close()
 
     def _dataset_inline(self, request: pb.StreamDatasetRequest,
-                        watch: StallWatch) -> Iterator[tuple[pb.DatasetBatch, None]]:
+                        watch: StallWatch) -> Iterator[tuple[Framed, None]]:
         call = self.stub.StreamDataset(request, **self.settings.call_options())
         watch.watch(call.cancel)
         try:
@@ -243,7 +244,7 @@ class Client:
             call.cancel()
 
     def _dataset_shared(self, request: pb.StreamDatasetRequest, pool: SlotPool,
-                        watch: StallWatch) -> Iterator[tuple[pb.DatasetBatch, Slot | None]]:
+                        watch: StallWatch) -> Iterator[tuple[Framed, Slot | None]]:
         """The stream's messages, each with the slot the server wrote its batch into (None: inline)."""
         offers = DatasetOffers(pool, request, self._dataset_batch_bytes)
         outbox: queue.Queue = queue.Queue()

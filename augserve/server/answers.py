@@ -13,6 +13,7 @@ from typing import Callable
 
 import grpc
 
+from augserve.framing import Framed
 from augserve.server.batcher import Batcher
 from augserve.server.errors import Refused, status_of
 from augserve.server.requests import Built
@@ -28,7 +29,7 @@ class Answers:
 
     async def answer(self, method: str, context, build: Callable[[], Built], *,
                      into: pb.AugmentResponse | None = None,
-                     passthrough: tuple[type[Exception], ...] = ()) -> pb.AugmentResponse:
+                     passthrough: tuple[type[Exception], ...] = ()) -> Framed:
         """The answer to the request ``build`` checks (written into ``into`` when given); every failure comes
         out as ``Refused`` with the status the caller gets (except ``passthrough`` types)."""
         started = time.perf_counter()
@@ -41,12 +42,12 @@ class Answers:
             name = built.name
             done = await self.batcher.submit(built.job)
             response = pb.AugmentResponse() if into is None else into
-            write_answer(response, built, done)
+            answer = write_answer(response, built, done)
             response.server_seconds = time.perf_counter() - started
             self.metrics.samples.labels(name, "OK").inc(built.job.size)
             self.metrics.tenant_samples.labels(self.metrics.tenant_label(built.job.tenant.name)).inc(built.job.size)
             status = "OK"
-            return response
+            return answer
         except asyncio.CancelledError:  # the caller went away or its deadline passed: no answer was sent
             remaining = context.time_remaining()
             status = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"

@@ -16,7 +16,7 @@ from typing import AsyncIterator, Callable
 import grpc
 import torch
 
-from augserve import wire
+from augserve import framing, wire
 from augserve.encoded import DecodeError, EncodedBatch
 from augserve.random import sample_keys
 from augserve.server.answers import Answers
@@ -52,7 +52,7 @@ class DatasetStreams:
         self._logged_skips: set[tuple[str, int]] = set()
 
     async def stream(self, request: pb.StreamDatasetRequest, context,
-                     offers: OfferedRegions | None = None) -> AsyncIterator[pb.DatasetBatch]:
+                     offers: OfferedRegions | None = None) -> AsyncIterator[framing.Framed]:
         dataset = await self._dataset(request.dataset, context)
         try:
             self.builder.pipeline(request.pipeline, "pipeline")
@@ -109,7 +109,7 @@ class DatasetStreams:
 
     async def _batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest,
                      batches: list[torch.Tensor], position: int, context, offers: OfferedRegions | None,
-                     after: asyncio.Future | None, turn: asyncio.Future) -> pb.DatasetBatch:
+                     after: asyncio.Future | None, turn: asyncio.Future) -> framing.Framed:
         """Batch ``position``, sent to the device ``after`` the one before; then ``turn`` passes to the next
         (else the first answer can wait for a later batch's work), also when this one is abandoned."""
         try:
@@ -119,15 +119,15 @@ class DatasetStreams:
             if after is not None:
                 await after
             answer = await self._augment(dataset, request, samples, context, offers, turn)
-            answer.batch_index, answer.num_batches = position, len(batches)
+            answer.message.batch_index, answer.message.num_batches = position, len(batches)
             return answer
         finally:
             _pass(turn)
 
     async def _augment(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest, samples, context,
-                       offers: OfferedRegions | None, turn: asyncio.Future) -> pb.DatasetBatch:
+                       offers: OfferedRegions | None, turn: asyncio.Future) -> framing.Framed:
         kept, x, skipped = samples.indices, samples.x, list(samples.skipped)
-        answer, answered = pb.DatasetBatch(), False
+        answer, payloads, answered = pb.DatasetBatch(), {}, False
         output = offers.take() if offers is not None and len(kept) else None
         max_pixels = self.builder.config.max_pixels
         while len(kept):
@@ -137,9 +137,9 @@ class DatasetStreams:
             inputs = x if isinstance(x, torch.Tensor) else EncodedBatch(x, max_pixels=max_pixels, field="dataset files")
             _pass(turn)  # the next batch goes on once this one is queued (the answer runs up to there at once)
             try:
-                await self.answers.answer("StreamDataset", context, lambda: self.builder.build(
+                augmented = await self.answers.answer("StreamDataset", context, lambda: self.builder.build(
                     asked, context, lambda: inputs, lambda: labels), into=answer.batch, passthrough=(DecodeError,))
-                answered = True
+                payloads, answered = augmented.payloads_at(framing.BATCH), True
                 break
             except DecodeError as error:  # a file whose header was fine but whose body is not: leave it out
                 skipped.append((int(kept[error.index]), str(error).split(": ", 1)[-1]))
@@ -153,7 +153,7 @@ class DatasetStreams:
                 offers.give_back(output)
         answer.sample_indices[:] = kept.tolist()
         answer.skipped.extend(pb.SkippedSample(index=i, reason=r) for i, r in sorted(skipped))
-        return answer
+        return framing.Framed(answer, payloads)
 
     def _report_skipped(self, dataset: Dataset | FileDataset, index: int, reason: str) -> None:
         """Count every skip; log each sample once, with where its bytes are."""

@@ -3,7 +3,8 @@
 grpc answers a request it cannot deserialize with UNKNOWN ("Unexpected DecodeError") and leaves
 a stream that receives one hanging. Registering every method with raw bytes in and parsing them
 here makes undecodable bytes one more bad request: INVALID_ARGUMENT naming the message type, and
-on a stream, the end of the stream after the answers to what came before.
+on a stream, the end of the stream after the answers to what came before. Tensor bytes are never
+copied out of the received buffer, and answers are written with theirs beside them (``framing``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from google.protobuf import message as protobuf_message
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
+from augserve import framing
 from augserve.server.errors import Refused
 
 
 def parse(message_class: type, raw: bytes, where: str) -> Any:
+    """The message; ``Framed`` for one that carries tensors (their bytes stay views of ``raw``)."""
     try:
-        return message_class.FromString(raw)
+        framed = framing.parse(raw, message_class)
     except protobuf_message.DecodeError as error:
         raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
                       f"{where}: not a valid {message_class.DESCRIPTOR.full_name} message ({error})") from None
+    return framed if framing.has_tensors(message_class) else framed.message
 
 
 async def _parsed_stream(raw_requests: AsyncIterator[bytes], message_class: type) -> AsyncIterator[Any]:
@@ -78,9 +82,7 @@ def service_handler(servicer: Any, service: ServiceDescriptor, on_refused) -> gr
     handlers = {}
     for method in service.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
-        response_class = message_factory.GetMessageClass(method.output_type)
         behaviour = _wrap(getattr(servicer, method.name), method, request_class, on_refused)
         make = kinds[(method.client_streaming, method.server_streaming)]
-        handlers[method.name] = make(behaviour, request_deserializer=None,
-                                     response_serializer=response_class.SerializeToString)
+        handlers[method.name] = make(behaviour, request_deserializer=None, response_serializer=framing.serialize)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from augserve import wire
+from augserve import framing, wire
 from augserve.encoded import EncodedBatch
 from augserve.labels import as_soft_labels
 from augserve.pipeline import OUT_DTYPES, Pipeline
@@ -91,11 +91,13 @@ class JobBuilder:
             message = str(error)
             raise invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
 
-    def from_request(self, request: pb.AugmentRequest, context) -> Built:
-        """A client's request, its tensors read from the message or its regions."""
-        labels = (lambda: wire.to_torch(request.labels, "labels", ("int64", "float32"))) \
-            if request.HasField("labels") else (lambda: None)
-        return self.build(Asked.of(request), context, lambda: self._input(request), labels)
+    def from_request(self, request: framing.Framed, context) -> Built:
+        """A client's request, its tensors read from the received bytes or its regions."""
+        message = request.message
+        labels = (lambda: wire.to_torch(message.labels, "labels", ("int64", "float32"),
+                                        data=request.payload(framing.LABELS))) \
+            if message.HasField("labels") else (lambda: None)
+        return self.build(Asked.of(message), context, lambda: self._input(request), labels)
 
     def build(self, asked: Asked, context, read_x: Callable[[], Input],
               read_labels: Callable[[], torch.Tensor | None]) -> Built:
@@ -146,13 +148,15 @@ class JobBuilder:
         job = Job(checked, merge_key, context, labels, keys, asked.seed, deadline, output=output, tenant=tenant)
         return Built(job, name, deferred, asked)
 
-    def _input(self, request: pb.AugmentRequest) -> Input:
+    def _input(self, framed: framing.Framed) -> Input:
         """The request's dense ``x`` or its ``encoded`` images (exactly one), every field checked."""
+        request = framed.message
         if request.HasField("x") == request.HasField("encoded"):
             given = "both" if request.HasField("x") else "neither"
             raise invalid(f"x, encoded: expected exactly one (a dense tensor or encoded images), got {given}")
         if request.HasField("x"):
-            return wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions)
+            return wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions,
+                                 framed.payload(framing.X))
         return EncodedBatch(self._encoded_files(request.encoded), max_pixels=self.config.max_pixels,
                             field="encoded.images")
 

@@ -17,6 +17,7 @@ import torch
 
 import augserve
 from augserve.encoded import FORMATS
+from augserve.framing import Framed
 from augserve.server.answers import Answers
 from augserve.server.batcher import Batcher
 from augserve.server.config import ServerConfig
@@ -81,7 +82,7 @@ class AugmentationService:
         """Refuse new work from now on (UNAVAILABLE, so clients retry on another replica)."""
         self.answers.draining = True
 
-    def _answer(self, request: pb.AugmentRequest, context, method: str):
+    def _answer(self, request: Framed, context, method: str):
         return self.answers.answer(method, context, lambda: self.builder.from_request(request, context))
 
     async def Augment(self, request, context):
@@ -91,7 +92,7 @@ class AugmentationService:
             await context.abort(refused.code, str(refused))
 
     @_counted("AugmentStream")
-    async def AugmentStream(self, requests, context) -> AsyncIterator[pb.AugmentResponse]:
+    async def AugmentStream(self, requests, context) -> AsyncIterator[Framed]:
         """Requests run concurrently (so they can share device batches); answers keep their order.
 
         A request that fails (bad fields, undecodable bytes, arriving while the server drains) ends
@@ -105,7 +106,7 @@ class AugmentationService:
             try:
                 async for request in requests:
                     answer = asyncio.ensure_future(self._answer(request, context, "AugmentStream"))
-                    await pending.put((position, request.request_id, answer))
+                    await pending.put((position, request.message.request_id, answer))
                     position += 1
             except Refused as refused:  # undecodable bytes at this position
                 self.count_refused("AugmentStream", refused.code)

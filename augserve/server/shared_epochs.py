@@ -31,7 +31,7 @@ def identity(request: pb.StreamDatasetRequest) -> bytes:
 
 @dataclass(eq=False)
 class _Entry:
-    task: asyncio.Future  # -> pb.DatasetBatch
+    task: asyncio.Future  # -> framing.Framed (a pb.DatasetBatch)
     waiters: int = 1
     nbytes: int = 0
 
@@ -75,7 +75,7 @@ class SharedEpochs:
         if entry.task.cancelled() or entry.task.exception() is not None:
             del self._entries[key]  # a failed or abandoned batch is computed again by whoever asks next
             return
-        entry.nbytes = entry.task.result().ByteSize()
+        entry.nbytes = entry.task.result().nbytes
         self.bytes += entry.nbytes
         for oldest in [k for k, e in self._entries.items() if e.task.done()]:  # least recently asked first
             if self.bytes <= self.max_bytes:

@@ -68,6 +68,9 @@ def _cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
     server = functools.cache(lambda: server_process(flags)[0])
     cases.update(_service_cases(x, server, wanted))
     cases.update(_wire_cases(x, server, wanted))
+    from augserve.tools.bench.wire_ceiling import wire_ceiling_cases
+
+    cases.update(wire_ceiling_cases(x.cpu().numpy(), wanted))
     cases.update(_feed_cases(x, server, wanted))
     from augserve.tools.bench.encoded import encoded_cases
 
