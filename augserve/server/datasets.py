@@ -29,8 +29,10 @@ class Dataset:
         return self.x.shape[0]
 
     def read(self, indices: torch.Tensor, max_pixels: int) -> Samples:
-        """A batch's rows (in memory: nothing to skip)."""
-        return Samples(self.x[indices], indices, self.labels[indices], [])
+        """A batch's rows (in memory: nothing to skip), gathered by numpy: torch's ``x[indices]`` goes element by
+        element on the CPU (64 rows of 3x224x224 uint8: 6.2 ms against 0.5 ms), and ``index_select`` wakes the
+        intra-op thread pool, which then spins on the cores the event loop and the device worker need."""
+        return Samples(torch.from_numpy(self.x.numpy()[indices.numpy()]), indices, self.labels[indices], [])
 
 
 def _digits() -> Dataset:
