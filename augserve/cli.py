@@ -41,6 +41,8 @@ def _add_serve_flags(serve: argparse.ArgumentParser) -> None:
         ("max-pixels", int, "H*W per sample"),
         ("shared-epoch-bytes", int, "answers kept for streams of the same served epoch, computed once for all "
                                     "of them (0: no sharing)"),
+        ("decoded-window-bytes", int, "decoded images of served files kept for other streams that read the same "
+                                      "files with other pipelines or seeds, each decoded once (0: no sharing)"),
         ("threads", int, "CPU threads for the pipelines (0: the usable CPUs other processes leave free)"),
         ("decode-ahead", str, "decode encoded images as they arrive, beside the device's work: on, off, "
                               "or auto (on when the device is an accelerator)"),

@@ -107,3 +107,63 @@ def test_streams_into_a_clients_own_regions_do_not_share(server, alone):
         batches = [np.array(b.x) for b in client.stream_dataset("digits", SPEC, BATCH, seed=3, epoch=1)]
     assert [x.tobytes() for x in batches] == [b[1] for b in alone]
     assert _counts(server)["shared"] == before["shared"]
+
+
+def test_a_job_that_starts_mid_epoch_gets_what_a_job_alone_gets(server, alone):
+    """The second job starts once the first has 10 batches: it gets those from the window, then shares or
+    computes the rest, and both epochs equal a stream alone."""
+    first_batches, results = threading.Event(), {}
+
+    def first():
+        got = []
+        with Client(server.target, shared_memory=False) as client:
+            for batch in client.stream_dataset("digits", SPEC, BATCH, seed=3, epoch=1):
+                got.append((batch.batch_index, np.ascontiguousarray(batch.x).tobytes(), batch.indices.tolist()))
+                if len(got) == 10:
+                    first_batches.set()
+        results["first"] = got
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_batches.wait(timeout=300)
+    before = _counts(server)
+    results["late"] = _epoch(server.target)
+    thread.join(timeout=300)
+    assert results["first"] == results["late"] == alone
+    assert _counts(server)["shared"] - before["shared"] >= 10  # at least what the first had already received
+
+
+VARIANTS = {"seed": {"seed": 4}, "pipeline": {"spec": "rand-m7-n2"}, "strength": {"strength": 0.5},
+            "epoch": {"epoch": 2}, "batch size": {"batch_size": 32}, "out_dtype": {"out_dtype": "float16"},
+            "shard": {"num_shards": 2, "shard_index": 1}}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_streams_differing_in_any_part_of_the_identity_never_share(variant):
+    """Streamed together with the default stream, a stream that differs in one field gets exactly what it gets
+    from a server that shares nothing, and nothing is shared between the two."""
+    options = {"spec": SPEC, "seed": 3, "epoch": 1, "batch_size": BATCH, **VARIANTS[variant]}
+
+    def epoch(target, spec, batch_size, **stream):
+        with Client(target, shared_memory=False) as client:
+            return [(b.batch_index, np.ascontiguousarray(b.x).tobytes(), b.indices.tolist())
+                    for b in client.stream_dataset("digits", spec, batch_size, **stream)]
+
+    solo_server = RunningServer(shared_epoch_bytes=0)
+    try:
+        solo = epoch(solo_server.target, **options)
+    finally:
+        solo_server.stop()
+    sharing = RunningServer()
+    try:
+        results = [None, None]
+        threads = [threading.Thread(target=lambda: results.__setitem__(0, _epoch(sharing.target))),
+                   threading.Thread(target=lambda: results.__setitem__(1, epoch(sharing.target, **options)))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert results[1] == solo and results[0] != solo
+        assert _counts(sharing)["shared"] == 0
+    finally:
+        sharing.stop()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Hashable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg, decode_webp
 
 from augserve.encoded.headers import Header, HeaderError, read_header
+from augserve.encoded.window import DecodedWindow
 from augserve.side_streams import run_beside
 
 CHANNELS = 3
@@ -39,6 +40,8 @@ class DecodeError(ValueError):
 class EncodedImage:
     data: memoryview  # the file's bytes, read-only
     header: Header
+    window: DecodedWindow | None = None  # where its decoded pixels are kept for other readers of the same file
+    key: Hashable = None  # its identity there
 
 
 def is_encoded_image(image: Any) -> bool:
@@ -69,11 +72,14 @@ class EncodedBatch:
     """Encoded images of any sizes, each header read and checked: what a pipeline takes instead of a dense x.
 
     ``max_pixels`` refuses any image whose header declares more than that many pixels, before
-    anything is decoded or allocated. ``field`` names the images in error messages.
+    anything is decoded or allocated. ``field`` names the images in error messages. With a ``window``,
+    image i's pixels are decoded once for every batch that reads the file named ``keys[i]`` while the
+    window keeps them.
     """
 
     def __init__(self, images: Iterable[Any], *, max_pixels: int = DEFAULT_MAX_PIXELS, field: str = "encoded",
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", window: DecodedWindow | None = None,
+                 keys: Sequence[Hashable] = ()):
         self.device = torch.device(device)
         self.field = field
         self.images: list[EncodedImage] = []
@@ -92,7 +98,7 @@ class EncodedBatch:
                 raise ValueError(f"{where}: the {header.format} header declares {header.height}x{header.width} = "
                                  f"{pixels} pixels, more than the limit of {max_pixels} per image "
                                  "(--max-pixels); refused before decoding")
-            self.images.append(EncodedImage(buffer, header))
+            self.images.append(EncodedImage(buffer, header, window, keys[index] if window is not None else None))
         if not self.images:
             raise ValueError(f"{field}: expected at least one image, got none")
 
@@ -114,7 +120,13 @@ class EncodedBatch:
         return torch.tensor([(i.header.height, i.header.width) for i in self.images], dtype=torch.int64)
 
     def decode(self, index: int) -> torch.Tensor:
-        """Image ``index`` as (3, H, W) uint8 on the CPU."""
+        """Image ``index`` as (3, H, W) uint8 on the CPU (shared with other readers of its window: read only)."""
+        image = self.images[index]
+        if image.window is not None:
+            return image.window.pixels(image.key, lambda: self._decode(index))
+        return self._decode(index)
+
+    def _decode(self, index: int) -> torch.Tensor:
         image = self.images[index]
         try:
             pixels = _DECODERS[image.header.format](image.data)

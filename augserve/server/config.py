@@ -24,6 +24,7 @@ class ServerConfig:
     max_samples: int = 1024  # per request
     max_pixels: int = 4096 * 4096  # per sample: H * W (or F * T, C * T)
     shared_epoch_bytes: int = 256 * MiB  # answers kept for streams of the same epoch (shared_epochs.py); 0: off
+    decoded_window_bytes: int = 256 * MiB  # decoded served images kept for other jobs' streams (encoded/window.py)
     token: str | None = None  # bearer token; None: no auth
     tls_cert: str | None = None
     tls_key: str | None = None

@@ -2,7 +2,9 @@
 
 Each batch's files are read on reader threads, the unreadable and the undecodable left out (named
 in the answer's ``skipped``), and the rest augmented as one request built straight from the tensors
-read here. Reads finish in any order; batches reach the device in stream order.
+read here. Reads finish in any order; batches reach the device in stream order. Streams of the same
+epoch share its batches (``shared_epochs``); streams of the same files with other pipelines or seeds
+share their decoded pixels (``encoded/window``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from augserve import framing, wire
 from augserve.encoded import DecodeError, EncodedBatch
+from augserve.encoded.window import DecodedWindow
 from augserve.random import sample_keys
 from augserve.server.answers import Answers
 from augserve.server.datasets import Dataset, shard_batches
@@ -48,6 +51,9 @@ class DatasetStreams:
         self.answers = answers
         self.metrics = metrics
         self.shared = SharedEpochs(builder.config.shared_epoch_bytes, metrics)
+        window = builder.config.decoded_window_bytes
+        self.decoded = DecodedWindow(window, lambda outcome: metrics.decoded_images.labels(outcome).inc(),
+                                     metrics.decoded_window_bytes.set) if window > 0 else None
         self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="augserve-read")
         self._logged_skips: set[tuple[str, int]] = set()
 
@@ -134,7 +140,9 @@ class DatasetStreams:
             asked = Asked(request.pipeline, request.seed, sample_keys(kept, request.epoch), request.out_dtype,
                           request.defer_normalize, request.return_params, dataset.num_classes, output)
             labels = dataset.labels[kept]
-            inputs = x if isinstance(x, torch.Tensor) else EncodedBatch(x, max_pixels=max_pixels, field="dataset files")
+            inputs = x if isinstance(x, torch.Tensor) else EncodedBatch(
+                x, max_pixels=max_pixels, field="dataset files", window=self.decoded,
+                keys=[(dataset.name, index) for index in kept.tolist()])
             _pass(turn)  # the next batch goes on once this one is queued (the answer runs up to there at once)
             try:
                 augmented = await self.answers.answer("StreamDataset", context, lambda: self.builder.build(

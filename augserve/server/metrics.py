@@ -39,6 +39,10 @@ class Metrics:
                                       ["outcome"], registry=self.registry)
         self.shared_window_bytes = Gauge("augserve_shared_window_bytes", "Answers kept for streams that ask for "
                                          "the same batches later", registry=self.registry)
+        self.decoded_images = Counter("augserve_decoded_images", "Served image files by outcome: decoded for a "
+                                      "stream, or shared from the decoded window", ["outcome"], registry=self.registry)
+        self.decoded_window_bytes = Gauge("augserve_decoded_window_bytes", "Decoded served images kept for other "
+                                          "streams that read the same files", registry=self.registry)
         memory = Gauge("augserve_device_memory_bytes", "Memory allocated on the device", registry=self.registry)
         if device.type == "cuda":
             memory.set_function(lambda: torch.cuda.memory_allocated(device))

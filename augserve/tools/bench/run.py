@@ -415,14 +415,16 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     from augserve.tools.bench import hosts
     from augserve.tools.bench.fairness import CASE as FAIRNESS, fairness_rows
+    from augserve.tools.bench.many_jobs import CASE as MANY_JOBS, many_jobs_rows
 
     fairness = only is None or only.lower() in FAIRNESS
+    many_jobs = only is None or only.lower() in MANY_JOBS
     across_hosts = only is None or only.lower() in hosts.CASE
     if across_hosts and not hosts.can_run():
         print("bench: the many-hosts rows need root, ip and iptables (network namespaces); left out", file=sys.stderr)
         across_hosts = False
     cases = _cases(x, lambda name: only is None or only.lower() in name.lower())
-    if not cases and not fairness and not across_hosts:
+    if not cases and not fairness and not many_jobs and not across_hosts:
         raise ValueError(f"bench: no case name contains {only!r}")
 
     rows = []
@@ -435,6 +437,8 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
     progress.close()
     if fairness:  # its own server and clients, measured as the goals are stated (latencies, shares)
         rows += fairness_rows(x.device)
+    if many_jobs:  # job processes streaming served epochs together, as their goals are stated (aggregates)
+        rows += many_jobs_rows(files=8 * batch)
     if across_hosts:  # replicas and a trainer on network hosts of their own, on the CPU
         rows += hosts.hosts_rows()
 
