@@ -106,12 +106,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
     from augserve.trainer.series_experiment import run_series_experiments
-    from augserve.trainer.ucr import UCR_SETS
+    from augserve.trainer.ucr import RULE, UCR_SETS, rule_sets
 
+    datasets = [chosen for name in datasets for chosen in (rule_sets() if name == RULE else [name])]
     unknown = [name for name in datasets if name not in UCR_SETS and not name.startswith("ucr:")]
     if unknown:
         print(f"augserve train: --dataset: unknown {unknown[0]!r}; expected digits or a comma-separated list of "
-              f"{', '.join(UCR_SETS)} or ucr:<Name> (a set of the UCR 2018 archive folder, $AUGSERVE_UCR_DIR)",
+              f"{', '.join(UCR_SETS)}, ucr:<Name> (a set of the UCR 2018 archive folder, $AUGSERVE_UCR_DIR) or "
+              f"{RULE} (the sets the archive-scale rule picks)",
               file=sys.stderr)
         return 2
     try:
@@ -221,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "UCR series: FCN at fixed and adaptive augmentation strengths); "
                                                "learning curves and a summary table")
     train.add_argument("--dataset", default="digits",
-                       help="digits, or UCR sets shipped with sktime (or ucr:<Name> from the UCR 2018 archive folder), comma-separated: arrowhead, osuleaf, gunpoint, "
-                            "italypowerdemand, acsf1 (default: %(default)s)")
+                       help="digits, or UCR sets, comma-separated: shipped with sktime (arrowhead, osuleaf, gunpoint, "
+                            "italypowerdemand, acsf1), ucr:<Name> from the UCR 2018 archive folder, or ucr-rule "
+                            "(the archive sets the rule in the README picks) (default: %(default)s)")
     train.add_argument("--server", default=os.environ.get("AUGSERVE_SERVER"),
                        help="augment on this server (host:port); in process when unset (env AUGSERVE_SERVER)")
     train.add_argument("--token", default=os.environ.get("AUGSERVE_TOKEN"), help="bearer token (env AUGSERVE_TOKEN)")

@@ -7,12 +7,15 @@ the FCN of Wang et al. (2017) on the same split, to read our numbers against.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
 from augserve.extras import require
-from augserve.trainer.archives import SeriesSplit, load_ucr_archive
+from augserve.trainer.archives import SeriesSplit, load_ucr_archive, ucr_archive_names, ucr_roots
+from augserve.trainer.published import FCN_ACCURACY
 
 # name -> (sktime loader, FCN test accuracy on the archive's split: mean of 5 runs in Ismail Fawaz et al.
 # 2019, "Deep learning for time series classification: a review", results/results-ucr-128.csv of
@@ -28,11 +31,36 @@ PUBLISHED_SOURCE = ("FCN, mean of 5 runs, Ismail Fawaz et al. 2019 (Data Min. Kn
                     "github.com/hfawaz/dl-4-tsc results/results-ucr-128.csv")
 
 
+# The sets of the archive-scale experiment, fixed before any run: every set in the offline archive folders with
+# at most RULE_MAX_TRAIN training series, series no longer than RULE_MAX_LENGTH (the cap that fits 5 seeds x 4
+# configurations in about 45 minutes on 2 cores), no missing values, and a published FCN accuracy below
+# RULE_BELOW (where a small network trained on little data leaves room to generalize better).
+RULE = "ucr-rule"
+RULE_MAX_TRAIN, RULE_MAX_LENGTH, RULE_BELOW = 300, 350, 0.90
+
+
+def rule_sets(root=None) -> list[str]:
+    """``ucr:<Name>`` for every set the rule picks, in the archive's order."""
+    chosen = []
+    for name in ucr_archive_names(root):
+        if FCN_ACCURACY.get(name, 1.0) >= RULE_BELOW:
+            continue
+        folder = next(base / name for base in ucr_roots(root) if (base / name).is_dir())
+        with open(folder / f"{name}_TRAIN.tsv") as train:
+            rows = [line.split("\t") for line in train if line.strip()]
+        length = len(rows[0]) - 1
+        complete = all(len(row) == length + 1 and "NaN" not in row and "" not in row for row in rows)
+        if len(rows) <= RULE_MAX_TRAIN and length <= RULE_MAX_LENGTH and complete:
+            chosen.append(f"ucr:{name}")
+    return chosen
+
+
 def load_ucr(name: str) -> SeriesSplit:
     """One of ``UCR_SETS`` from sktime's bundled copy (no download), or ``ucr:<Name>`` from the UCR 2018 archive
-    folder (``archives.py``)."""
+    folder (``archives.py``), with the FCN's published accuracy where there is one."""
     if name.startswith("ucr:"):
-        return load_ucr_archive(name.removeprefix("ucr:"))
+        split = load_ucr_archive(name.removeprefix("ucr:"))
+        return dataclasses.replace(split, published_accuracy=FCN_ACCURACY.get(split.name.removeprefix("ucr:")))
     if name not in UCR_SETS:
         raise ValueError(f"dataset: expected one of {', '.join(UCR_SETS)}, ucr:<Name> or digits, got {name!r}")
     require("sktime", "the UCR experiments")
