@@ -88,6 +88,12 @@ def _health(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     datasets = [name.strip().lower() for name in args.dataset.split(",") if name.strip()]
+    if datasets == ["fashion-mnist"]:
+        from augserve.trainer.fashion_experiment import run_fashion_experiments
+
+        print(run_fashion_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs))
+        print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
+        return 0
     if datasets != ["digits"]:
         return _train_series(args, datasets)
     from augserve.trainer.experiment import run_experiments
@@ -223,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "UCR series: FCN at fixed and adaptive augmentation strengths); "
                                                "learning curves and a summary table")
     train.add_argument("--dataset", default="digits",
-                       help="digits, or UCR sets, comma-separated: shipped with sktime (arrowhead, osuleaf, gunpoint, "
+                       help="digits, fashion-mnist (1,000 training images through a served folder), or UCR sets, "
+                            "comma-separated: shipped with sktime (arrowhead, osuleaf, gunpoint, "
                             "italypowerdemand, acsf1), ucr:<Name> from the UCR 2018 archive folder, or ucr-rule "
                             "(the archive sets the rule in the README picks) (default: %(default)s)")
     train.add_argument("--server", default=os.environ.get("AUGSERVE_SERVER"),

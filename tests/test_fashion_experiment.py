@@ -1,0 +1,60 @@
+"""The Fashion-MNIST experiment's path through the product: a seed's subset written as a served PNG folder, an
+``augserve serve`` process serving it, the first served epoch equal bit for bit to the pipeline in process,
+and a regularized run fed by ``RemoteDataset``; on small random images made here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from augserve.client import Client
+from augserve.trainer.archives import ImageSplit
+from augserve.trainer.fashion_experiment import (FashionRecipe, ServedFolders, draw_subset, replays_in_process,
+                                                 run_fashion, served_order, write_png_folder)
+from augserve.trainer.ucr import RULE_BELOW, RULE_MAX_LENGTH, RULE_MAX_TRAIN
+
+RECIPE = FashionRecipe(per_class=8, val_per_class=2, epochs=2, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def split() -> ImageSplit:
+    generator = torch.Generator().manual_seed(0)
+    images = lambda n: torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=generator)  # noqa: E731
+    labels = lambda n: torch.arange(n) % 3  # noqa: E731
+    return ImageSplit("fashion-mnist", TensorDataset(images(60), labels(60)), TensorDataset(images(12), labels(12)), 3)
+
+
+def test_a_seed_draws_its_own_subset_per_class_with_a_disjoint_validation_split(split):
+    fit, val = draw_subset(split, 0, RECIPE)
+    assert torch.bincount(fit.tensors[1]).tolist() == [6, 6, 6] and torch.bincount(val.tensors[1]).tolist() == [2] * 3
+    all_x = split.train.tensors[0].flatten(1)
+    rows = lambda x: {int((all_x == row).all(1).nonzero()[0]) for row in x.flatten(1)}  # noqa: E731
+    assert not rows(fit.tensors[0]) & rows(val.tensors[0])
+    again, other = draw_subset(split, 0, RECIPE)[0], draw_subset(split, 1, RECIPE)[0]
+    assert torch.equal(again.tensors[0], fit.tensors[0]) and not torch.equal(other.tensors[0], fit.tensors[0])
+
+
+def test_the_served_folder_replays_the_pipeline_in_process_and_feeds_a_run(split, tmp_path):
+    fit, _ = draw_subset(split, 0, RECIPE)
+    write_png_folder(fit, tmp_path / "seed0")
+    server = ServedFolders({"fashion-0": tmp_path / "seed0"}, tmp_path)
+    try:
+        with Client(server.target, timeout=120) as client:
+            equal, total = replays_in_process(client, "fashion-0", served_order(fit), 0, RECIPE.batch_size)
+            info = {d["name"]: d for d in client.datasets()}
+        assert (equal, total) == (3, 3)  # 18 images in batches of 8
+        assert info["fashion-0"]["size"] == 18 and info["fashion-0"]["num_classes"] == 3
+        run = run_fashion(split, 0, "adaptive", target=server.target, recipe=RECIPE)
+        assert run["epochs"] == RECIPE.epochs and 0.0 <= run["test_accuracy"] <= 1.0
+        assert run["mean_strength"] is not None
+    finally:
+        server.close()
+
+
+def test_the_ucr_rule_is_what_the_readme_states():
+    import pathlib
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"at most {RULE_MAX_TRAIN}" in readme and f"length at most {RULE_MAX_LENGTH}" in readme
+    assert f"below {RULE_BELOW:.0%}" in readme
