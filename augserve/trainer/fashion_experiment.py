@@ -31,7 +31,7 @@ from augserve.trainer.adaptive import AdaptiveStrength
 from augserve.trainer.archives import ImageSplit, load_fashion_mnist
 from augserve.trainer.decay import param_groups
 from augserve.trainer.losses import SoftTargetCrossEntropy
-from augserve.trainer.monitor import History, plot_learning_curves
+from augserve.trainer.monitor import History, percent_mean_sd, plot_learning_curves
 from augserve.trainer.trainer import Trainer
 
 # Chosen before any run, from the calibration in the issue that asked for this experiment (a padded crop,
@@ -211,11 +211,6 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
             "history": history}
 
 
-def _mean_sd(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
-
-
 def summary_table(runs: list[dict]) -> list[str]:
     lines = ["| configuration | test acc % (mean ± sd) | per seed | train acc % | val acc % |", "|---|---:|---|---:|---:|"]
     for config in CONFIGURATIONS:
@@ -225,8 +220,8 @@ def summary_table(runs: list[dict]) -> list[str]:
         name = config + (f" (mean strength {statistics.mean(r['mean_strength'] for r in chosen):.2f})"
                          if config == "adaptive" else "")
         per_seed = " ".join(f"{100 * r['test_accuracy']:.1f}" for r in chosen)
-        lines.append(f"| {name} | {_mean_sd([r['test_accuracy'] for r in chosen])} | {per_seed} | "
-                     f"{_mean_sd([r['train_accuracy'] for r in chosen])} | {_mean_sd([r['val_accuracy'] for r in chosen])} |")
+        lines.append(f"| {name} | {percent_mean_sd([r['test_accuracy'] for r in chosen])} | {per_seed} | "
+                     f"{percent_mean_sd([r['train_accuracy'] for r in chosen])} | {percent_mean_sd([r['val_accuracy'] for r in chosen])} |")
     return lines
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,3 +113,9 @@ def plot_learning_curves(histories: dict[str, History], path: str | pathlib.Path
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def percent_mean_sd(values: list[float]) -> str:
+    """Accuracies (fractions) as "mean ± sd" in percent, for the experiments' tables."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"

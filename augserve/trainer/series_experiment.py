@@ -29,7 +29,7 @@ from augserve.trainer.decay import param_groups
 from augserve.trainer.early_stopping import EarlyStopping
 from augserve.trainer.losses import SoftTargetCrossEntropy
 from augserve.trainer.models import fcn
-from augserve.trainer.monitor import History, plot_learning_curves
+from augserve.trainer.monitor import History, percent_mean_sd, plot_learning_curves
 from augserve.trainer.schedule import warmup_cosine_scheduler
 from augserve.trainer.trainer import Trainer
 from augserve.trainer.ucr import PUBLISHED_SOURCE, SeriesSplit, load_ucr, validation_split
@@ -126,11 +126,6 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
             "history": history}
 
 
-def _mean_sd(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
-
-
 def dataset_table(split: SeriesSplit, runs: list[dict], configs: list[str]) -> list[str]:
     lines = ["| configuration | test acc % (mean ± sd) | per seed | train acc % | gap (train - test) | epochs |",
              "|---|---:|---|---:|---:|---:|"]
@@ -140,8 +135,8 @@ def dataset_table(split: SeriesSplit, runs: list[dict], configs: list[str]) -> l
         if config == "adaptive":
             strengths = f" (mean strength {statistics.mean(r['mean_strength'] for r in chosen):.2f})"
         per_seed = " ".join(f"{100 * r['test_accuracy']:.1f}" for r in chosen)
-        lines.append(f"| {config}{strengths} | {_mean_sd([r['test_accuracy'] for r in chosen])} | {per_seed} | "
-                     f"{_mean_sd([r['train_accuracy'] for r in chosen])} | {_mean_sd([r['gap'] for r in chosen])} | "
+        lines.append(f"| {config}{strengths} | {percent_mean_sd([r['test_accuracy'] for r in chosen])} | {per_seed} | "
+                     f"{percent_mean_sd([r['train_accuracy'] for r in chosen])} | {percent_mean_sd([r['gap'] for r in chosen])} | "
                      f"{statistics.mean(r['epochs'] for r in chosen):.0f} |")
     if split.published_accuracy is not None:
         lines.append(f"| published FCN (128-256-128 filters, all training data, 2000 epochs) | "
