@@ -24,6 +24,7 @@ Path = tuple[int, ...]  # field numbers from the message down to a Tensor field
 _DATA = 3  # Tensor.data
 _LEN = 2  # wire type of bytes and sub-messages
 MAX_FIELDS = 64  # fields scanned per message level before the scan leaves the bytes to protobuf
+WORTH = 1 << 16  # payload bytes below which the message is parsed whole (stripping would copy the rest once more)
 
 X, LABELS = (pb.AugmentRequest.X_FIELD_NUMBER,), (pb.AugmentRequest.LABELS_FIELD_NUMBER,)
 ANSWER_X, ANSWER_LABELS = (pb.AugmentResponse.X_FIELD_NUMBER,), (pb.AugmentResponse.LABELS_FIELD_NUMBER,)
@@ -97,7 +98,7 @@ def parse(raw: bytes, message_class: type) -> Framed:
             rest = _strip(memoryview(raw), 0, len(raw), (), paths, payloads)
         except _Unexpected:
             payloads = {}
-    if not payloads:
+    if not payloads or sum(data.nbytes for data in payloads.values()) < WORTH:  # e.g. encoded files and few labels
         return Framed(message_class.FromString(raw))
     return Framed(message_class.FromString(b"".join(rest)), payloads)
 

@@ -13,6 +13,12 @@ from augserve import framing, wire
 from augserve.v1 import augserve_pb2 as pb
 
 
+@pytest.fixture(autouse=True)
+def scan_every_payload(monkeypatch):
+    """The messages here are small: scan them as a batch-sized one is scanned."""
+    monkeypatch.setattr(framing, "WORTH", 0)
+
+
 def _response(batch: int = 4) -> tuple[pb.AugmentResponse, dict]:
     rng = np.random.default_rng(batch)
     x = rng.integers(0, 256, (batch, 3, 8, 8), dtype=np.uint8)
@@ -144,3 +150,14 @@ def test_more_fields_than_the_scan_reads_are_left_to_protobuf():
     received = framing.parse(raw, pb.AugmentRequest)
     assert received.payloads == {}  # the plain parse: data stays in the message
     assert received.message == pb.AugmentRequest.FromString(raw)
+
+
+def test_small_payloads_are_parsed_whole_and_large_ones_are_left_in_place(monkeypatch):
+    monkeypatch.setattr(framing, "WORTH", 1 << 16)
+    small = framing.parse(_request().to_bytes(), pb.AugmentRequest)
+    assert small.payloads == {} and len(small.message.x.data) == 4 * 3 * 5 * 5  # an encoded request's labels: no copy
+    message = pb.AugmentRequest(request_id=2)
+    big = np.zeros((2, 3, 128, 128), np.uint8)
+    raw = framing.Framed(message, {framing.X: wire.describe(message.x, big)}).to_bytes()
+    assert framing.parse(raw, pb.AugmentRequest).payload(framing.X).obj is raw
+
