@@ -68,6 +68,8 @@ class SharedEpochs:
                 return
         if not task.done():
             task.cancel()
+            if entry is not None and entry.task is task:  # nobody may share it while the cancel is under way
+                del self._entries[key]
 
     def _settled(self, key: tuple[bytes, int], entry: _Entry) -> None:
         if self._entries.get(key) is not entry:
