@@ -401,3 +401,19 @@ def test_an_offer_written_after_the_server_ended_the_stream_is_no_error():
     asyncio.run(_send(Ended(), None))
     with pytest.raises(asyncio.InvalidStateError):
         asyncio.run(_send(Running(), None))
+
+
+def test_a_batch_is_sent_as_it_was_when_map_took_it_even_if_its_buffer_is_reused(server):
+    """A loader that refills one buffer: each request is framed when ``map`` takes the item, so a later write to
+    the buffer cannot reach a request still waiting to be sent (or sent again after a failover)."""
+    buffer = np.zeros((4, 3, 16, 16), np.uint8)
+
+    def refilled():
+        for value in range(12):
+            buffer[...] = value
+            yield buffer
+
+    with Client(server.target, shared_memory=False) as client:
+        got = [int(np.asarray(b.x).max()) for b in client.map(refilled(), pipeline=[{"op": "hflip", "p": 0.0}],
+                                                               prefetch=4)]
+    assert got == list(range(12))
