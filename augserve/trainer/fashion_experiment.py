@@ -255,7 +255,7 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
     (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
                                                  indent=1))
     curves: dict[str, History] = {r["configuration"]: r["history"] for r in runs if r["seed"] == 0}
-    plot_learning_curves(curves, out / "learning_curves.png", "Fashion-MNIST, 900 fit images, seed 0")
+    plot_learning_curves(curves, out / "learning_curves.png", f"Fashion-MNIST, {(recipe.per_class - recipe.val_per_class) * split.num_classes} fit images, seed 0")
     equal, total = sum(e for e, _ in replay), sum(t for _, t in replay)
     lines = [f"# augserve train: Fashion-MNIST, {recipe.per_class * 10} training images, {seeds} seeds", "",
              f"`augserve train --dataset fashion-mnist --seeds {seeds} --epochs {recipe.epochs}`",
