@@ -12,7 +12,7 @@ import torch
 
 from augserve.trainer.archives import (FASHION_MNIST_ENV, UCR_ENV, load_fashion_mnist, load_ucr_archive, read_idx,
                                        ucr_archive_names)
-from augserve.trainer.ucr import load_ucr
+from augserve.trainer.ucr import RULE_MAX_LENGTH, load_ucr, rule_sets, validation_split
 
 
 def _write_idx(path: pathlib.Path, array: np.ndarray, compress: bool) -> None:
@@ -95,3 +95,29 @@ def test_a_set_of_unequal_lengths_is_refused(ucr_folder):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match="NaN values"):
         load_ucr_archive("TinySet", ucr_folder)
+
+
+def _write_set(root: pathlib.Path, name: str, labels: list[int], length: int = 20) -> None:
+    (root / name).mkdir(parents=True)
+    generator = np.random.default_rng(2)
+    for split in ("TRAIN", "TEST"):
+        table = np.column_stack([np.array(labels, dtype=float), generator.normal(size=(len(labels), length))])
+        np.savetxt(root / name / f"{name}_{split}.tsv", table, delimiter="\t")
+
+
+def test_the_set_rule_keeps_small_hard_sets_that_can_hold_a_validation_split(tmp_path):
+    _write_set(tmp_path, "ArrowHead", [1, 2, 3] * 4)  # published FCN 84%: kept
+    _write_set(tmp_path, "Fungi", list(range(6)))  # one series per class: no validation split
+    _write_set(tmp_path, "GunPoint", [1, 2] * 4)  # published FCN 100%: no room
+    _write_set(tmp_path, "BME", [1, 2, 3] * 4, length=RULE_MAX_LENGTH + 1)  # too long
+    _write_set(tmp_path, "ECG200", [1, 1, 2])  # a class of one: the other holds a validation series
+    assert rule_sets(tmp_path) == ["ucr:ArrowHead", "ucr:ECG200"]
+
+
+def test_a_validation_split_holds_from_each_class_and_refuses_when_none_can_be_held(ucr_folder):
+    x, y = load_ucr_archive("TinySet", ucr_folder).train.tensors
+    fit, val = validation_split(torch.utils.data.TensorDataset(x, y), 0.25, seed=0)
+    assert torch.bincount(val.tensors[1]).tolist() == [1, 1] and len(fit) == 4
+    single = torch.utils.data.TensorDataset(x[:2], y[:2])  # one series in each class
+    with pytest.raises(ValueError, match="every class has a single training series"):
+        validation_split(single, 0.25, seed=0)

@@ -240,6 +240,18 @@ def test_trainer_saves_the_best_checkpoint_calls_back_and_stops_early(tmp_path):
     assert trainer.evaluate(batches[:1])[0] == pytest.approx(trainer.best_val_loss, rel=1e-5)  # best restored
 
 
+def test_an_empty_validation_loader_is_refused_not_read_as_a_perfect_loss():
+    model = nn.Linear(5, 3)
+    trainer = Trainer(model, torch.optim.AdamW(model.parameters()), device="cpu", progress=False,
+                      early_stopping=EarlyStopping(patience=3))
+    batches = [(torch.randn(8, 5), torch.randint(0, 3, (8,)))]
+    with pytest.raises(ValueError, match="no samples"):
+        trainer.evaluate([])
+    with pytest.raises(ValueError, match="no samples"):
+        trainer.fit(batches, [], epochs=5)
+    assert trainer.best_val_loss == math.inf and trainer.early_stopping.epoch == -1
+
+
 def curve(train, val, train_accuracy=1.0, val_accuracy=0.95):
     return History([EpochRecord(i, t, train_accuracy, v, val_accuracy) for i, (t, v) in enumerate(zip(train, val))])
 

@@ -103,7 +103,11 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: Iterable) -> tuple[float, float]:
-        """(mean loss, accuracy) without label smoothing, as a test set is scored."""
+        """(mean loss, accuracy) without label smoothing, as a test set is scored.
+
+        A loader with no samples is refused: its (0, 0) would read as a perfect loss and no accuracy to
+        early stopping, checkpoints and ``AdaptiveStrength``.
+        """
         self.model.eval()
         total, right, seen = 0.0, 0, 0
         for batch in loader:
@@ -113,7 +117,10 @@ class Trainer:
             target = y if y.is_floating_point() else nn.functional.one_hot(y, logits.shape[1]).float()
             loss = torch.sum(-target * torch.log_softmax(logits.float(), dim=1), dim=1).sum()
             total, right, seen = total + loss.item(), right + correct(logits, y), seen + len(x)
-        return total / max(seen, 1), right / max(seen, 1)
+        if not seen:
+            raise ValueError("evaluate: the loader yielded no samples (an empty validation split?); "
+                             "there is no loss or accuracy to read")
+        return total / seen, right / seen
 
     def fit(self, train: Iterable, val: Iterable | None = None, epochs: int = 1) -> History:
         for epoch in range(epochs):

@@ -34,7 +34,9 @@ PUBLISHED_SOURCE = ("FCN, mean of 5 runs, Ismail Fawaz et al. 2019 (Data Min. Kn
 # The sets of the archive-scale experiment, fixed before any run: every set in the offline archive folders with
 # at most RULE_MAX_TRAIN training series, series no longer than RULE_MAX_LENGTH (the cap that fits 5 seeds x 4
 # configurations in about 45 minutes on 2 cores), no missing values, and a published FCN accuracy below
-# RULE_BELOW (where a small network trained on little data leaves room to generalize better).
+# RULE_BELOW (where a small network trained on little data leaves room to generalize better). Added after the
+# first run (bench/train/ucr-rule): more training series than classes, so a validation split can be held at all
+# (Fungi, one series per class, left early stopping and the adaptive strength nothing to read).
 RULE = "ucr-rule"
 RULE_MAX_TRAIN, RULE_MAX_LENGTH, RULE_BELOW = 300, 350, 0.90
 
@@ -50,7 +52,8 @@ def rule_sets(root=None) -> list[str]:
             rows = [line.split("\t") for line in train if line.strip()]
         length = len(rows[0]) - 1
         complete = all(len(row) == length + 1 and "NaN" not in row and "" not in row for row in rows)
-        if len(rows) <= RULE_MAX_TRAIN and length <= RULE_MAX_LENGTH and complete:
+        classes = len({row[0] for row in rows})
+        if len(rows) <= RULE_MAX_TRAIN and length <= RULE_MAX_LENGTH and complete and len(rows) > classes:
             chosen.append(f"ucr:{name}")
     return chosen
 
@@ -78,7 +81,11 @@ def load_ucr(name: str) -> SeriesSplit:
 
 
 def validation_split(train: TensorDataset, fraction: float, seed: int) -> tuple[TensorDataset, TensorDataset]:
-    """(fit, validation) carved from the training set alone, stratified by class, by ``seed``."""
+    """(fit, validation) carved from the training set alone, stratified by class, by ``seed``.
+
+    A class with one series keeps it for fitting; a set where every class has one is refused, since
+    the validation split would be empty.
+    """
     x, y = train.tensors
     generator = torch.Generator().manual_seed(seed)
     held = []
@@ -87,6 +94,9 @@ def validation_split(train: TensorDataset, fraction: float, seed: int) -> tuple[
         members = members[torch.randperm(len(members), generator=generator)]
         held.append(members[:max(1, round(fraction * len(members)))] if len(members) > 1 else members[:0])
     validation = torch.cat(held).sort().values
+    if not len(validation):
+        raise ValueError(f"validation_split: every class has a single training series ({len(y)} series, "
+                         f"{len(held)} classes); no validation split can be held out")
     keep = torch.ones(len(y), dtype=torch.bool)
     keep[validation] = False
     return TensorDataset(x[keep], y[keep]), TensorDataset(x[validation], y[validation])
