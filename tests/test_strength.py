@@ -70,7 +70,19 @@ def test_magnitudes_move_towards_neutral_and_beyond():
     assert half["posterize"]["bits"] == 6 and half["hflip"]["p"] == 0.2 and (half["rand_augment"]["n"],
                                                                             half["rand_augment"]["m"]) == (1, 4.5)
     assert double["random_affine"]["degrees"] == [-40, 40] and double["posterize"]["bits"] == 0
-    assert double["hflip"]["p"] == 0.8 and double["color_jitter"]["brightness"] == pytest.approx([0.2, 1.8])
+    assert double["hflip"]["p"] == 0.5 and double["color_jitter"]["brightness"] == pytest.approx([0.2, 1.8])
+
+
+@pytest.mark.parametrize("op", ["hflip", "vflip"])
+def test_a_stronger_flip_varies_more_but_never_mirrors_most_samples(op):
+    def p(given: float, strength: float) -> float:
+        return Pipeline.from_spec([{"op": op, "p": given}]).at_strength(strength).to_spec()["steps"][0]["p"]
+
+    assert (p(0.2, 2), p(0.4, 2), p(0.5, 2), p(0.5, 10), p(0.5, 0.5)) == (0.4, 0.5, 0.5, 0.5, 0.25)
+    assert p(0.8, 2) == 0.8 and p(0.8, 0.5) == 0.4  # a p given above 0.5 is kept, never raised
+    flipped = Pipeline.from_spec([{"op": op}]).at_strength(2)(torch.zeros(400, 1, 2, 2, dtype=torch.uint8), seed=0)
+    share = float(flipped.params[0]["applied"].float().mean())
+    assert flipped.params[0]["applied"].any() and 0.4 < share < 0.6, share
 
 
 def test_effect_grows_with_strength():

@@ -197,12 +197,25 @@ class HorizontalFlip(Step):
     op = "hflip"
     fields = {"p": _P}
     axis = -1
+    also_scales = "above 1: `p` up to 0.5"
 
     def draw(self, rng, batch):
         return {"applied": rng.bernoulli(self.Draw.APPLIED, self.args["p"])}
 
     def apply(self, x, params):
         return geometry.flip_where(x, params["applied"], dim=self.axis)
+
+    def at_strength(self, strength: float) -> "HorizontalFlip":
+        """``p`` scaled, but raised no higher than 0.5 (or the ``p`` given, when higher): a flip varies most at
+        0.5; past it, it does not augment more, it mirrors most samples (``p`` 0.5 at strength 2 would train
+        on mirror images alone)."""
+        step = super().at_strength(strength)
+        ceiling = max(self.args["p"], 0.5)
+        if step.args["p"] <= ceiling:
+            return step
+        capped = type(self)(self.where, p=ceiling)
+        capped.strength = strength
+        return capped
 
 
 @register

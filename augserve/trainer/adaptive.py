@@ -4,10 +4,11 @@ ADA raises its augmentation probability while the discriminator overfits, read f
 its training batches, and lowers it while it does not. ``AdaptiveStrength`` does the same for a
 classifier's pipeline: after every epoch it reads how far accuracy on the training batches (as
 augmented) runs ahead of validation accuracy, and moves the pipeline's ``strength`` (see
-``Pipeline.at_strength``) one step towards the target. The signal limits itself: stronger
-augmentation lowers accuracy on the training batches, so the strength settles where the model
-fits its augmented data about as well as unseen data, instead of climbing while a gap that
-augmentation cannot close stays open.
+``Pipeline.at_strength``) one step towards the target. The signal limits itself where stronger
+augmentation makes the training batches harder to fit: the strength settles where the model fits
+its augmented data about as well as unseen data. Where the model fits them as well at any strength
+(a small CNN given 200 epochs on 900 images), the gap stays above a target it cannot reach and the
+strength climbs to ``limits[1]``: set that to the strongest pipeline you would train with.
 """
 
 from __future__ import annotations
