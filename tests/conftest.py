@@ -1,6 +1,9 @@
-"""Shared fixtures: real photos from scikit-image, as uint8 batches."""
+"""Shared fixtures: real photos from scikit-image, as uint8 batches; small IDX files (the MNIST layout)."""
 
+import gzip
 import os
+import pathlib
+import struct
 
 import numpy as np
 import pytest
@@ -30,3 +33,20 @@ def photo_batch(photos) -> torch.Tensor:
 def index_cache(tmp_path_factory):
     """Shard indexes go to a temporary folder, not the user's cache (servers the tests start inherit it)."""
     os.environ["AUGSERVE_CACHE_DIR"] = str(tmp_path_factory.mktemp("index-cache"))
+
+
+def write_idx(path: pathlib.Path, array: np.ndarray, compress: bool) -> None:
+    """``array`` as an IDX file of unsigned bytes (gzipped when ``compress``), as MNIST ships."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", n) for n in array.shape)
+    (gzip.open if compress else open)(path, "wb").write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    """A Fashion-MNIST folder of 12 training images (labels 0..9, 0, 1; gzipped) and 5 test images (raw)."""
+    generator = np.random.default_rng(0)
+    for split, count, compress in (("train", 12, True), ("t10k", 5, False)):
+        suffix = ".gz" if compress else ""
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte{suffix}", generator.integers(0, 256, (count, 28, 28)), compress)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte{suffix}", np.arange(count) % 10, compress)
+    return tmp_path

@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import gzip
 import pathlib
-import struct
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_idx
 
 from augserve.trainer.archives import (FASHION_MNIST_ENV, UCR_ENV, load_fashion_mnist, load_ucr_archive, read_idx,
                                        ucr_archive_names)
 from augserve.trainer.ucr import RULE_MAX_LENGTH, load_ucr, rule_sets, validation_split
-
-
-def _write_idx(path: pathlib.Path, array: np.ndarray, compress: bool) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", n) for n in array.shape)
-    (gzip.open if compress else open)(path, "wb").write(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture
-def idx_folder(tmp_path):
-    generator = np.random.default_rng(0)
-    for split, count, compress in (("train", 12, True), ("t10k", 5, False)):
-        suffix = ".gz" if compress else ""
-        _write_idx(tmp_path / f"{split}-images-idx3-ubyte{suffix}", generator.integers(0, 256, (count, 28, 28)), compress)
-        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte{suffix}", np.arange(count) % 10, compress)
-    return tmp_path
 
 
 def test_idx_files_load_as_the_arrays_they_hold(idx_folder):
@@ -52,7 +37,7 @@ def test_a_file_that_is_not_idx_is_refused_by_name(tmp_path):
     bad.write_bytes(b"PK\x03\x04 not idx")
     with pytest.raises(ValueError, match="not an IDX file"):
         read_idx(bad)
-    _write_idx(bad, np.zeros((2, 3, 3)), compress=False)
+    write_idx(bad, np.zeros((2, 3, 3)), compress=False)
     bad.write_bytes(bad.read_bytes()[:-1])
     with pytest.raises(ValueError, match="the header says"):
         read_idx(bad)

@@ -52,6 +52,23 @@ def test_the_served_folder_replays_the_pipeline_in_process_and_feeds_a_run(split
         server.close()
 
 
+def test_the_reference_row_trains_plain_on_every_training_image(idx_folder, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "reference"
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "fashion-mnist-60k",
+                             "--epochs", "2", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "AUGSERVE_FASHION_MNIST_DIR": str(idx_folder)})
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads((out / "results.json").read_text())
+    assert (run["configuration"], run["fit_images"], run["epochs"], run["val_accuracy"]) == ("plain", 12, 2, None)
+    assert "all 12 training images" in (out / "summary.md").read_text()
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_the_ucr_rule_is_what_the_readme_states():
     import pathlib
 

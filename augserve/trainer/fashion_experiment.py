@@ -168,8 +168,9 @@ class _NextEpoch:
 
 
 def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str | None,
-                recipe: FashionRecipe = RECIPE) -> dict:
-    """One run; ``target`` serves ``fashion-<seed>`` (the augmented configurations read it)."""
+                recipe: FashionRecipe = RECIPE, progress: bool = False) -> dict:
+    """One run; ``target`` serves ``fashion-<seed>`` (the augmented configurations read it). A recipe with
+    no validation images per class trains without a validation split."""
     fit, val = draw_subset(split, seed, recipe)
     regularized = configuration != "plain"
     torch.manual_seed(seed)
@@ -199,12 +200,12 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
         loss = SoftTargetCrossEntropy(label_smoothing=recipe.label_smoothing)
     else:
         train, loss = loader(fit, shuffle=True), SoftTargetCrossEntropy()
-    trainer = Trainer(model, optimizer, loss, device="cpu", scheduler=scheduler, callbacks=callbacks, progress=False)
+    trainer = Trainer(model, optimizer, loss, device="cpu", scheduler=scheduler, callbacks=callbacks, progress=progress)
     started = time.perf_counter()
-    history = trainer.fit(train, loader(val), epochs=recipe.epochs)
+    history = trainer.fit(train, loader(val) if len(val) else None, epochs=recipe.epochs)
     _, train_accuracy = trainer.evaluate(loader(fit))
     _, test_accuracy = trainer.evaluate(loader(split.test))
-    return {"seed": seed, "configuration": configuration, "epochs": len(history.records),
+    return {"seed": seed, "configuration": configuration, "fit_images": len(fit), "epochs": len(history.records),
             "train_accuracy": train_accuracy, "val_accuracy": history.records[-1].val_accuracy,
             "test_accuracy": test_accuracy, "seconds": time.perf_counter() - started,
             "mean_strength": None if adaptive is None else statistics.mean(s for s, _ in adaptive.history),
@@ -269,6 +270,39 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
              f"{', '.join(f'{k}={v}' for k, v in recipe.adaptive)})`. Test accuracy on all 10,000 test images.", "",
              f"Replay: the first served epoch of every seed against the same pipeline in process: {equal} of {total} "
              "batches bit for bit.", "", *summary_table(runs), "", "Learning curves (seed 0): `learning_curves.png`.", ""]
+    summary = "\n".join(lines)
+    (out / "summary.md").write_text(summary)
+    return summary
+
+
+def run_fashion_reference(*, out: str | pathlib.Path, seeds: int = 1, epochs: int | None = None,
+                          root: str | None = None, progress: bool = True) -> str:
+    """The reference row: plain on all 60,000 training images (no validation split, nothing served), to read
+    the 1,000-image runs against; writes summary.md, results.json and learning_curves.png under ``out``."""
+    split = load_fashion_mnist(root)
+    per_class = int(torch.bincount(split.train.tensors[1]).max())
+    recipe = FashionRecipe(per_class=per_class, val_per_class=0, epochs=epochs or 10)
+    runs = [run_fashion(split, seed, "plain", target=None, recipe=recipe, progress=progress) for seed in range(seeds)]
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
+                                                 indent=1))
+    plot_learning_curves({"plain": runs[0]["history"]}, out / "learning_curves.png",
+                         f"Fashion-MNIST, all {len(split.train)} training images, seed 0")
+    accuracies = [r["test_accuracy"] for r in runs]
+    lines = [f"# augserve train: Fashion-MNIST, all {len(split.train):,} training images (the reference row)", "",
+             f"`augserve train --dataset fashion-mnist-60k --seeds {seeds} --epochs {recipe.epochs}`", "",
+             f"plain as in the 1,000-image experiment (the same 3-conv CNN, AdamW lr {recipe.learning_rate:g} "
+             f"one-cycle, batch {recipe.batch_size}, no decay, no smoothing, no augmentation) on every training "
+             f"image, {recipe.epochs} epochs ({recipe.epochs * len(split.train) // recipe.batch_size:,} steps). Test "
+             "accuracy on all 10,000 test images.", "",
+             "| configuration | test acc % (mean ± sd) | per seed | train acc % | minutes per run |",
+             "|---|---:|---|---:|---:|",
+             f"| plain, {len(split.train):,} images | {percent_mean_sd(accuracies)} | "
+             f"{' '.join(f'{100 * a:.1f}' for a in accuracies)} | "
+             f"{percent_mean_sd([r['train_accuracy'] for r in runs])} | "
+             f"{statistics.mean(r['seconds'] for r in runs) / 60:.0f} |", "",
+             "Learning curve (seed 0): `learning_curves.png`.", ""]
     summary = "\n".join(lines)
     (out / "summary.md").write_text(summary)
     return summary
