@@ -115,11 +115,14 @@ class Cluster:
 
     def faulted(self, trainer: "Trainer", kind: str, method: str, after: int, timeout: float) -> float:
         """Fault the replica carrying the trainer's ``method`` stream once ``after`` batches arrived, let the
-        trainer end (within ``timeout``), put the replica back; when the fault happened."""
+        trainer end (within ``timeout``), put the replica back; when the fault happened. The carrier is found
+        from the first batch on, not after ``after``: on a busy machine reading the replicas' metrics takes
+        seconds, and the stream could be over by then."""
         carrier = None
         try:
-            trainer.wait_for(after)
+            trainer.wait_for(1)
             carrier = self.carrier(method)
+            trainer.wait_for(after)
             at = self.fault(kind, carrier)
             if trainer.process.poll() is not None:
                 raise RuntimeError(f"the trainer ended before the fault: {trainer.items[-1:]}")
