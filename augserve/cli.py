@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", choices=("all", "regularization", "pruning"), default="all")
     train.add_argument("--seeds", type=int, help="runs per configuration (default: 3 for digits, 5 for series and "
                                                   "fashion-mnist, 1 for fashion-mnist-60k)")
-    train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 200 for fashion-mnist, 10 "
+    train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 200 for fashion-mnist, 5 "
                                                    "for fashion-mnist-60k; for series what 3000 optimizer steps "
                                                    "take on the set)")
     train.add_argument("--train-fraction", type=float, default=0.2,

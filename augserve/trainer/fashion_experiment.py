@@ -281,14 +281,14 @@ def run_fashion_reference(*, out: str | pathlib.Path, seeds: int = 1, epochs: in
     the 1,000-image runs against; writes summary.md, results.json and learning_curves.png under ``out``."""
     split = load_fashion_mnist(root)
     per_class = int(torch.bincount(split.train.tensors[1]).max())
-    recipe = FashionRecipe(per_class=per_class, val_per_class=0, epochs=epochs or 10)
+    recipe = FashionRecipe(per_class=per_class, val_per_class=0, epochs=epochs or 5)
     runs = [run_fashion(split, seed, "plain", target=None, recipe=recipe, progress=progress) for seed in range(seeds)]
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
                                                  indent=1))
     plot_learning_curves({"plain": runs[0]["history"]}, out / "learning_curves.png",
-                         f"Fashion-MNIST, all {len(split.train)} training images, seed 0")
+                         f"Fashion-MNIST, all {len(split.train):,} training images, seed 0")
     accuracies = [r["test_accuracy"] for r in runs]
     lines = [f"# augserve train: Fashion-MNIST, all {len(split.train):,} training images (the reference row)", "",
              f"`augserve train --dataset fashion-mnist-60k --seeds {seeds} --epochs {recipe.epochs}`", "",
