@@ -10,7 +10,11 @@ SUM_TOLERANCE = 1e-4
 
 
 def as_soft_labels(labels, batch: int, num_classes: int | None, device: torch.device) -> torch.Tensor:
-    """Class indices ``(B,)`` with ``num_classes``, or soft labels ``(B, K)``, as (B, K) float32."""
+    """Class indices ``(B,)`` with ``num_classes``, or soft labels ``(B, K)``, as (B, K) float32 on ``device``.
+
+    Every check reads the values on the host, before the one copy to ``device``: labels given on a GPU are
+    copied to the host for it (a sync), so callers that care pass them from the host.
+    """
     if isinstance(labels, np.ndarray):
         labels = torch.from_numpy(labels)
     if not isinstance(labels, torch.Tensor):
@@ -20,7 +24,7 @@ def as_soft_labels(labels, batch: int, num_classes: int | None, device: torch.de
         raise ValueError(f"num_classes: expected an integer in [1, {MAX_CLASSES}], got {num_classes!r}")
     if labels.shape[:1] != (batch,):
         raise ValueError(f"labels: expected {batch} rows (the batch size), got shape {tuple(labels.shape)}")
-    labels = labels.to(device)
+    labels = labels.cpu()
 
     if not labels.is_floating_point():
         if labels.dim() != 1 or labels.dtype == torch.bool:
@@ -32,7 +36,8 @@ def as_soft_labels(labels, batch: int, num_classes: int | None, device: torch.de
         if low < 0 or high >= num_classes:
             bad = low if low < 0 else high
             raise ValueError(f"labels: class index {bad} is outside [0, {num_classes}) (num_classes={num_classes})")
-        return torch.nn.functional.one_hot(labels.to(torch.int64), num_classes).to(torch.float32)
+        indices = labels.to(device=device, dtype=torch.int64)
+        return torch.zeros(batch, num_classes, device=device).scatter_(1, indices[:, None], 1.0)  # one-hot
 
     if labels.dim() != 2:
         raise ValueError(f"labels: soft labels must be (B, K), got shape {tuple(labels.shape)}")
@@ -45,4 +50,4 @@ def as_soft_labels(labels, batch: int, num_classes: int | None, device: torch.de
     if worst > SUM_TOLERANCE:
         raise ValueError(f"labels: each soft-label row must sum to 1 (tolerance {SUM_TOLERANCE}), "
                          f"worst row is off by {worst:.3g}")
-    return soft
+    return soft.to(device)

@@ -15,7 +15,7 @@ import torch
 import yaml
 from torchvision.transforms.v2 import functional as TF
 
-from augserve import timm_strings
+from augserve import device_plan, timm_strings
 from augserve.encoded import EncodedBatch, first_steps, is_encoded_image
 from augserve.labels import as_soft_labels
 from augserve.presets import PRESETS
@@ -29,6 +29,9 @@ from augserve.steps.base import public, rows
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
 MAX_STRENGTH = 10.0
 OUT_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
+# How a pipeline runs: grouped (the samples that drew an op gathered and run: the CPU's), device (draws on
+# the host, every op branch-free over the batch: a GPU's), auto (device off the CPU, grouped on it).
+EXECUTIONS = ("auto", "grouped", "device")
 
 
 @dataclass
@@ -178,6 +181,11 @@ def _as_keys(keys: Any, batch: int, device: torch.device) -> torch.Tensor:
     return keys.to(torch.int64)
 
 
+def _on(seed: int | torch.Tensor, device: torch.device) -> int | torch.Tensor:
+    """Per-sample seeds where the draws are made (an int is the same everywhere)."""
+    return seed.to(device) if isinstance(seed, torch.Tensor) else seed
+
+
 def _as_out_dtype(out_dtype: Any) -> torch.dtype | None:
     if out_dtype is None or out_dtype in OUT_DTYPES.values():
         return out_dtype
@@ -192,11 +200,15 @@ class Pipeline:
     ``modality`` (image, spectrogram, timeseries) is what the batches are; it is
     implied by modality-specific steps and may be left out when every step works
     on all of them (mixing, smoothing), in which case rank 4 means images.
+    ``execution`` picks the plan (``EXECUTIONS``); both give the same bits.
     """
 
-    def __init__(self, steps: list[Step], modality: str | None = None):
+    def __init__(self, steps: list[Step], modality: str | None = None, execution: str = "auto"):
         if modality is not None and modality not in list(Modality):
             raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(Modality)}, got {modality!r}")
+        if execution not in EXECUTIONS:
+            raise SpecError(f"execution: expected one of {', '.join(EXECUTIONS)}, got {execution!r}")
+        self.execution = execution
         converters = [step for step in steps if step.produces]
         if converters and (len(converters) > 1 or converters[0] is not steps[0]):
             misplaced = converters[-1] if converters[0] is steps[0] else converters[0]
@@ -224,12 +236,25 @@ class Pipeline:
         keep_freed_memory()  # once per process: without it every fresh batch buffer costs page faults
 
     @classmethod
-    def from_spec(cls, spec: Any) -> "Pipeline":
-        """Preset name, timm string, list of step dicts, {'steps': [...]}, JSON/YAML text or a file path."""
+    def from_spec(cls, spec: Any, execution: str = "auto") -> "Pipeline":
+        """Preset name, timm string, list of step dicts, {'steps': [...]}, JSON/YAML text or a file path.
+        ``execution``: "auto", "grouped" or "device" (see ``EXECUTIONS``)."""
         if isinstance(spec, Pipeline):
-            return spec
+            return spec if execution == spec.execution else spec.with_execution(execution)
         steps, modality = _split_spec(_spec_data(spec))
-        return cls(compile_steps(steps), modality)
+        return cls(compile_steps(steps), modality, execution)
+
+    def with_execution(self, execution: str) -> "Pipeline":
+        """The same steps run with another plan."""
+        other = Pipeline(self.steps, self.modality, execution)
+        other.strength = self.strength
+        return other
+
+    def plan_for(self, device: torch.device) -> str:
+        """The plan a batch on ``device`` runs: "grouped" or "device"."""
+        if self.execution != "auto":
+            return self.execution
+        return "grouped" if device.type == "cpu" else "device"
 
     def at_strength(self, strength: float) -> "Pipeline":
         """This pipeline with every step's magnitudes scaled by ``strength`` in [0, MAX_STRENGTH]:
@@ -240,7 +265,7 @@ class Pipeline:
             raise SpecError(f"strength: expected a number in [0, {MAX_STRENGTH:g}], got {strength!r}")
         if strength == 1:
             return self
-        scaled = Pipeline([step.at_strength(float(strength)) for step in self.steps], self.modality)
+        scaled = Pipeline([step.at_strength(float(strength)) for step in self.steps], self.modality, self.execution)
         scaled.strength = float(strength)
         return scaled
 
@@ -258,7 +283,7 @@ class Pipeline:
         if len(self.steps) < 2 or not isinstance(self.steps[-1], Normalize):
             return self, None
         if self._before_normalize is None:
-            self._before_normalize = Pipeline(self.steps[:-1], self.modality)
+            self._before_normalize = Pipeline(self.steps[:-1], self.modality, self.execution)
         return self._before_normalize, self.steps[-1]
 
     def first_steps(self) -> int:
@@ -337,7 +362,9 @@ class Pipeline:
             start, device, size = 0, x.device, x.shape[0]
             if x.is_floating_point():
                 x = x.to(torch.float32)
-        rng = SampleRng(seed, _as_keys(keys, size, device))
+        on_device = self.plan_for(device) == "device"
+        draws_on = device_plan.HOST if on_device else device
+        rng = SampleRng(_on(seed, draws_on), _as_keys(keys, size, draws_on))
         soft = None if labels is None else as_soft_labels(labels, size, num_classes, device)
 
         params = []
@@ -345,6 +372,12 @@ class Pipeline:
             for step, step_params in zip(self.steps[:start], prepared.params):
                 soft = None if soft is None else step.relabel(soft, step_params)
                 params.append({"op": step.op, **public(step_params)})
+        if on_device:
+            drawn = device_plan.draw(self.steps, self.stages, start, tuple(x.shape), x.dtype, rng, checked.modality)
+            packed = device_plan.pack(drawn)
+            x, soft = device_plan.apply(self.steps[start:], x, soft, packed.read(packed.host.to(device, non_blocking=True)))
+            params += [{"op": step.op, **public(step_params)} for step, step_params in zip(self.steps[start:], drawn)]
+            return AugmentOutput(_convert(x, checked.out_dtype), soft, params)
         for slot, (step, stage) in enumerate(zip(self.steps, self.stages)):
             if slot >= start:
                 x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or checked.modality)

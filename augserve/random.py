@@ -157,6 +157,15 @@ class SampleRng:
     def device(self) -> torch.device:
         return self._state.device
 
+    @property
+    def state(self) -> torch.Tensor:
+        """Each sample's stream position (B,) int64: what a copy to another device carries."""
+        return self._state
+
+    def with_state(self, state: torch.Tensor) -> "SampleRng":
+        """This stream with its state replaced (the same state on another device), nothing drawn yet."""
+        return SampleRng(0, state, _state=state)
+
     def fork(self, slot: int) -> "SampleRng":
         """A child stream for a named slot; forks nest (step, then sub-step)."""
         return SampleRng(0, self._state, _state=_absorb(self._state, slot))

@@ -93,7 +93,7 @@ def test_zero_magnitude_is_identity(photos, name):
     index = [op.name for op in space].index(name)
     bins = torch.zeros(4, dtype=torch.float64)
     value = space[index].magnitude(bins, torch.tensor([False, True, False, True]), 96, 96)
-    out = policy_kernels.apply_layer(photos, space, torch.full((4,), index), value)
+    out = policy_kernels.apply_ops(photos, space, torch.full((4,), index), value)
     assert torch.equal(out, photos)
 
 
@@ -120,7 +120,7 @@ def test_solarize_inverts_from_torchvisions_threshold_at_every_bin(space, num_bi
     tv = v2.RandAugment()
     for m in range(num_bins):
         value = space[solarize].magnitude(torch.tensor([float(m)], dtype=torch.float64), torch.tensor([False]), 16, 16)
-        ours = policy_kernels.apply_layer(image, space, torch.tensor([solarize]), value)
+        ours = policy_kernels.apply_ops(image, space, torch.tensor([solarize]), value)
         theirs = tv._apply_image_or_video_transform(image, "Solarize", float(torch.linspace(1.0, 0.0, num_bins)[m]),
                                                     interpolation=v2.InterpolationMode.NEAREST, fill=tv._fill)
         assert torch.equal(ours, theirs), f"bin {m} of {num_bins}"
@@ -146,5 +146,5 @@ def test_every_registered_kernel_does_something(photos, kernel):
     """Every kernel an op may name is dispatched to a kernel that changes the image (none is left untouched)."""
     space = (policy_kernels.PolicyOp("op", None, kernel),)
     value = torch.full((photos.shape[0],), CHANGING_VALUE[kernel], dtype=torch.float64)
-    out = policy_kernels.apply_layer(photos, space, torch.zeros(photos.shape[0], dtype=torch.int64), value)
+    out = policy_kernels.apply_ops(photos, space, torch.zeros(photos.shape[0], dtype=torch.int64), value)
     assert not torch.equal(out, photos)

@@ -1,8 +1,8 @@
 """AugMix (Hendrycks et al. 2020): ``width`` chains of ops per sample, mixed with Dirichlet weights and
 blended with the original by a Beta weight; torchvision's and timm's arithmetic, batched.
 
-Chains are layers of per-sample ops (``policy_kernels``): chain c, step t of every sample runs as
-one grouped layer, a sample whose chain is shorter skips the rest. Both libraries draw the chain
+Chains are layers of per-sample ops (``policy_kernels``) run as extra rows of the batch: step t of every
+chain of every sample is one layer, a sample whose chain is shorter skips the rest. Both libraries draw the chain
 weights from Dirichlet(alpha) and the original's share from Beta(alpha, alpha); they differ in how
 they round: torchvision sums in float32 and truncates once, timm truncates the chain mixture, then
 PIL-blends it with the original (or, ``blended``, blends each chain in turn).
@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 
 from augserve.ops import casting, grouping
-from augserve.ops.policy_kernels import LayerParams, apply_layers
+from augserve.ops.policy_kernels import Arranged, LayerParams, apply_layers
 from augserve.random import Draw, SampleRng
 
 MAX_RANDOM_DEPTH = 3  # depth -1: each chain 1 to 3 ops, as both libraries draw it
@@ -32,13 +32,22 @@ class AugMixDraw(Draw):
 class Mixture:
     """One AugMix draw per sample: the chains (layers of ops), their weights and the augmented share."""
 
-    chains: list[LayerParams]  # one per chain: (B, depth) layers, SKIP past each sample's depth
+    chains: LayerParams  # (width * B, depth): chain c of sample b is row c * B + b, SKIP past its depth
+    arranged: Arranged  # what each row and layer of the chains runs
     chain_weights: torch.Tensor  # (B, width) float64, rows sum to 1
     augmented: torch.Tensor  # (B,) float64 in [0, 1]: the mixture's share against the original
 
     def rows(self, part: slice) -> "Mixture":
         """The weights of samples ``part`` (their chains are applied by then)."""
-        return Mixture(self.chains, self.chain_weights[part], self.augmented[part])
+        return Mixture(self.chains, self.arranged, self.chain_weights[part], self.augmented[part])
+
+
+def as_rows(ops: LayerParams, width: int) -> LayerParams:
+    """(B, width * depth) chain ops, chain by chain, as (width * B, depth): one row per chain of a sample."""
+    def rows(per_sample: torch.Tensor) -> torch.Tensor:
+        return per_sample.view(per_sample.shape[0], width, -1).transpose(0, 1).flatten(0, 1)
+    return LayerParams(ops.space, rows(ops.op_index), rows(ops.value),
+                       None if ops.interpolation is None else rows(ops.interpolation))
 
 
 def _tiled(x: torch.Tensor, chains: list[torch.Tensor], mixture: Mixture,
@@ -64,8 +73,11 @@ def draw_mixture(rng: SampleRng, width: int, depth: int,
 
 
 def _chains(x: torch.Tensor, mixture: Mixture, interpolation: str, fill: Sequence[float] | float) -> list[torch.Tensor]:
-    """Every chain over the whole batch: each layer is one grouped kernel call per op (not one per tile)."""
-    return [apply_layers(x, chain, interpolation, fill) for chain in mixture.chains]
+    """Every chain over the whole batch, the chains as extra rows of one batch: each layer is one kernel
+    call per op for all chains, whatever their number."""
+    width = mixture.chain_weights.shape[1]
+    rows = x.repeat(width, *([1] * (x.dim() - 1)))
+    return list(apply_layers(rows, mixture.chains, mixture.arranged, interpolation, fill).split(x.shape[0]))
 
 
 def _per_sample(weight: torch.Tensor) -> torch.Tensor:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 from torchvision.transforms.v2 import functional as TF
-from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
+from torchvision.transforms.v2.functional._color import _rgb_to_hsv
 
-from augserve.ops import casting
+from augserve.ops import casting, constants
 
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
@@ -134,7 +134,17 @@ def invert(x: torch.Tensor) -> torch.Tensor:
 
 
 def autocontrast(x: torch.Tensor) -> torch.Tensor:
-    return TF.autocontrast(x)
+    """torchvision's ``autocontrast`` bit for bit, with ``where`` in place of its boolean-mask assignments
+    (a mask's count is read on the host: a sync on a GPU)."""
+    bound = max_value(x.dtype)
+    work = x if x.is_floating_point() else x.to(torch.float32)
+    minimum = work.amin(dim=(-2, -1), keepdim=True)
+    maximum = work.amax(dim=(-2, -1), keepdim=True)
+    flat = maximum == minimum
+    inv_scale = torch.where(flat, 1.0, maximum.sub_(minimum).mul_(1.0 / bound))
+    minimum = torch.where(flat, 0.0, minimum)
+    diff = work.sub(minimum) if x.is_floating_point() else work.sub_(minimum)
+    return diff.div_(inv_scale).clamp_(0, bound).to(x.dtype)
 
 
 def equalize(x: torch.Tensor) -> torch.Tensor:
@@ -173,3 +183,25 @@ def hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     h = (hsv[:, 0] + shift.to(torch.float32).view(-1, 1, 1)).remainder_(1.0)
     rgb = _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), dim=1))
     return TF.to_dtype(rgb, x.dtype, scale=True)
+
+
+_HSV_SECTORS = ((0, 2, 1, 1, 3, 0), (3, 0, 0, 2, 1, 1), (1, 1, 3, 0, 0, 2))  # (v, p, q, t) index per sector
+
+
+def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``_hsv_to_rgb`` for (B, 3, H, W), its sector table made once per device (it copies it on
+    every call)."""
+    h, s, v = hsv.unbind(dim=-3)
+    h6 = h.mul(6)
+    sector = torch.floor(h6)
+    f = h6.sub_(sector)
+    sector = sector.to(dtype=torch.int32)
+    sxf = s * f
+    one_minus_s = 1.0 - s
+    q = (1.0 - sxf).mul_(v).clamp_(0.0, 1.0)
+    t = sxf.add_(one_minus_s).mul_(v).clamp_(0.0, 1.0)
+    p = one_minus_s.mul_(v).clamp_(0.0, 1.0)
+    sector.remainder_(6)
+    vpqt = torch.stack((v, p, q, t), dim=-3)
+    select = constants.on(hsv.device, _HSV_SECTORS, torch.int64)[:, sector].moveaxis(0, -3)
+    return vpqt.gather(-3, select)

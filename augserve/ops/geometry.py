@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from augserve.ops import boxes, casting, grouping
+from augserve.ops import boxes, casting, constants, exact_resize, grouping, plan
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
@@ -56,7 +56,8 @@ def inverse_affine_matrix(
 
 def _normalized_theta(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Pixel-space matrix -> the normalized theta that ``F.affine_grid`` expects."""
-    to_norm = matrix.new_tensor([[1.0, height / width, 2.0 / width], [width / height, 1.0, 2.0 / height]])
+    to_norm = constants.on(matrix.device, ((1.0, height / width, 2.0 / width), (width / height, 1.0, 2.0 / height)),
+                           matrix.dtype)
     return matrix * to_norm
 
 
@@ -90,10 +91,9 @@ def warp_affine(
     height, width = x.shape[-2:]
     theta = _normalized_theta(matrix.to(x.device), height, width)
     grid = affine_grid(theta, height, width)
-    fill_t = torch.as_tensor(fill, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
-    if not x.is_floating_point():
-        fill_t = fill_t.round()
-    has_fill = bool(fill_t.any())
+    fills = _fill_values(fill, x)
+    fill_t = constants.on(x.device, fills, torch.float32).reshape(1, -1, 1, 1)
+    has_fill = any(fills)
     shifted = x.to(torch.float32, copy=has_fill)
     if has_fill:
         shifted.sub_(fill_t)
@@ -109,6 +109,12 @@ def warp_affine(
     return casting.like(out.round_().clamp_(0, 255), x)
 
 
+def _fill_values(fill: Sequence[float] | float, x: torch.Tensor) -> tuple[float, ...]:
+    """The fill per channel as the batch holds it (rounded for integer images), known on the host."""
+    values = tuple(fill) if isinstance(fill, (tuple, list)) else (fill,)
+    return tuple(float(v) if x.is_floating_point() else float(round(v)) for v in values)
+
+
 def translate_whole(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor,
                     fill: Sequence[float] | float = 0.0) -> torch.Tensor:
     """Move each sample by whole pixels (``shift_x`` right, ``shift_y`` down); uncovered pixels take ``fill``.
@@ -116,8 +122,11 @@ def translate_whole(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tenso
     What ``warp_affine`` gives for an integer translation (every output is an input pixel or the fill),
     without the float round trip: the batch is padded once, the padded batch's windows at every offset
     are a view (``unfold``), and one indexing op picks each sample's window. On the 2-core CPU it is
-    3x cheaper per 224x224 sample than the bilinear warp.
+    3x cheaper per 224x224 sample than the bilinear warp. Branch-free, the padding cannot follow the
+    largest shift (a host read): each sample's pixels are gathered at their shifted rows and columns.
     """
+    if plan.is_branch_free():
+        return _translate_gathered(x, shift_x, shift_y, fill)
     height, width = x.shape[-2:]
     shift_x, shift_y = shift_x.to(torch.int64).to(x.device), shift_y.to(torch.int64).to(x.device)
     pad_x, pad_y = (min(int(s.abs().max()) if s.numel() else 0, side) for s, side in
@@ -130,6 +139,19 @@ def translate_whole(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tenso
     row = pad_y - shift_y.clamp(-pad_y, pad_y)
     column = pad_x - shift_x.clamp(-pad_x, pad_x)
     return windows[torch.arange(x.shape[0], device=x.device), :, row, column]
+
+
+def _translate_gathered(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor,
+                        fill: Sequence[float] | float) -> torch.Tensor:
+    """``translate_whole`` with shapes that do not depend on the shifts: one gather, one select."""
+    height, width = x.shape[-2:]
+    rows = torch.arange(height, device=x.device) - shift_y.to(torch.int64).to(x.device)[:, None]  # (B, H)
+    cols = torch.arange(width, device=x.device) - shift_x.to(torch.int64).to(x.device)[:, None]  # (B, W)
+    inside = ((rows >= 0) & (rows < height))[:, None, :, None] & ((cols >= 0) & (cols < width))[:, None, None, :]
+    batch = torch.arange(x.shape[0], device=x.device)[:, None, None]
+    moved = x.permute(0, 2, 3, 1)[batch, rows.clamp(0, height - 1)[:, :, None], cols.clamp(0, width - 1)[:, None, :]]
+    fill_t = constants.on(x.device, _fill_values(fill, x), torch.float32).to(x.dtype).view(1, -1, 1, 1)
+    return torch.where(inside, moved.permute(0, 3, 1, 2), fill_t)
 
 
 def flip_where(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -158,13 +180,24 @@ def sample_resized_crop_boxes(uniforms: boxes.Uniforms, height: boxes.Side, widt
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Crop (top, left, height, width) boxes and resize each to ``size`` (antialiased): torchvision's result.
 
-    Each sample is torchvision's own ``resized_crop``. Its uint8 antialiased resize is a vectorized
-    kernel that reads the crop in place: for 64 crops to 224x224 on the 2-core CPU it took 12 ms,
-    against 68 ms for one batched ``roi_align`` over the batch converted to float, which also only
-    approximates the antialias filter. On CUDA the loop costs a kernel launch per sample.
+    On the CPU's grouped plan each sample is torchvision's own ``resized_crop``: its uint8 antialiased
+    resize is a vectorized kernel that reads the crop in place (12 ms for 64 crops to 224x224 on the 2-core
+    CPU, 25x less than the batched products below). Branch-free or on a GPU, uint8 crops go through
+    ``exact_resize``: torch's CPU fixed-point arithmetic as batched matrix products, a fixed set of kernels
+    for any batch and the CPU's bits on any device (torchvision on CUDA resizes through float, a grey level
+    off). Float crops stay per sample.
     """
+    if x.dtype == torch.uint8 and (x.is_cuda or plan.is_branch_free()):
+        return exact_resize.resized_crop(x, boxes, size)
     return torch.cat([TF.resized_crop(x[i:i + 1], *box, size=list(size), antialias=True)
                       for i, box in enumerate(boxes.tolist())])
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The whole batch resized to ``size`` (antialiased), with ``resized_crop``'s choice of kernel."""
+    if x.dtype == torch.uint8 and (x.is_cuda or plan.is_branch_free()):
+        return exact_resize.resize(x, size)
+    return TF.resize(x, list(size), antialias=True)
 
 
 def crop(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

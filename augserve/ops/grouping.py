@@ -5,6 +5,9 @@ kernel in one call and written back by index (``index_copy_`` on wide words). On
 several times faster than boolean-mask gather/scatter (``x[mask]``, ``out[mask] = ...``),
 and on the GPU it launches one kernel per group rather than per sample.
 
+Inside ``plan.branch_free()`` every kernel runs over the whole batch instead and each sample's result is
+selected (``torch.where``): more arithmetic, but no host read and the same kernels whatever was drawn.
+
 On the CPU a large group is processed in tiles of a few samples whose float
 working set stays in cache (several times faster for warps; see bench/RESULTS.md).
 Results are identical either way, since every sample's parameters are its own.
@@ -16,8 +19,12 @@ from typing import Callable, Mapping
 
 import torch
 
-# kernel(samples of the group, their indices in the original batch) -> processed samples
-GroupKernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from augserve.ops import plan
+
+# kernel(samples of the group, their indices in the original batch) -> processed samples; the indices are a
+# tensor, or ``ALL`` (a slice: reading a per-sample tensor through it is a view, no kernel) for the whole batch
+GroupKernel = Callable[[torch.Tensor, "torch.Tensor | slice"], torch.Tensor]
+ALL = slice(None)
 CPU_TILE_BYTES = 4 << 20  # float32 working set per kernel call on the CPU
 
 
@@ -43,6 +50,8 @@ def apply_by_group(x: torch.Tensor, group: torch.Tensor, kernels: Mapping[int, G
     samples without a kernel are neither read nor written. ``in_place`` writes into ``x`` itself
     (for a caller that owns it), which spares a copy of the untouched samples.
     """
+    if plan.is_branch_free():
+        return _select(x, group, kernels)
     present = torch.unique(group).tolist()
     active = [g for g in present if g in kernels]
     if not active:
@@ -53,6 +62,16 @@ def apply_by_group(x: torch.Tensor, group: torch.Tensor, kernels: Mapping[int, G
     for g in active:
         index = torch.nonzero(group == g).flatten()
         _copy_rows(out, index, _run(kernels[g], x.index_select(0, index), index))
+    return out
+
+
+def _select(x: torch.Tensor, group: torch.Tensor, kernels: Mapping[int, GroupKernel]) -> torch.Tensor:
+    """Every kernel over the whole batch, each sample's result selected by its group: a fixed set of kernels
+    whatever the groups hold. Rows are computed independently, so a sample's result is the grouped plan's."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    out = x
+    for g, kernel in kernels.items():
+        out = torch.where((group == g).view(shape), kernel(x, ALL), out)
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from augserve.ops import blur, color, geometry, grouping
+from augserve.ops import blur, color, constants, geometry, grouping
 
 # (value per sample, negate per sample, height, width) -> the op's argument per sample
 Magnitude = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
@@ -126,55 +126,77 @@ def _affine_for(kinds: list[str], op_index: torch.Tensor, value: torch.Tensor,
     )
 
 
-def apply_layer(x: torch.Tensor, space: Sequence[PolicyOp], op_index: torch.Tensor, value: torch.Tensor,
-                interpolation: str | torch.Tensor = "nearest", fill: Sequence[float] | float = 0.0,
-                in_place: bool = False) -> torch.Tensor:
-    """Apply each sample's op (one layer): one kernel call per op, one warp per interpolation mode.
+@dataclass
+class Arranged:
+    """What each (sample, layer) of a ``LayerParams`` runs, worked out from the draws where they are made (on
+    the host, in the device plan), so applying a layer is image work alone."""
 
-    ``interpolation`` is one mode for all, or per-sample indices into ``RANDOM_INTERPOLATIONS``;
-    ``in_place`` may write into ``x`` (a batch the caller owns).
-    """
+    group: torch.Tensor  # (B, layers) int64: 0 untouched; 1 + m warped with mode m; then shifts; then color op i
+    matrix: torch.Tensor  # (B, layers, 2, 3) float32 inverse maps, read by warped samples only
+    shift: torch.Tensor  # (B, layers, 2) int64 whole-pixel (x, y) shifts, read by shifted samples only
+
+
+def _modes(params: LayerParams) -> int:
+    return 1 if params.interpolation is None else len(RANDOM_INTERPOLATIONS)
+
+
+def arrange(params: LayerParams, height: int, width: int) -> Arranged:
+    """Each (sample, layer)'s group (which kernel runs it), inverse affine map and whole-pixel shift."""
+    kinds = [op.does for op in params.space]
+    op_index, value = params.op_index, params.value
+    modes = _modes(params)
+    shifts, first_color = 1 + modes, 2 + modes
+    device = op_index.device
+    is_geometric = constants.on(device, tuple(k in GEOMETRIC_KERNELS for k in kinds) + (False,), torch.bool)
+    other_group = constants.on(device, tuple(first_color + i if k in COLOR_KERNELS else shifts
+                                             if k in WHOLE_PIXEL_KERNELS else 0 for i, k in enumerate(kinds)) + (0,),
+                               torch.int64)  # SKIP reads the last
+    mode = torch.zeros_like(op_index) if params.interpolation is None else params.interpolation
+    group = torch.where(is_geometric[op_index], 1 + mode, other_group[op_index])
+    along_x = _chosen(kinds, "translate_x", op_index)
+    whole = torch.where(_chosen(kinds, "translate_y", op_index) | along_x, value, torch.zeros_like(value))
+    shift = torch.stack((torch.where(along_x, whole, 0.0), torch.where(along_x, 0.0, whole)), dim=-1)
+    return Arranged(group, _affine_for(kinds, op_index, value, height, width), shift.to(torch.int64))
+
+
+def apply_layer(x: torch.Tensor, space: Sequence[PolicyOp], value: torch.Tensor, group: torch.Tensor,
+                matrix: torch.Tensor, shift: torch.Tensor, modes: Sequence[str], fill: Sequence[float] | float = 0.0,
+                in_place: bool = False) -> torch.Tensor:
+    """Apply each sample's op (one layer, one column of ``arrange``): one kernel call per op, one warp per
+    interpolation mode; ``in_place`` may write into ``x`` (a batch the caller owns)."""
     kinds = [op.does for op in space]
-    height, width = x.shape[-2:]
-    modes = (interpolation,) if isinstance(interpolation, str) else RANDOM_INTERPOLATIONS
-    mode = torch.zeros_like(op_index) if isinstance(interpolation, str) else interpolation
 
     def warp(mode_name: str):
-        def kernel(samples: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-            matrix = _affine_for(kinds, op_index[index], value[index], height, width)
-            return geometry.warp_affine(samples, matrix, mode_name, fill)
-        return kernel
+        return lambda samples, index: geometry.warp_affine(samples, matrix[index], mode_name, fill)
 
     def translate(samples: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        shift = value[index]
-        along_x = _chosen(kinds, "translate_x", op_index[index])
-        zero = torch.zeros_like(shift)
-        return geometry.translate_whole(samples, torch.where(along_x, shift, zero),
-                                        torch.where(along_x, zero, shift), fill)
+        moved = shift[index]
+        return geometry.translate_whole(samples, moved[:, 0], moved[:, 1], fill)
 
     def color_kernel(kind: str):
         return lambda samples, index: COLOR_KERNELS[kind](samples, value[index])
 
-    # group 0: untouched (skip, identity); 1 + m: geometric ops warped with mode m; 1 + len(modes): whole-pixel
-    # translations; first_color + i: color op i
     shifts, first_color = 1 + len(modes), 2 + len(modes)
-    is_geometric = torch.tensor([k in GEOMETRIC_KERNELS for k in kinds] + [False], device=x.device)
-    other_group = torch.tensor([first_color + i if k in COLOR_KERNELS else shifts if k in WHOLE_PIXEL_KERNELS
-                                else 0 for i, k in enumerate(kinds)] + [0], device=x.device)  # SKIP reads the last
-    group = torch.where(is_geometric[op_index], 1 + mode, other_group[op_index])
     kernels = {1 + m: warp(name) for m, name in enumerate(modes)}
     kernels[shifts] = translate
     kernels.update({first_color + i: color_kernel(k) for i, k in enumerate(kinds) if k in COLOR_KERNELS})
     return grouping.apply_by_group(x, group, kernels, in_place)
 
 
-def apply_layers(x: torch.Tensor, params: LayerParams, interpolation: str = "nearest",
+def apply_layers(x: torch.Tensor, params: LayerParams, arranged: Arranged, interpolation: str = "nearest",
                  fill: Sequence[float] | float = 0.0) -> torch.Tensor:
     """Every layer in turn; per-sample interpolations where the params drew them. The input is never
     written: layers after the first that changed anything work in place on the batch it made."""
+    modes = (interpolation,) if params.interpolation is None else RANDOM_INTERPOLATIONS
     out = x
     for layer in range(params.op_index.shape[1]):
-        mode = interpolation if params.interpolation is None else params.interpolation[:, layer]
-        out = apply_layer(out, params.space, params.op_index[:, layer], params.value[:, layer], mode, fill,
-                          in_place=out is not x)
+        out = apply_layer(out, params.space, params.value[:, layer], arranged.group[:, layer],
+                          arranged.matrix[:, layer], arranged.shift[:, layer], modes, fill, in_place=out is not x)
     return out
+
+
+def apply_ops(x: torch.Tensor, space: Sequence[PolicyOp], op_index: torch.Tensor, value: torch.Tensor,
+              interpolation: str = "nearest", fill: Sequence[float] | float = 0.0) -> torch.Tensor:
+    """One op per sample straight from its draws: ``space[op_index[b]]`` with argument ``value[b]``."""
+    params = LayerParams(tuple(space), op_index[:, None], value[:, None])
+    return apply_layers(x, params, arrange(params, *x.shape[-2:]), interpolation, fill)

@@ -156,9 +156,9 @@ def rows(params: Params, start: int, stop: int) -> Params:
     return {k: v[start:stop] if isinstance(v, torch.Tensor) else v for k, v in params.items()}
 
 
-def select_rows(params: Params, index: torch.Tensor) -> Params:
+def select_rows(params: Params, index: torch.Tensor | slice) -> Params:
     """A step's params for the samples at ``index`` (every tensor in them is per sample)."""
-    return {k: v.index_select(0, index) if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+    return {k: v[index] if isinstance(v, torch.Tensor) else v for k, v in params.items()}
 
 
 def register(cls: type[Step]) -> type[Step]:

@@ -13,14 +13,14 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from augserve.normalize import normalize
-from augserve.ops import blur, color, erasing, geometry, grouping, policy_kernels
+from augserve.ops import blur, color, constants, erasing, exact_resize, geometry, grouping, plan, policy_kernels
 from augserve.ops.boxes import sample_boxes
 from augserve.ops.policy_kernels import PolicyOp
 from augserve.random import Draw, SampleRng
 from augserve.spec import Choice, Interval, Number, Numbers, NumbersOr, Size, SpecError
 from augserve.steps.base import GATE
 from augserve.steps.base import PROBABILITY as _P
-from augserve.steps.base import Step, register
+from augserve.steps.base import Batch, Params, Step, register
 
 ATTEMPTS = 10  # box draws per sample for crops and erasing, as torchvision
 INTERPOLATION = Choice("nearest", options=geometry.INTERPOLATIONS)
@@ -31,6 +31,14 @@ _FACTOR = "factor range; v means [max(0, 1 - v), 1 + v]"
 def _box_uniforms(rng: SampleRng, draws: type[Draw]) -> tuple[torch.Tensor, ...]:
     """Uniforms for ATTEMPTS boxes per sample: area, aspect ratio, top, left (``ops.boxes.sample_boxes``)."""
     return tuple(rng.uniform(d, n=ATTEMPTS) for d in (draws.AREA, draws.RATIO, draws.TOP, draws.LEFT))
+
+
+def _resampling(boxes: torch.Tensor, batch: Batch, size: tuple[int, int]) -> Params:
+    """Branch-free, the exact filters of uint8 crops are worked out with the boxes (on the host, in the device
+    plan): the device is left the image work alone. Elsewhere nothing: the crop is resampled as it runs."""
+    if not (plan.is_branch_free() and batch.dtype == torch.uint8 and batch.sizes is None):
+        return {}
+    return {"_taps": list(exact_resize.crop_taps(boxes, *batch.shape[-2:], tuple(size)))}
 
 
 class _RandomApply(Step):
@@ -85,10 +93,12 @@ class RandomResizedCrop(Step):
     def draw(self, rng, batch):
         height, width = batch.shape[-2:] if batch.sizes is None else batch.sizes.unbind(1)
         uniforms = _box_uniforms(rng, self.Draw)
-        return {"box": geometry.sample_resized_crop_boxes(uniforms, height, width, self.args["scale"],
-                                                          self.args["ratio"])}
+        box = geometry.sample_resized_crop_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"])
+        return {"box": box, **_resampling(box, batch, self.args["size"])}
 
     def apply(self, x, params):
+        if "_taps" in params:
+            return exact_resize.resample(x, *params["_taps"])
         return geometry.resized_crop(x, params["box"], self.args["size"])
 
 
@@ -117,9 +127,14 @@ class Resize(Step):
         side, other = self.args["size"][0], int(self.args["size"][0] * long / short)  # as torchvision rounds
         return (*shape[:-2], *((side, other) if height <= width else (other, side)))
 
+    def draw(self, rng, batch):
+        whole = torch.tensor([[0, 0, *batch.shape[-2:]]], device=batch.device)  # one filter serves every sample
+        return _resampling(whole, batch, self.output_shape(batch.shape)[-2:])
+
     def apply(self, x, params):
-        size = [self.args["size"][0]] if self.shorter_side else list(self.args["size"])
-        return TF.resize(x, size, antialias=True)
+        if "_taps" in params:
+            return exact_resize.resample(x, *params["_taps"])
+        return geometry.resize(x, self.output_shape(tuple(x.shape))[-2:])
 
 
 @register
@@ -314,15 +329,12 @@ class ColorJitter(Step):
         enabled = torch.tensor([r is not None for r in ranges], device=batch.device)
         op_index = torch.where(enabled[order] & applied[:, None], order, torch.full_like(order, policy_kernels.SKIP))
         factors = values + torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=batch.device)
-        return {"order": op_index, "factors": factors, "_values": values}
+        layers = policy_kernels.LayerParams(_JITTER_SPACE, op_index, values.gather(1, op_index.clamp(min=0)))
+        return {"order": op_index, "factors": factors, "_layers": layers,
+                "_arranged": policy_kernels.arrange(layers, *batch.shape[-2:])}
 
     def apply(self, x, params):
-        op_index, values = params["order"], params["_values"]
-        for t in range(4):
-            chosen = op_index[:, t]
-            x = policy_kernels.apply_layer(x, _JITTER_SPACE, chosen,
-                                     values.gather(1, chosen.clamp(min=0)[:, None]).squeeze(1))
-        return x
+        return policy_kernels.apply_layers(x, params["_layers"], params["_arranged"])
 
 
 @register
@@ -478,7 +490,7 @@ class RandomErasing(Step):
                 else:
                     fill = (noise_rng.pixel_uniform(self.Draw.NOISE, (channels, height, width)) * 256).floor_()
             else:
-                fill = torch.tensor(value, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+                fill = constants.on(x.device, tuple(value), torch.float32).view(1, -1, 1, 1)
             return erasing.erase(sub, boxes[index], fill)
 
         return grouping.apply_where(x, applied, erase)

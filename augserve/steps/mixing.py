@@ -12,7 +12,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from augserve.modality import BATCHES
-from augserve.ops import grouping, mix
+from augserve.ops import grouping, mix, plan
 from augserve.random import Draw
 from augserve.spec import Choice, Flag, Interval, Number, SpecError
 from augserve.steps.base import Params, Step, register
@@ -110,7 +110,9 @@ class Mix(Step):
         if self.output_dtype(x.dtype) != x.dtype:  # the same dtype out whatever this batch drew
             x = TF.to_dtype(x, torch.float32, scale=True)
         region_shape = tuple(x.shape[-(params["region"].shape[1] // 2):])  # regions: starts, then lengths
-        return self._mix_pixels(x, params["_kind"], params["partner"], params["_lam"], params["region"], region_shape)
+        blends = self.settings()["mixup_alpha"] > 0
+        return self._mix_pixels(x, params["_kind"], params["partner"], params["_lam"], params["region"], region_shape,
+                                blends)
 
     def relabel(self, labels, params):
         return mix.mix_labels(labels, params["partner"], params["_lam"])
@@ -123,14 +125,16 @@ class Mix(Step):
         return torch.full_like(u_switch, cutmix_on, dtype=torch.bool)
 
     @staticmethod
-    def _mix_pixels(x, kind, partner, lam, regions, region_shape):
+    def _mix_pixels(x, kind, partner, lam, regions, region_shape, blends: bool):
         """lerp(partner, self, w) over the batch, tile by tile: w = lam for mixup samples and
         0 inside / 1 outside the pasted region for cutmix (lerp is exact at 0 and 1, so cutmix
-        pixels are copies)."""
-        if not bool((kind != _NOT_MIXED).any()):
+        pixels are copies, and a sample left alone is itself). The grouped plan skips what this batch
+        did not draw; branch-free, only what the step cannot draw (``blends``: mixup is on) is skipped."""
+        branch_free = plan.is_branch_free()
+        if not branch_free and not bool((kind != _NOT_MIXED).any()):
             return x
         pasted = mix.region_mask(regions, region_shape, x.dim())
-        if not bool((kind == _MIXUP).any()):
+        if not blends or (not branch_free and not bool((kind == _MIXUP).any())):
             return mix.cutmix(x, x.index_select(0, partner), pasted)  # pasting keeps uint8 as uint8
         # own-content weight: lam for mixup, 1 outside / 0 inside the box for cutmix, 1 when unmixed
         weight = torch.where(kind == _CUTMIX, torch.ones_like(lam), lam).to(x.dtype)

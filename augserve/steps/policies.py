@@ -10,7 +10,7 @@ from abc import abstractmethod
 import torch
 
 from augserve.ops import augmix, policies, timm_policies
-from augserve.ops.policy_kernels import SKIP, LayerParams, apply_layers
+from augserve.ops.policy_kernels import SKIP, LayerParams, apply_layers, arrange
 from augserve.random import SampleRng
 from augserve.spec import Choice, Flag, Number, NumbersOr, SpecError
 from augserve.steps.base import Step, register
@@ -49,13 +49,13 @@ class _LayeredPolicy(_Policy):
     def draw(self, rng, batch):
         layers = self.layers(rng, *batch.shape[-2:])
         drawn = {"ops": layers.op_index, "values": layers.value, "space": [op.name for op in layers.space],
-                 "_layers": layers}
+                 "_layers": layers, "_arranged": arrange(layers, *batch.shape[-2:])}
         if layers.interpolation is not None:
             drawn["interpolation"] = layers.interpolation
         return drawn
 
     def apply(self, x, params):
-        return apply_layers(x, params["_layers"], self.mode(), self.fill_value(x))
+        return apply_layers(x, params["_layers"], params["_arranged"], self.mode(), self.fill_value(x))
 
 
 @register
@@ -208,13 +208,10 @@ class _AugMix(_Policy):
         ops = self.chain_ops(rng.fork(1), chain_count * per_chain, *batch.shape[-2:])
         past_depth = torch.arange(per_chain, device=depths.device) >= depths[:, :, None]  # (B, width, per_chain)
         op_index = torch.where(past_depth.flatten(1), torch.full_like(ops.op_index, SKIP), ops.op_index)
-        chains = [LayerParams(ops.space, cols, ops.value[:, c * per_chain:(c + 1) * per_chain],
-                              None if ops.interpolation is None else
-                              ops.interpolation[:, c * per_chain:(c + 1) * per_chain])
-                  for c, cols in enumerate(op_index.split(per_chain, dim=1))]
+        chains = augmix.as_rows(LayerParams(ops.space, op_index, ops.value, ops.interpolation), chain_count)
         drawn = {"ops": op_index.view(-1, chain_count, per_chain), "values": ops.value.view(-1, chain_count, per_chain),
                  "space": [op.name for op in ops.space], "chain_weights": weights, "augmented": augmented,
-                 "_mixture": augmix.Mixture(chains, weights, augmented)}
+                 "_mixture": augmix.Mixture(chains, arrange(chains, *batch.shape[-2:]), weights, augmented)}
         if ops.interpolation is not None:
             drawn["interpolation"] = ops.interpolation.view(-1, chain_count, per_chain)
         return drawn
