@@ -46,6 +46,8 @@ def _add_serve_flags(serve: argparse.ArgumentParser) -> None:
         ("threads", int, "CPU threads for the pipelines (0: the usable CPUs other processes leave free)"),
         ("decode-ahead", str, "decode encoded images as they arrive, beside the device's work: on, off, "
                               "or auto (on when the device is an accelerator)"),
+        ("cuda-graphs", str, "on CUDA, capture each pipeline, batch shape and dtype as a CUDA graph on first use "
+                             "and replay it: on or off"),
         ("grace-seconds", float, "time in-flight work gets to finish on SIGTERM"),
         ("drain-delay-seconds", float, "on SIGTERM, report NOT_SERVING and refuse new work this long first"),
         ("token", str, "require 'authorization: Bearer TOKEN'"),

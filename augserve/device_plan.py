@@ -18,6 +18,7 @@ import torch
 
 from augserve.modality import Modality
 from augserve.ops import plan
+from augserve.ops.casting import to_out_dtype
 from augserve.random import SampleRng
 from augserve.steps.base import Batch, Params, Step
 
@@ -31,12 +32,17 @@ class Packed:
 
     host: torch.Tensor  # uint8
     params: list[Params]  # as drawn, on the host
-    _layout: list[tuple[int, torch.dtype, tuple[int, ...], tuple[int, ...]]]  # offset, dtype, shape, strides
+    _layout: list[tuple[int, torch.dtype, tuple[int, ...]]]  # offset, dtype, shape of each tensor
+
+    @property
+    def signature(self) -> tuple:
+        """What fixes the layout: two calls with the same signature read their buffers the same way."""
+        return tuple((dtype, shape) for _, dtype, shape in self._layout)
 
     def read(self, buffer: torch.Tensor) -> list[Params]:
         """The params with every tensor a view of ``buffer`` (a copy of ``host`` on any device)."""
         views = iter([buffer[offset:offset + _nbytes(dtype, shape)].view(dtype).view(shape)
-                      for offset, dtype, shape, _ in self._layout])
+                      for offset, dtype, shape in self._layout])
         return _map_tensors(self.params, lambda _: next(views))
 
 
@@ -50,10 +56,10 @@ def pack(params: list[Params]) -> Packed:
     _map_tensors(params, lambda t: tensors.append(t) or t)
     layout, offset = [], 0
     for tensor in tensors:
-        layout.append((offset, tensor.dtype, tuple(tensor.shape), tuple(tensor.stride())))
+        layout.append((offset, tensor.dtype, tuple(tensor.shape)))
         offset += -(-tensor.numel() * tensor.element_size() // _ALIGN) * _ALIGN
     host = torch.empty(offset, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
-    for tensor, (start, dtype, shape, _) in zip(tensors, layout):
+    for tensor, (start, dtype, shape) in zip(tensors, layout):
         host[start:start + _nbytes(dtype, shape)].view(dtype).view(shape).copy_(tensor)
     return Packed(host, params, layout)
 
@@ -97,3 +103,22 @@ def apply(steps: list[Step], x: torch.Tensor, labels: torch.Tensor | None,
             x = step.apply(x, drawn)
             labels = None if labels is None else step.relabel(labels, drawn)
     return x, labels
+
+
+@dataclass
+class Call:
+    """A device-plan call with the host's half done: the steps left, the checked soft labels and every draw
+    packed, on the host; ``run`` is the device's half (no host read, the same kernels for any draws)."""
+
+    steps: list[Step]
+    x: torch.Tensor  # the dense batch the steps start from, where it is
+    labels: torch.Tensor | None  # (B, K) float32 soft labels, checked, on the host
+    packed: Packed
+    params: list[Params]  # what the call reports, per step (on the host)
+    out_dtype: torch.dtype | None
+
+    def run(self, x: torch.Tensor, labels: torch.Tensor | None,
+            buffer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The batch and labels augmented on their device; ``buffer`` is ``packed.host`` copied there."""
+        x, labels = apply(self.steps, x, labels, self.packed.read(buffer))
+        return to_out_dtype(x, self.out_dtype), labels

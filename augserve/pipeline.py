@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torchvision.transforms.v2 import functional as TF
 
 from augserve import device_plan, timm_strings
 from augserve.encoded import EncodedBatch, first_steps, is_encoded_image
 from augserve.labels import as_soft_labels
+from augserve.ops.casting import to_out_dtype
 from augserve.presets import PRESETS
 from augserve.random import SampleRng
 from augserve.runtime import keep_freed_memory
@@ -343,6 +343,38 @@ class Pipeline:
         sizes (an ``EncodedBatch``, decoded on its device, or a list of JPEG/PNG/WebP file bytes), or
         what ``prepare`` made of them with the same seed and keys, or what ``check`` returned.
         """
+        checked, x, prepared, start = self._begin(x, out_dtype, seed, keys)
+        device, size = x.device, x.shape[0]
+        if self.plan_for(device) == "device":
+            call = self._device_call(checked, x, prepared, start, labels, seed, keys, num_classes)
+            labels_on = None if call.labels is None else call.labels.to(device, non_blocking=True)
+            out_x, out_labels = call.run(x, labels_on, call.packed.host.to(device, non_blocking=True))
+            return AugmentOutput(out_x, out_labels, call.params)
+        rng = SampleRng(seed, _as_keys(keys, size, device))
+        soft = None if labels is None else as_soft_labels(labels, size, num_classes, device)
+        params = []
+        if prepared is not None:
+            for step, step_params in zip(self.steps[:start], prepared.params):
+                soft = None if soft is None else step.relabel(soft, step_params)
+                params.append({"op": step.op, **public(step_params)})
+        for slot, (step, stage) in enumerate(zip(self.steps, self.stages)):
+            if slot >= start:
+                x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or checked.modality)
+                params.append({"op": step.op, **drawn})
+        return AugmentOutput(to_out_dtype(x, checked.out_dtype), soft, params)
+
+    def device_call(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
+                    num_classes: int | None = None, out_dtype: Any = None) -> device_plan.Call:
+        """The device plan's call in two halves: what the host works out now (checks, soft labels, every draw
+        packed in one buffer) and ``Call.run`` for the device, which a CUDA graph can capture and replay.
+        Takes what ``__call__`` takes; keys, seeds and labels are read on the host."""
+        checked, x, prepared, start = self._begin(x, out_dtype, seed, keys)
+        return self._device_call(checked, x, prepared, start, labels, seed, keys, num_classes)
+
+    def _begin(self, x: Any, out_dtype: Any, seed: int | torch.Tensor,
+               keys: Any) -> tuple["Checked", torch.Tensor, Prepared | None, int]:
+        """The checked batch, the dense batch the steps start from, what its first steps drew (encoded images)
+        and how many steps that was."""
         if isinstance(x, Checked):
             if x.pipeline is not self:
                 raise ValueError("x: checked by another pipeline; check it with this one")
@@ -354,35 +386,20 @@ class Pipeline:
         x = checked.x
         if isinstance(x, EncodedBatch):
             x = self.prepare(x, seed=seed, keys=keys)
-        prepared = x if isinstance(x, Prepared) else None
-        if prepared is not None:
-            start, device, size = len(prepared.params), prepared.x.device, len(prepared)
-            x = prepared.x
-        else:
-            start, device, size = 0, x.device, x.shape[0]
-            if x.is_floating_point():
-                x = x.to(torch.float32)
-        on_device = self.plan_for(device) == "device"
-        draws_on = device_plan.HOST if on_device else device
-        rng = SampleRng(_on(seed, draws_on), _as_keys(keys, size, draws_on))
-        soft = None if labels is None else as_soft_labels(labels, size, num_classes, device)
+        if isinstance(x, Prepared):
+            return checked, x.x, x, len(x.params)
+        return checked, x.to(torch.float32) if x.is_floating_point() else x, None, 0
 
-        params = []
-        if prepared is not None:
-            for step, step_params in zip(self.steps[:start], prepared.params):
-                soft = None if soft is None else step.relabel(soft, step_params)
-                params.append({"op": step.op, **public(step_params)})
-        if on_device:
-            drawn = device_plan.draw(self.steps, self.stages, start, tuple(x.shape), x.dtype, rng, checked.modality)
-            packed = device_plan.pack(drawn)
-            x, soft = device_plan.apply(self.steps[start:], x, soft, packed.read(packed.host.to(device, non_blocking=True)))
-            params += [{"op": step.op, **public(step_params)} for step, step_params in zip(self.steps[start:], drawn)]
-            return AugmentOutput(_convert(x, checked.out_dtype), soft, params)
-        for slot, (step, stage) in enumerate(zip(self.steps, self.stages)):
-            if slot >= start:
-                x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or checked.modality)
-                params.append({"op": step.op, **drawn})
-        return AugmentOutput(_convert(x, checked.out_dtype), soft, params)
+    def _device_call(self, checked: "Checked", x: torch.Tensor, prepared: Prepared | None, start: int, labels: Any,
+                     seed: int | torch.Tensor, keys: Any, num_classes: int | None) -> device_plan.Call:
+        host, size = device_plan.HOST, x.shape[0]
+        rng = SampleRng(_on(seed, host), _as_keys(keys, size, host))
+        soft = None if labels is None else as_soft_labels(labels, size, num_classes, host)
+        params = [] if prepared is None else [{"op": step.op, **public(drawn)}
+                                             for step, drawn in zip(self.steps[:start], prepared.params)]
+        drawn = device_plan.draw(self.steps, self.stages, start, tuple(x.shape), x.dtype, rng, checked.modality)
+        params += [{"op": step.op, **public(step_params)} for step, step_params in zip(self.steps[start:], drawn)]
+        return device_plan.Call(self.steps[start:], x, soft, device_plan.pack(drawn), params, checked.out_dtype)
 
 
 @dataclass(frozen=True)
@@ -422,12 +439,3 @@ def _as_encoded(x: Any) -> EncodedBatch | None:
     if isinstance(x, (list, tuple)) and x and all(map(is_encoded_image, x)):
         return EncodedBatch(x)
     return None
-
-
-def _convert(x: torch.Tensor, out_dtype: torch.dtype | None) -> torch.Tensor:
-    if out_dtype is None or x.dtype == out_dtype:
-        return x
-    if x.dtype == torch.uint8 or out_dtype == torch.uint8:
-        return TF.to_dtype(x, out_dtype, scale=True)
-    return x.to(out_dtype)
-

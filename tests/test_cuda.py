@@ -185,3 +185,29 @@ def test_the_server_decodes_encoded_images_on_the_device():
         assert torch.equal(batch.x, local)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("spec", ["imagenet-eval", [{"op": "random_resized_crop", "size": [64, 48]}, {"op": "hflip"}],
+                                  [{"op": "resize", "size": 40}, {"op": "posterize", "bits": 3, "p": 1.0}]])
+def test_resizes_give_the_cpus_bits_on_the_device(photo_batch, spec):
+    """The exact resize: a (seed, key) is the same sample on a CPU and a GPU, even where posterize would turn one
+    grey level of a float resize into 32."""
+    pipe = Pipeline.from_spec(spec)
+    assert torch.equal(pipe(photo_batch.to(CUDA), seed=4).x.cpu(), pipe(photo_batch, seed=4).x)
+
+
+def test_a_captured_graph_replays_each_calls_own_result(photo_batch):
+    from augserve.server.graphs import CudaGraphs
+    from augserve.server.metrics import Metrics
+
+    metrics = Metrics(CUDA)
+    graphs = CudaGraphs(CUDA, metrics)
+    pipe = Pipeline.from_spec("imagenet-randaug")
+    labels = torch.arange(16) % 4
+    for seed in (1, 2, 3):
+        x = photo_batch.roll(seed, 0).to(CUDA)
+        out_x, out_labels = graphs.run(pipe, pipe.device_call(x, labels, seed=seed, num_classes=4))
+        eager = pipe(x, labels, seed=seed, num_classes=4)
+        assert torch.equal(out_x, eager.x) and torch.equal(out_labels, eager.labels), seed
+    assert metrics.registry.get_sample_value("augserve_cuda_graphs_total", {"outcome": "captured"}) == 1
+    assert metrics.registry.get_sample_value("augserve_cuda_graphs_total", {"outcome": "replayed"}) == 3

@@ -51,6 +51,13 @@ def pick_device(choice: str) -> torch.device:
     return device
 
 
+def cuda_graphs(choice: str, device: torch.device) -> bool:
+    """``--cuda-graphs``: on (where the device is CUDA) or off."""
+    if choice not in ("on", "off"):
+        raise ValueError(f"--cuda-graphs: expected on or off, got {choice!r}")
+    return choice == "on" and device.type == "cuda"
+
+
 def decode_ahead(choice: str, device: torch.device) -> bool:
     """``--decode-ahead``: on, off, or auto (on when the device is not the CPU the decoding runs on)."""
     if choice not in ("auto", "on", "off"):
@@ -79,7 +86,8 @@ class AugmentServer:
         self.metrics = Metrics(self.device)
         self.threads = ThreadBudget(config.threads)
         self.batcher = Batcher(self.device, config.max_batch, config.max_delay_ms, config.max_queue, self.metrics,
-                               self.threads, decode_ahead=decode_ahead(config.decode_ahead, self.device))
+                               self.threads, decode_ahead=decode_ahead(config.decode_ahead, self.device),
+                               cuda_graphs=cuda_graphs(config.cuda_graphs, self.device))
         sections = read_config_file(config.config)
         self.datasets = load_datasets({**sections.get("datasets", {}), **config.datasets})
         self.pipelines = named_pipelines(sections.get("pipelines", {}))

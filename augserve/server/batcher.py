@@ -45,12 +45,13 @@ TURN_SAMPLES = 64
 
 class Batcher:
     def __init__(self, device: torch.device, max_batch: int, max_delay_ms: float, max_queue: int, metrics,
-                 threads: ThreadBudget | None = None, *, decode_ahead: bool = False):
+                 threads: ThreadBudget | None = None, *, decode_ahead: bool = False, cuda_graphs: bool = False):
         self.max_batch = max_batch
         self.max_delay = max_delay_ms / 1000.0
         self.metrics = metrics
         self.ledger = Ledger(max_queue, metrics)
-        self.device = DeviceWorker(device, max_batch, metrics, threads, decode_ahead=decode_ahead)
+        self.device = DeviceWorker(device, max_batch, metrics, threads, decode_ahead=decode_ahead,
+                                   cuda_graphs=cuda_graphs)
         self._fair = DeficitRoundRobin(min(max_batch, TURN_SAMPLES))
         self._running: asyncio.Task | None = None  # the one batch on its way to or on the device
         self._pending: dict[tuple, list[Job]] = {}

@@ -32,6 +32,7 @@ class ServerConfig:
     grace_seconds: float = 20.0  # in-flight work gets this long to finish after SIGTERM
     threads: int = 0  # intra-op CPU threads of the device worker; 0: as many as the host's load leaves free
     decode_ahead: str = "auto"  # decode encoded images as they arrive, beside the device: on, off, auto (accelerators)
+    cuda_graphs: str = "on"  # on CUDA, capture each kind of device-plan call once and replay it: on or off
     drain_delay_seconds: float = 0.0  # first, this long NOT_SERVING while refusing new work (load balancers see it)
     config: str | None = None  # YAML file: named pipelines and datasets
     datasets: dict = field(default_factory=dict)  # more dataset entries, as in the file

@@ -16,9 +16,10 @@ from typing import Union
 import torch
 
 from augserve.encoded import EncodedBatch
-from augserve.pipeline import Checked, Prepared
+from augserve.pipeline import AugmentOutput, Checked, Prepared
 from augserve.server.cpu import ThreadBudget
 from augserve.server.errors import DeadlineExpired
+from augserve.server.graphs import CudaGraphs
 from augserve.server.jobs import Done, Job
 from augserve.side_streams import run_beside
 
@@ -41,7 +42,7 @@ def _into_region(x: torch.Tensor, job: Job) -> tuple[torch.Tensor, bool]:
 
 class DeviceWorker:
     def __init__(self, device: torch.device, max_batch: int, metrics, threads: ThreadBudget | None = None, *,
-                 decode_ahead: bool = False):
+                 decode_ahead: bool = False, cuda_graphs: bool = False):
         self.device = device
         self.max_batch = max_batch
         self.metrics = metrics
@@ -51,6 +52,7 @@ class DeviceWorker:
         # oversubscribed them (service 0.75x of in process instead of 0.86x on the 2-core bench), so there
         # the device thread decodes as part of the batch.
         self.decode_ahead = decode_ahead
+        self.graphs = CudaGraphs(device, metrics) if cuda_graphs else None
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="augserve-device")
         self._preparer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="augserve-prepare")
 
@@ -106,14 +108,20 @@ class DeviceWorker:
         self.metrics.device_batches.inc()
         batch = inputs[0] if len(inputs) == 1 else Checked.concat(inputs)
         batch = batch.to(self.device, non_blocking=True)  # the one host-to-device copy (encoded: decoding there)
-        keys = torch.cat([job.keys for job in jobs]).to(self.device)
-        labels = None if jobs[0].labels is None else torch.cat([job.labels for job in jobs]).to(self.device)
+        # Keys, seeds and labels stay on the host: checked there, drawn from there (device plan), copied once.
+        keys = torch.cat([job.keys for job in jobs])
+        labels = None if jobs[0].labels is None else torch.cat([job.labels for job in jobs])
         if len({job.seed for job in jobs}) == 1:
             seed: int | torch.Tensor = jobs[0].seed
         else:
             seed = torch.cat([torch.full((job.size,), job.seed - (1 << 64) if job.seed >= 1 << 63 else job.seed,
-                                         dtype=torch.int64) for job in jobs]).to(self.device)
-        out = batch.pipeline(batch, labels, seed=seed, keys=keys)
+                                         dtype=torch.int64) for job in jobs])
+        pipeline = batch.pipeline
+        if self.graphs is not None and pipeline.plan_for(self.device) == "device":
+            call = pipeline.device_call(batch, labels, seed=seed, keys=keys)
+            out = AugmentOutput(*self.graphs.run(pipeline, call), call.params)
+        else:
+            out = pipeline(batch, labels, seed=seed, keys=keys)
         out = replace(out, labels=None if out.labels is None else out.labels.cpu())
         # The one device-to-host copy: straight into a same-host client's output region when it has room,
         # the rest of the batch in one piece into host memory.

@@ -43,6 +43,10 @@ class Metrics:
                                       "stream, or shared from the decoded window", ["outcome"], registry=self.registry)
         self.decoded_window_bytes = Gauge("augserve_decoded_window_bytes", "Decoded served images kept for other "
                                           "streams that read the same files", registry=self.registry)
+        self.cuda_graphs = Counter("augserve_cuda_graphs", "Device-plan calls on CUDA by outcome: a graph captured, "
+                                   "replayed, or the call run eagerly", ["outcome"], registry=self.registry)
+        self.cuda_graphs_cached = Gauge("augserve_cuda_graphs_cached", "Captured CUDA graphs kept for replay",
+                                        registry=self.registry)
         memory = Gauge("augserve_device_memory_bytes", "Memory allocated on the device", registry=self.registry)
         if device.type == "cuda":
             memory.set_function(lambda: torch.cuda.memory_allocated(device))
