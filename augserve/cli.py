@@ -1,4 +1,4 @@
-"""Command line: ``augserve serve | health | pipelines | preview | train | bench``."""
+"""Command line: ``augserve serve | health | pipelines | preview | train | bench | device-counts``."""
 
 from __future__ import annotations
 
@@ -267,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT "
                        "(e.g. service); not with --out")
     bench.set_defaults(func=_bench)
+
+    from augserve.tools import device_counts
+
+    counts = commands.add_parser("device-counts", help="kernels, syncs and copies per call of each preset on the "
+                                 "device plan, counted on a stand-in CUDA device", description=device_counts.__doc__)
+    device_counts.add_arguments(counts)
+    counts.set_defaults(func=device_counts.run)
     return parser
 
 

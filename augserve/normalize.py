@@ -25,10 +25,10 @@ def normalize(x: Any, mean: Sequence[float], std: Sequence[float], out_dtype: st
         return out if out_dtype is None else out.astype(out_dtype)
     import torch
 
-    from augserve.ops import constants
+    from augserve import device_constants
 
-    mean32 = constants.on(x.device, tuple(mean), torch.float32)
-    std32 = constants.on(x.device, tuple(std), torch.float32)
+    mean32 = device_constants.on(x.device, tuple(mean), torch.float32)
+    std32 = device_constants.on(x.device, tuple(std), torch.float32)
     unit = 1.0 if x.is_floating_point() else 1.0 / 255.0
     shape = (1, -1) + (1,) * (x.dim() - 2)
     out = x.to(torch.float32, copy=x.dtype == torch.float32)

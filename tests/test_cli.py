@@ -17,7 +17,7 @@ def augserve(*args, timeout=300):
 def test_help_lists_every_command():
     result = augserve("--help")
     assert result.returncode == 0
-    for command in ("serve", "health", "preview", "bench", "pipelines"):
+    for command in ("serve", "health", "preview", "bench", "pipelines", "device-counts"):
         assert command in result.stdout
 
 
@@ -137,7 +137,8 @@ def test_bench_prints_ratios_against_torchvision(tmp_path):
     assert "Hand-written notes stay." in text
     from augserve.tools.bench.hosts import can_run
 
-    for row in ("torchvision.v2 per-sample | ", "kornia.augmentation.auto batched", "| augserve |",
+    for row in ("torchvision.v2 per-sample | ", "kornia.augmentation.auto batched", "| augserve grouped plan |",
+                "| augserve device plan |",
                 "greedy job over gRPC bytes in its own process | small tenant beside the greedy stream |",
                 "| bare grpc-python echo stream |", "| stream_dataset, gRPC bytes |",
                 "| 4 jobs, aggregate |", "| shared decode (--decoded-window-bytes",

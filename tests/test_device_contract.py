@@ -17,7 +17,7 @@ from augserve.random import SampleRng
 from augserve.steps import STEPS
 from augserve.steps.base import Batch
 from image_files import image_kinds
-from on_device import DeviceTensor, OnDevice
+from augserve.tools.stand_in_device import DeviceTensor, OnDevice
 from test_golden_replay import EXTRA_SPECS, OP_SPECS, _input
 
 META = torch.device("meta")

@@ -9,7 +9,7 @@ import torch
 from augserve import PRESETS, Pipeline
 from augserve.spec import SpecError
 from image_files import image_kinds
-from on_device import DeviceTensor, OnDevice
+from augserve.tools.stand_in_device import DeviceTensor, OnDevice
 from test_golden_replay import EXTRA_SPECS, OP_SPECS, _input
 
 EVERY_PIPELINE = {**{f"op {op}": [{"op": op, **spec}] for op, spec in OP_SPECS.items()},

@@ -14,10 +14,10 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "augserve"
 # package's front: version and re-exports of the engine) sits with the server.
 FLOORS = [
     {"v1", "random", "modality", "spec", "runtime", "normalize", "transport", "labels", "shared_memory", "extras",
-     "side_streams", "wire", "framing"},
+     "side_streams", "wire", "framing", "device_constants"},
     {"ops"},
     {"steps"},
-    {"timm_strings", "presets", "encoded"},
+    {"timm_strings", "presets", "encoded", "device_plan"},
     {"pipeline"},
     {"photos", "client"},
     {"server", "trainer", "augserve"},

@@ -13,7 +13,8 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional._color import _rgb_to_hsv
 
-from augserve.ops import casting, constants
+from augserve import device_constants
+from augserve.ops import casting
 
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
@@ -203,5 +204,5 @@ def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     p = one_minus_s.mul_(v).clamp_(0.0, 1.0)
     sector.remainder_(6)
     vpqt = torch.stack((v, p, q, t), dim=-3)
-    select = constants.on(hsv.device, _HSV_SECTORS, torch.int64)[:, sector].moveaxis(0, -3)
+    select = device_constants.on(hsv.device, _HSV_SECTORS, torch.int64)[:, sector].moveaxis(0, -3)
     return vpqt.gather(-3, select)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from augserve.ops import constants
+from augserve import device_constants
 
 INT16_LIMIT = 2**15  # torch's int16 weights stay below this
 PRECISION_CANDIDATES = 22  # torch tries precisions 0..21, else keeps 22
@@ -141,5 +141,5 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) ->
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize the whole batch to ``size``: ``TF.resize(x, list(size), antialias=True)`` for uint8, bit for bit."""
     batch, _, height, width = x.shape
-    box = constants.on(x.device, (0, 0, height, width), torch.int64)
+    box = device_constants.on(x.device, (0, 0, height, width), torch.int64)
     return resized_crop(x, box.expand(batch, 4), size)

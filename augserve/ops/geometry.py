@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from augserve.ops import boxes, casting, constants, exact_resize, grouping, plan
+from augserve import device_constants
+from augserve.ops import boxes, casting, exact_resize, grouping, plan
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
@@ -56,7 +57,7 @@ def inverse_affine_matrix(
 
 def _normalized_theta(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Pixel-space matrix -> the normalized theta that ``F.affine_grid`` expects."""
-    to_norm = constants.on(matrix.device, ((1.0, height / width, 2.0 / width), (width / height, 1.0, 2.0 / height)),
+    to_norm = device_constants.on(matrix.device, ((1.0, height / width, 2.0 / width), (width / height, 1.0, 2.0 / height)),
                            matrix.dtype)
     return matrix * to_norm
 
@@ -92,7 +93,7 @@ def warp_affine(
     theta = _normalized_theta(matrix.to(x.device), height, width)
     grid = affine_grid(theta, height, width)
     fills = _fill_values(fill, x)
-    fill_t = constants.on(x.device, fills, torch.float32).reshape(1, -1, 1, 1)
+    fill_t = device_constants.on(x.device, fills, torch.float32).reshape(1, -1, 1, 1)
     has_fill = any(fills)
     shifted = x.to(torch.float32, copy=has_fill)
     if has_fill:
@@ -150,7 +151,7 @@ def _translate_gathered(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.T
     inside = ((rows >= 0) & (rows < height))[:, None, :, None] & ((cols >= 0) & (cols < width))[:, None, None, :]
     batch = torch.arange(x.shape[0], device=x.device)[:, None, None]
     moved = x.permute(0, 2, 3, 1)[batch, rows.clamp(0, height - 1)[:, :, None], cols.clamp(0, width - 1)[:, None, :]]
-    fill_t = constants.on(x.device, _fill_values(fill, x), torch.float32).to(x.dtype).view(1, -1, 1, 1)
+    fill_t = device_constants.on(x.device, _fill_values(fill, x), torch.float32).to(x.dtype).view(1, -1, 1, 1)
     return torch.where(inside, moved.permute(0, 3, 1, 2), fill_t)
 
 

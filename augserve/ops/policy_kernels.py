@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from augserve.ops import blur, color, constants, geometry, grouping
+from augserve import device_constants
+from augserve.ops import blur, color, geometry, grouping
 
 # (value per sample, negate per sample, height, width) -> the op's argument per sample
 Magnitude = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
@@ -147,8 +148,8 @@ def arrange(params: LayerParams, height: int, width: int) -> Arranged:
     modes = _modes(params)
     shifts, first_color = 1 + modes, 2 + modes
     device = op_index.device
-    is_geometric = constants.on(device, tuple(k in GEOMETRIC_KERNELS for k in kinds) + (False,), torch.bool)
-    other_group = constants.on(device, tuple(first_color + i if k in COLOR_KERNELS else shifts
+    is_geometric = device_constants.on(device, tuple(k in GEOMETRIC_KERNELS for k in kinds) + (False,), torch.bool)
+    other_group = device_constants.on(device, tuple(first_color + i if k in COLOR_KERNELS else shifts
                                              if k in WHOLE_PIXEL_KERNELS else 0 for i, k in enumerate(kinds)) + (0,),
                                torch.int64)  # SKIP reads the last
     mode = torch.zeros_like(op_index) if params.interpolation is None else params.interpolation

@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from augserve import device_constants
 from augserve.normalize import normalize
-from augserve.ops import blur, color, constants, erasing, exact_resize, geometry, grouping, plan, policy_kernels
+from augserve.ops import blur, color, erasing, exact_resize, geometry, grouping, plan, policy_kernels
 from augserve.ops.boxes import sample_boxes
 from augserve.ops.policy_kernels import PolicyOp
 from augserve.random import Draw, SampleRng
@@ -490,7 +491,7 @@ class RandomErasing(Step):
                 else:
                     fill = (noise_rng.pixel_uniform(self.Draw.NOISE, (channels, height, width)) * 256).floor_()
             else:
-                fill = constants.on(x.device, tuple(value), torch.float32).view(1, -1, 1, 1)
+                fill = device_constants.on(x.device, tuple(value), torch.float32).view(1, -1, 1, 1)
             return erasing.erase(sub, boxes[index], fill)
 
         return grouping.apply_where(x, applied, erase)

@@ -1,9 +1,11 @@
 """``make gpu-check``: everything that needs a CUDA device, in one run, its numbers kept in bench/RESULTS.md.
 
 A GPU machine may be lent for minutes only, with a torch of its own: this runs the CUDA tests, the
-device contract, a CPU-vs-CUDA difference table per op, a short CUDA bench and the encoded-JPEG
-path, and writes them with the card's name and every version into one section of the results file
-(replaced on each run), so a lent GPU is used in one call.
+device contract, a CPU-vs-CUDA difference table per op, both plans on the device (the grouped plan, the
+device plan eager and replayed as a CUDA graph) at batches of 64, 256 and 1024, the share of samples that
+come out bit-identical on the CPU and the GPU per preset, a short CUDA bench and the encoded-JPEG path,
+and writes them with the card's name and every version into one section of the results file (replaced
+on each run), so a lent GPU is used in one call.
 """
 
 from __future__ import annotations
@@ -80,6 +82,75 @@ def difference_table() -> list[str]:
     return rows
 
 
+PLAN_PRESETS = {"imagenet-randaug": 240, "imagenet-trivial": 240, "cifar-randaug": 32}  # preset: image side
+PLAN_BATCHES = (64, 256, 1024)
+
+
+def _images_per_second(run, batch: int, repeats: int) -> float:
+    """Median over ``repeats`` timed calls after two untimed ones, the device synchronized around each."""
+    import statistics
+
+    import torch
+
+    for _ in range(2):
+        run()
+    seconds = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return batch / statistics.median(seconds)
+
+
+def plan_rows(repeats: int) -> list[str]:
+    """The grouped plan, the device plan eager and the device plan as a CUDA graph, images/s per batch size."""
+    import torch
+
+    from augserve import Pipeline
+    from augserve.server.graphs import CudaGraphs
+    from augserve.server.metrics import Metrics
+
+    rows = ["| preset | batch | grouped plan | device plan, eager | device plan, CUDA graph | graph x grouped |",
+            "|---|---:|---:|---:|---:|---:|"]
+    device = torch.device("cuda")
+    for preset, side in PLAN_PRESETS.items():
+        grouped, eager = (Pipeline.from_spec(preset, execution=plan) for plan in ("grouped", "device"))
+        for batch in PLAN_BATCHES:
+            x = torch.randint(0, 256, (batch, 3, side, side), dtype=torch.uint8, device=device)
+            graphs = CudaGraphs(device, Metrics(device))
+            rates = [_images_per_second(run, batch, repeats) for run in (
+                lambda: grouped(x, seed=0), lambda: eager(x, seed=0),
+                lambda: graphs.run(eager, eager.device_call(x, seed=0)))]
+            rows.append(f"| {preset} | {batch} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[2]:,.0f} | "
+                        f"{rates[2] / rates[0]:.2f}x |")
+            del graphs
+            torch.cuda.empty_cache()
+    return rows
+
+
+def same_sample_rows() -> list[str]:
+    """Per preset, the share of samples the GPU (device plan) gives bit for bit as the CPU (grouped plan)."""
+    import torch
+
+    from augserve import PRESETS, Pipeline
+    from augserve.photos import load_images
+
+    photos, _ = load_images(None, 240)
+    images = photos.repeat(8, 1, 1, 1)
+    rows = ["| preset | samples | bit-identical on CPU and GPU |", "|---|---:|---:|"]
+    for preset in PRESETS:
+        pipe = Pipeline.from_spec(preset)
+        generator = torch.Generator().manual_seed(0)
+        x = {"spectrogram": lambda: torch.randn(32, 80, 300, generator=generator),
+             "timeseries": lambda: torch.randn(32, 3, 500, generator=generator)}.get(pipe.modality, lambda: images)()
+        cpu, gpu = pipe(x, seed=3).x, pipe(x.cuda(), seed=3).x.cpu()
+        same = (cpu == gpu).flatten(1).all(dim=1).float().mean()
+        rows.append(f"| {preset} | {len(x)} | {same:.1%} |")
+    return rows
+
+
 def bench_rows(repeats: int) -> list[str]:
     """A short ``augserve bench --device cuda`` of a few cases, each built alone (``--only``)."""
     header: list[str] = []
@@ -93,15 +164,16 @@ def bench_rows(repeats: int) -> list[str]:
     return header + rows
 
 
-def write_section(path: str, lines: list[str]) -> None:
-    """Replace this section of the results file (up to the next '## ' heading), or add it before the table."""
+def write_section(path: str, lines: list[str], heading: str = SECTION) -> None:
+    """Replace the ``heading`` section of the results file (up to the next '## ' heading), or add it before the
+    generated bench table."""
     try:
         with open(path) as existing:
             text = existing.read()
     except FileNotFoundError:
         text = "# Benchmarks\n\n"
-    section = "\n".join([SECTION, "", *lines, ""]) + "\n"
-    pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=^## |^<!-- bench table|\Z)", re.S | re.M)
+    section = "\n".join([heading, "", *lines, ""]) + "\n"
+    pattern = re.compile(rf"{re.escape(heading)}\n.*?(?=^## |^<!-- bench table|\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text, count=1)
     elif "<!-- bench table" in text:
@@ -128,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"{time.strftime('%Y-%m-%d')}: " + "; ".join(versions()), ""]
     lines += ["Tests:", "", run_tests(args.test_seconds), "", "CPU against CUDA, one op at a time:", ""]
     lines += difference_table()
+    lines += ["", "Both plans on the device, 3xSxS uint8 images (S: 240 imagenet, 32 cifar), images/s:", ""]
+    lines += plan_rows(args.repeats)
+    lines += ["", "The same (seed, key) on the CPU (grouped plan) and the GPU (device plan):", ""]
+    lines += same_sample_rows()
     lines += ["", "Bench on the device (samples/s; ratios against each case's first row):", ""]
     lines += bench_rows(args.repeats)
     lines += ["", f"The whole check took {time.monotonic() - started:.0f} s."]

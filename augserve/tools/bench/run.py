@@ -96,20 +96,18 @@ def _policy_cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
     import kornia.augmentation.auto as kauto
     from torchvision.transforms import v2
 
-    ours_ra = Pipeline.from_spec([{"op": "rand_augment", "n": 2, "m": 9}])
-    ours_ta = Pipeline.from_spec([{"op": "trivial_augment"}])
     cases = {
         names["rand_augment"]: [
             Engine(ANCHOR, _torchvision(v2.RandAugment(num_ops=2, magnitude=9), x.cpu())),
             Engine("kornia.augmentation.auto batched", _kornia(kauto.RandAugment(n=2, m=9), x),
                    "one op per batch; uint8->float included"),
-            Engine("augserve", lambda: ours_ra(x, seed=0)),
+            *_plan_engines([{"op": "rand_augment", "n": 2, "m": 9}], x),
         ],
         names["trivial_augment"]: [
             Engine(ANCHOR, _torchvision(v2.TrivialAugmentWide(), x.cpu())),
             Engine("kornia.augmentation.auto batched", _kornia(kauto.TrivialAugment(), x),
                    "one op per batch; uint8->float included"),
-            Engine("augserve", lambda: ours_ta(x, seed=0)),
+            *_plan_engines([{"op": "trivial_augment"}], x),
         ],
     }
     for policy, case in names.items():
@@ -117,6 +115,22 @@ def _policy_cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
         if dali is not None:
             cases[case].insert(2, dali)
     return cases
+
+
+def _plan_engines(spec, x: torch.Tensor) -> list[Engine]:
+    """The pipeline on both plans (and, on CUDA, the device plan replayed as a CUDA graph): the same bits."""
+    grouped, device = (Pipeline.from_spec(spec, execution=plan) for plan in ("grouped", "device"))
+    engines = [Engine("augserve grouped plan", lambda: grouped(x, seed=0), "the CPU's plan" if not x.is_cuda else ""),
+               Engine("augserve device plan", lambda: device(x, seed=0), "the GPU's plan, eager" if x.is_cuda else
+                      "the GPU's plan: every op over the batch")]
+    if x.is_cuda:
+        from augserve.server.graphs import CudaGraphs
+        from augserve.server.metrics import Metrics
+
+        graphs = CudaGraphs(x.device, Metrics(x.device))
+        engines.append(Engine("augserve device plan, CUDA graph", lambda: graphs.run(device, device.device_call(
+            x, seed=0)), "draws on the host included"))
+    return engines
 
 
 def _service_cases(x: torch.Tensor, server: Callable[[], str], wanted: Wanted) -> dict[str, list[Engine]]:

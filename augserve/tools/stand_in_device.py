@@ -286,10 +286,10 @@ def _unwrap(value):
 def _forget_device_tensors() -> None:
     """augserve caches small tensors per device: ones made on the real meta device must not be used here,
     nor these stand-ins after."""
-    from augserve import random
-    from augserve.ops import audio, constants, resample
+    from augserve import device_constants, random
+    from augserve.ops import audio, resample
 
-    for cached in (random._mixed_counters, resample._spline_basis, audio.mel_filterbank, constants.on):
+    for cached in (random._mixed_counters, resample._spline_basis, audio.mel_filterbank, device_constants.on):
         cached.cache_clear()
 
 
