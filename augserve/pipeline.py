@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import yaml
 
-from augserve import device_plan, timm_strings
+from augserve import device_plan, packing, timm_strings
 from augserve.encoded import EncodedBatch, first_steps, is_encoded_image
 from augserve.labels import as_soft_labels
 from augserve.ops.casting import to_out_dtype
@@ -296,7 +296,8 @@ class Pipeline:
         """Decode encoded images and run the first steps: the half of a call that needs no device batch."""
         encoded = images if isinstance(images, EncodedBatch) else EncodedBatch(images)
         start = self.first_steps()
-        rng = SampleRng(seed, _as_keys(keys, len(encoded), encoded.device))
+        host = device_plan.HOST  # boxes drawn on the host are the CPU's on any device (log, exp, sqrt differ on a GPU)
+        rng = SampleRng(_on(seed, host), _as_keys(keys, len(encoded), host))
         x, drawn = first_steps.run(self.steps[:start], encoded, rng)
         return Prepared(x, drawn)
 
@@ -399,7 +400,9 @@ class Pipeline:
                                              for step, drawn in zip(self.steps[:start], prepared.params)]
         drawn = device_plan.draw(self.steps, self.stages, start, tuple(x.shape), x.dtype, rng, checked.modality)
         params += [{"op": step.op, **public(step_params)} for step, step_params in zip(self.steps[start:], drawn)]
-        return device_plan.Call(self.steps[start:], x, soft, device_plan.pack(drawn), params, checked.out_dtype)
+        return device_plan.Call(self.steps[start:], x, soft, packing.pack(drawn, pin=x.is_cuda and torch.cuda.is_available()),
+                                params,
+                                checked.out_dtype)
 
 
 @dataclass(frozen=True)

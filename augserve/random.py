@@ -12,11 +12,12 @@ vectorized over the batch.
 from __future__ import annotations
 
 import enum
-import functools
 import math
 
 import numpy as np
 import torch
+
+from augserve import device_constants
 
 _MASK32 = 0xFFFFFFFF
 _MASK16 = 0xFFFF
@@ -80,10 +81,10 @@ def _mix_word(value: int) -> int:
     return _fmix32_int(((value & _MASK32) + _GOLDEN) & _MASK32)
 
 
-@functools.lru_cache(maxsize=256)
 def _mixed_counters(first: int, n: int, device: torch.device) -> torch.Tensor:
-    """The mixed words of counters first..first+n-1, as absorbed by ``_absorb``."""
-    return torch.tensor([_mix_word(c) for c in range(first, first + n)], dtype=torch.int64, device=device)
+    """The mixed words of counters first..first+n-1, as absorbed by ``_absorb`` (made once per device)."""
+    return device_constants.cached(device, ("mixed counters", first, n), lambda: torch.tensor(
+        [_mix_word(c) for c in range(first, first + n)], dtype=torch.int64, device=device))
 
 
 def _absorb(state: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:

@@ -74,13 +74,25 @@ def test_the_cache_keeps_its_capacity_least_recently_used_out_first():
     assert capture.captures == 4 and metrics.registry.get_sample_value("augserve_cuda_graphs_cached") == 2
 
 
-def test_a_call_that_cannot_be_captured_runs_eagerly_from_then_on():
+def test_a_call_that_cannot_be_captured_runs_eagerly_after_its_second_try():
     pipe, metrics, capture = Pipeline.from_spec("cifar-randaug", execution="device"), Metrics(CPU), Recapture(True)
     graphs = CudaGraphs(CPU, metrics, capture=capture)
-    for seed in (1, 2):
+    for seed in (1, 2, 3):
         x, labels, expected = _run(graphs, pipe, _batch(5, seed), seed)
         assert torch.equal(x, expected.x) and torch.equal(labels, expected.labels)
-    assert capture.captures == 1 and _count(metrics, "eager") == 2 and _count(metrics, "captured") == 0
+    assert capture.captures == 2 and _count(metrics, "eager") == 3 and _count(metrics, "captured") == 0
+
+
+def test_a_graph_keeps_the_constants_it_reads_alive(monkeypatch):
+    """A graph reads its constants by address: the store evicting them must not free them under it."""
+    from augserve import device_constants
+
+    monkeypatch.setattr(device_constants, "CAPACITY", 1)
+    pipe, capture = Pipeline.from_spec("cifar-randaug", execution="device"), Recapture()
+    graphs = CudaGraphs(CPU, Metrics(CPU), capture=capture)
+    _run(graphs, pipe, _batch(5, 1), 1)
+    (captured,) = graphs._graphs.values()
+    assert len(captured.constants) > 1 and all(isinstance(c, torch.Tensor) for c in captured.constants)
 
 
 def test_the_flag_turns_graphs_on_for_cuda_only_and_refuses_other_words():

@@ -137,3 +137,13 @@ def test_the_stand_in_counts_kernels_syncs_and_copies():
         x[x > 2]
     assert device.kernels == 4 and len(device.host_copies) == 1, device.trace  # mul, sum, two gt
     assert device.syncs == ["__bool__", "__getitem__ with a boolean mask"]
+
+
+def test_float_images_take_the_device_plan_without_a_sync_too():
+    x = torch.rand(8, 3, 40, 48, generator=torch.Generator().manual_seed(1))
+    small, out = count_on_stand_in("imagenet-randaug", 8, x=x)
+    large, _ = count_on_stand_in("imagenet-randaug", 24, x=torch.cat([x, x, x]))
+    assert not small.syncs and large.kernels == small.kernels <= KERNEL_LIMIT
+    grouped = Pipeline.from_spec("imagenet-randaug", execution="grouped")
+    expected = grouped(x, torch.arange(8) % 10, seed=1, keys=torch.arange(8) * 7 + 1, num_classes=10).x
+    assert torch.equal(out.x.values, expected)

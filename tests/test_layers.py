@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "augserve"
 # package's front: version and re-exports of the engine) sits with the server.
 FLOORS = [
     {"v1", "random", "modality", "spec", "runtime", "normalize", "transport", "labels", "shared_memory", "extras",
-     "side_streams", "wire", "framing", "device_constants"},
+     "side_streams", "wire", "framing", "device_constants", "packing"},
     {"ops"},
     {"steps"},
     {"timm_strings", "presets", "encoded", "device_plan"},

@@ -62,11 +62,12 @@ def output(steps: list[Step], batch: EncodedBatch) -> tuple[tuple[int, ...], tor
 
 
 def run(steps: list[Step], batch: EncodedBatch, rng: SampleRng) -> tuple[torch.Tensor, list[Params]]:
-    """Decode every image and run it through ``steps`` (slots 0..): the dense batch and what each step drew."""
+    """Decode every image and run it through ``steps`` (slots 0..): the dense batch and what each step drew
+    (where ``rng`` is: the host, so a box is the same on any device)."""
     shapes = _image_shapes(steps, batch.sizes)
     size = len(batch)
-    drawn = [step.draw(rng.fork(slot), Batch((size, CHANNELS, -1, -1), torch.uint8, Modality.IMAGE, batch.device,
-                                             before.to(batch.device)))
+    drawn = [step.draw(rng.fork(slot), Batch((size, CHANNELS, -1, -1), torch.uint8, Modality.IMAGE, rng.device,
+                                             before.to(rng.device)))
              for slot, (step, before) in enumerate(zip(steps, shapes))]
     on_device = batch.decode_jpegs_on_device() if batch.device.type == "cuda" else {}
 

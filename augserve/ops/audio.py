@@ -10,10 +10,9 @@ image warp performs along the time axis, without its smoothing kernel.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
+from augserve import device_constants
 from augserve.ops.resample import interp
 
 FREQ_AXIS, TIME_AXIS = -2, -1
@@ -66,10 +65,15 @@ def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
-@functools.lru_cache(maxsize=32)
 def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float, f_max: float,
                    device: torch.device) -> torch.Tensor:
-    """(n_freqs, n_mels) triangular filters on the HTK mel scale, unnormalized (torchaudio's defaults)."""
+    """(n_freqs, n_mels) triangular filters on the HTK mel scale, unnormalized (torchaudio's defaults), made
+    once per device."""
+    return device_constants.cached(device, ("mel filterbank", n_freqs, sample_rate, n_mels, f_min, f_max),
+                                   lambda: _host_mel_filterbank(n_freqs, sample_rate, n_mels, f_min, f_max).to(device))
+
+
+def _host_mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
     all_freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
     mel_points = torch.linspace(float(_hz_to_mel(torch.tensor(f_min, dtype=torch.float64))),
                                 float(_hz_to_mel(torch.tensor(f_max, dtype=torch.float64))), n_mels + 2,
@@ -79,7 +83,7 @@ def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float, f_
     slopes = hz_points[None, :] - all_freqs[:, None]  # (n_freqs, n_mels + 2)
     down = -slopes[:, :-2] / widths[:-1]
     up = slopes[:, 2:] / widths[1:]
-    return torch.clamp(torch.minimum(down, up), min=0.0).to(torch.float32).to(device)
+    return torch.clamp(torch.minimum(down, up), min=0.0).to(torch.float32)
 
 
 def log_mel_spectrogram(waveform: torch.Tensor, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,

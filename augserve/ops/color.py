@@ -57,8 +57,14 @@ def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend with each image's mean luma. For uint8 the luma is whole grey levels, so their mean is taken from an
+    exact float64 sum: the same value on any device and in any batch (a float32 sum is order-dependent past
+    2**24, which a 256x256 image reaches), and torchvision's float32 mean wherever that one is exact."""
     gray = _gray(x) if x.shape[1] == 3 else _as_float(x)
-    return _blend(x, gray.mean(dim=(1, 2, 3), keepdim=True), factor)
+    if x.is_floating_point():
+        return _blend(x, gray.mean(dim=(1, 2, 3), keepdim=True), factor)
+    mean = gray.to(torch.float64).sum(dim=(1, 2, 3), keepdim=True).div_(gray[0].numel()).to(torch.float32)
+    return _blend(x, mean, factor)
 
 
 def saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -137,6 +143,8 @@ def invert(x: torch.Tensor) -> torch.Tensor:
 def autocontrast(x: torch.Tensor) -> torch.Tensor:
     """torchvision's ``autocontrast`` bit for bit, with ``where`` in place of its boolean-mask assignments
     (a mask's count is read on the host: a sync on a GPU)."""
+    if x.numel() == 0:
+        return x
     bound = max_value(x.dtype)
     work = x if x.is_floating_point() else x.to(torch.float32)
     minimum = work.amin(dim=(-2, -1), keepdim=True)

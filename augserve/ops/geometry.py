@@ -181,24 +181,24 @@ def sample_resized_crop_boxes(uniforms: boxes.Uniforms, height: boxes.Side, widt
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Crop (top, left, height, width) boxes and resize each to ``size`` (antialiased): torchvision's result.
 
-    On the CPU's grouped plan each sample is torchvision's own ``resized_crop``: its uint8 antialiased
-    resize is a vectorized kernel that reads the crop in place (12 ms for 64 crops to 224x224 on the 2-core
-    CPU, 25x less than the batched products below). Branch-free or on a GPU, uint8 crops go through
-    ``exact_resize``: torch's CPU fixed-point arithmetic as batched matrix products, a fixed set of kernels
-    for any batch and the CPU's bits on any device (torchvision on CUDA resizes through float, a grey level
-    off). Float crops stay per sample.
+    uint8 crops on the CPU's grouped plan are torchvision's own ``resized_crop``, sample by sample: its uint8
+    antialiased resize is a vectorized kernel that reads the crop in place (12 ms for 64 crops to 224x224 on
+    the 2-core CPU, 25x less than the batched products below). Branch-free, on a GPU, or for float images,
+    the crops go through ``exact_resize``: torch's CPU fixed-point arithmetic as batched matrix products, a
+    fixed set of kernels for any batch and, for uint8, the CPU's bits on any device (torchvision on CUDA
+    resizes through float, a grey level off).
     """
-    if x.dtype == torch.uint8 and (x.is_cuda or plan.is_branch_free()):
-        return exact_resize.resized_crop(x, boxes, size)
-    return torch.cat([TF.resized_crop(x[i:i + 1], *box, size=list(size), antialias=True)
-                      for i, box in enumerate(boxes.tolist())])
+    if x.dtype == torch.uint8 and not (x.is_cuda or plan.is_branch_free()):
+        return torch.cat([TF.resized_crop(x[i:i + 1], *box, size=list(size), antialias=True)
+                          for i, box in enumerate(boxes.tolist())])
+    return exact_resize.resized_crop(x, boxes, size)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The whole batch resized to ``size`` (antialiased), with ``resized_crop``'s choice of kernel."""
-    if x.dtype == torch.uint8 and (x.is_cuda or plan.is_branch_free()):
-        return exact_resize.resize(x, size)
-    return TF.resize(x, list(size), antialias=True)
+    if x.dtype == torch.uint8 and not (x.is_cuda or plan.is_branch_free()):
+        return TF.resize(x, list(size), antialias=True)
+    return exact_resize.resize(x, size)
 
 
 def crop(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

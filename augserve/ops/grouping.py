@@ -71,7 +71,11 @@ def _select(x: torch.Tensor, group: torch.Tensor, kernels: Mapping[int, GroupKer
     shape = (-1,) + (1,) * (x.dim() - 1)
     out = x
     for g, kernel in kernels.items():
-        out = torch.where((group == g).view(shape), kernel(x, ALL), out)
+        result = kernel(x, ALL)
+        if result.dtype != x.dtype or result.shape != x.shape:  # where() would promote or broadcast in silence
+            raise TypeError(f"group {g}: its kernel returned {result.dtype} {tuple(result.shape)} for "
+                            f"{x.dtype} {tuple(x.shape)}")
+        out = torch.where((group == g).view(shape), result, out)
     return out
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from scipy.interpolate import CubicSpline
 
+from augserve import device_constants
+
 
 def interp(query: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     """``np.interp`` per row: query (B, N), increasing knots xp (B, K), values fp (B, K) -> (B, N)."""
@@ -44,7 +46,7 @@ def sample_last_axis(x: torch.Tensor, positions: torch.Tensor, interpolation: st
 
 
 @functools.lru_cache(maxsize=64)
-def _spline_basis(knots: int, length: int, device: torch.device) -> torch.Tensor:
+def _host_spline_basis(knots: int, length: int) -> torch.Tensor:
     """(knots, length) weights: row k is the cubic spline through the k-th unit vector.
 
     A spline is linear in its knot values, so a batch of knot vectors is
@@ -52,7 +54,13 @@ def _spline_basis(knots: int, length: int, device: torch.device) -> torch.Tensor
     """
     at = np.linspace(0, length - 1, knots)
     basis = CubicSpline(at, np.eye(knots), axis=0)(np.arange(length))  # (length, knots)
-    return torch.from_numpy(basis.T.astype(np.float32)).to(device)  # cached per device: no copy per call
+    return torch.from_numpy(basis.T.astype(np.float32))
+
+
+def _spline_basis(knots: int, length: int, device: torch.device) -> torch.Tensor:
+    """``_host_spline_basis`` on ``device``, copied there once."""
+    return device_constants.cached(device, ("spline basis", knots, length),
+                                   lambda: _host_spline_basis(knots, length).to(device))
 
 
 def smooth_curve(knots: torch.Tensor, length: int) -> torch.Tensor:

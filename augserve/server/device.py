@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 from dataclasses import replace
 from typing import Union
 
@@ -52,7 +53,8 @@ class DeviceWorker:
         # oversubscribed them (service 0.75x of in process instead of 0.86x on the 2-core bench), so there
         # the device thread decodes as part of the batch.
         self.decode_ahead = decode_ahead
-        self.graphs = CudaGraphs(device, metrics) if cuda_graphs else None
+        self._exclusive = threading.Lock()  # kept by a CUDA-graph capture: no other thread's work on the device then
+        self.graphs = CudaGraphs(device, metrics, exclusive=self._exclusive) if cuda_graphs else None
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="augserve-device")
         self._preparer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="augserve-prepare")
 
@@ -65,8 +67,9 @@ class DeviceWorker:
     def _prepare(self, job: Job) -> Prepared:
         """On the prepare thread: decode on the device and run the pipeline's first steps, on a side stream."""
         torch.set_num_threads(self.threads.current)  # the device's share sizes the decode fan-out too
-        return run_beside(self.device, "prepare", lambda: job.pipeline.prepare(
-            job.batch.x.to(self.device), seed=job.seed, keys=job.keys.to(self.device)))
+        with self._exclusive:
+            return run_beside(self.device, "prepare", lambda: job.pipeline.prepare(
+                job.batch.x.to(self.device), seed=job.seed, keys=job.keys))
 
     async def run(self, jobs: list[Job], inputs: list[Checked]) -> list[Result]:
         """Each job's result (or its failure), run as one batch on the device thread."""

@@ -7,7 +7,7 @@ step: 0..255 for uint8, the float values otherwise (e.g. after ``normalize``).
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torchvision.transforms.v2 import functional as TF
@@ -34,12 +34,12 @@ def _box_uniforms(rng: SampleRng, draws: type[Draw]) -> tuple[torch.Tensor, ...]
     return tuple(rng.uniform(d, n=ATTEMPTS) for d in (draws.AREA, draws.RATIO, draws.TOP, draws.LEFT))
 
 
-def _resampling(boxes: torch.Tensor, batch: Batch, size: tuple[int, int]) -> Params:
-    """Branch-free, the exact filters of uint8 crops are worked out with the boxes (on the host, in the device
-    plan): the device is left the image work alone. Elsewhere nothing: the crop is resampled as it runs."""
-    if not (plan.is_branch_free() and batch.dtype == torch.uint8 and batch.sizes is None):
+def _resampling(boxes: Callable[[], torch.Tensor], batch: Batch, size: tuple[int, int]) -> Params:
+    """Branch-free, the crops' filters are worked out with the boxes (on the host, in the device plan): the
+    device is left the image work alone. Elsewhere nothing: the crop is resampled as it runs."""
+    if not plan.is_branch_free() or batch.sizes is not None:
         return {}
-    return {"_taps": list(exact_resize.crop_taps(boxes, *batch.shape[-2:], tuple(size)))}
+    return {"_taps": list(exact_resize.crop_taps(boxes(), *batch.shape[-2:], tuple(size)))}
 
 
 class _RandomApply(Step):
@@ -95,7 +95,7 @@ class RandomResizedCrop(Step):
         height, width = batch.shape[-2:] if batch.sizes is None else batch.sizes.unbind(1)
         uniforms = _box_uniforms(rng, self.Draw)
         box = geometry.sample_resized_crop_boxes(uniforms, height, width, self.args["scale"], self.args["ratio"])
-        return {"box": box, **_resampling(box, batch, self.args["size"])}
+        return {"box": box, **_resampling(lambda: box, batch, self.args["size"])}
 
     def apply(self, x, params):
         if "_taps" in params:
@@ -129,8 +129,8 @@ class Resize(Step):
         return (*shape[:-2], *((side, other) if height <= width else (other, side)))
 
     def draw(self, rng, batch):
-        whole = torch.tensor([[0, 0, *batch.shape[-2:]]], device=batch.device)  # one filter serves every sample
-        return _resampling(whole, batch, self.output_shape(batch.shape)[-2:])
+        return _resampling(lambda: torch.tensor([[0, 0, *batch.shape[-2:]]], device=batch.device),  # one for all
+                           batch, self.output_shape(batch.shape)[-2:])
 
     def apply(self, x, params):
         if "_taps" in params:

@@ -139,9 +139,11 @@ class Mix(Step):
         # own-content weight: lam for mixup, 1 outside / 0 inside the box for cutmix, 1 when unmixed
         weight = torch.where(kind == _CUTMIX, torch.ones_like(lam), lam).to(x.dtype)
         weight = weight.view(-1, *([1] * (x.dim() - 1)))
+        # an unmixed sample blends with itself: lerp(x, x, 1) is x to the bit (-0.0 included)
+        source = torch.where(kind == _NOT_MIXED, torch.arange(len(partner), device=partner.device), partner)
         out = torch.empty_like(x)
-        for part in grouping.tiles(x):  # partner rows land in the output tile, then blend in place
-            torch.index_select(x, 0, partner[part], out=out[part])
+        for part in grouping.tiles(x):  # source rows land in the output tile, then blend in place
+            torch.index_select(x, 0, source[part], out=out[part])
             tile_weight = torch.where(pasted[part], torch.zeros_like(weight[part]), weight[part])
             out[part].lerp_(x[part], tile_weight)
         return out

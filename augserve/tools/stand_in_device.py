@@ -30,7 +30,7 @@ ALLOWED_HOST_OPERANDS = {"aten.index.Tensor", "aten.index_put_.default", "aten.i
 # Ops that launch no kernel: allocations, and metadata of what is already there.
 FREE = {"aten.empty.memory_format", "aten.empty_strided.default", "aten.empty_like.default",
         "aten.new_empty.default", "aten.new_empty_strided.default", "aten.lift_fresh.default",
-        "aten.detach.default", "aten.alias.default", "aten.clone.default_no_copy"}
+        "aten.detach.default", "aten.alias.default"}
 # Ops that read device values on the host (a sync), whatever their arguments.
 SYNCING = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.masked_select.default",
            "aten._unique2.default", "aten.unique_dim.default", "aten.unique_consecutive.default",
@@ -284,12 +284,8 @@ def _unwrap(value):
 
 
 def _forget_device_tensors() -> None:
-    """augserve caches small tensors per device: ones made on the real meta device must not be used here,
-    nor these stand-ins after."""
-    from augserve import device_constants, random
-    from augserve.ops import audio, resample
+    """augserve keeps constants per device: ones made on the real meta device must not be used here, nor these
+    stand-ins after."""
+    from augserve import device_constants
 
-    for cached in (random._mixed_counters, resample._spline_basis, audio.mel_filterbank, device_constants.on):
-        cached.cache_clear()
-
-
+    device_constants.forget()
