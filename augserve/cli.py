@@ -166,6 +166,12 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_counts(args: argparse.Namespace) -> int:
+    from augserve.tools import device_counts
+
+    return device_counts.run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from augserve.tools.bench.run import run_bench
 
@@ -268,12 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "(e.g. service); not with --out")
     bench.set_defaults(func=_bench)
 
-    from augserve.tools import device_counts
-
     counts = commands.add_parser("device-counts", help="kernels, syncs and copies per call of each preset on the "
-                                 "device plan, counted on a stand-in CUDA device", description=device_counts.__doc__)
-    device_counts.add_arguments(counts)
-    counts.set_defaults(func=device_counts.run)
+                                 "device plan, counted on a stand-in CUDA device (CPU values behind tensors that "
+                                 "say cuda)")
+    counts.add_argument("--sizes", default="32,256,1024", help="batch sizes (default: %(default)s)")
+    counts.add_argument("--image-side", type=int, default=96,
+                        help="image height and width; counts do not depend on it (default: %(default)s)")
+    counts.add_argument("--out", help="results file to write the table into (e.g. bench/RESULTS.md)")
+    counts.set_defaults(func=_device_counts)
     return parser
 
 

@@ -10,7 +10,6 @@ CUDA graph needs); and whether the result equals the CPU's grouped plan bit for 
 from __future__ import annotations
 
 import argparse
-import sys
 
 import torch
 from tqdm import tqdm
@@ -71,14 +70,8 @@ def rows(sizes: list[int], image_side: int) -> list[str]:
     return lines
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", default="32,256,1024", help="batch sizes (default: %(default)s)")
-    parser.add_argument("--image-side", type=int, default=96,
-                        help="image height and width; counts do not depend on it (default: %(default)s)")
-    parser.add_argument("--out", default=None, help="results file to write the table into (e.g. bench/RESULTS.md)")
-
-
 def run(args: argparse.Namespace) -> int:
+    """``augserve device-counts``: ``args.sizes`` (comma-separated batch sizes), ``args.image_side``, ``args.out``."""
     sizes = [int(size) for size in args.sizes.split(",")]
     lines = [f"Images 3x{args.image_side}x{args.image_side} uint8, spectrograms 80x300, series 3x500; copies to "
              "the device: the batch, its labels and one buffer of every draw.", "", *rows(sizes, args.image_side)]
@@ -86,13 +79,3 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_section(args.out, lines, SECTION)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="augserve device-counts", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
