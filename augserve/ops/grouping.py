@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from augserve import device_constants
 from augserve.ops import plan
 
 # kernel(samples of the group, their indices in the original batch) -> processed samples; the indices are a
@@ -69,13 +70,14 @@ def _select(x: torch.Tensor, group: torch.Tensor, kernels: Mapping[int, GroupKer
     """Every kernel over the whole batch, each sample's result selected by its group: a fixed set of kernels
     whatever the groups hold. Rows are computed independently, so a sample's result is the grouped plan's."""
     shape = (-1,) + (1,) * (x.dim() - 1)
+    chosen = group[:, None] == device_constants.on(group.device, tuple(kernels), group.dtype)  # (B, groups)
     out = x
-    for g, kernel in kernels.items():
+    for column, (g, kernel) in enumerate(kernels.items()):
         result = kernel(x, ALL)
         if result.dtype != x.dtype or result.shape != x.shape:  # where() would promote or broadcast in silence
             raise TypeError(f"group {g}: its kernel returned {result.dtype} {tuple(result.shape)} for "
                             f"{x.dtype} {tuple(x.shape)}")
-        out = torch.where((group == g).view(shape), result, out)
+        out = torch.where(chosen[:, column].view(shape), result, out)
     return out
 
 
