@@ -1,8 +1,8 @@
 """Every step draws and applies on the batch's own device, every preset and the encoded first steps too:
 checked on torch's ``meta`` device, which (as CUDA does) refuses a CPU tensor of more than zero dimensions
 mixed into its math, so a CPU machine catches what would break on the first GPU. Draws run on meta itself;
-whole pipelines run on ``on_device.OnDevice`` (CPU values behind meta tensors), since grouping samples by
-what they drew needs values, and must give the bits the CPU gives."""
+whole pipelines run on ``stand_in_device.OnDevice`` (CPU values behind meta tensors: off the CPU the device
+plan runs, drawing on the host), and must give the bits the CPU gives."""
 
 from __future__ import annotations
 
