@@ -121,7 +121,8 @@ def test_preview_errors_exit_2_with_a_message(args, words, tmp_path):
 def test_serve_documents_flags_and_env_and_refuses_a_missing_device():
     result = augserve("serve", "--help")
     assert result.returncode == 0
-    for flag in ("--port", "--metrics-port", "--device", "--max-batch", "--token", "--tls-cert", "AUGSERVE_PORT"):
+    for flag in ("--port", "--metrics-port", "--device", "--max-batch", "--token", "--tls-cert", "--cuda-graphs",
+                 "AUGSERVE_PORT"):
         assert flag in result.stdout
     refused = augserve("serve", "--device", "cuda:7", "--port", "0", "--metrics-port", "0", timeout=120)
     assert refused.returncode == 2 and "--device" in refused.stderr
