@@ -67,8 +67,11 @@ def _map_tensors(value: Any, change: Callable[[torch.Tensor], torch.Tensor]) -> 
     if isinstance(value, dict):
         return {key: _map_tensors(item, change) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_map_tensors(item, change) for item in value)
+        items = [_map_tensors(item, change) for item in value]
+        return value if all(new is old for new, old in zip(items, value)) else type(value)(items)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _map_tensors(getattr(value, f.name), change)
-                                             for f in dataclasses.fields(value) if f.init})
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+        mapped = {name: _map_tensors(item, change) for name, item in fields.items()}
+        changed = any(mapped[name] is not fields[name] for name in fields)
+        return dataclasses.replace(value, **mapped) if changed else value  # e.g. a policy's op space: as it is
     return value

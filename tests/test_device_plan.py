@@ -147,3 +147,24 @@ def test_float_images_take_the_device_plan_without_a_sync_too():
     grouped = Pipeline.from_spec("imagenet-randaug", execution="grouped")
     expected = grouped(x, torch.arange(8) % 10, seed=1, keys=torch.arange(8) * 7 + 1, num_classes=10).x
     assert torch.equal(out.x.values, expected)
+
+
+def test_packing_round_trips_every_tensor_in_one_buffer():
+    from augserve.ops.policy_kernels import LayerParams
+    from augserve.ops.policies import rand_augment_space
+    from augserve.packing import pack
+    from augserve.random import SampleRng
+
+    layers = LayerParams(rand_augment_space(31), torch.tensor([[1, 2]]), torch.tensor([[0.5, -1.0]], dtype=torch.float64))
+    drawn = [{"a": torch.arange(3, dtype=torch.uint8), "b": (torch.tensor([True, False]), "text"),
+              "_layers": layers, "_rng": SampleRng(5, torch.tensor([1, 2])), "none": torch.zeros(0, 4)}]
+    packed = pack(drawn)
+    copy = packed.host.clone()
+    read = packed.read(copy)
+    assert packed.host.dtype == torch.uint8 and packed.host.numel() % 16 == 0
+    assert torch.equal(read[0]["a"], drawn[0]["a"]) and read[0]["b"][1] == "text"
+    assert torch.equal(read[0]["b"][0], drawn[0]["b"][0]) and read[0]["none"].shape == (0, 4)
+    assert read[0]["_layers"].space is layers.space and torch.equal(read[0]["_layers"].value, layers.value)
+    assert torch.equal(read[0]["_rng"].state, drawn[0]["_rng"].state)
+    assert read[0]["a"].untyped_storage().data_ptr() == copy.untyped_storage().data_ptr()  # views of the buffer
+    assert packed.signature == pack(drawn).signature
