@@ -2,15 +2,17 @@
 
 A ``Tensor``'s ``data`` is nearly all of an augment message. Set on a protobuf message it is copied
 three times on the way out (to bytes, into the message, into the serialized string) and twice on the
-way in (the parse, then each read of the field). Here a message is serialized without it and each
-payload is appended as one more occurrence of its enclosing message fields holding only ``data``.
-Protobuf merges the occurrences of a singular message field (the last ``data`` wins), so any
-conforming parser, in any language, reads the very message it would have read with the bytes inline.
+way in (the parse, then each read of the field). Here the message is written without it: protobuf
+serializes the small rest, and each field that leads to a payload is written by hand, its tag and length
+then its message the same way, down to the tensor, whose ``data`` is the payload itself. The bytes are
+the plain message (its fields in another order), every field once, so any parser in any language reads
+them; protobufjs, for one, keeps only the last occurrence of a message field rather than merging them.
 
 Received bytes are scanned for those fields: each ``data`` becomes a view of the received buffer and
-the small rest is parsed by protobuf as usual. Anything the scan does not expect (truncation, groups,
-more fields than a message of ours has) falls back to protobuf's own parse, so malformed bytes fail
-exactly as they would without this module.
+the small rest is parsed by protobuf as usual. Repeated occurrences of a field (as older servers sent)
+read as protobuf reads them: merged, the last ``data`` wins. Anything the scan does not expect
+(truncation, groups, more fields than a message of ours has) falls back to protobuf's own parse, so
+malformed bytes fail exactly as they would without this module.
 """
 
 from __future__ import annotations
@@ -71,13 +73,10 @@ class Framed:
         return self.message.ByteSize() + sum(data.nbytes for data in self.payloads.values())
 
     def to_bytes(self) -> bytes:
-        """The wire bytes: the message, then each payload in its own occurrence of its fields (one copy)."""
+        """The wire bytes: each field once, each payload copied once (into the one join)."""
         if not self.payloads:
             return self.message.SerializeToString()
-        parts = [self.message.SerializeToString()]
-        for path, data in self.payloads.items():
-            parts += [_header(path, data.nbytes), data]
-        return b"".join(parts)
+        return b"".join(_parts(self.message, self.payloads))
 
 
 def serialize(item: Any) -> bytes:
@@ -121,14 +120,24 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _header(path: Path, size: int) -> bytes:
-    """The tags and lengths that put ``size`` bytes of ``data`` into the tensor at ``path``."""
-    header = _varint(_DATA << 3 | _LEN) + _varint(size)
-    length = len(header) + size
-    for number in reversed(path):
-        wrap = _varint(number << 3 | _LEN) + _varint(length)
-        header, length = wrap + header, length + len(wrap)
-    return header
+def _parts(message: Any, payloads: dict[Path, memoryview]) -> list:
+    """``message`` serialized in parts, with each payload as the ``data`` of the tensor at its path from it."""
+    if () in payloads:  # the tensor itself: its dtype and shape, then its data
+        data = payloads[()]
+        return [message.SerializeToString(), _varint(_DATA << 3 | _LEN), _varint(data.nbytes), data]
+    below: dict[int, dict[Path, memoryview]] = {}
+    for path, data in payloads.items():
+        below.setdefault(path[0], {})[path[1:]] = data
+    names = {number: message.DESCRIPTOR.fields_by_number[number].name for number in below}
+    rest = type(message)()
+    rest.CopyFrom(message)
+    for name in names.values():
+        rest.ClearField(name)  # written below, once, with everything under it
+    parts = [rest.SerializeToString()]
+    for number, inner in below.items():
+        body = _parts(getattr(message, names[number]), inner)
+        parts += [_varint(number << 3 | _LEN), _varint(sum(len(part) for part in body)), *body]
+    return parts
 
 
 def _read_varint(view: memoryview, position: int, end: int) -> tuple[int, int]:
