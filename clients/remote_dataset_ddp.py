@@ -4,9 +4,9 @@
     torchrun --nproc-per-node 2 clients/remote_dataset_ddp.py --target 127.0.0.1:50051 --epochs 3
 
 RemoteDataset shards by rank and DataLoader worker, so each sample of an epoch reaches one of
-them, and gives every shard the same number of full batches (the epoch padded with its first few
-samples, as DistributedSampler pads), so the ranks' all-reduces stay in step to the end of each
-epoch. A replica that goes away mid-epoch costs a failover, not a sample.
+them, and gives every shard the same number of batches (the epoch padded with a few of its first
+samples, fewer than there are shards, as DistributedSampler pads), so the ranks' all-reduces stay
+in step to the end of each epoch. A replica that goes away mid-epoch costs a failover, not a sample.
 """
 
 from __future__ import annotations

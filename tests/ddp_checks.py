@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 DIGITS = 1797
 
 
 def assert_even_ranks_cover_the_epoch(ranks: list[dict], epochs: int, shards: int, batch_size: int) -> None:
-    """Every rank the same number of full batches; together the whole epoch, padded as DistributedSampler pads
-    (fewer than shards * batch_size samples twice)."""
+    """Every rank the same batches and samples; together the whole epoch, padded as DistributedSampler pads:
+    each of the ``shards`` (ranks times workers) ceil(DIGITS / shards) samples, fewer than ``shards`` twice."""
+    per_shard = math.ceil(DIGITS / shards)
     for epoch in map(str, range(epochs)):
-        assert len({rank[epoch]["batches"] for rank in ranks}) == 1
+        assert {rank[epoch]["batches"] for rank in ranks} == {shards // len(ranks) * math.ceil(per_shard / batch_size)}
+        assert {len(rank[epoch]["ids"]) for rank in ranks} == {shards // len(ranks) * per_shard}
         together = [i for rank in ranks for i in rank[epoch]["ids"]]
-        assert len(together) == ranks[0][epoch]["batches"] * len(ranks) * batch_size
-        assert sorted(set(together)) == list(range(DIGITS)) and len(together) - DIGITS < shards * batch_size
+        assert len(together) == per_shard * shards and sorted(set(together)) == list(range(DIGITS))
     assert ranks[0]["0"]["ids"] != ranks[0]["1"]["ids"]  # a new shuffle each epoch

@@ -100,7 +100,7 @@ class AsyncClient:
                     request, slot = self._shm.probe_request()
                     try:
                         response = await self.stub.Augment(request, timeout=self.settings.timeout,
-                                                           **self.settings.call_options())
+                                                           **self.settings.call_options(probe=True))
                         self._shm.settle(slot, response)
                     except grpc.RpcError as error:
                         self._shm.settle(slot, error=error)
@@ -173,8 +173,9 @@ class AsyncClient:
                              shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
                              out_dtype: str | None = None, return_params: bool = False,
                              defer_normalize: bool = False, strength: float | None = None,
-                             even_shards: bool = False) -> AsyncIterator[Batch]:
-        """``Client.stream_dataset``: a dropped stream resumes on another replica at the next undelivered batch."""
+                             even_shards: bool | None = None) -> AsyncIterator[Batch]:
+        """``Client.stream_dataset`` (even shards by default when ``num_shards > 1``): a dropped stream resumes on
+        another replica at the next undelivered batch."""
         resume = calls.DatasetResume(dataset, pipeline, batch_size, epoch=epoch, seed=seed, shard_index=shard_index,
                                      num_shards=num_shards, start_batch=start_batch, out_dtype=out_dtype,
                                      return_params=return_params, defer_normalize=defer_normalize, strength=strength,

@@ -27,7 +27,10 @@ class Batch:
     """An augmented batch. Unpacks as ``x, labels = batch`` for training loops.
 
     ``label_smoothing`` is the epsilon the server already applied to ``labels`` (0: none), so a
-    loss does not smooth twice. ``indices`` are the dataset indices of a served dataset's samples.
+    loss does not smooth twice. ``indices`` are the dataset indices of a served dataset's samples;
+    ``padding`` flags (bool per sample) those repeated only to give every shard as many samples
+    (``even_shards``): training may keep them, as it keeps DistributedSampler's; an evaluation that
+    counts each sample once leaves them out.
     ``normalize`` is the (mean, std) of a normalize step the server left to the caller (see
     ``defer_normalize``): ``normalized()`` applies it here, ``to(device)`` on the device.
     """
@@ -38,6 +41,7 @@ class Batch:
     server_seconds: float = 0.0
     params: list[dict[str, Any]] | None = None
     indices: np.ndarray | None = None
+    padding: np.ndarray | None = None  # a served dataset's: True where a sample is a repeat that evens the shards
     skipped: list[tuple[int, str]] | None = None  # a served dataset's samples left out of this batch, with why
     batch_index: int = 0
     num_batches: int = 0
@@ -68,4 +72,5 @@ class Batch:
             x = normalize(x, *self.normalize, self.out_dtype)
         labels = None if self.labels is None else to_device(self.labels, device, non_blocking)
         indices = None if self.indices is None else as_tensor(self.indices)
-        return dataclasses.replace(self, x=x, labels=labels, indices=indices, normalize=None)
+        padding = None if self.padding is None else as_tensor(self.padding)
+        return dataclasses.replace(self, x=x, labels=labels, indices=indices, padding=padding, normalize=None)

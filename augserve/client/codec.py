@@ -154,7 +154,9 @@ class Sent(NamedTuple):
 def dataset_request(dataset: str, pipeline, batch_size: int, *, epoch: int, seed: int, shard_index: int,
                     num_shards: int, start_batch: int, out_dtype: str | None, return_params: bool,
                     defer_normalize: bool = False, strength: float | None = None,
-                    even_shards: bool = False) -> pb.StreamDatasetRequest:
+                    even_shards: bool | None = None) -> pb.StreamDatasetRequest:
+    """``even_shards`` None: on when there are several shards, which data-parallel ranks must end together."""
+    even_shards = num_shards > 1 if even_shards is None else even_shards
     request = pb.StreamDatasetRequest(dataset=dataset, batch_size=batch_size, epoch=epoch, seed=seed,
                                       shard_index=shard_index, num_shards=num_shards, start_batch=start_batch,
                                       out_dtype=out_dtype or "", return_params=return_params,
@@ -203,6 +205,7 @@ def dataset_batch_from(received: framing.Framed, slot: Slot | None = None,
         return None
     batch = batch_from(received.inner(framing.BATCH), slot=slot, out_dtype=out_dtype)
     batch.indices = np.array(message.sample_indices, dtype=np.int64)
+    batch.padding = np.array(message.padding, dtype=bool) if message.padding else np.zeros(len(batch.indices), bool)
     batch.skipped = [(s.index, s.reason) for s in message.skipped]
     batch.batch_index, batch.num_batches = message.batch_index, message.num_batches
     return batch

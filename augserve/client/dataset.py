@@ -28,11 +28,12 @@ class RemoteDataset(IterableDataset):
 
     Shards itself by ``torch.distributed`` rank and DataLoader worker: shard ``rank * workers +
     worker`` of ``world * workers``, so each sample of an epoch reaches exactly one rank and
-    worker. With several ranks every shard gets the same number of full batches, so the ranks end
-    an epoch together (``even_shards``; the epoch is padded with its first samples, as torch's
-    DistributedSampler pads: fewer than ``world * workers * batch_size`` appear twice); one process
-    gets the epoch exactly once. ``shard=(index, count)`` overrides the rank/world part. The position is remembered:
-    a dropped stream resumes on another replica from the next undelivered batch. Call
+    worker. With several ranks every shard gets as many samples and batches, so the ranks end an
+    epoch together (``even_shards``; the epoch is padded with its first samples, as torch's
+    DistributedSampler pads: fewer than ``world * workers`` appear twice, flagged in
+    ``Batch.padding``); one process gets the epoch exactly once. ``shard=(index, count)`` overrides
+    the rank/world part. The position is remembered: a dropped stream resumes on another replica
+    from the next undelivered batch. Call
     ``set_epoch`` before each epoch (the dataset is copied into every worker). Batches are torch
     tensors; ``normalize="client"`` (the default) brings them as uint8 and runs a pipeline's final
     normalize in this process, ``"server"`` there (float on the wire). ``strength`` scales the

@@ -83,7 +83,8 @@ class Client:
                 if self._shm.works is None:
                     request, slot = self._shm.probe_request()
                     try:
-                        response = stub.Augment(request, timeout=self.settings.timeout, **self.settings.call_options())
+                        response = stub.Augment(request, timeout=self.settings.timeout,
+                                                **self.settings.call_options(probe=True))
                         self._shm.settle(slot, response)
                     except grpc.RpcError as error:
                         self._shm.settle(slot, error=error)
@@ -199,11 +200,14 @@ class Client:
                        shard_index: int = 0, num_shards: int = 1, start_batch: int = 0,
                        out_dtype: str | None = None, return_params: bool = False,
                        defer_normalize: bool = False, strength: float | None = None,
-                       even_shards: bool = False) -> Iterator[Batch]:
+                       even_shards: bool | None = None) -> Iterator[Batch]:
         """One epoch (of one shard) of a dataset the server reads, augmented, in a deterministic order;
         numpy batches (``Batch.to(device)`` for torch). A dropped stream resumes on another replica
-        from the next undelivered batch. ``even_shards``: every shard gets the same number of full batches
-        (the epoch padded with its first samples, as DistributedSampler pads), for ranks that must end together.
+        from the next undelivered batch. Shard k of ``num_shards`` takes the samples at positions k, k +
+        num_shards, ... of the epoch's order, as torch's DistributedSampler. ``even_shards`` (default: when
+        ``num_shards > 1``, so data-parallel ranks end each epoch together) gives every shard as many samples
+        and batches, the epoch padded with fewer than ``num_shards`` of its first samples, each flagged in
+        ``Batch.padding``; False: the epoch exactly once, shards differing by up to one batch.
         """
         resume = calls.DatasetResume(dataset, pipeline, batch_size, epoch=epoch, seed=seed, shard_index=shard_index,
                                      num_shards=num_shards, start_batch=start_batch, out_dtype=out_dtype,

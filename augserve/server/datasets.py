@@ -1,7 +1,8 @@
 """Datasets the server reads itself: built-ins that ship in packages, arrays, image folders and tar shards.
 
-``StreamDataset`` walks an epoch in a deterministic shuffle of (seed, epoch); shard k
-of N takes batches k, k + N, ..., so shards are disjoint and cover the epoch once.
+``StreamDataset`` walks an epoch in a deterministic shuffle of (seed, epoch); shard k of N takes
+the samples at positions k, k + N, ... of that order, as torch's DistributedSampler does, so shards
+are disjoint, cover the epoch once and differ by at most one sample (``shard_batches``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -109,17 +110,28 @@ def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(size, generator=generator)
 
 
-def shard_batches(size: int, batch_size: int, seed: int, epoch: int, shard: int, shards: int,
-                  even: bool = False) -> list[torch.Tensor]:
-    """This shard's batches of dataset indices, in order: batch k of the epoch goes to shard k mod ``shards``.
+class ShardBatch(NamedTuple):
+    indices: torch.Tensor  # dataset indices, in stream order
+    padding: torch.Tensor  # bool per index: a repeat of one of the epoch's first samples, there to even the shards
 
-    ``even``: every shard gets the same number of full batches, the epoch padded with its own first
-    samples (torch's DistributedSampler pads the same way), so data-parallel ranks end an epoch together.
+
+def shard_batches(size: int, batch_size: int, seed: int, epoch: int, shard: int, shards: int,
+                  even: bool = False) -> list[ShardBatch]:
+    """This shard's batches, in order: the samples at positions ``shard``, ``shard + shards``, ... of the epoch's
+    order (DistributedSampler's split), cut into batches of ``batch_size``, the last one possibly short.
+
+    Samples rather than whole batches are dealt out so that ``even`` can make every shard the same length with
+    as little padding as DistributedSampler: the order is padded with its own first samples to a multiple of
+    ``shards`` (fewer than ``shards`` extra), so every shard has ceil(size / shards) samples and the same
+    batches, and data-parallel ranks end an epoch together. The padding is at most one sample per shard, its
+    last; no shard holds an index twice. Not ``even``: the epoch exactly once, shards differing by one sample.
     """
     order = epoch_order(size, seed, epoch)
-    if even:
-        per_shard = math.ceil(size / (batch_size * shards))
-        order = order.repeat(math.ceil(per_shard * shards * batch_size / size))[:per_shard * shards * batch_size]
-    batches = list(order.split(batch_size))
-    return batches[shard::shards]
-
+    total = math.ceil(size / shards) * shards if even else size
+    if total > size:
+        order = order.repeat(math.ceil(total / size))[:total]
+    mine = order[shard::shards].contiguous()
+    padding = torch.arange(len(mine)) * shards + shard >= size  # positions past the epoch's end
+    if not len(mine):
+        return []  # split would give one empty batch
+    return [ShardBatch(i, p) for i, p in zip(mine.split(batch_size), padding.split(batch_size))]

@@ -139,18 +139,20 @@ class SkippedSample(_message.Message):
     def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DatasetBatch(_message.Message):
-    __slots__ = ("batch", "batch_index", "num_batches", "sample_indices", "skipped")
+    __slots__ = ("batch", "batch_index", "num_batches", "sample_indices", "skipped", "padding")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     BATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
     NUM_BATCHES_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_INDICES_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
     batch: AugmentResponse
     batch_index: int
     num_batches: int
     sample_indices: _containers.RepeatedScalarFieldContainer[int]
     skipped: _containers.RepeatedCompositeFieldContainer[SkippedSample]
-    def __init__(self, batch: _Optional[_Union[AugmentResponse, _Mapping]] = ..., batch_index: _Optional[int] = ..., num_batches: _Optional[int] = ..., sample_indices: _Optional[_Iterable[int]] = ..., skipped: _Optional[_Iterable[_Union[SkippedSample, _Mapping]]] = ...) -> None: ...
+    padding: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, batch: _Optional[_Union[AugmentResponse, _Mapping]] = ..., batch_index: _Optional[int] = ..., num_batches: _Optional[int] = ..., sample_indices: _Optional[_Iterable[int]] = ..., skipped: _Optional[_Iterable[_Union[SkippedSample, _Mapping]]] = ..., padding: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class DatasetStreamMessage(_message.Message):
     __slots__ = ("start", "outputs")
