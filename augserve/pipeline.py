@@ -12,16 +12,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-
-from augserve import device_plan, packing, timm_strings
+from augserve import device_plan, packing, spec_text, timm_strings
 from augserve.encoded import EncodedBatch, first_steps, is_encoded_image
 from augserve.labels import as_soft_labels
 from augserve.ops.casting import to_out_dtype
 from augserve.presets import PRESETS
 from augserve.random import SampleRng
 from augserve.runtime import keep_freed_memory
-from augserve.spec import SpecError, is_spec_text
+from augserve.spec import SpecError, is_spec_text, shown
 from augserve.modality import Modality
 from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
 from augserve.steps.base import public, rows
@@ -82,22 +80,22 @@ def _spec_data(spec: Any) -> Any:
     """Text (preset, timm string, JSON/YAML) or a file -> plain data; data passes through."""
     if isinstance(spec, pathlib.Path):
         try:
-            return yaml.safe_load(spec.read_text())
-        except (OSError, yaml.YAMLError) as error:
+            text = spec.read_text()
+        except OSError as error:
             raise SpecError(f"pipeline file {spec}: {error}") from None
+        return spec_text.load(text, f"pipeline file {spec}", str(spec))
     if not isinstance(spec, str):
         return spec
+    if len(spec) > spec_text.MAX_SPEC_CHARS:
+        return spec_text.load(spec)  # refused before any other look at it
     name = spec.strip()
     if name in PRESETS:
         return PRESETS[name][1]
     if timm_strings.is_timm_string(name):
         return timm_strings.parse(name)
     if is_spec_text(name):
-        try:
-            return yaml.safe_load(name)
-        except yaml.YAMLError as error:
-            raise SpecError(f"pipeline: not valid JSON or YAML: {error}") from None
-    raise SpecError(f"pipeline: unknown preset '{name}' (presets: {', '.join(PRESETS)}; "
+        return spec_text.load(name)
+    raise SpecError(f"pipeline: unknown preset {shown(name)} (presets: {', '.join(PRESETS)}; "
                     "or a timm string like rand-m9-mstd0.5-inc1, augmix-m5-w4-d2 or original-mstd0.5, "
                     "or a list of steps)")
 
@@ -106,9 +104,9 @@ def _split_spec(data: Any) -> tuple[list[Any], Any]:
     """Plain data -> (step dicts, declared modality or None)."""
     modality = None
     if isinstance(data, dict) and "steps" in data:
-        unknown = sorted(set(data) - {"steps", "modality"})
+        unknown = [key for key in data if key not in ("steps", "modality")]
         if unknown:
-            raise SpecError(f"pipeline: unknown field '{unknown[0]}' (allowed: modality, steps)")
+            raise SpecError(f"pipeline: unknown field {shown(unknown[0])} (allowed: modality, steps)")
         modality, data = data.get("modality"), _spec_data(data["steps"])
     elif isinstance(data, dict):
         data = [data]
@@ -121,14 +119,19 @@ def _split_spec(data: Any) -> tuple[list[Any], Any]:
 def compile_steps(step_dicts: list[Any]) -> list[Step]:
     if not step_dicts:
         raise SpecError("pipeline: expected at least one step, got none")
+    if len(step_dicts) > spec_text.MAX_STEPS:
+        raise SpecError(f"pipeline: {len(step_dicts)} steps; the limit is {spec_text.MAX_STEPS}")
     steps = []
     for index, raw in enumerate(step_dicts):
         if not isinstance(raw, dict):
-            raise SpecError(f"step {index}: expected a mapping like {{'op': 'hflip'}}, got {raw!r}")
+            raise SpecError(f"step {index}: expected a mapping like {{'op': 'hflip'}}, got {shown(raw)}")
         options = dict(raw)
         op = options.pop("op", None)
-        if op not in STEPS:
-            raise SpecError(f"step {index}: field 'op': unknown op {op!r} (known: {', '.join(sorted(STEPS))})")
+        if not isinstance(op, str) or op not in STEPS:
+            raise SpecError(f"step {index}: field 'op': unknown op {shown(op)} (known: {', '.join(sorted(STEPS))})")
+        names = [name for name in options if not isinstance(name, str)]
+        if names:
+            raise SpecError(f"step {index} ({op}): field names are text, got {shown(names[0])}")
         steps.append(STEPS[op](f"step {index} ({op})", **options))
     return steps
 
@@ -205,7 +208,7 @@ class Pipeline:
 
     def __init__(self, steps: list[Step], modality: str | None = None, execution: str = "auto"):
         if modality is not None and modality not in list(Modality):
-            raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(Modality)}, got {modality!r}")
+            raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(Modality)}, got {shown(modality)}")
         if execution not in EXECUTIONS:
             raise SpecError(f"execution: expected one of {', '.join(EXECUTIONS)}, got {execution!r}")
         self.execution = execution
@@ -262,7 +265,7 @@ class Pipeline:
         at any strength, so a sample replays from (seed, key, strength)."""
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or \
                 not 0.0 <= strength <= MAX_STRENGTH:
-            raise SpecError(f"strength: expected a number in [0, {MAX_STRENGTH:g}], got {strength!r}")
+            raise SpecError(f"strength: expected a number in [0, {MAX_STRENGTH:g}], got {shown(strength)}")
         if strength == 1:
             return self
         scaled = Pipeline([step.at_strength(float(strength)) for step in self.steps], self.modality, self.execution)

@@ -8,6 +8,7 @@ was expected.
 from __future__ import annotations
 
 import math
+import reprlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,18 @@ def is_spec_text(text: str) -> bool:
 
 class SpecError(ValueError):
     """A pipeline spec that cannot be compiled; the message names step, field, value and range."""
+
+
+SHOWN_CHARS = 200
+_SHORT = reprlib.Repr()  # bounded at every level, so even a huge value costs a few hundred characters to show
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 80, 80
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 6
+
+
+def shown(value: Any) -> str:
+    """A client's value as an error message quotes it: its repr, at most ``SHOWN_CHARS`` characters."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
 _REQUIRED = object()
@@ -208,7 +221,7 @@ def check_field(where: str, name: str, field: Field, value: Any) -> Any:
     try:
         return field.convert(value)
     except (ValueError, TypeError, OverflowError):
-        raise SpecError(f"{where}: field '{name}': expected {field.expected()}, got {value!r}") from None
+        raise SpecError(f"{where}: field '{name}': expected {field.expected()}, got {shown(value)}") from None
 
 
 def parse_fields(where: str, fields: dict[str, Field], given: dict[str, Any]) -> dict[str, Any]:
@@ -216,7 +229,7 @@ def parse_fields(where: str, fields: dict[str, Field], given: dict[str, Any]) ->
     unknown = sorted(set(given) - set(fields))
     if unknown:
         allowed = ", ".join(sorted(fields)) or "none"
-        raise SpecError(f"{where}: unknown field '{unknown[0]}' (allowed: {allowed})")
+        raise SpecError(f"{where}: unknown field {shown(unknown[0])} (allowed: {allowed})")
     values = {}
     for name, field in fields.items():
         if name in given and given[name] is not None:

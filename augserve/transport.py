@@ -27,6 +27,8 @@ SERVER_KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout
 
 # The metadata header a call declares its tenant in (fair sharing; a token bound to a tenant takes precedence).
 TENANT_HEADER = "x-augserve-tenant"
+# The metadata header of a client's own probe (may shared memory be used?): answered, never counted as a request.
+PROBE_HEADER = "x-augserve-probe"
 
 # File names of the images the service decodes itself: what the client collects and the server indexes.
 ENCODED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")

@@ -23,7 +23,7 @@ from server_harness import RunningServer, free_port, make_certificates
 
 @pytest.fixture(scope="module")
 def server():
-    running = RunningServer(max_batch=64, max_delay_ms=2.0, max_samples=256)
+    running = RunningServer(max_batch=64, max_delay_ms=2.0, max_samples=512)
     yield running
     running.stop()
 
@@ -116,21 +116,61 @@ def loader_again(x, y):
 def test_remote_dataset_two_ranks_times_two_workers_cover_the_epoch(client, even):
     """Uneven shards: the epoch exactly once. Even shards (the default with several ranks): every rank the same
     number of full batches, the epoch padded with its first samples."""
-    delivered, per_rank = [], []
+    delivered, padding, per_rank = [], [], []
     for rank in range(2):
         remote = RemoteDataset(client, "digits", "rand-m9-n2", 64, epoch=1, seed=2, shard=(rank, 2),
                                even_shards=None if even else False)
         batches = 0
         for batch in DataLoader(remote, batch_size=None, num_workers=2, multiprocessing_context="forkserver"):
             delivered += batch.indices.tolist()
+            padding += batch.padding.tolist()
             batches += 1
             assert batch.x.shape[1:] == (1, 8, 8) and torch.allclose(batch.labels.sum(1), torch.ones(len(batch.x)))
         per_rank.append(batches)
-    if even:
-        assert per_rank[0] == per_rank[1] and len(delivered) == sum(per_rank) * 64
-        assert sorted(set(delivered)) == list(range(1797)) and len(delivered) - 1797 < 4 * 64
+    if even:  # 4 shards of 450 samples (7 batches of 64 and one of 2), 3 of them repeats
+        assert per_rank == [16, 16] and len(delivered) == 1800 and sorted(set(delivered)) == list(range(1797))
+        assert sum(padding) == 3 and sorted(i for i, pad in zip(delivered, padding) if not pad) == list(range(1797))
     else:
-        assert sorted(delivered) == list(range(1797))
+        assert sorted(delivered) == list(range(1797)) and not any(padding)
+
+
+def _shards(client, shards: int, batch_size: int, **options) -> list[list]:
+    return [list(client.stream_dataset("digits", "rand-m9-n2", batch_size, epoch=1, seed=2, shard_index=shard,
+                                       num_shards=shards, **options)) for shard in range(shards)]
+
+
+def test_stream_dataset_gives_every_shard_the_same_batches_by_default(client):
+    """The README's ``stream_dataset(..., shard_index=rank, num_shards=world)`` gave 8 ranks of 32 on the 1,797
+    digits 8/7/7/7/7/7/7/7 batches, and a DDP job hung at each epoch's end; now 225 samples each, 3 of them repeats."""
+    shards = _shards(client, 8, 32)
+    assert [len(s) for s in shards] == [8] * 8 and [sum(len(b.indices) for b in s) for s in shards] == [225] * 8
+    assert all(b.num_batches == 8 and len(b.padding) == len(b.indices) for s in shards for b in s)
+    assert sum(int(b.padding.sum()) for s in shards for b in s) == 3
+
+
+def test_even_shards_pad_fewer_samples_than_shards_each_flagged_and_exactly_once_has_none(client, server):
+    """4 shards of 449 used to pad whole batches (3,592 samples for 1,797); as DistributedSampler, 1,800."""
+    shards = _shards(client, 4, 449)
+    assert [[len(b.indices) for b in s] for s in shards] == [[449, 1]] * 4
+    indices = np.concatenate([b.indices for s in shards for b in s])
+    padding = np.concatenate([b.padding for s in shards for b in s])
+    assert len(indices) == 1800 and padding.sum() == 3 and sorted(indices[~padding]) == list(range(1797))
+    assert [bool(s[-1].padding[-1]) for s in shards] == [False, True, True, True]  # 1,797 = 4 * 449 + 1
+    resumed = list(client.stream_dataset("digits", "rand-m9-n2", 449, epoch=1, seed=2, shard_index=2, num_shards=4,
+                                         start_batch=1))
+    assert [(b.batch_index, b.indices.tolist(), b.padding.tolist()) for b in resumed] == \
+        [(1, shards[2][1].indices.tolist(), [True])]
+
+    async def last_shard():
+        async with AsyncClient(server.target) as aclient:
+            return [b async for b in aclient.stream_dataset("digits", "rand-m9-n2", 449, epoch=1, seed=2,
+                                                            shard_index=3, num_shards=4)]
+
+    assert [(b.indices.tolist(), b.padding.tolist()) for b in asyncio.run(last_shard())] == \
+        [(b.indices.tolist(), b.padding.tolist()) for b in shards[3]]
+    once = _shards(client, 4, 449, even_shards=False)
+    indices = np.concatenate([b.indices for s in once for b in s])
+    assert sorted(indices) == list(range(1797)) and not any(b.padding.any() for s in once for b in s)
 
 
 def test_a_client_pickles_as_its_settings(client):
@@ -145,7 +185,7 @@ def test_clear_errors(client, server):
 
     def refused():
         return server.server.metrics.registry.get_sample_value(
-            "augserve_requests_total", {"method": "Augment", "pipeline": "?", "status": "INVALID_ARGUMENT"})
+            "augserve_requests_total", {"method": "Augment", "pipeline": "(unknown)", "status": "INVALID_ARGUMENT"})
 
     time.sleep(0.5)  # the server counts a call just after it answers
     before = refused()
@@ -279,10 +319,12 @@ def test_concurrent_first_calls_send_one_shared_memory_probe(server):
     import json
 
     from augserve.client.shm_use import PROBE
+    from augserve.server.requests import spec_label
 
     registry = server.server.metrics.registry
-    probes = {"method": "Augment", "pipeline": json.dumps(PROBE), "status": "OK"}
-    before = registry.get_sample_value("augserve_requests_total", probes) or 0
+    probes_before = registry.get_sample_value("augserve_client_probes_total") or 0
+    requests = {"method": "Augment", "pipeline": "rand-m9-n2", "status": "OK"}
+    requests_before = registry.get_sample_value("augserve_requests_total", requests) or 0
     x = images(2).numpy()
 
     async def run():
@@ -290,7 +332,12 @@ def test_concurrent_first_calls_send_one_shared_memory_probe(server):
             return await asyncio.gather(*[client.augment(x, pipeline="rand-m9-n2") for _ in range(6)])
 
     assert all(batch.x.flags.writeable for batch in asyncio.run(run()))
-    assert registry.get_sample_value("augserve_requests_total", probes) - before == 1
+    assert registry.get_sample_value("augserve_client_probes_total") - probes_before == 1
+    # the probe is the client's own call: the requests counted are the user's six, under their pipeline's name
+    assert registry.get_sample_value("augserve_requests_total", requests) - requests_before == 6
+    probe = (json.dumps(PROBE), spec_label(json.dumps(PROBE)))
+    assert not [sample for family in registry.collect() for sample in family.samples
+                if sample.labels.get("pipeline", "").startswith("[") or sample.labels.get("pipeline") in probe]
 
 
 def test_the_server_never_follows_a_symlink_planted_as_a_region(tmp_path):

@@ -47,3 +47,17 @@ def test_the_readme_is_a_front_door():
     assert links and not [link for link in links if "://" not in link and not (ROOT / link).exists()]
     assert {f"docs/{name}" for name in ("pipelines.md", "serving.md", "client.md", "trainer.md", "deploy.md",
                                         "failures.md", "performance.md")} <= set(links)
+
+
+def test_the_metrics_reference_lists_every_series_with_its_type_and_labels():
+    import torch
+
+    from augserve.server.metrics import Metrics
+
+    rows = {match[0]: (match[1], set(re.findall(r"`(\w+)`", match[2]))) for match in re.findall(
+        r"^\| `(\w+)` \| (\w+) \|([^|]*)\|", (ROOT / "docs" / "metrics.md").read_text(), re.MULTILINE)}
+    exported = {}
+    for collector in Metrics(torch.device("cpu")).registry._collector_to_names:
+        name = collector._name + ("_total" if collector._type == "counter" else "")
+        exported[name] = (collector._type, set(collector._labelnames))
+    assert rows == exported

@@ -4,6 +4,8 @@ Each test reproduces a way the service once broke (a crash, a hang, a lost answe
 status or metric, an unbounded answer) as an outside client would meet it.
 """
 
+import collections
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ import torch
 
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
+from augserve.server.requests import spec_label
 from server_harness import RunningServer, ServerProcess, request, tensor
 
 AUGMENTATION = "/augserve.v1.Augmentation/"
@@ -242,9 +245,107 @@ def test_output_size_is_bounded_before_any_work():
             stub.Augment(request(images(64, 8), big), timeout=10)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "--max-message-bytes" in error.value.details() and "3145728 bytes" in error.value.details()
+        # 128 tiny images with a million classes: 512 MB of soft labels, once built before the size was known
+        one_hot = request(images(128, 1), FLIP, labels=torch.zeros(128, dtype=torch.int64), num_classes=1_000_000)
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Augment(one_hot, timeout=10)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "512000000-byte soft labels" in error.value.details() and "fewer classes" in error.value.details()
         assert small.server.metrics.registry.get_sample_value("augserve_batch_fill_count") == 0  # nothing ran
+        # params are drawn with the work: an answer they bring over the limit is refused, not half sent
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Augment(request(torch.zeros(1000, 1, 200), "timeseries-um", return_params=True), timeout=60)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "return_params" in error.value.details()
     finally:
         small.stop()
+
+
+# --- specs: limits checked while parsing, short refusals ----------------------------------------
+
+LAUGHS = "[" + ", ".join(["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+    f"&a{level} [{', '.join([f'*a{level - 1}'] * 10)}]" for level in range(1, 7)]) + "]"
+
+
+@pytest.mark.parametrize("spec, expected", [
+    (LAUGHS, "YAML aliases"),  # 6 levels once made an 80 MB status message; 7 were OOM-killed
+    ("[" * 40 + "]" * 40, "nested more than 32 levels"),
+    ("[" * 50_000 + "]" * 50_000, "the limit is 65536"),  # once a RecursionError: INTERNAL
+    ('[{"op": "hflip"}' + ', {"op": "hflip"}' * 1_000_000 + "]", "the limit is 65536"),  # once OOM-killed
+    (json.dumps([{"op": "hflip"}] * 300), "300 steps; the limit is 256"),
+    ('[{"op": ["hflip"]}]', "unknown op ['hflip']"),  # once a TypeError: INTERNAL
+    ('[{"op": {"a": 1}}]', "unknown op {'a': 1}"),
+    ('[{"op": "hflip", 7: 1}]', "field names are text"),
+    (json.dumps([{"op": "hflip", "p": list(range(10_000))}]), "got [0, 1, 2, 3, 4, 5, ...]"),
+])
+def test_hostile_specs_are_refused_at_once_in_a_few_words(server, spec, expected):
+    stub = server.stub()
+    message = request(images(2, 8), FLIP)
+    message.pipeline.spec = spec
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Augment(message, timeout=60)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+    assert expected in error.value.details() and len(error.value.details()) < 700
+    assert tensor(stub.Augment(request(images(2, 8), FLIP), timeout=30).x).shape == (2, 3, 8, 8)
+
+
+def test_compiled_specs_are_kept_within_their_byte_budget():
+    from augserve.server.requests import CompiledSpecs
+
+    kept = CompiledSpecs(max_entries=8, max_bytes=2000)
+    specs = [json.dumps([{"op": "hflip", "p": index / 100}] * 20) for index in range(10)]  # ~560 characters
+    for spec in specs:
+        kept.get(spec, 1.0)
+    assert len(kept) == 3 and kept.nbytes <= 2000
+    assert kept.get(specs[-1], 1.0) is kept.get(specs[-1], 1.0)  # the newest are the ones kept
+
+
+def test_metrics_name_what_a_request_asked_for_in_few_label_values(server):
+    """Inline specs were labelled by their whole text, refused requests "?", even with a preset named."""
+    stub = server.stub()
+    with pytest.raises(grpc.RpcError):
+        stub.Augment(request(torch.zeros(2, 3, 8), "imagenet-randaug"), timeout=30)  # a series, not images
+    stub.Augment(request(images(2, 8), FLIP), timeout=30)
+    pipelines = {sample.labels["pipeline"] for family in server.server.metrics.registry.collect()
+                 for sample in family.samples if "pipeline" in sample.labels}
+    assert "imagenet-randaug" in pipelines and spec_label(FLIP) in pipelines and FLIP not in pipelines
+    assert server.server.metrics.registry.get_sample_value("augserve_requests_total", {
+        "method": "Augment", "pipeline": "imagenet-randaug", "status": "INVALID_ARGUMENT"}) >= 1
+
+
+# --- a stream that is never read ----------------------------------------------------------------
+
+
+def test_a_stream_whose_client_never_reads_stops_being_read(tmp_path):
+    """A client that wrote and never read once made the server read 6,000 requests (3.3 GB)."""
+    config = tmp_path / "serve.yaml"
+    config.write_text("tenants:\n  default: {max_in_flight: 4}\n")
+    running = RunningServer(metrics_port=0, config=str(config))
+    # a small receive window: the answers the server writes wait in its transport, not in the client
+    channel = grpc.insecure_channel(running.target, options=[("grpc.http2.lookahead_bytes", 1 << 16),
+                                                             ("grpc.http2.bdp_probe", 0)])
+    sent, total = [], 60
+    batch = images(8, 64)
+
+    def requests():
+        for index in range(total):
+            sent.append(index)
+            yield request(batch, FLIP, request_id=index)
+
+    def answered():
+        return running.server.metrics.registry.get_sample_value(
+            "augserve_requests_total", {"method": "AugmentStream", "pipeline": spec_label(FLIP), "status": "OK"}) or 0
+
+    try:
+        call = rpc.AugmentationStub(channel).AugmentStream(requests(), timeout=120)
+        deadline, settled = time.monotonic() + 60, []
+        while time.monotonic() < deadline and len(settled) < 20:  # until the count holds still for 20 looks
+            settled = settled + [answered()] if settled and settled[-1] == answered() else [answered()]
+            time.sleep(0.05)
+        assert 4 <= settled[-1] <= 4 + 2, f"{settled[-1]} answers computed for a client that reads none"
+        assert [answer.request_id for answer in call] == list(range(total))  # then reading, every answer in order
+    finally:
+        channel.close()
+        running.stop()
 
 
 # --- drain --------------------------------------------------------------------------------------
@@ -302,6 +403,52 @@ def test_drain_answers_every_request_a_stream_sent_before_sigterm():
     finally:
         output = replica.stop()
     assert "never retrieved" not in output and "AbortError" not in output, output
+
+
+def test_calls_arriving_just_after_sigterm_are_unavailable_never_cancelled():
+    """Calls in the first millisecond after SIGTERM were once cancelled by gRPC's own shutdown."""
+    replica = ServerProcess()
+    codes, signalled = collections.Counter(), threading.Event()
+    end = []
+
+    def call_until_the_end():
+        stub = rpc.AugmentationStub(grpc.insecure_channel(replica.target))
+        signalled.wait(60)
+        while time.monotonic() < end[0]:
+            try:
+                stub.Augment(request(images(1, 8), FLIP), timeout=30)
+                codes["OK"] += 1
+            except grpc.RpcError as error:
+                codes[error.code().name] += 1
+
+    callers = [threading.Thread(target=call_until_the_end) for _ in range(6)]
+    try:
+        for caller in callers:
+            caller.start()
+        replica.process.send_signal(signal.SIGTERM)
+        end.append(time.monotonic() + 0.5)
+        signalled.set()
+        for caller in callers:
+            caller.join(timeout=120)
+        assert replica.process.wait(timeout=60) == 0
+    finally:
+        replica.stop()
+    assert codes["UNAVAILABLE"] > 0 and set(codes) <= {"OK", "UNAVAILABLE"}, codes
+
+
+def test_several_authorization_headers_are_refused_whatever_their_order():
+    guarded = RunningServer(token="s3cret", metrics_port=0)
+    try:
+        stub = guarded.stub()
+        for headers in (("Bearer wrong", "Bearer s3cret"), ("Bearer s3cret", "Bearer wrong"),
+                        ("Bearer s3cret", "Bearer s3cret")):
+            with pytest.raises(grpc.RpcError) as error:
+                stub.Augment(request(images(2, 8), FLIP), timeout=30,
+                             metadata=[("authorization", value) for value in headers])
+            assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED and "2 authorization" in error.value.details()
+        stub.Augment(request(images(2, 8), FLIP), timeout=30, metadata=[("authorization", "Bearer s3cret")])
+    finally:
+        guarded.stop()
 
 
 # --- CPU threads --------------------------------------------------------------------------------

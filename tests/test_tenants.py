@@ -5,12 +5,13 @@ import collections
 import random
 import time
 
+import grpc
 import numpy as np
 import pytest
 
 from augserve.client import AsyncClient, Client, ResourceExhausted
 from augserve.server.fair import DeficitRoundRobin
-from augserve.server.tenants import Tenants
+from augserve.server.tenants import OVERFLOW, TenantRefused, Tenants
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 from server_harness import RunningServer
@@ -80,6 +81,38 @@ def test_tenants_come_from_tokens_then_the_header_then_the_connection():
         Tenants({"named": {"x": {"weight": 0}}}, 4096)
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['wieght'\]"):
         Tenants({"named": {"x": {"wieght": 2}}}, 4096)
+
+
+def test_declared_tenants_are_capped_and_forgotten_when_idle(monkeypatch):
+    """24,000 invented names once left 24,000 tenants in the books and as many metric series."""
+    now = [0.0]
+    monkeypatch.setattr("augserve.server.tenants.time.monotonic", lambda: now[0])
+    forgotten = []
+    tenants = Tenants({"max_declared": 3, "declared_idle_seconds": 10}, 4096, forget=forgotten.append)
+
+    def declare(name):
+        return tenants.of([("x-augserve-tenant", name)], "ipv4:1").name
+
+    assert [declare(name) for name in ("a", "b", "c", "d", "e")] == ["a", "b", "c", OVERFLOW, OVERFLOW]
+    now[0] = 5.0
+    assert declare("a") == "a"  # in use: remembered, and last to be forgotten
+    now[0] = 12.0
+    assert declare("f") == "f" and forgotten == ["b", "c"]
+    assert [t.name for t in tenants.declared()] == ["a", "f"]
+    now[0] = 30.0
+    assert tenants.declared() == [] and forgotten == ["b", "c", "a", "f"]
+    with pytest.raises(ValueError, match=r"tenants.max_declared: expected an integer in \[0, 1024\]"):
+        Tenants({"max_declared": 5000}, 4096)
+
+
+def test_several_authorization_headers_are_refused_whatever_their_order():
+    """(wrong, right) was once let in and (right, wrong) refused: the last header counted."""
+    tenants = Tenants({"named": {"vision": {"token": "s3cret"}}}, 4096)
+    for pair in (("Bearer wrong", "Bearer s3cret"), ("Bearer s3cret", "Bearer wrong")):
+        with pytest.raises(TenantRefused, match="2 headers") as refused:
+            tenants.of([("authorization", value) for value in pair], "ipv4:1")
+        assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert tenants.of([("authorization", "Bearer s3cret")], "ipv4:1").name == "vision"
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +309,27 @@ def test_waiting_batches_of_other_tenants_join_one_device_batch_bit_identical_to
     assert batches == 1  # after the blocker's: one batch for the four tenants' 16 samples each
     for x, batch in zip(parts, results):
         assert np.array_equal(batch.x, Pipeline.from_spec(SLOW)(x, seed=5).x.numpy())
+
+
+def test_forgotten_tenants_leave_listings_and_metrics(tmp_path):
+    config = tmp_path / "serve.yaml"
+    config.write_text("tenants:\n  max_declared: 2\n  declared_idle_seconds: 1\n")
+    running = RunningServer(metrics_port=0, config=str(config))
+    registry = running.server.metrics.registry
+
+    def labels():
+        return {sample.labels["tenant"] for family in registry.collect() for sample in family.samples
+                if family.name == "augserve_tenant_samples"}
+
+    try:
+        for name in ("t1", "t2", "t3", "t4"):
+            with Client(running.target, tenant=name, shared_memory=False) as client:
+                client.augment(_images(2, 16), pipeline="rand-m9-n2")
+        assert labels() == {"t1", "t2", OVERFLOW}
+        assert set(_tenants(running)) == {"t1", "t2"}
+        time.sleep(1.2)
+        with Client(running.target, tenant="t5", shared_memory=False) as client:
+            client.augment(_images(2, 16), pipeline="rand-m9-n2")
+        assert labels() == {"t5", OVERFLOW} and set(_tenants(running)) == {"t5"}
+    finally:
+        running.stop()

@@ -11,7 +11,7 @@ import grpc
 from augserve.client.channel import COMPRESSION, TLS, describe, is_local, open_channel
 from augserve.client.errors import DeadlineExceeded, from_rpc_error
 from augserve.client.fork_safety import channel_opening
-from augserve.transport import TENANT_HEADER
+from augserve.transport import PROBE_HEADER, TENANT_HEADER
 
 log = logging.getLogger("augserve.client")
 MiB = 1 << 20
@@ -57,8 +57,10 @@ class ClientSettings:
         channel_opening()
         return open_channel(self.targets, self.tls, self.retries + 1, self.max_message_bytes, aio)
 
-    def call_options(self) -> dict:
-        return {"metadata": self.metadata, "compression": COMPRESSION[self.compression]}
+    def call_options(self, probe: bool = False) -> dict:
+        """Per-call options; ``probe``: the call is the client's own check, not a user's request."""
+        metadata = (*(self.metadata or ()), (PROBE_HEADER, "shared-memory")) if probe else self.metadata
+        return {"metadata": metadata, "compression": COMPRESSION[self.compression]}
 
     def failover_delay(self, error: grpc.RpcError | None, attempt: int, lost: bool = False, stalled: bool = False) -> float:
         """Seconds to back off before a dropped stream resumes on another replica; raises the

@@ -18,24 +18,35 @@ from augserve.server.batcher import Batcher
 from augserve.server.errors import Refused, status_of
 from augserve.server.requests import Built
 from augserve.server.responses import write_answer
+from augserve.transport import PROBE_HEADER
 from augserve.v1 import augserve_pb2 as pb
 
 
+def is_probe(context) -> bool:
+    return any(key == PROBE_HEADER for key, _ in context.invocation_metadata() or ())
+
+
 class Answers:
-    def __init__(self, batcher: Batcher, metrics):
+    def __init__(self, batcher: Batcher, metrics, max_message_bytes: int):
         self.batcher = batcher
+        self.max_message_bytes = max_message_bytes
         self.metrics = metrics
         self.draining = False  # set on SIGTERM: new work is refused with UNAVAILABLE so clients go elsewhere
+        self.last_refused = 0.0  # when the last call was refused for draining (time.monotonic)
 
-    async def answer(self, method: str, context, build: Callable[[], Built], *,
+    async def answer(self, method: str, context, build: Callable[[], Built], *, label: str = "?",
                      into: pb.AugmentResponse | None = None,
                      passthrough: tuple[type[Exception], ...] = ()) -> Framed:
         """The answer to the request ``build`` checks (written into ``into`` when given); every failure comes
-        out as ``Refused`` with the status the caller gets (except ``passthrough`` types)."""
+        out as ``Refused`` with the status the caller gets (except ``passthrough`` types). ``label``: the
+        pipeline's name in metrics (``JobBuilder.label``), also for a request refused before it is built.
+        A client's probe (``PROBE_HEADER``) is answered like any call and left out of the metrics."""
         started = time.perf_counter()
-        name, status, built = "?", "UNKNOWN", None
+        name, status, built = label, "UNKNOWN", None
+        counted = not is_probe(context)
         try:
             if self.draining:
+                self.last_refused = time.monotonic()
                 raise Refused(grpc.StatusCode.UNAVAILABLE, "server is draining (shutting down); retry on another "
                               "replica")
             built = build()
@@ -43,9 +54,17 @@ class Answers:
             done = await self.batcher.submit(built.job)
             response = pb.AugmentResponse() if into is None else into
             answer = write_answer(response, built, done)
+            if answer.nbytes > self.max_message_bytes:  # only params, known once drawn, can bring it over
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"answer: {answer.nbytes} bytes with its params, "
+                              f"more than the {self.max_message_bytes}-byte message limit (--max-message-bytes); "
+                              "send fewer samples or leave return_params off")
             response.server_seconds = time.perf_counter() - started
-            self.metrics.samples.labels(name, "OK").inc(built.job.size)
-            self.metrics.tenant_samples.labels(self.metrics.tenant_label(built.job.tenant.name)).inc(built.job.size)
+            if not counted:
+                self.metrics.probes.inc()
+            else:
+                self.metrics.samples.labels(name, "OK").inc(built.job.size)
+                self.metrics.tenant_samples.labels(self.metrics.tenant_label(built.job.tenant.name)).inc(
+                    built.job.size)
             status = "OK"
             return answer
         except asyncio.CancelledError:  # the caller went away or its deadline passed: no answer was sent
@@ -60,10 +79,23 @@ class Answers:
             status = code.name
             raise Refused(code, message) from None
         finally:
-            self.metrics.requests.labels(method, name, status).inc()
-            self.metrics.latency.labels(method).observe(time.perf_counter() - started)
-            if built is not None:
-                self.metrics.tenant_requests.labels(self.metrics.tenant_label(built.job.tenant.name), status).inc()
+            if counted:
+                self._count(method, name, status, started, built)
+
+    def _count(self, method: str, name: str, status: str, started: float, built: Built | None) -> None:
+        self.metrics.requests.labels(method, name, status).inc()
+        self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+        if built is not None:
+            self.metrics.tenant_requests.labels(self.metrics.tenant_label(built.job.tenant.name), status).inc()
+
+    def drain(self) -> None:
+        self.draining, self.last_refused = True, time.monotonic()
+
+    async def quiet(self, seconds: float, limit: float) -> None:
+        """Return once no call has been refused for draining for ``seconds`` (``limit`` seconds at most)."""
+        end = time.monotonic() + limit
+        while (now := time.monotonic()) < end and now - self.last_refused < seconds:
+            await asyncio.sleep(seconds / 4)
 
     def count_refused(self, method: str, code: grpc.StatusCode) -> None:
         """A request refused before it reached the service (undecodable bytes)."""

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import pathlib
 import signal
+import time
 
 import grpc
 import torch
@@ -32,6 +33,10 @@ SERVICE = AUGMENTATION.full_name
 # readiness); LIVENESS means "the process is alive", SERVING until it exits, so a liveness
 # probe never kills a replica that is draining.
 LIVENESS = "liveness"
+# After SIGTERM the service refuses calls (UNAVAILABLE: retry elsewhere) until none has come for this long,
+# and only then stops gRPC, whose shutdown cancels the calls it holds (CANCELLED: a client cannot tell it may
+# retry). Clients that keep calling a draining replica meet that once the grace period is over.
+QUIET_SECONDS = 0.2
 
 
 def pick_device(choice: str) -> torch.device:
@@ -91,7 +96,7 @@ class AugmentServer:
         sections = read_config_file(config.config)
         self.datasets = load_datasets({**sections.get("datasets", {}), **config.datasets})
         self.pipelines = named_pipelines(sections.get("pipelines", {}))
-        self.tenants = Tenants(sections.get("tenants"), config.max_queue)
+        self.tenants = Tenants(sections.get("tenants"), config.max_queue, forget=self.metrics.forget_tenant)
         self.service = AugmentationService(config, self.batcher, self.device, self.datasets, self.pipelines,
                                            self.metrics, self.tenants)
         self.server: grpc.aio.Server | None = None
@@ -146,23 +151,30 @@ class AugmentServer:
         torch.zeros(1, device=self.device).add_(1).cpu()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Drain: report NOT_SERVING and refuse new work (UNAVAILABLE, so clients retry elsewhere) for
-        the drain delay, then stop accepting calls and let in-flight work finish within the grace period."""
+        """Drain: refuse new work at once (UNAVAILABLE, so clients retry elsewhere) and report NOT_SERVING;
+        after the drain delay, once calls have stopped coming (``QUIET_SECONDS``), stop accepting them. In-flight
+        work has the grace period, counted from the end of the drain delay, to finish."""
         grace = self.config.grace_seconds if grace is None else grace
-        await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.service.drain()
+        await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
         await asyncio.sleep(self.config.drain_delay_seconds)
-        await self.server.stop(grace)
+        quiet_since = time.monotonic()
+        await self.service.answers.quiet(QUIET_SECONDS, grace)  # in-flight work goes on meanwhile
+        await self.server.stop(max(0.0, grace - (time.monotonic() - quiet_since)))
         await self.batcher.close()
         self.service.regions.close()
         self._stopped.set()
+
+    def _signalled(self) -> None:
+        self.service.drain()  # at once: a call dispatched before ``stop`` runs is refused too
+        asyncio.ensure_future(self.stop())
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then drain."""
         await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+            loop.add_signal_handler(sig, self._signalled)
         await self._stopped.wait()
         log.info("augserve stopped")
 

@@ -23,7 +23,7 @@ from augserve.encoded import DecodeError, EncodedBatch
 from augserve.encoded.window import DecodedWindow
 from augserve.random import sample_keys
 from augserve.server.answers import Answers
-from augserve.server.datasets import Dataset, shard_batches
+from augserve.server.datasets import Dataset, ShardBatch, shard_batches
 from augserve.server.errors import Refused, invalid
 from augserve.server.file_datasets import FileDataset
 from augserve.server.offers import OfferedRegions
@@ -105,7 +105,7 @@ class DatasetStreams:
                 else:
                     self.shared.release((same, position), task)
 
-    def _shard(self, request: pb.StreamDatasetRequest, size: int) -> list[torch.Tensor]:
+    def _shard(self, request: pb.StreamDatasetRequest, size: int) -> list[ShardBatch]:
         shards, limit = request.num_shards or 1, self.builder.config.max_samples
         if not 1 <= request.batch_size <= limit:
             raise invalid(f"batch_size: expected 1 to {limit}, got {request.batch_size}")
@@ -115,16 +115,20 @@ class DatasetStreams:
                              request.even_shards)
 
     async def _batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest,
-                     batches: list[torch.Tensor], position: int, context, offers: OfferedRegions | None,
+                     batches: list[ShardBatch], position: int, context, offers: OfferedRegions | None,
                      after: asyncio.Future | None, turn: asyncio.Future) -> framing.Framed:
         """Batch ``position``, sent to the device ``after`` the one before; then ``turn`` passes to the next
         (else the first answer can wait for a later batch's work). An abandoned batch passes it as its task ends."""
-        samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read, batches[position],
+        batch = batches[position]
+        samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read, batch.indices,
                                                                    self.builder.config.max_pixels)
         if after is not None:
             await after
         answer = await self._augment(dataset, request, samples, context, offers, turn)
         answer.message.batch_index, answer.message.num_batches = position, len(batches)
+        if batch.padding.any():  # flagged by index: a shard never holds one twice, and skipped samples are gone
+            padded = set(batch.indices[batch.padding].tolist())
+            answer.message.padding[:] = [index in padded for index in answer.message.sample_indices]
         return answer
 
     async def _augment(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest, samples, context,
@@ -143,7 +147,8 @@ class DatasetStreams:
             _pass(turn)  # the next batch goes on once this one is queued (the answer runs up to there at once)
             try:
                 augmented = await self.answers.answer("StreamDataset", context, lambda: self.builder.build(
-                    asked, context, lambda: inputs, lambda: labels), into=answer.batch, passthrough=(DecodeError,))
+                    asked, context, lambda: inputs, lambda: labels), label=self.builder.label(request.pipeline),
+                    into=answer.batch, passthrough=(DecodeError,))
                 payloads, answered = augmented.payloads_at(framing.BATCH), True
                 break
             except DecodeError as error:  # a file whose header was fine but whose body is not: leave it out

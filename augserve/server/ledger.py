@@ -1,7 +1,7 @@
 """The per-tenant books: admission against the queue and in-flight limits, and what each tenant has waiting.
 
-Tenants known by their connection are forgotten once they have nothing queued or in flight:
-connections come and go, and the books must not grow with them.
+A tenant is forgotten once it has nothing queued or in flight: connections and declared names come and
+go, and the books must not grow with them (``Tenants`` remembers the declared names, boundedly).
 """
 
 from __future__ import annotations
@@ -54,11 +54,10 @@ class Ledger:
         self._in_flight[tenant.name] -= 1
         self._forget_if_idle(tenant.name)
 
-    def in_use(self, named: dict[str, Tenant]) -> list[TenantUse]:
-        """The ``named`` tenants and those seen since start-up (connections only while they have work), by name."""
-        tenants = dict(named)
-        tenants.update((name, tenant) for name, tenant in self._seen.items()
-                       if tenant.source != "connection" or self._in_flight[name])
+    def in_use(self, listed: list[Tenant]) -> list[TenantUse]:
+        """The ``listed`` tenants and any other with work now, by name."""
+        tenants = {tenant.name: tenant for tenant in listed}
+        tenants.update((name, tenant) for name, tenant in self._seen.items() if name not in tenants)
         return [TenantUse(tenant, self._queued[tenant.name], self._in_flight[tenant.name])
                 for tenant in sorted(tenants.values(), key=lambda t: t.name)]
 
@@ -73,10 +72,10 @@ class Ledger:
         self._queued_by_label[label] += samples  # connections share a label: the gauge is their sum
         self.metrics.queue_depth.set(self.queued)
         self.metrics.tenant_queue.labels(label).set(self._queued_by_label[label])
+        if not self._queued_by_label[label]:
+            del self._queued_by_label[label]
         self._forget_if_idle(name)
 
     def _forget_if_idle(self, name: str) -> None:
-        tenant = self._seen.get(name)
-        if tenant is not None and tenant.source == "connection" and not self._in_flight[name] \
-                and not self._queued[name]:
+        if name in self._seen and not self._in_flight[name] and not self._queued[name]:
             del self._seen[name], self._in_flight[name], self._queued[name]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import grpc
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# The status label's values: a gRPC status, or SKIPPED (a served file left out of its batch).
+STATUSES = (*(code.name for code in grpc.StatusCode), "SKIPPED")
 
 
 class Metrics:
@@ -11,6 +15,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("augserve_requests", "Requests by method, pipeline and status",
                                 ["method", "pipeline", "status"], registry=self.registry)
+        self.probes = Counter("augserve_client_probes", "Clients' shared-memory probes answered (calls a client "
+                              "makes for itself: not in the request and sample counts)", registry=self.registry)
         self.samples = Counter("augserve_samples", "Samples by pipeline and status", ["pipeline", "status"],
                                registry=self.registry)
         self.batch_fill = Histogram("augserve_batch_fill", "Samples per device batch over max_batch",
@@ -50,6 +56,14 @@ class Metrics:
         memory = Gauge("augserve_device_memory_bytes", "Memory allocated on the device", registry=self.registry)
         if device.type == "cuda":
             memory.set_function(lambda: torch.cuda.memory_allocated(device))
+
+    def forget_tenant(self, name: str) -> None:
+        """Drop a forgotten tenant's series (Prometheus: label values must not grow without bound)."""
+        label = self.tenant_label(name)
+        for metric in (self.tenant_samples, self.tenant_queue, self.tenant_wait):
+            metric.remove(label)
+        for status in STATUSES:
+            self.tenant_requests.remove(label, status)
 
     @staticmethod
     def tenant_label(name: str) -> str:

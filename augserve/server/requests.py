@@ -7,20 +7,24 @@ batch brings them as tensors read on the server, never as a message written and 
 
 from __future__ import annotations
 
-import functools
+import collections
+import hashlib
 import itertools
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from augserve import framing, wire
+from augserve import framing, timm_strings, wire
 from augserve.encoded import EncodedBatch
 from augserve.labels import as_soft_labels
 from augserve.pipeline import OUT_DTYPES, Pipeline
+from augserve.presets import PRESETS
+from augserve.spec import is_spec_text
 from augserve.server.config import ServerConfig
 from augserve.server.errors import Refused, invalid
 from augserve.server.jobs import Job
@@ -31,9 +35,43 @@ from augserve.v1 import augserve_pb2 as pb
 Input = torch.Tensor | EncodedBatch
 
 
-@functools.lru_cache(maxsize=256)
-def _compile(kind: str, text: str, strength: float) -> Pipeline:
-    return Pipeline.from_spec(text).at_strength(strength)
+class CompiledSpecs:
+    """Compiled pipelines by (spec text, strength), least recently used first out, bounded in count and
+    in the bytes of the texts they are kept by (a spec may be 64 KiB; a compiled one is a few times that)."""
+
+    def __init__(self, max_entries: int = 256, max_bytes: int = 4 << 20):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._kept: collections.OrderedDict[tuple[str, float], Pipeline] = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, text: str, strength: float) -> Pipeline:
+        key = (text, strength)
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        pipeline = Pipeline.from_spec(text).at_strength(strength)
+        with self._lock:
+            if key not in self._kept:
+                self._kept[key] = pipeline
+                self._bytes += len(text)
+            while len(self._kept) > self.max_entries or self._bytes > self.max_bytes:
+                (dropped, _), _ = self._kept.popitem(last=False)
+                self._bytes -= len(dropped)
+        return pipeline
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+def spec_label(text: str) -> str:
+    """How metrics name an inline spec: a short hash, so label values stay few and short."""
+    return "spec:" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -74,6 +112,19 @@ class JobBuilder:
         self.tenants = tenants
         self.pipelines = pipelines
         self.regions = RegionCache(max_read=config.max_message_bytes)  # same-host clients' regions
+        self.compiled = CompiledSpecs()
+
+    def label(self, ref: pb.PipelineRef) -> str:
+        """The pipeline's name in metrics, known before the request is checked: a served pipeline's, preset's
+        or timm string's own; a spelled-out spec's hash; "(unknown)" for any other name (label values stay few)."""
+        kind = ref.WhichOneof("kind")
+        if kind is None:
+            return "?"
+        text = getattr(ref, kind)
+        if kind == "name" and (text in self.pipelines or text in PRESETS or
+                               (len(text) <= 64 and timm_strings.is_timm_string(text))):
+            return text
+        return spec_label(text) if kind == "spec" or is_spec_text(text) else "(unknown)"
 
     def pipeline(self, ref: pb.PipelineRef, field: str) -> tuple[Pipeline, str]:
         """The compiled pipeline a request names (served name, preset, timm string) or spells out."""
@@ -82,11 +133,9 @@ class JobBuilder:
             raise invalid(f"{field}: expected a pipeline name or spec, got neither")
         text = getattr(ref, kind)
         if kind == "name" and text in self.pipelines:
-            kind, text, label = "spec", json.dumps(self.pipelines[text][1]), text
-        else:
-            label = text
+            text = json.dumps(self.pipelines[text][1])
         try:
-            return _compile(kind, text, ref.strength if ref.HasField("strength") else 1.0), label
+            return self.compiled.get(text, ref.strength if ref.HasField("strength") else 1.0), self.label(ref)
         except ValueError as error:
             message = str(error)
             raise invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
@@ -131,14 +180,18 @@ class JobBuilder:
             raise invalid(f"out_dtype: expected one of {', '.join(OUT_DTYPES)} or empty, got {asked.out_dtype!r}")
         out_dtype = OUT_DTYPES.get(asked.out_dtype) if asked.out_dtype and deferred is None else None
         try:
-            raw = read_labels()
-            labels = None if raw is None else as_soft_labels(raw, batch, asked.num_classes or None,
-                                                             torch.device("cpu"))
             # the pipeline's own checks (rank, dtype, modality, NaN, a size-fixing first step), before any work
             checked = pipeline.check(x, out_dtype)
+            raw = read_labels()
         except ValueError as error:
             raise invalid(str(error)) from None
-        self._check_output(checked.shape, checked.dtype, output)
+        classes = 0 if raw is None else raw.shape[-1] if raw.is_floating_point() else asked.num_classes
+        self._check_output(checked.shape, checked.dtype, output, batch * classes * 4)
+        try:
+            labels = None if raw is None else as_soft_labels(raw, batch, asked.num_classes or None,
+                                                             torch.device("cpu"))
+        except ValueError as error:
+            raise invalid(str(error)) from None
         mixes = any(step.mixes_samples for step in pipeline.steps)
         layout = ("encoded",) if encoded else (tuple(x.shape[1:]), x.dtype)
         merge_key = None if mixes else (name, pipeline.strength, deferred is None, *layout, out_dtype,
@@ -187,11 +240,15 @@ class JobBuilder:
             raise invalid(f"{field}: expected at most {self.config.max_pixels} values per sample plane "
                           f"(--max-pixels), {what} {'x'.join(map(str, plane))} = {pixels}")
 
-    def _check_output(self, shape: tuple[int, ...], dtype: torch.dtype, output) -> None:
-        """The answer's size, known from the pipeline before any work, within the same limits as the input's."""
+    def _check_output(self, shape: tuple[int, ...], dtype: torch.dtype, output, label_bytes: int) -> None:
+        """The answer's size (the batch, its soft labels), known from the pipeline and the request before any
+        work, within the same limits as the input's. A batch written to the client's region travels as a
+        reference; the labels always travel in the message."""
         self._check_plane(shape, "pipeline", f"but it returns {list(shape)}, a plane of")
         nbytes = math.prod(shape) * dtype.itemsize
-        if nbytes > self.config.max_message_bytes and (output is None or nbytes > output.nbytes):
-            raise invalid(f"pipeline: returns {list(shape)} {wire.dtype_name(dtype)} = {nbytes} bytes, more than the "
+        inline = 0 if output is not None and nbytes <= output.nbytes else nbytes
+        if inline + label_bytes > self.config.max_message_bytes:
+            labels = f" and {label_bytes}-byte soft labels" if label_bytes else ""
+            raise invalid(f"answer: {list(shape)} {wire.dtype_name(dtype)} = {nbytes} bytes{labels}, more than the "
                           f"{self.config.max_message_bytes}-byte message limit (--max-message-bytes); "
-                          "send fewer samples or a smaller size")
+                          "send fewer samples, a smaller size or fewer classes")

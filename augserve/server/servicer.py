@@ -26,7 +26,7 @@ from augserve.server.datasets import Dataset
 from augserve.server.errors import Refused
 from augserve.server.offers import OfferedRegions
 from augserve.server.requests import JobBuilder
-from augserve.server.tenants import Tenants
+from augserve.server.tenants import TenantRefused, Tenants
 from augserve.v1 import augserve_pb2 as pb
 
 
@@ -69,7 +69,7 @@ class AugmentationService:
         self.pipelines = pipelines
         self.metrics = metrics
         self.builder = JobBuilder(config, self.tenants, pipelines)
-        self.answers = Answers(batcher, metrics)
+        self.answers = Answers(batcher, metrics, config.max_message_bytes)
         self.datasets = DatasetStreams(datasets, self.builder, self.answers, metrics)
         self.count_refused = self.answers.count_refused
 
@@ -80,10 +80,11 @@ class AugmentationService:
 
     def drain(self) -> None:
         """Refuse new work from now on (UNAVAILABLE, so clients retry on another replica)."""
-        self.answers.draining = True
+        self.answers.drain()
 
     def _answer(self, request: Framed, context, method: str):
-        return self.answers.answer(method, context, lambda: self.builder.from_request(request, context))
+        return self.answers.answer(method, context, lambda: self.builder.from_request(request, context),
+                                   label=self.builder.label(request.message.pipeline))
 
     async def Augment(self, request, context):
         try:
@@ -98,13 +99,17 @@ class AugmentationService:
         A request that fails (bad fields, undecodable bytes, arriving while the server drains) ends
         the stream with its status, after the answers to every request received before it; the ones
         after it are dropped. The message and trailing metadata name its position and request_id.
+
+        Backpressure: the stream stops reading while its tenant's in-flight limit of requests are read and
+        not yet answered to the client, so one that writes and never reads holds at most that many.
         """
         pending: asyncio.Queue = asyncio.Queue()
+        unanswered = asyncio.Semaphore(self._in_flight_limit(context))
 
         async def read():
-            position = 0
+            position, stream = 0, aiter(requests)
             try:
-                async for request in requests:
+                while await unanswered.acquire() and (request := await anext(stream, None)) is not None:
                     answer = asyncio.ensure_future(self._answer(request, context, "AugmentStream"))
                     await pending.put((position, request.message.request_id, answer))
                     position += 1
@@ -123,11 +128,20 @@ class AugmentationService:
                     yield await answer
                 except Refused as refused:
                     await _end_stream(context, refused, position, request_id)
+                unanswered.release()
         finally:
             reader.cancel()
             while not pending.empty():  # answers to requests after the failing one: never sent
                 if (item := pending.get_nowait()) is not None:
                     item[2].cancel()
+
+    def _in_flight_limit(self, context) -> int:
+        """The stream's tenant's in-flight limit (the default's when its metadata is refused: the first
+        request then fails with the reason)."""
+        try:
+            return self.tenants.of(context.invocation_metadata(), context.peer()).max_in_flight
+        except TenantRefused:
+            return self.tenants.default["max_in_flight"]
 
     @_counted("StreamDataset")
     async def StreamDataset(self, request, context):
@@ -168,12 +182,13 @@ class AugmentationService:
         return pb.ListDatasetsResponse(datasets=self.datasets.infos())
 
     async def ListTenants(self, request, context):
-        """Named tenants and those seen since start-up (connections only while they have work)."""
+        """Named tenants, declared ones not yet forgotten, and any other (connections) while it has work."""
         return pb.ListTenantsResponse(tenants=[
             pb.TenantInfo(name=use.tenant.name, source=use.tenant.source, weight=use.tenant.weight,
                           max_queue=use.tenant.max_queue, max_in_flight=use.tenant.max_in_flight,
                           queued_samples=use.queued_samples, in_flight=use.in_flight)
-            for use in self.batcher.ledger.in_use(self.tenants.named)])
+            for use in self.batcher.ledger.in_use(
+                [*self.tenants.named.values(), *self.tenants.declared()])])
 
     async def ServerInfo(self, request, context):
         c = self.config
