@@ -5,7 +5,7 @@ Names load on first use, so ``import augserve.client`` stays thin (no pipeline, 
 
 import importlib
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 _EXPORTS = {
     "AugmentOutput": "augserve.pipeline", "Pipeline": "augserve.pipeline", "PRESETS": "augserve.presets",

@@ -33,7 +33,11 @@ _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 6
 
 def shown(value: Any) -> str:
     """A client's value as an error message quotes it: its repr, at most ``SHOWN_CHARS`` characters."""
-    text = _SHORT.repr(value)
+    return clipped(_SHORT.repr(value))
+
+
+def clipped(text: str) -> str:
+    """Text that may hold a client's value (a parser's message), at most ``SHOWN_CHARS`` characters."""
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 

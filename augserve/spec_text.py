@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from augserve.spec import SpecError
+from augserve.spec import SpecError, clipped
 
 MAX_SPEC_CHARS = 64 * 1024
 MAX_DEPTH = 32  # lists and mappings inside each other; the deepest preset needs 4
@@ -52,7 +52,7 @@ def load(text: str, where: str = "pipeline", source: str = "the spec text") -> A
     loader = _BoundedLoader(text, where, source)
     try:
         return loader.get_single_data()
-    except yaml.YAMLError as error:
-        raise SpecError(f"{where}: not valid JSON or YAML: {error}") from None
+    except (yaml.YAMLError, ValueError, OverflowError) as error:  # the latter from tags such as !!float xyz
+        raise SpecError(f"{where}: not valid JSON or YAML: {clipped(str(error))}") from None
     finally:
         loader.dispose()

@@ -13,7 +13,7 @@ import re
 from typing import Any, Callable
 
 from augserve.ops.timm_policies import AUTO_AUGMENT_POLICIES, RAND_CHOICES
-from augserve.spec import SpecError
+from augserve.spec import SpecError, shown
 
 AUTO_AUGMENT_NAMES = tuple(AUTO_AUGMENT_POLICIES)
 
@@ -62,13 +62,13 @@ def parse(text: str) -> list[dict[str, Any]]:
     for section in sections:
         if head == "rand" and section.startswith("t"):
             if section[1:] not in RAND_CHOICES or section[1:] == "default":
-                raise SpecError(f"pipeline '{text}': section '{section}': unknown op set '{section[1:]}' "
+                raise SpecError(f"pipeline {shown(text)}: section {shown(section)}: unknown op set {shown(section[1:])} "
                                 f"(timm's: {', '.join(c for c in RAND_CHOICES if c != 'default')})")
             step.setdefault("transforms", section[1:])  # timm keeps the first op set named
             continue
         key, number = (re.split(r"(\d.*)", section) + [""])[:2]
         if key not in keys or not number:
-            raise SpecError(f"pipeline '{text}': section '{section}': expected one of "
+            raise SpecError(f"pipeline {shown(text)}: section {shown(section)}: expected one of "
                             f"{', '.join(k + 'N' for k in keys)}{', tNAME' if head == 'rand' else ''} "
                             f"(as in {_EXAMPLES[head if head in _EXAMPLES else 'auto']})")
         field, convert = keys[key]
@@ -79,7 +79,7 @@ def parse(text: str) -> list[dict[str, Any]]:
             else:
                 step[field] = value
         except ValueError:
-            raise SpecError(f"pipeline '{text}': section '{section}': '{number}' is not "
+            raise SpecError(f"pipeline {shown(text)}: section {shown(section)}: {shown(number)} is not "
                             f"{'a whole number' if convert in (_integer, _flag) else 'a number'}") from None
     return [step]
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from augserve.shared_memory import RegionCache, SharedMemoryError
+from augserve.spec import shown
 from augserve.v1 import augserve_pb2 as pb
 
 DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32, "int64": np.int64}
@@ -39,10 +40,10 @@ def to_numpy(message: pb.Tensor, field: str, allowed: tuple[str, ...] = tuple(DT
     tensor's bytes when they travelled beside the message (``framing``), not in it.
     """
     if message.dtype not in allowed:
-        raise WireError(f"{field}.dtype: expected one of {', '.join(allowed)}, got {message.dtype!r}")
+        raise WireError(f"{field}.dtype: expected one of {', '.join(allowed)}, got {shown(message.dtype)}")
     shape = tuple(message.shape)
     if not 1 <= len(shape) <= MAX_RANK or any(d < 0 for d in shape):
-        raise WireError(f"{field}.shape: expected 1 to {MAX_RANK} non-negative sizes, got {list(shape)}")
+        raise WireError(f"{field}.shape: expected 1 to {MAX_RANK} non-negative sizes, got {shown(list(shape))}")
     dtype = np.dtype(DTYPES[message.dtype]).newbyteorder("<")
     expected = math.prod(shape) * dtype.itemsize
     if message.HasField("shm"):

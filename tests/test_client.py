@@ -185,7 +185,7 @@ def test_clear_errors(client, server):
 
     def refused():
         return server.server.metrics.registry.get_sample_value(
-            "augserve_requests_total", {"method": "Augment", "pipeline": "(unknown)", "status": "INVALID_ARGUMENT"})
+            "augserve_requests_total", {"method": "Augment", "pipeline": "(other)", "status": "INVALID_ARGUMENT"})
 
     time.sleep(0.5)  # the server counts a call just after it answers
     before = refused()
@@ -322,7 +322,7 @@ def test_concurrent_first_calls_send_one_shared_memory_probe(server):
     from augserve.server.requests import spec_label
 
     registry = server.server.metrics.registry
-    probes_before = registry.get_sample_value("augserve_client_probes_total") or 0
+    probes_before = registry.get_sample_value("augserve_client_probes_total", {"status": "OK"}) or 0
     requests = {"method": "Augment", "pipeline": "rand-m9-n2", "status": "OK"}
     requests_before = registry.get_sample_value("augserve_requests_total", requests) or 0
     x = images(2).numpy()
@@ -332,7 +332,7 @@ def test_concurrent_first_calls_send_one_shared_memory_probe(server):
             return await asyncio.gather(*[client.augment(x, pipeline="rand-m9-n2") for _ in range(6)])
 
     assert all(batch.x.flags.writeable for batch in asyncio.run(run()))
-    assert registry.get_sample_value("augserve_client_probes_total") - probes_before == 1
+    assert registry.get_sample_value("augserve_client_probes_total", {"status": "OK"}) - probes_before == 1
     # the probe is the client's own call: the requests counted are the user's six, under their pipeline's name
     assert registry.get_sample_value("augserve_requests_total", requests) - requests_before == 6
     probe = (json.dumps(PROBE), spec_label(json.dumps(PROBE)))

@@ -276,11 +276,17 @@ LAUGHS = "[" + ", ".join(["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol
     ('[{"op": {"a": 1}}]', "unknown op {'a': 1}"),
     ('[{"op": "hflip", 7: 1}]', "field names are text"),
     (json.dumps([{"op": "hflip", "p": list(range(10_000))}]), "got [0, 1, 2, 3, 4, 5, ...]"),
+    ('[{"op": "hflip", "where": 1}]', "unknown field 'where'"),  # once a TypeError from the constructor
+    ("[!!float xyz]", "not valid JSON or YAML"),  # a ValueError from YAML's constructor
+    ("rand-t" + "x" * 60_000, "unknown op set 'xxxxx"),  # a name, parsed as a timm string, quoted briefly
 ])
 def test_hostile_specs_are_refused_at_once_in_a_few_words(server, spec, expected):
     stub = server.stub()
     message = request(images(2, 8), FLIP)
-    message.pipeline.spec = spec
+    if spec.startswith("rand"):
+        message.pipeline.name = spec
+    else:
+        message.pipeline.spec = spec
     with pytest.raises(grpc.RpcError) as error:
         stub.Augment(message, timeout=60)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
@@ -291,11 +297,11 @@ def test_hostile_specs_are_refused_at_once_in_a_few_words(server, spec, expected
 def test_compiled_specs_are_kept_within_their_byte_budget():
     from augserve.server.requests import CompiledSpecs
 
-    kept = CompiledSpecs(max_entries=8, max_bytes=2000)
+    kept = CompiledSpecs(max_entries=8, max_chars=2000)
     specs = [json.dumps([{"op": "hflip", "p": index / 100}] * 20) for index in range(10)]  # ~560 characters
     for spec in specs:
         kept.get(spec, 1.0)
-    assert len(kept) == 3 and kept.nbytes <= 2000
+    assert len(kept) == 3 and kept.text_chars <= 2000
     assert kept.get(specs[-1], 1.0) is kept.get(specs[-1], 1.0)  # the newest are the ones kept
 
 
@@ -305,11 +311,26 @@ def test_metrics_name_what_a_request_asked_for_in_few_label_values(server):
     with pytest.raises(grpc.RpcError):
         stub.Augment(request(torch.zeros(2, 3, 8), "imagenet-randaug"), timeout=30)  # a series, not images
     stub.Augment(request(images(2, 8), FLIP), timeout=30)
+    for name in ('rand-DROP TABLE;"{}=,\\ x', "no-such-preset"):  # refused: their text never becomes a label
+        with pytest.raises(grpc.RpcError):
+            stub.Augment(request(images(2, 8), name), timeout=30)
     pipelines = {sample.labels["pipeline"] for family in server.server.metrics.registry.collect()
                  for sample in family.samples if "pipeline" in sample.labels}
     assert "imagenet-randaug" in pipelines and spec_label(FLIP) in pipelines and FLIP not in pipelines
+    assert "(other)" in pipelines and not [name for name in pipelines if "DROP" in name or "no-such" in name]
     assert server.server.metrics.registry.get_sample_value("augserve_requests_total", {
         "method": "Augment", "pipeline": "imagenet-randaug", "status": "INVALID_ARGUMENT"}) >= 1
+
+
+def test_a_huge_shard_count_is_refused_before_the_epoch_is_laid_out(server):
+    """Even shards lay out the padded epoch: 2**32 - 1 shards once meant 32 GiB."""
+    start = pb.StreamDatasetRequest(dataset="digits", batch_size=32, num_shards=2**32 - 1, shard_index=5,
+                                    even_shards=True)
+    start.pipeline.spec = FLIP
+    with pytest.raises(grpc.RpcError) as error:
+        list(server.stub().StreamDataset(start, timeout=60))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "num_shards: expected 1 to 65536" in \
+        error.value.details()
 
 
 # --- a stream that is never read ----------------------------------------------------------------

@@ -113,6 +113,8 @@ def test_several_authorization_headers_are_refused_whatever_their_order():
             tenants.of([("authorization", value) for value in pair], "ipv4:1")
         assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
     assert tenants.of([("authorization", "Bearer s3cret")], "ipv4:1").name == "vision"
+    with pytest.raises(TenantRefused, match="x-augserve-tenant: 2 headers"):
+        tenants.of([("x-augserve-tenant", "a"), ("x-augserve-tenant", "b")], "ipv4:1")
 
 
 @pytest.fixture(scope="module")

@@ -40,10 +40,11 @@ class Answers:
         """The answer to the request ``build`` checks (written into ``into`` when given); every failure comes
         out as ``Refused`` with the status the caller gets (except ``passthrough`` types). ``label``: the
         pipeline's name in metrics (``JobBuilder.label``), also for a request refused before it is built.
-        A client's probe (``PROBE_HEADER``) is answered like any call and left out of the metrics."""
+        A client's probe (``PROBE_HEADER`` on a one-sample Augment) is answered like any call and counted
+        apart from the requests."""
         started = time.perf_counter()
         name, status, built = label, "UNKNOWN", None
-        counted = not is_probe(context)
+        probe = method == "Augment" and is_probe(context)  # until the request shows it is more than a probe
         try:
             if self.draining:
                 self.last_refused = time.monotonic()
@@ -51,6 +52,7 @@ class Answers:
                               "replica")
             built = build()
             name = built.name
+            probe = probe and built.job.size == 1
             done = await self.batcher.submit(built.job)
             response = pb.AugmentResponse() if into is None else into
             answer = write_answer(response, built, done)
@@ -59,9 +61,7 @@ class Answers:
                               f"more than the {self.max_message_bytes}-byte message limit (--max-message-bytes); "
                               "send fewer samples or leave return_params off")
             response.server_seconds = time.perf_counter() - started
-            if not counted:
-                self.metrics.probes.inc()
-            else:
+            if not probe:
                 self.metrics.samples.labels(name, "OK").inc(built.job.size)
                 self.metrics.tenant_samples.labels(self.metrics.tenant_label(built.job.tenant.name)).inc(
                     built.job.size)
@@ -79,7 +79,9 @@ class Answers:
             status = code.name
             raise Refused(code, message) from None
         finally:
-            if counted:
+            if probe:
+                self.metrics.probes.labels(status).inc()
+            else:
                 self._count(method, name, status, started, built)
 
     def _count(self, method: str, name: str, status: str, started: float, built: Built | None) -> None:

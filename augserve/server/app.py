@@ -158,9 +158,9 @@ class AugmentServer:
         self.service.drain()
         await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
         await asyncio.sleep(self.config.drain_delay_seconds)
-        quiet_since = time.monotonic()
+        waited_from = time.monotonic()
         await self.service.answers.quiet(QUIET_SECONDS, grace)  # in-flight work goes on meanwhile
-        await self.server.stop(max(0.0, grace - (time.monotonic() - quiet_since)))
+        await self.server.stop(max(0.0, grace - (time.monotonic() - waited_from)))
         await self.batcher.close()
         self.service.regions.close()
         self._stopped.set()

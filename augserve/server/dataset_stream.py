@@ -29,11 +29,13 @@ from augserve.server.file_datasets import FileDataset
 from augserve.server.offers import OfferedRegions
 from augserve.server.requests import Asked, JobBuilder
 from augserve.server.shared_epochs import SharedEpochs, identity
+from augserve.spec import shown
 from augserve.v1 import augserve_pb2 as pb
 
 log = logging.getLogger("augserve.server")
 DATASET_AHEAD = 3  # batches StreamDataset keeps in flight (2 clients on a served JPEG folder: 0.81x of in
 # process with 2, 0.85x with 3)
+MAX_SHARDS = 1 << 16  # data-parallel ranks times loader workers; far more than any job has
 READERS = 4  # threads reading dataset files (disk waits, not CPU)
 
 
@@ -109,6 +111,8 @@ class DatasetStreams:
         shards, limit = request.num_shards or 1, self.builder.config.max_samples
         if not 1 <= request.batch_size <= limit:
             raise invalid(f"batch_size: expected 1 to {limit}, got {request.batch_size}")
+        if shards > MAX_SHARDS:
+            raise invalid(f"num_shards: expected 1 to {MAX_SHARDS}, got {shards}")
         if request.shard_index >= shards:
             raise invalid(f"shard_index: expected 0 to {shards - 1} (num_shards={shards}), got {request.shard_index}")
         return shard_batches(size, request.batch_size, request.seed, request.epoch, request.shard_index, shards,
@@ -175,7 +179,7 @@ class DatasetStreams:
 
     async def _dataset(self, name: str, context) -> Dataset | FileDataset:
         if name not in self.loaders:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"dataset: unknown dataset {name!r} "
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"dataset: unknown dataset {shown(name)} "
                                 f"(served: {', '.join(sorted(self.loaders))})")
         if name not in self.loaded:
             try:

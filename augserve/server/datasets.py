@@ -128,10 +128,8 @@ def shard_batches(size: int, batch_size: int, seed: int, epoch: int, shard: int,
     """
     order = epoch_order(size, seed, epoch)
     total = math.ceil(size / shards) * shards if even else size
-    if total > size:
-        order = order.repeat(math.ceil(total / size))[:total]
-    mine = order[shard::shards].contiguous()
-    padding = torch.arange(len(mine)) * shards + shard >= size  # positions past the epoch's end
-    if not len(mine):
+    positions = torch.arange(shard, max(shard, total), shards)  # this shard's only (``shards`` may exceed ``size``)
+    if not len(positions):
         return []  # split would give one empty batch
+    mine, padding = order[positions % size], positions >= size  # past the epoch's end: its first samples again
     return [ShardBatch(i, p) for i, p in zip(mine.split(batch_size), padding.split(batch_size))]

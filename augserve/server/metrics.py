@@ -15,8 +15,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("augserve_requests", "Requests by method, pipeline and status",
                                 ["method", "pipeline", "status"], registry=self.registry)
-        self.probes = Counter("augserve_client_probes", "Clients' shared-memory probes answered (calls a client "
-                              "makes for itself: not in the request and sample counts)", registry=self.registry)
+        self.probes = Counter("augserve_client_probes", "Clients' shared-memory probes by status (calls a client "
+                              "makes for itself: not in the request and sample counts)", ["status"],
+                              registry=self.registry)
         self.samples = Counter("augserve_samples", "Samples by pipeline and status", ["pipeline", "status"],
                                registry=self.registry)
         self.batch_fill = Histogram("augserve_batch_fill", "Samples per device batch over max_batch",

@@ -19,12 +19,13 @@ from typing import Callable
 
 import torch
 
-from augserve import framing, timm_strings, wire
+from augserve import framing, wire
 from augserve.encoded import EncodedBatch
-from augserve.labels import as_soft_labels
+from augserve.labels import MAX_CLASSES, as_soft_labels
 from augserve.pipeline import OUT_DTYPES, Pipeline
 from augserve.presets import PRESETS
-from augserve.spec import is_spec_text
+from augserve.spec import is_spec_text, shown
+from augserve.spec_text import MAX_SPEC_CHARS
 from augserve.server.config import ServerConfig
 from augserve.server.errors import Refused, invalid
 from augserve.server.jobs import Job
@@ -37,12 +38,12 @@ Input = torch.Tensor | EncodedBatch
 
 class CompiledSpecs:
     """Compiled pipelines by (spec text, strength), least recently used first out, bounded in count and
-    in the bytes of the texts they are kept by (a spec may be 64 KiB; a compiled one is a few times that)."""
+    in the characters of the texts they are kept by (a spec may be 64 Ki; a compiled one is a few times that)."""
 
-    def __init__(self, max_entries: int = 256, max_bytes: int = 4 << 20):
-        self.max_entries, self.max_bytes = max_entries, max_bytes
+    def __init__(self, max_entries: int = 256, max_chars: int = 4 << 20):
+        self.max_entries, self.max_chars = max_entries, max_chars
         self._kept: collections.OrderedDict[tuple[str, float], Pipeline] = collections.OrderedDict()
-        self._bytes = 0
+        self._chars = 0
         self._lock = threading.Lock()
 
     def get(self, text: str, strength: float) -> Pipeline:
@@ -55,23 +56,35 @@ class CompiledSpecs:
         with self._lock:
             if key not in self._kept:
                 self._kept[key] = pipeline
-                self._bytes += len(text)
-            while len(self._kept) > self.max_entries or self._bytes > self.max_bytes:
+                self._chars += len(text)
+            while len(self._kept) > self.max_entries or self._chars > self.max_chars:
                 (dropped, _), _ = self._kept.popitem(last=False)
-                self._bytes -= len(dropped)
+                self._chars -= len(dropped)
         return pipeline
 
     def __len__(self) -> int:
         return len(self._kept)
 
     @property
-    def nbytes(self) -> int:
-        return self._bytes
+    def text_chars(self) -> int:
+        return self._chars
+
+
+MAX_SPELLED_LABELS = 64
 
 
 def spec_label(text: str) -> str:
     """How metrics name an inline spec: a short hash, so label values stay few and short."""
     return "spec:" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _classes(labels: torch.Tensor | None, num_classes: int) -> int:
+    """The soft labels' width, where the labels are well formed (else ``as_soft_labels`` says what is wrong)."""
+    if labels is None:
+        return 0
+    if labels.is_floating_point():
+        return labels.shape[1] if labels.dim() == 2 else 0
+    return num_classes if 1 <= num_classes <= MAX_CLASSES else 0
 
 
 @dataclass(frozen=True)
@@ -113,18 +126,20 @@ class JobBuilder:
         self.pipelines = pipelines
         self.regions = RegionCache(max_read=config.max_message_bytes)  # same-host clients' regions
         self.compiled = CompiledSpecs()
+        self._spelled: set[str] = set()  # label values given to timm strings and specs (``label``)
 
     def label(self, ref: pb.PipelineRef) -> str:
-        """The pipeline's name in metrics, known before the request is checked: a served pipeline's, preset's
-        or timm string's own; a spelled-out spec's hash; "(unknown)" for any other name (label values stay few)."""
+        """The pipeline's name in metrics, known before the request is checked: a served pipeline's or preset's
+        own; a timm string or a spec's hash once one like it has compiled, for the first ``MAX_SPELLED_LABELS``
+        of them; else "(other)". No client can grow the label values or put its text in them."""
         kind = ref.WhichOneof("kind")
         if kind is None:
             return "?"
-        text = getattr(ref, kind)
-        if kind == "name" and (text in self.pipelines or text in PRESETS or
-                               (len(text) <= 64 and timm_strings.is_timm_string(text))):
-            return text
-        return spec_label(text) if kind == "spec" or is_spec_text(text) else "(unknown)"
+        name = getattr(ref, kind).strip()
+        if kind == "name" and (name in self.pipelines or name in PRESETS):
+            return name
+        spelled = self._spelled_label(kind, getattr(ref, kind))
+        return spelled if spelled in self._spelled else "(other)"
 
     def pipeline(self, ref: pb.PipelineRef, field: str) -> tuple[Pipeline, str]:
         """The compiled pipeline a request names (served name, preset, timm string) or spells out."""
@@ -135,10 +150,22 @@ class JobBuilder:
         if kind == "name" and text in self.pipelines:
             text = json.dumps(self.pipelines[text][1])
         try:
-            return self.compiled.get(text, ref.strength if ref.HasField("strength") else 1.0), self.label(ref)
+            pipeline = self.compiled.get(text, ref.strength if ref.HasField("strength") else 1.0)
         except ValueError as error:
             message = str(error)
             raise invalid(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
+        if len(self._spelled) < MAX_SPELLED_LABELS:
+            self._spelled.add(self._spelled_label(kind, getattr(ref, kind)))
+        return pipeline, self.label(ref)
+
+    @staticmethod
+    def _spelled_label(kind: str, text: str) -> str:
+        if len(text) > MAX_SPEC_CHARS:
+            return "(other)"
+        name = text.strip()
+        if kind == "name" and not is_spec_text(name):
+            return name if len(name) <= 64 else "(other)"  # a timm string, once it compiled
+        return spec_label(text)
 
     def from_request(self, request: framing.Framed, context) -> Built:
         """A client's request, its tensors read from the received bytes or its regions."""
@@ -177,7 +204,8 @@ class JobBuilder:
         if keys.shape[0] != batch:
             raise invalid(f"keys: expected {batch} keys (one per sample) or none, got {keys.shape[0]}")
         if asked.out_dtype and asked.out_dtype not in OUT_DTYPES:
-            raise invalid(f"out_dtype: expected one of {', '.join(OUT_DTYPES)} or empty, got {asked.out_dtype!r}")
+            raise invalid(f"out_dtype: expected one of {', '.join(OUT_DTYPES)} or empty, "
+                          f"got {shown(asked.out_dtype)}")
         out_dtype = OUT_DTYPES.get(asked.out_dtype) if asked.out_dtype and deferred is None else None
         try:
             # the pipeline's own checks (rank, dtype, modality, NaN, a size-fixing first step), before any work
@@ -185,8 +213,7 @@ class JobBuilder:
             raw = read_labels()
         except ValueError as error:
             raise invalid(str(error)) from None
-        classes = 0 if raw is None else raw.shape[-1] if raw.is_floating_point() else asked.num_classes
-        self._check_output(checked.shape, checked.dtype, output, batch * classes * 4)
+        self._check_output(checked.shape, checked.dtype, output, batch * _classes(raw, asked.num_classes) * 4)
         try:
             labels = None if raw is None else as_soft_labels(raw, batch, asked.num_classes or None,
                                                              torch.device("cpu"))

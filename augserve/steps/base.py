@@ -53,7 +53,7 @@ class Step(ABC):
     strength: float = 1.0  # what ``at_strength`` scaled the fields by, for steps that scale a draw as well
     also_scales: ClassVar[str] = ""  # such a draw, for the op reference (e.g. "position → centre")
 
-    def __init__(self, where: str, **given: Any):
+    def __init__(self, where: str, /, **given: Any):
         self.where = where
         self.args = parse_fields(where, self.fields, given)
         self.check()

@@ -111,7 +111,7 @@ class Resize(Step):
     draws_nothing = True
     fields = {"size": Size(doc="output [height, width]; one integer resizes the shorter side")}
 
-    def __init__(self, where: str, **given: Any):
+    def __init__(self, where: str, /, **given: Any):
         self.shorter_side = isinstance(given.get("size"), (int, float)) and not isinstance(given.get("size"), bool)
         self.fixes_size = not self.shorter_side
         super().__init__(where, **given)
