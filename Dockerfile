@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The augserve server image: `make image` here, or `docker build -t augserve:0.4.0 .` on a Docker host.
+# The augserve server image: `make image` here, or `docker build -t augserve:0.5.0 .` on a Docker host.
 #
 # Base: a slim Debian bookworm with CPython 3.11 (the Docker Official Image python:3.11-slim-bookworm,
 # rebuilt upstream for Debian security updates; ~130 MB). Not a CUDA base image: torch's wheels carry
