@@ -5,6 +5,8 @@ Names load on first use, so ``import augserve.client`` stays thin (no pipeline, 
 
 import importlib
 
+from augserve import grpc_fork  # noqa: F401 - first, before any module loads grpc (see grpc_fork)
+
 __version__ = "0.5.0"
 
 _EXPORTS = {

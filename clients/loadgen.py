@@ -50,15 +50,16 @@ async def run(args) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--target", default="127.0.0.1:50051", help="address(es), comma-separated, or dns:///")
-    parser.add_argument("--pipeline", default="imagenet-randaug")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--pipeline", default="imagenet-randaug", help="preset, timm string or JSON steps")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients, each its own channel")
+    parser.add_argument("--batch", type=int, default=8, help="images per request")
+    parser.add_argument("--size", type=int, default=224, help="image height and width")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long each client sends")
     parser.add_argument("--requests", type=int, default=0, help="stop each client after this many (0: no limit)")
-    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
     report = asyncio.run(run(args))

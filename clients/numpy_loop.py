@@ -29,11 +29,12 @@ def colour_blobs(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address(es), comma-separated")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--epochs", type=int, default=5, help="passes over the served dataset")
+    parser.add_argument("--batch-size", type=int, default=64, help="samples per batch")
+    parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)

@@ -25,13 +25,14 @@ from augserve.client import Client, RemoteDataset
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--target", default="127.0.0.1:50051")
-    parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--pipeline", default="rand-m7-n2")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--target", default="127.0.0.1:50051", help="server address(es), comma-separated, or dns:///")
+    parser.add_argument("--dataset", default="digits", help="a dataset the server serves")
+    parser.add_argument("--pipeline", default="rand-m7-n2", help="preset, timm string or JSON steps")
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the dataset")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per batch on each rank")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers per rank")
     parser.add_argument("--ids-out", help="folder to write each rank's delivered sample ids to (JSON)")
     args = parser.parse_args()
 

@@ -35,12 +35,13 @@ def small_cnn() -> nn.Module:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address(es), comma-separated")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=5, help="passes over the training images")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (they only load)")
+    parser.add_argument("--seed", type=int, default=0, help="augmentation seed: the same seed replays the run")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)

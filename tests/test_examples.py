@@ -1,6 +1,7 @@
 """The runnable programs in clients/, as a user runs them, against a real server on loopback."""
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -46,3 +47,17 @@ def test_load_generator_reports_throughput_and_percentiles(server):
                             "--size", "32", "--seconds", "60", "--json"))
     assert report["requests"] == 12 and report["errors"] == 0 and report["samples_per_s"] > 0
     assert 0 < report["p50_ms"] <= report["p90_ms"] <= report["p99_ms"]
+
+
+@pytest.mark.parametrize("program", sorted(path.name for path in CLIENTS.glob("*.py")))
+def test_every_program_explains_itself_with_its_defaults(program, tmp_path):
+    """``--help`` names every default, and needs nothing the program only uses to run (jax_loop: JAX)."""
+    missing = tmp_path / "jax"
+    missing.mkdir()
+    (missing / "__init__.py").write_text("raise ImportError('JAX is not installed')\n")
+    result = subprocess.run([sys.executable, str(CLIENTS / program), "--help"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    options = re.findall(r"^  (--[\w-]+)", result.stdout, re.MULTILINE)
+    described = re.sub(r"\s+", " ", result.stdout)
+    assert options and described.count("(default:") >= len(options) - 1  # all but --help

@@ -13,8 +13,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "augserve"
 # Floors from the bottom: a module may import its own floor and those below. ``augserve`` itself (the
 # package's front: version and re-exports of the engine) sits with the server.
 FLOORS = [
-    {"v1", "random", "modality", "spec", "spec_text", "runtime", "normalize", "transport", "labels", "shared_memory",
-     "extras", "side_streams", "wire", "framing", "device_constants", "packing"},
+    {"v1", "random", "modality", "spec", "spec_text", "grpc_fork", "runtime", "normalize", "transport", "labels",
+     "shared_memory", "extras", "side_streams", "wire", "framing", "device_constants", "packing"},
     {"ops"},
     {"steps"},
     {"timm_strings", "presets", "encoded", "device_plan"},

@@ -1,22 +1,24 @@
-"""gRPC does not survive ``fork``: which start method DataLoader workers get, and a clear refusal where it matters.
+"""DataLoader workers beside a gRPC client: forked where that is safe, else from a clean process, never a crash.
 
-grpcio builds gRPC core with fork support on, but gRPC Python's own fork handlers (which pause its
-polling threads before a fork) only run when ``GRPC_ENABLE_FORK_SUPPORT`` is set. When a process
-forks while another of its threads is inside a gRPC call, core skips its pre-fork step ("Other
-threads are currently calling into gRPC, skipping fork() handlers") yet its event engine restarts
-its thread pool in the child over poller state copied mid-call: the child aborts (``Check failed:
-next_worker->state == KICKED``) or dies with SIGSEGV, even if it never calls gRPC itself. With fork
-support off, no thread is restarted, and a child that opens a channel hangs instead. Neither can be
-mended from Python, so, as gRPC's and Python 3.14's own guidance goes, workers of a process that uses
-gRPC start from a clean process: the ``forkserver`` (torch preloaded there, so each epoch's workers
-start in about the time a fork takes) or ``spawn``.
+A process forking while another of its threads is inside a gRPC call crashes the child when gRPC core's
+fork support is on (``augserve.grpc_fork``: off by default once augserve is imported first). Off, a
+forked child that never calls gRPC is safe, which is what a DataLoader worker that only loads data is:
+``RemoteAugment`` leaves such loaders forking, so a training script needs no ``__main__`` guard. A forked
+child that opens a channel itself would hang, so the client refuses in it with the fix. Where fork support
+is on (grpc imported before augserve, or asked for), workers start from the ``forkserver`` (torch
+preloaded there), which runs the script again: a script without the guard is refused at once, with why.
 """
 
 from __future__ import annotations
 
+import ast
 import logging
 import multiprocessing
 import os
+import pathlib
+import sys
+
+from augserve import grpc_fork
 
 log = logging.getLogger("augserve.client")
 
@@ -38,8 +40,8 @@ def channel_opening() -> None:
         raise RuntimeError(
             "augserve client: this process was forked from one that had opened gRPC channels, and gRPC "
             "cannot run in such a child (it hangs or crashes). Start the workers from a clean process: "
-            "DataLoader(..., multiprocessing_context='forkserver') (or 'spawn'), as RemoteAugment does "
-            "for the loaders it wraps.")
+            "DataLoader(..., multiprocessing_context='forkserver') (or 'spawn'), with the script's own code "
+            "under `if __name__ == \"__main__\":`.")
     _state["channels"] = True
 
 
@@ -55,7 +57,8 @@ def worker_context() -> multiprocessing.context.BaseContext:
 
 
 def make_workers_fork_safe(loader) -> None:
-    """Give a torch DataLoader whose workers would ``fork`` the forkserver start method instead.
+    """Leave a torch DataLoader's workers forking where that is safe; else give it the forkserver start method,
+    or refuse (RuntimeError naming the fix) when the script would run again without a ``__main__`` guard.
 
     A loader with a start method of its own, or without workers, is left as it is.
     """
@@ -66,5 +69,34 @@ def make_workers_fork_safe(loader) -> None:
     methods = multiprocessing.get_all_start_methods()  # the first is the platform's default
     if (multiprocessing.get_start_method(allow_none=True) or methods[0]) != "fork" or "forkserver" not in methods:
         return  # the program (or platform) starts processes from a clean interpreter already
-    log.debug("RemoteAugment: DataLoader workers start from the forkserver (gRPC does not survive fork)")
+    if grpc_fork.forked_children_safe():
+        return  # workers fork: they load data, and gRPC stays in this process
+    if not _main_is_guarded():
+        raise RuntimeError(
+            f"RemoteAugment: gRPC's fork support is on ({grpc_fork.VARIABLE}, or grpc imported before augserve), "
+            "so DataLoader workers cannot fork beside this client and must start from the forkserver, which runs "
+            f"{sys.modules['__main__'].__file__} again. Import augserve before grpc (or set "
+            f"{grpc_fork.VARIABLE}=0), or put the training code under `if __name__ == \"__main__\":`.")
+    log.debug("RemoteAugment: DataLoader workers start from the forkserver (gRPC's fork support is on)")
     loader.multiprocessing_context = worker_context()
+
+
+def _main_is_guarded() -> bool:
+    """Whether the main script can be run again by a worker: guarded by ``if __name__ == "__main__":``, or no file."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if path is None:
+        return True  # interactive: nothing is run again
+    try:
+        tree = ast.parse(pathlib.Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return True  # not ours to judge
+    return any(isinstance(node, ast.If) and _is_main_test(node.test) for node in tree.body)
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """``__name__ == "__main__"``, either way round."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(side, ast.Name) and side.id == "__name__" for side in sides) and \
+        any(isinstance(side, ast.Constant) and side.value == "__main__" for side in sides)

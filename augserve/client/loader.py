@@ -40,7 +40,9 @@ class RemoteAugment:
     ``normalize="client"`` (the default) leaves a pipeline's final normalize step to this side: uint8
     crosses the wire and the bus, and the normalize runs on ``device`` after the copy (same values,
     bit for bit); ``"server"`` runs it on the server and ships float.
-    A DataLoader whose workers would ``fork`` gets the ``forkserver`` start method (see ``fork_safety``).
+    A DataLoader's workers keep forking (they only load data; gRPC stays in this process), so a script
+    needs no ``__main__`` guard; where gRPC's fork support is on they start from the forkserver
+    instead (see ``fork_safety``).
     """
 
     def __init__(self, loader: Iterable, client: Client, pipeline, *, seed: int = 0, num_classes: int | None = None,

@@ -439,7 +439,10 @@ def run_bench(batch: int = 64, size: int = 224, repeats: int = 5, device: str = 
         across_hosts = False
     cases = _cases(x, lambda name: only is None or only.lower() in name.lower())
     if not cases and not fairness and not many_jobs and not across_hosts:
-        raise ValueError(f"bench: no case name contains {only!r}")
+        names: list[str] = []
+        _cases(x, lambda name: names.append(name))  # every name, nothing built
+        raise ValueError(f"--only: no case name contains {only!r}; the cases: "
+                         f"{', '.join([*names, FAIRNESS, MANY_JOBS, hosts.CASE])}")
 
     rows = []
     progress = tqdm(total=repeats * len(cases), desc="bench", unit="round")
