@@ -1,4 +1,4 @@
-"""Command line: ``augserve serve | health | pipelines | preview | train | bench | device-counts``."""
+"""Command line: ``augserve serve | health | pipelines | preview | datasets | train | bench | device-counts``."""
 
 from __future__ import annotations
 
@@ -64,28 +64,41 @@ def _add_serve_flags(serve: argparse.ArgumentParser) -> None:
 
 
 def _health(args: argparse.Namespace) -> int:
-    """Exit 0 when the server's health service says SERVING, 1 otherwise (for probes and HEALTHCHECK)."""
+    """Exit 0 when the server's health service says SERVING, 1 otherwise (for probes and HEALTHCHECK); with
+    ``--wait``, keep asking until it does or the seconds are up (a job that starts beside its server)."""
     import pathlib
+    import time
 
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from augserve.transport import RECONNECT
+
+    options = list(RECONNECT)  # a server coming up is found within seconds (gRPC's own backoff grows to 2 min)
     if args.tls_ca:
         credentials = grpc.ssl_channel_credentials(pathlib.Path(args.tls_ca).read_bytes())
-        options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+        options += [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
         channel = grpc.secure_channel(args.target, credentials, options=options)
     else:
-        channel = grpc.insecure_channel(args.target)
+        channel = grpc.insecure_channel(args.target, options=options)
+    until = time.monotonic() + args.wait
     with channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
-                                                              timeout=args.timeout)
-        except grpc.RpcError as error:
-            print(f"{args.target}: {error.code().name}: {error.details()}", file=sys.stderr)
-            return 1
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    print(f"{args.target}: {status}")
-    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+        check = health_pb2_grpc.HealthStub(channel).Check
+        while True:  # asks fail fast, so the last answer says why (connection refused, NOT_SERVING while warming up)
+            try:
+                reply = check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+                status, failed = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status), None
+            except grpc.RpcError as error:
+                status, failed = None, f"{error.code().name}: {error.details()}"
+            if status == "SERVING" or time.monotonic() >= until:
+                break
+            time.sleep(max(0.0, min(0.25, until - time.monotonic())))
+    waited = f" (after waiting {args.wait:g} s)" if args.wait and status != "SERVING" else ""
+    if failed:
+        print(f"{args.target}: {failed}{waited}", file=sys.stderr)
+        return 1
+    print(f"{args.target}: {status}{waited}")
+    return 0 if status == "SERVING" else 1
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -154,15 +167,33 @@ def _pipelines(args: argparse.Namespace) -> int:
     width = max(len(name) for name in PRESETS)
     for name, (description, _) in PRESETS.items():
         print(f"{name:<{width}}  {description}")
+    print(_timm_grammar())
     return 0
+
+
+def _timm_grammar() -> str:
+    """timm's augmentation strings, accepted wherever a pipeline is named (``augserve/timm_strings.py``)."""
+    from augserve.ops.timm_policies import RAND_CHOICES
+    from augserve.timm_strings import AUTO_AUGMENT_NAMES
+
+    sets = ", ".join(choice for choice in RAND_CHOICES if choice != "default")
+    return ("\nAlso accepted wherever a pipeline is named: timm's augmentation strings, sections joined by '-'\n"
+            "  rand-...      RandAugment: m<int> magnitude, n<int> ops per image, mstd<float> magnitude noise "
+            "(over 100: uniform), mmax<int> magnitude clip, inc<0|1> magnitudes that grow, p<float> op "
+            f"probability, t<set> op set ({sets}); e.g. rand-m9-mstd0.5-inc1\n"
+            "  augmix-...    AugMix: m<int>, w<int> chains, d<int> depth (-1: 1 to 3), a<float> alpha, b<0|1> "
+            "blended, mstd<float>; e.g. augmix-m5-w4-d2\n"
+            f"  <policy>      AutoAugment, policy one of {', '.join(AUTO_AUGMENT_NAMES)}, optionally -mstd<float>; "
+            "e.g. original-mstd0.5")
 
 
 def _preview(args: argparse.Namespace) -> int:
     from augserve.tools.preview import write_preview
 
-    path = write_preview(args.pipeline, args.out, images_dir=args.images, dataset=args.dataset,
-                         versions=args.versions, size=args.size, seed=args.seed)
-    print(f"wrote {path}")
+    preview = write_preview(args.pipeline, args.out, images_dir=args.images, dataset=args.dataset,
+                            versions=args.versions, size=args.size, seed=args.seed)
+    print(f"wrote {preview.path}")
+    print(preview.summary)
     return 0
 
 
@@ -198,13 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="server address (default: %(default)s; env AUGSERVE_HEALTH_TARGET, else AUGSERVE_PORT)")
     health.add_argument("--service", default="",
                         help="service to ask about: '' (the server) or augserve.v1.Augmentation (default: '')")
-    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default: %(default)s)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds per ask (default: %(default)s)")
+    health.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="keep asking until SERVING for up to SECONDS (each ask bounded by --timeout), for a "
+                             "server still starting (default: %(default)s: ask once)")
     health.add_argument("--tls-ca", default=os.environ.get("AUGSERVE_HEALTH_TLS_CA"),
                         help="CA to verify a TLS server with (env AUGSERVE_HEALTH_TLS_CA); plaintext when unset")
     health.add_argument("--server-name", help="name in the server's certificate, when not the target's host")
     health.set_defaults(func=_health)
 
-    pipelines = commands.add_parser("pipelines", help="list the preset pipelines")
+    pipelines = commands.add_parser("pipelines", help="list the preset pipelines and the timm strings accepted")
     pipelines.add_argument("--json", action="store_true", help="print the presets' steps as JSON")
     pipelines.add_argument("--ops", action="store_true",
                            help="print every op with its fields and defaults as a Markdown table")
@@ -263,15 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")
     train.set_defaults(func=_train)
 
-    bench = commands.add_parser("bench", help="throughput against torchvision, kornia and DALI")
-    bench.add_argument("--batch", type=int, default=64)
-    bench.add_argument("--size", type=int, default=224)
+    bench = commands.add_parser("bench", help="throughput against torchvision, kornia, DALI, timm and tsaug, and "
+                                "the service's own rows (wire, shared memory, fair sharing, many jobs and hosts)")
+    bench.add_argument("--batch", type=int, default=64, help="images per batch (default: %(default)s)")
+    bench.add_argument("--size", type=int, default=224, help="image height and width (default: %(default)s)")
     bench.add_argument("--repeats", type=int, default=8,
-                       help="round-robin rounds; each engine runs 1 untimed and 2 timed batches per round")
+                       help="round-robin rounds; each engine runs 1 untimed and 2 timed batches per round "
+                            "(default: %(default)s)")
     bench.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: %(default)s)")
     bench.add_argument("--out", help="also write the table to this Markdown file")
     bench.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT "
-                       "(e.g. service); not with --out")
+                       "(e.g. service; one that matches none lists them all); not with --out")
     bench.set_defaults(func=_bench)
 
     counts = commands.add_parser("device-counts", help="kernels, syncs and copies per call of each preset on the "

@@ -57,12 +57,13 @@ def tensor(message: pb.Tensor) -> torch.Tensor:
 class ServerProcess:
     """``augserve serve`` in a real subprocess on a free loopback port; waits until health says SERVING."""
 
-    def __init__(self, *flags: str, start_timeout: float | None = 90.0, env: dict | None = None):
+    def __init__(self, *flags: str, start_timeout: float | None = 90.0, env: dict | None = None,
+                 port: int | None = None):
         import os
         import subprocess
         import sys
 
-        self.port, self.metrics_port = free_port(), free_port()
+        self.port, self.metrics_port = port or free_port(), free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "augserve.cli", "serve", "--port", str(self.port),

@@ -196,8 +196,9 @@ def test_clear_errors(client, server):
     with pytest.raises(DeadlineExceeded):
         client.augment(images(256, size=224), pipeline="imagenet-randaug", timeout=0.001)
     port = free_port()
+    nobody = Client(f"127.0.0.1:{port}", timeout=10, retries=2, wait_for_ready=False)  # fails fast, no wait
     with pytest.raises(Unavailable, match=f"127.0.0.1:{port}") as error:
-        Client(f"127.0.0.1:{port}", timeout=10, retries=2).augment(images(2), pipeline="rand-m9-n2")
+        nobody.augment(images(2), pipeline="rand-m9-n2")
     assert isinstance(error.value, ServerError) and error.value.code.name == "UNAVAILABLE"
 
 
@@ -284,7 +285,7 @@ def test_shared_memory_is_found_when_the_server_starts_after_the_client(caplog):
     port = free_port()
     x = images(2).numpy()
     with caplog.at_level(logging.WARNING, logger="augserve.client"):
-        with Client(f"127.0.0.1:{port}", timeout=10, retries=0) as client:
+        with Client(f"127.0.0.1:{port}", timeout=10, retries=0, wait_for_ready=False) as client:
             with pytest.raises(Unavailable):  # nothing listens yet: the probe decides nothing
                 client.augment(x, pipeline="rand-m9-n2")
             late = BackgroundServer(ServerConfig(host="127.0.0.1", port=port, metrics_port=0))

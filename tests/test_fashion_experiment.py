@@ -65,8 +65,11 @@ def test_the_reference_row_trains_plain_on_every_training_image(idx_folder, tmp_
     assert result.returncode == 0, result.stderr
     (run,) = json.loads((out / "results.json").read_text())
     assert (run["configuration"], run["fit_images"], run["epochs"], run["val_accuracy"]) == ("plain", 12, 2, None)
-    assert "all 12 training images" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "all 12 training images" in summary and "±" not in summary  # one seed: no spread to report
     assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = json.loads((out / "learning_curves.json").read_text())["series"]
+    assert {s["series"] for s in curves} == {"train (unaugmented batches)", "train (clean)"}  # no validation split
 
 
 def test_the_ucr_rule_is_what_the_readme_states():

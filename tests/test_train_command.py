@@ -19,6 +19,15 @@ def test_train_command_writes_tables_and_learning_curves(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert "| plain | 0 |" in summary and "| regularized | 0 |" in summary and "IMP ticket" in summary
     assert "80.0%" in summary  # the ticket's sparsity
+    assert "digits, 1 seed\n" in summary and "±" not in summary  # one seed: no spread to report
+    curves = json.loads((tmp_path / "learning_curves.json").read_text())["series"]
+    labels = {(s["run"], s["series"]) for s in curves if s["metric"] == "accuracy %"}
+    assert {("regularized", "train (augmented batches)"), ("regularized", "train (clean)"),
+            ("plain", "train (unaugmented batches)"), ("plain", "validation (clean)")} <= labels
+    clean = next(s for s in curves if s["run"] == "regularized" and s["series"] == "train (clean)"
+                 and s["metric"] == "accuracy %")
+    kept = clean["values"][clean["epoch"].index(clean["kept_epoch"])]
+    assert f"| regularized | 0 | 4 | {kept:.2f}%" in summary  # the table's train acc is the curve's dot
     with Image.open(tmp_path / "learning_curves.png") as image:
         assert image.size[0] > 500
     bad = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--train-fraction", "2"],

@@ -267,3 +267,52 @@ def test_learning_curve_readings():
     assert curve([0.1] * 6, [0.11] * 6).diagnosis().startswith("converged")
     early_stopped = curve([1.0] * 8, [0.3, 0.2, 0.25, 0.22, 0.26, 0.21, 0.24, 0.22], train_accuracy=0.8)
     assert early_stopped.diagnosis().startswith("converged")  # noisy after its best: not "still improving"
+
+
+def test_learning_curves_draw_augmented_batches_and_clean_data_labelled_with_integer_epochs(tmp_path):
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from augserve.trainer.monitor import learning_curve_figure, plot_learning_curves
+
+    torch.manual_seed(0)
+    x, y = torch.randn(48, 5), torch.randint(0, 3, (48,))
+    clean = list(zip(x.split(16), y.split(16)))
+    noisy = [(xb + torch.randn_like(xb), yb) for xb, yb in clean]  # stands in for augmented batches
+    model = nn.Linear(5, 3)
+    trainer = Trainer(model, torch.optim.AdamW(model.parameters(), lr=0.05), device="cpu", progress=False)
+    history = trainer.fit(noisy, clean[:1], epochs=3, train_eval=clean)
+    history.augmented = True
+    assert history.records[-1].train_clean_accuracy == trainer.evaluate(clean)[1]  # the table's number
+    plot_learning_curves({"regularized": history}, tmp_path / "curves.png")
+    series = {(s["series"], s["metric"]): s for s in json.loads((tmp_path / "curves.json").read_text())["series"]}
+    assert {name for name, metric in series if metric == "accuracy %"} == {
+        "train (augmented batches)", "train (clean)", "validation (clean)"}
+    assert series["train (clean)", "accuracy %"]["values"] == [100 * r.train_clean_accuracy for r in history.records]
+    assert series["train (clean)", "accuracy %"]["epoch"] == [1, 2, 3]
+    figure = learning_curve_figure({"regularized": history})
+    figure.canvas.draw()
+    for axis in figure.axes:
+        low, high = axis.get_xlim()
+        ticks = [t for t in axis.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    labels = {line.get_label() for line in figure.axes[1].get_lines()}
+    plt.close(figure)
+    assert {"regularized: train (augmented batches)", "regularized: train (clean)"} <= labels
+
+
+def test_one_seed_is_reported_as_one_seed():
+    from augserve.trainer.experiment import regularization_table
+    from augserve.trainer.fashion_experiment import summary_table
+    from augserve.trainer.monitor import percent_mean_sd, seeds_text
+
+    assert percent_mean_sd([0.9025]) == "90.2" and percent_mean_sd([0.9, 0.8]) == "85.0 ± 7.1"
+    assert seeds_text(1) == "1 seed" and seeds_text(3) == "3 seeds"
+    run = {"seed": 0, "epochs": 4, "train_accuracy": 0.9025, "test_accuracy": 0.85, "gap": 0.0525,
+           "diagnosis": "converged: fine"}
+    table = "\n".join(regularization_table([{**run, "regularized": False}, {**run, "regularized": True}]))
+    assert "±" not in table and "90.25%" in table
+    fashion = {"seed": 0, "configuration": "plain", "test_accuracy": 0.8, "train_accuracy": 0.9, "val_accuracy": 0.7,
+               "mean_strength": None}
+    assert "±" not in "\n".join(summary_table([fashion]))

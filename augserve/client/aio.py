@@ -10,7 +10,7 @@ import grpc
 from augserve.framing import Framed
 from augserve.client import calls, codec
 from augserve.client.batch import Array, Batch
-from augserve.client.channel import describe
+from augserve.client.channel import describe, health_check
 from augserve.client.dataset_offers import DatasetOffers
 from augserve.client.errors import ServerError
 from augserve.client.settings import MiB, ClientSettings
@@ -52,14 +52,16 @@ def _send_failed(error: grpc.RpcError) -> bool:
 class AsyncClient:
     """``await client.augment(...)``, ``async for batch in client.map(...)`` and ``client.stream_dataset``,
     with the options and behaviour of ``Client``: failover of streams, same-host shared memory (for
-    dataset streams too)."""
+    dataset streams too), ``wait_for_ready`` and ``wait_ready``."""
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None, tls=None,
                  compression: str | None = None, retries: int = 4, failovers: int = 3,
-                 max_message_bytes: int = 256 * MiB, shared_memory: bool | None = None, tenant: str | None = None):
+                 max_message_bytes: int = 256 * MiB, shared_memory: bool | None = None, tenant: str | None = None,
+                 wait_for_ready: bool | None = None):
         self.settings = ClientSettings(targets, timeout, token, tls, compression, retries, failovers,
-                                       max_message_bytes, shared_memory, tenant)
+                                       max_message_bytes, shared_memory, tenant, wait_for_ready)
         self._channel: grpc.aio.Channel | None = None
+        self._readiness = calls.Readiness(wait_for_ready)
         self._shm = SharedMemoryUse(self, self.settings.shared_memory)
         self._probing: asyncio.Lock | None = None
         self._shared_datasets = True  # until a server says it has no StreamDatasetShared
@@ -70,6 +72,7 @@ class AsyncClient:
         if self._channel is None:  # opened inside the running event loop, as grpc.aio requires
             self._channel = self.settings.open_channel(aio=True)
             self._stub = Stub(self._channel)
+            self._health = health_check(self._channel)
         return self._stub
 
     async def close(self) -> None:
@@ -84,10 +87,48 @@ class AsyncClient:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def _unary(self, method: str, request, timeout: float | None = None):
+    async def wait_ready(self, timeout: float | None = 60.0) -> dict[str, Any]:
+        """``Client.wait_ready``: once a server (any target) reports SERVING, its ``server_info()``; ``Unavailable``
+        naming the targets after ``timeout`` seconds (None: no bound)."""
+        await self._wait_serving(timeout)
+        return await self.server_info()
+
+    async def _ready(self, timeout: float | None, stream: bool = False) -> None:
+        """Wait for a SERVING server first when this call should (``calls.Readiness``), within ``timeout``."""
+        if self._readiness.first(stream):
+            await self._wait_serving(timeout)
+
+    async def _wait_serving(self, timeout: float | None) -> None:
+        self.stub  # opens the channel
+        until, last = calls.deadline(timeout), None
+        while True:
+            try:  # wait_for_ready: sent once the channel's round robin has a replica its health check calls SERVING
+                reply, failed = await self._health(calls.HEALTH, timeout=calls.left(until), wait_for_ready=True,
+                                                   metadata=self.settings.metadata), None
+            except grpc.RpcError as error:
+                reply, failed = None, error
+            ready, why = calls.health_answer(reply, failed)
+            if ready:
+                self._readiness.reached = True
+                return
+            last = why or last
+            if calls.left(until) == 0:
+                raise calls.not_ready(self.settings, timeout, last or await self._why_not()) from None
+            await asyncio.sleep(min(calls.POLL_S, calls.left(until) or calls.POLL_S))
+
+    async def _why_not(self) -> str | None:
+        """The channel's reason for having no server (e.g. connection refused), from one fail-fast check."""
         try:
-            return await getattr(self.stub, method)(request, timeout=timeout or self.settings.timeout,
-                                                    **self.settings.call_options())
+            await self._health(calls.HEALTH, timeout=calls.DIAGNOSE_S, metadata=self.settings.metadata)
+        except grpc.RpcError as error:
+            return calls.health_answer(rpc_error=error)[1]
+        return None
+
+    async def _unary(self, method: str, request, timeout: float | None = None):
+        timeout = timeout or self.settings.timeout
+        await self._ready(timeout)
+        try:
+            return await getattr(self.stub, method)(request, timeout=timeout, **self.settings.call_options())
         except grpc.RpcError as error:
             raise calls.error(self.settings, error) from None
 
@@ -99,7 +140,7 @@ class AsyncClient:
                 if self._shm.works is None:
                     request, slot = self._shm.probe_request()
                     try:
-                        response = await self.stub.Augment(request, timeout=self.settings.timeout,
+                        response = await self.stub.Augment(request, timeout=self.settings.probe_timeout,
                                                            **self.settings.call_options(probe=True))
                         self._shm.settle(slot, response)
                     except grpc.RpcError as error:
@@ -118,6 +159,7 @@ class AsyncClient:
                       num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
                       defer_normalize: bool = False, strength: float | None = None,
                       timeout: float | None = None) -> Batch:
+        await self._ready(timeout or self.settings.timeout)  # before the shared-memory probe, which needs a server too
         slot = await self._slot()
         try:
             request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
@@ -141,6 +183,7 @@ class AsyncClient:
         exhausted = False
         try:
             for attempt in range(self.settings.failovers + 1):
+                await self._ready(self.settings.timeout, stream=True)
                 call = self.stub.AugmentStream(**self.settings.call_options())
                 try:
                     for request in in_flight.requests():
@@ -181,6 +224,7 @@ class AsyncClient:
                                      return_params=return_params, defer_normalize=defer_normalize, strength=strength,
                                      even_shards=even_shards)
         while True:
+            await self._ready(self.settings.timeout, stream=True)
             request = resume.request()
             pool = await self._slot_pool() if self._shared_datasets else None
             try:

@@ -7,6 +7,7 @@ and how discovery answers and failures read. The twins differ only in how they w
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Callable
 
@@ -15,11 +16,16 @@ import grpc
 from augserve import framing
 from augserve.client import codec
 from augserve.client.batch import Batch
-from augserve.client.channel import describe
-from augserve.client.errors import ServerError, from_rpc_error
+from augserve.client.channel import SERVICE, SERVING, STATUS_NAMES, HealthCheckRequest, describe
+from augserve.client.errors import ServerError, Unavailable, from_rpc_error
 from augserve.client.settings import ClientSettings
 from augserve.shared_memory import Slot
 from augserve.v1 import augserve_pb2 as pb
+
+HEALTH = HealthCheckRequest(service=SERVICE)  # the name the channel's load balancing checks too
+POLL_S = 0.25  # between health checks of a server that answers but is not SERVING yet (warming up)
+DIAGNOSE_S = 0.2  # a last fail-fast check after a wait in vain, for the channel's own reason (connection refused, TLS)
+
 
 def error(settings: ClientSettings, rpc_error: grpc.RpcError) -> ServerError:
     """The ``ServerError`` a failed call raises, naming the targets the client was pointed at."""
@@ -102,3 +108,46 @@ class DatasetResume:
         delay = settings.failover_delay(rpc_error, self.attempt, lost=lost, stalled=stalled)
         self.attempt += 1
         return delay
+
+
+class Readiness:
+    """Whether a call first waits for a server that reports SERVING, instead of failing fast.
+
+    ``wait_for_ready=None`` (the default): until a server was reached, so a client started before its server
+    waits for it; after that calls fail fast and streams fail over, so a lost server is noticed at once.
+    True: every call waits (gRPC's wait_for_ready on each call, and a health wait before each stream or resume,
+    since a stream has no deadline to bound gRPC's own wait). False: never. A wait is bounded by the call's timeout.
+    """
+
+    def __init__(self, wait_for_ready: bool | None):
+        self.mode, self.reached = wait_for_ready, False
+
+    def first(self, stream: bool = False) -> bool:
+        return self.mode is not False and (not self.reached or (self.mode is True and stream))
+
+
+def deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def left(until: float | None) -> float | None:
+    return None if until is None else max(0.0, until - time.monotonic())
+
+
+def health_answer(reply=None, rpc_error: grpc.RpcError | None = None) -> tuple[bool, str | None]:
+    """(ready, why not) from one health check: SERVING, or no health service at all (UNIMPLEMENTED: the server
+    answered, and the channel's load balancing does not check it either), is ready. A deadline says nothing."""
+    if rpc_error is None:
+        return reply.status == SERVING, STATUS_NAMES.get(reply.status, str(reply.status))
+    if rpc_error.code() == grpc.StatusCode.UNIMPLEMENTED:
+        return True, None
+    if rpc_error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return False, None
+    return False, f"{rpc_error.code().name}: {rpc_error.details()}"
+
+
+def not_ready(settings: ClientSettings, timeout: float | None, last: str | None) -> Unavailable:
+    """The error of a wait for a SERVING server in vain, naming the targets, the bound and the last reason."""
+    bound = "" if timeout is None else f" within {timeout:g} s"
+    return Unavailable(grpc.StatusCode.UNAVAILABLE, f"no server reported SERVING{bound}" +
+                       (f" (last: {last})" if last else ""), describe(settings.targets))

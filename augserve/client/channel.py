@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from augserve.transport import CLIENT_KEEPALIVE, HTTP2_WINDOWS, RECONNECT
 
@@ -101,6 +102,40 @@ def is_local(targets) -> bool:
 
 def describe(targets) -> str:
     return targets if isinstance(targets, str) else ",".join(targets)
+
+
+def one_replica(targets) -> bool:
+    """Whether the targets name a single server (one ``host:port`` or socket), so that a dropped stream can only
+    reconnect to it; a ``dns:`` URI may resolve to several replicas (a headless Service)."""
+    listed = [targets] if isinstance(targets, str) else list(targets)
+    return len(listed) == 1 and "," not in listed[0] and not listed[0].startswith("dns:")
+
+
+def _health_messages():
+    """grpc.health.v1's request and response, built here: the client does not depend on grpcio-health-checking."""
+    file = descriptor_pb2.FileDescriptorProto(name="augserve_client_health.proto", package="grpc.health.v1",
+                                              syntax="proto3")
+    request = file.message_type.add(name="HealthCheckRequest")
+    request.field.add(name="service", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    response = file.message_type.add(name="HealthCheckResponse")
+    response.field.add(name="status", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
+                       label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)  # the enum's number, same wire
+    pool = descriptor_pool.DescriptorPool()  # private: no clash with grpc_health's own, when both are loaded
+    pool.Add(file)
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"grpc.health.v1.{name}"))
+                 for name in ("HealthCheckRequest", "HealthCheckResponse"))
+
+
+HealthCheckRequest, HealthCheckResponse = _health_messages()
+SERVING = 1  # grpc.health.v1.HealthCheckResponse.ServingStatus
+STATUS_NAMES = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+def health_check(channel):
+    """The standard health service's Check on a sync or ``grpc.aio`` channel."""
+    return channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=HealthCheckRequest.SerializeToString,
+                               response_deserializer=HealthCheckResponse.FromString)
 
 
 def options(targets, tls: TLS | None, attempts: int, max_message_bytes: int) -> tuple[str, list]:

@@ -12,7 +12,7 @@ import grpc
 from augserve.framing import Framed
 from augserve.client import calls, codec
 from augserve.client.batch import Array, Batch
-from augserve.client.channel import TLS
+from augserve.client.channel import TLS, health_check
 from augserve.client.dataset_offers import DatasetOffers
 from augserve.client.settings import MiB, ClientSettings
 from augserve.client.shm_use import SharedMemoryUse
@@ -31,16 +31,21 @@ class Client:
     turns that off), and results view the client's own output region until dropped. Every failure
     is a ``ServerError``. ``tenant`` (default ``$AUGSERVE_TENANT``) is the name its calls declare for
     fair sharing of the server (a token bound to a tenant in the server's config takes precedence).
+
+    ``wait_for_ready`` (gRPC's): None, the default, makes calls wait for a server that reports SERVING until one
+    was reached (a client started before its server waits for it, within each call's timeout), then fail fast;
+    True makes every call wait; False none (a client started before its server fails with ``Unavailable``).
     """
 
     def __init__(self, targets, *, timeout: float | None = 60.0, token: str | None = None,
                  tls: TLS | bool | None = None, compression: str | None = None, retries: int = 4,
                  failovers: int = 3, max_message_bytes: int = 256 * MiB, shared_memory: bool | None = None,
-                 tenant: str | None = None):
+                 tenant: str | None = None, wait_for_ready: bool | None = None):
         self.settings = ClientSettings(targets, timeout, token, tls, compression, retries, failovers,
-                                       max_message_bytes, shared_memory, tenant)
+                                       max_message_bytes, shared_memory, tenant, wait_for_ready)
         self._channel: grpc.Channel | None = None
         self._pid = 0
+        self._readiness = calls.Readiness(wait_for_ready)
         self._shm = SharedMemoryUse(self, self.settings.shared_memory)
         self._shared_datasets = True  # until a server says it has no StreamDatasetShared
         self._dataset_batch_bytes: dict[tuple, int] = {}  # per dataset stream: the room a full batch takes
@@ -54,6 +59,7 @@ class Client:
 
     def __setstate__(self, state: dict) -> None:
         self.settings, self._channel, self._pid = state["settings"], None, 0
+        self._readiness = calls.Readiness(self.settings.wait_for_ready)
         self._shm = SharedMemoryUse(self, self.settings.shared_memory)
         self._shared_datasets, self._dataset_batch_bytes = True, {}
 
@@ -63,6 +69,7 @@ class Client:
             self._channel = self.settings.open_channel()
             self._pid = os.getpid()
             self._stub = Stub(self._channel)
+            self._health = health_check(self._channel)
             self._shm = SharedMemoryUse(self, self.settings.shared_memory)  # a forked child makes its own regions
         return self._stub
 
@@ -83,7 +90,7 @@ class Client:
                 if self._shm.works is None:
                     request, slot = self._shm.probe_request()
                     try:
-                        response = stub.Augment(request, timeout=self.settings.timeout,
+                        response = stub.Augment(request, timeout=self.settings.probe_timeout,
                                                 **self.settings.call_options(probe=True))
                         self._shm.settle(slot, response)
                     except grpc.RpcError as error:
@@ -105,10 +112,51 @@ class Client:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _unary(self, method: str, request, timeout: float | None = None):
+    # --- readiness ----------------------------------------------------------------------------
+
+    def wait_ready(self, timeout: float | None = 60.0) -> dict[str, Any]:
+        """Block until a server (any of the targets) reports SERVING on the gRPC health service, for a job
+        that starts beside its server; its ``server_info()``. Raises ``Unavailable`` naming the targets after
+        ``timeout`` seconds (None: no bound)."""
+        self._wait_serving(timeout)
+        return self.server_info()
+
+    def _ready(self, timeout: float | None, stream: bool = False) -> None:
+        """Wait for a SERVING server first when this call should (``calls.Readiness``), within ``timeout``."""
+        if self._readiness.first(stream):
+            self._wait_serving(timeout)
+
+    def _wait_serving(self, timeout: float | None) -> None:
+        self.stub  # opens the channel
+        until, last = calls.deadline(timeout), None
+        while True:
+            try:  # wait_for_ready: sent once the channel's round robin has a replica its health check calls SERVING
+                reply, failed = self._health(calls.HEALTH, timeout=calls.left(until), wait_for_ready=True,
+                                             metadata=self.settings.metadata), None
+            except grpc.RpcError as error:
+                reply, failed = None, error
+            ready, why = calls.health_answer(reply, failed)
+            if ready:
+                self._readiness.reached = True
+                return
+            last = why or last
+            if calls.left(until) == 0:
+                raise calls.not_ready(self.settings, timeout, last or self._why_not()) from None
+            time.sleep(min(calls.POLL_S, calls.left(until) or calls.POLL_S))
+
+    def _why_not(self) -> str | None:
+        """The channel's reason for having no server (e.g. connection refused), from one fail-fast check."""
         try:
-            return getattr(self.stub, method)(request, timeout=timeout or self.settings.timeout,
-                                              **self.settings.call_options())
+            self._health(calls.HEALTH, timeout=calls.DIAGNOSE_S, metadata=self.settings.metadata)
+        except grpc.RpcError as error:
+            return calls.health_answer(rpc_error=error)[1]
+        return None
+
+    def _unary(self, method: str, request, timeout: float | None = None):
+        timeout = timeout or self.settings.timeout
+        self._ready(timeout)
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout, **self.settings.call_options())
         except grpc.RpcError as error:
             raise calls.error(self.settings, error) from None
 
@@ -125,6 +173,7 @@ class Client:
         ``defer_normalize``: a pipeline's final normalize is left to the caller (``Batch.normalize``,
         applied by ``Batch.normalized()`` or ``Batch.to(device)``): uint8 travels instead of float.
         """
+        self._ready(timeout or self.settings.timeout)  # before the shared-memory probe, which needs a server too
         slot = self._slot()
         try:
             request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
@@ -174,6 +223,7 @@ class Client:
                 if exhausted and not len(in_flight):
                     outbox.put(None)  # half-close: the server ends the stream
 
+            self._ready(self.settings.timeout, stream=True)
             for request in in_flight.requests():
                 outbox.put(request)
             send_more()
@@ -216,6 +266,7 @@ class Client:
         watch = StallWatch(self.settings.timeout)
         try:
             while True:
+                self._ready(self.settings.timeout, stream=True)
                 request = resume.request()
                 pool = self._slot_pool() if self._shared_datasets else None
                 try:

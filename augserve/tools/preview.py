@@ -1,38 +1,268 @@
-"""Preview grids: each original beside several augmented versions, captioned with the ops drawn."""
+"""Preview grids: each original beside augmented versions, each tile captioned with what its sample drew.
+
+A grid of keys 0, 1, 2, ... can miss a step: 20 tiles of ``imagenet-randaug`` erase none in about one
+grid of 300 (seed 0 is one). So the tiles' keys are chosen: a step draws from (seed, key, batch shape) only, never from pixels, so the
+draws of up to ``SEARCHED_KEYS`` candidate keys are made as one batch without touching an image, and
+a greedy cover picks keys until every step, and every op of a policy step, is applied in some tile.
+The grid then runs on its samples, and its own params decide what the title reports as shown.
+"""
 
 from __future__ import annotations
 
 import math
 import pathlib
+import textwrap
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from augserve.encoded import EncodedBatch
+from augserve.encoded import EncodedBatch, first_steps
 from augserve.extras import require
+from augserve.modality import Modality
 from augserve.photos import load_images, read_image_files
 from augserve.pipeline import Pipeline
+from augserve.random import SampleRng
 from augserve.steps import Normalize
+from augserve.steps.base import Batch
 
-def _captions(params: list[dict], count: int) -> list[str]:
-    """Short per-sample text: the policy ops, random steps and mixing each sample drew."""
-    lines = [[] for _ in range(count)]
+SEARCHED_KEYS = 10_000  # candidate keys at most; drawn in chunks, stopping once every effect has a key
+_CHUNK = 2_000
+_PROBE = 64  # keys drawn first to tell steps applied to some samples from steps applied to all
+_SHORT = {"hflip": "flip", "vflip": "vertical flip", "random_erasing": "erase"}
+_MASK_UNITS = {"freq_mask": "bins", "time_mask": "frames"}
+
+Target = tuple[int, str | None]  # (step slot, op of a policy step or None for the step itself)
+
+
+# --- what a sample drew --------------------------------------------------------------------------------
+
+def _effects(step: dict, count: int) -> dict[str | None, torch.Tensor] | None:
+    """Which samples show a step's effect: {None: bool per sample} for the step, or {op: bool per sample} for
+    each op a policy step may choose; None for a step applied to every sample (crops, resizes, noise,
+    normalize: nothing to search for)."""
+    if "space" in step:
+        ops = step["ops"].reshape(count, -1)
+        return {name: (ops == k).any(1) for k, name in enumerate(step["space"]) if name != "identity"}
+    if "mixed" in step:
+        return {None: step["mixed"].bool()}
+    if "applied" in step:
+        return {None: step["applied"].bool()}
+    if "width" in step and "start" in step:  # SpecAugment masks: a zero-width mask masks nothing
+        return {None: step["width"].reshape(count, -1).sum(1) > 0}
+    if "distance" in step:
+        return {None: step["distance"] != 0}
+    return None
+
+
+def _value(value: float) -> str:
+    """A policy op's drawn magnitude, short; nothing for ops without one (drawn as 0)."""
+    return f"{value:.2g}" if value else ""
+
+
+def _describe(step: dict, count: int) -> list[str]:
+    """A few words per sample for what this step drew ("" where it drew nothing worth a word)."""
+    op = step["op"]
+    if "space" in step:
+        space, texts = step["space"], []
+        for row, values in zip(step["ops"].reshape(count, -1).tolist(), step["values"].reshape(count, -1).tolist()):
+            named = [(space[k], v) for k, v in zip(row, values) if k >= 0 and space[k] != "identity"]
+            if len(named) > 3:  # AugMix's chains: the ops, once each
+                texts.append(f"{op}: " + "+".join(dict.fromkeys(name for name, _ in named)))
+            else:
+                texts.append(" + ".join(f"{name} {_value(v)}".strip() for name, v in named))
+        return texts
+    if "mixed" in step:
+        return [f"{'cutmix' if cut else 'mixup'} λ={lam:.2f}" if mixed else ""
+                for mixed, cut, lam in zip(step["mixed"].tolist(), step["cutmix"].tolist(), step["lam"].tolist())]
+    if "applied" in step:
+        return [_SHORT.get(op, op) if hit else "" for hit in step["applied"].tolist()]
+    if "width" in step and "start" in step:
+        unit = _MASK_UNITS.get(op, "")
+        return [f"{op.replace('_', ' ')} {w} {unit}".strip() if w else ""
+                for w in step["width"].reshape(count, -1).sum(1).tolist()]
+    if "distance" in step:
+        return [f"time warp {d:+.0f} frames" if d else "" for d in step["distance"].tolist()]
+    if op == "window_warp":
+        return [f"window warp x{s:.2f}" for s in step["scale"].tolist()]
+    if "factor" in step:
+        return [f"scaling x{f:.2f}" for f in step["factor"].reshape(count, -1).mean(1).tolist()]
+    if "knots" in step:
+        return [f"magnitude warp ±{k:.2f}" for k in (step["knots"].reshape(count, -1) - 1).abs().amax(1).tolist()]
+    if "positions" in step:
+        shift = (step["positions"] - torch.arange(step["positions"].shape[-1])).abs().amax(-1)
+        return [f"time warp ±{s:.1f} steps" for s in shift.tolist()]
+    if "angle" in step:
+        return [f"affine {a:+.0f}° x{s:.2f}" for a, s in zip(step["angle"].tolist(), step["scale"].tolist())]
+    if "segments" in step:
+        return [f"permutation {n} segments" for n in step["segments"].tolist()]
+    if op == "window_slice":
+        return [f"window slice at {s}" for s in step["start"].tolist()]
+    if "amount" in step:
+        return [f"drift ±{a:.2f}" for a in step["amount"].reshape(count, -1).abs().amax(1).tolist()]
+    return [""] * count
+
+
+def captions(params: list[dict], count: int) -> list[str]:
+    """Per sample, what it drew from the steps that differ per sample (the ops applied, with values)."""
+    parts = [[] for _ in range(count)]
     for step in params:
-        if "space" in step:
-            space = step["space"]
-            for i, row in enumerate(step["ops"].tolist()):
-                lines[i].append("+".join(space[k] for k in row if k >= 0) or "none")
-        elif "lam" in step:
-            for i, (mixed, cut, lam) in enumerate(zip(step["mixed"].tolist(), step["cutmix"].tolist(),
-                                                      step["lam"].tolist())):
-                if mixed:
-                    lines[i].append(f"{'cutmix' if cut else 'mixup'} {lam:.2f}")
-        elif "applied" in step:
-            for i, hit in enumerate(step["applied"].tolist()):
-                if hit:
-                    lines[i].append(step["op"])
-    return [", ".join(parts) for parts in lines]
+        for i, text in enumerate(_describe(step, count)):
+            if text:
+                parts[i].append(text)
+    return [", ".join(words) or "only the every-tile steps" for words in parts]
 
+
+# --- choosing the keys ---------------------------------------------------------------------------------
+
+@dataclass
+class KeyChoice:
+    """The tiles' keys (row by row) and what the search found: targets, the steps applied to every sample
+    (nothing to search for), the targets no searched key draws and those the chosen keys draw."""
+
+    keys: torch.Tensor
+    targets: list[Target]
+    every_tile: list[int]  # slots
+    never: list[Target]
+    expected: list[Target]
+    searched: int
+
+
+def _draws(pipe: Pipeline, slots: list[int], shapes: list, seed: int, keys: torch.Tensor) -> dict[int, dict]:
+    """The public draws of steps ``slots`` for ``keys``, as a pipeline call on a batch of that many samples
+    would make them (each step draws from its own stream, so any subset can be drawn)."""
+    rng = SampleRng(seed, keys)
+    drawn = {}
+    for slot in slots:
+        shape, dtype, modality = shapes[slot]
+        params = pipe.steps[slot].draw(rng.fork(slot), Batch((len(keys), *shape), dtype, modality, keys.device))
+        drawn[slot] = {"op": pipe.steps[slot].op, **{k: v for k, v in params.items() if not k.startswith("_")}}
+    return drawn
+
+
+def _shapes(pipe: Pipeline, start: int, sample_shape: tuple[int, ...], dtype: torch.dtype) -> list:
+    """(sample shape, dtype, modality) each step from ``start`` sees."""
+    shapes: list = [None] * len(pipe.steps)
+    shape, modality = (1, *sample_shape), pipe.modality or Modality.IMAGE
+    dtype = torch.float32 if dtype.is_floating_point else dtype
+    for slot in range(start, len(pipe.steps)):
+        step = pipe.steps[slot]
+        shapes[slot] = (shape[1:], dtype, Modality(pipe.stages[slot] or modality))
+        shape, dtype = step.output_shape(shape), step.output_dtype(dtype)
+    return shapes
+
+
+def choose_keys(pipe: Pipeline, sample_shape: tuple[int, ...], dtype: torch.dtype, rows: int, versions: int, *,
+                seed: int = 0, start: int = 0, candidates: int = SEARCHED_KEYS) -> KeyChoice:
+    """Keys for ``rows`` x ``versions`` tiles such that every step from ``start`` applied to some samples only
+    (and every op of a policy step) is applied in at least one tile, where ``candidates`` keys hold one and the
+    tiles are enough; the other tiles get the smallest keys left, as an unchosen grid would. Chosen keys
+    go down the first columns, one per row in turn, so each original shows some of them."""
+    shapes = _shapes(pipe, start, sample_shape, dtype)
+    slots = list(range(start, len(pipe.steps)))
+    probe = _draws(pipe, slots, shapes, seed, torch.arange(_PROBE))
+    effects = {slot: _effects(probe[slot], _PROBE) for slot in slots}
+    varying = [slot for slot in slots if effects[slot] is not None]
+    targets = [(slot, name) for slot in varying for name in effects[slot]]
+    hits, searched = [], 0
+    while searched < candidates and targets:
+        keys = torch.arange(searched, min(searched + (_CHUNK if searched else _CHUNK // 4), candidates))
+        drawn = _draws(pipe, varying, shapes, seed, keys)
+        columns = {slot: _effects(drawn[slot], len(keys)) for slot in varying}
+        hits.append(torch.stack([columns[slot][name] for slot, name in targets], 1))
+        searched += len(keys)
+        if torch.cat(hits).any(0).all():
+            break
+    matrix = torch.cat(hits) if hits else torch.zeros(0, 0, dtype=torch.bool)
+    tiles = rows * versions
+    chosen: list[int] = []
+    uncovered = matrix.any(0) if len(matrix) else torch.zeros(0, dtype=torch.bool)
+    while len(chosen) < tiles and uncovered.any():
+        gain = matrix[:, uncovered].sum(1)
+        best = int(gain.argmax())  # ties: the smallest key
+        chosen.append(best)
+        uncovered &= ~matrix[best]
+    taken = set(chosen)
+    rest = (key for key in range(tiles + len(chosen)) if key not in taken)
+    order = chosen + [next(rest) for _ in range(tiles - len(chosen))]
+    grid = torch.empty(rows, versions, dtype=torch.int64)
+    for index, key in enumerate(order):
+        grid[index % rows, index // rows] = key
+    never = [target for target, hit in zip(targets, matrix.any(0).tolist()) if not hit] if targets else []
+    expected = [target for target, hit in zip(targets, matrix[chosen].any(0).tolist()) if hit] if chosen else []
+    every_tile = list(range(start)) + [slot for slot in slots if effects[slot] is None]  # first steps fix the size
+    return KeyChoice(grid.flatten(), targets, every_tile, never, expected, searched)
+
+
+# --- what the grid shows -------------------------------------------------------------------------------
+
+@dataclass
+class Preview:
+    """What a preview grid shows: per tile its key and caption; per step or policy op, the tiles applying it;
+    what could not be shown and why; the line the title and the command print."""
+
+    path: pathlib.Path | None
+    keys: torch.Tensor
+    captions: list[str]
+    shown: dict[str, int] = field(default_factory=dict)  # step or "step: op" -> tiles
+    missing: dict[str, str] = field(default_factory=dict)  # step or "step: op" -> why not shown
+    every_tile: list[str] = field(default_factory=list)  # steps applied to every tile (with values of its own)
+    summary: str = ""
+    axis_labels: list[tuple[str, str]] = field(default_factory=list)  # (x, y) of each tile that has any
+
+
+def coverage(pipe: Pipeline, params: list[dict], choice: KeyChoice, tiles: int) -> tuple[dict, dict, str]:
+    """From the grid's own params: tiles per target, the targets not shown (and why), and a one-line summary
+    ("every step appears at least once: ..." when it does)."""
+    names = [step.op for step in pipe.steps]
+
+    def label(slot: int, name: str | None = None) -> str:
+        op = names[slot] if names.count(names[slot]) == 1 else f"{names[slot]} (step {slot + 1})"
+        return op if name is None else f"{op}: {name}"
+
+    by_slot = {slot: _effects(params[slot], tiles) for slot, _ in choice.targets}
+    shown, missing = {}, {}
+    for slot, name in choice.targets:
+        count = int(by_slot[slot][name].sum())
+        if count:
+            shown[label(slot, name)] = count
+        elif (slot, name) in choice.never:
+            missing[label(slot, name)] = f"drawn by none of {choice.searched:,} keys searched"
+        elif (slot, name) in choice.expected:  # e.g. mixing in batch mode: one draw for the whole batch
+            missing[label(slot, name)] = "drawn for the whole batch, not per key: this grid's batch did not draw it"
+        else:
+            missing[label(slot, name)] = f"more to show than {tiles} tiles"
+    parts, steps_missing = [], []
+    for slot in dict.fromkeys(slot for slot, _ in choice.targets):
+        ops = [name for s, name in choice.targets if s == slot]
+        if ops == [None]:
+            if label(slot) in shown:
+                tiles_shown = shown[label(slot)]
+                parts.append(f"{label(slot)} ({tiles_shown} tile{'s' if tiles_shown > 1 else ''})")
+            else:
+                steps_missing.append(f"{label(slot)} ({missing[label(slot)]})")
+            continue
+        seen = [op for op in ops if label(slot, op) in shown]
+        if not seen:
+            steps_missing.append(f"{label(slot)} ({missing[label(slot, ops[0])]})")
+        elif len(seen) == len(ops):
+            parts.append(f"{label(slot)} (all {len(ops)} ops)")
+        else:
+            reasons: dict[str, list[str]] = {}
+            for op in ops:
+                if op not in seen:
+                    reasons.setdefault(missing[label(slot, op)], []).append(op)
+            absent = "; ".join(f"{', '.join(group)}: {why}" for why, group in reasons.items())
+            parts.append(f"{label(slot)} ({len(seen)} of {len(ops)} ops; not shown: {absent})")
+    if choice.every_tile:
+        parts.append(f"{', '.join(label(slot) for slot in choice.every_tile)} on every tile")
+    if steps_missing:
+        summary = f"not every step appears: not shown: {'; '.join(steps_missing)}"
+        return shown, missing, summary + (f"; shown: {', '.join(parts)}" if parts else "")
+    return shown, missing, f"every step appears at least once: {', '.join(parts)}"
+
+
+# --- samples -------------------------------------------------------------------------------------------
 
 UCR_DATASETS = ("gunpoint", "basic_motions", "japanese_vowels", "arrow_head", "italy_power_demand")
 SERIES_SHOWN = 4
@@ -77,14 +307,18 @@ def synthetic_spectrograms(count: int = 3, bins: int = 80, seconds: float = 6.0)
     return (log_power - mean) / std, names
 
 
-def _draw(ax, sample: torch.Tensor, modality: str) -> None:
+# --- drawing -------------------------------------------------------------------------------------------
+
+def _draw_tile(ax, sample: torch.Tensor, modality: str, limits: tuple[float, float] | None = None):
     if modality == "image":
         ax.imshow(sample.permute(1, 2, 0).numpy())
-    elif modality == "spectrogram":
-        ax.imshow(sample.reshape(-1, sample.shape[-1]).numpy(), origin="lower", aspect="auto", cmap="magma")
-    else:
-        for channel in sample:
-            ax.plot(channel.numpy(), linewidth=0.8)
+        return None
+    if modality == "spectrogram":
+        return ax.imshow(sample.reshape(-1, sample.shape[-1]).numpy(), origin="lower", aspect="auto", cmap="magma",
+                         vmin=limits[0], vmax=limits[1], interpolation="nearest")
+    for index, channel in enumerate(sample):
+        ax.plot(channel.numpy(), linewidth=0.8, label=f"channel {index}")
+    return None
 
 
 def _takes_encoded(pipe: Pipeline) -> bool:
@@ -95,14 +329,15 @@ def _takes_encoded(pipe: Pipeline) -> bool:
     return True
 
 
-def write_preview(spec, out: str, *, images_dir: str | None = None, dataset: str = "gunpoint", versions: int = 5,
-                  size: int = 256, seed: int = 0) -> pathlib.Path:
-    """Run ``spec`` on every sample ``versions`` times (distinct keys) and save a PNG grid.
+def build_preview(spec, *, images_dir: str | None = None, dataset: str = "gunpoint", versions: int = 5,
+                  size: int = 256, seed: int = 0):
+    """The preview figure and what it shows (``Preview``, its ``path`` unset): ``spec`` run on every sample
+    ``versions`` times with keys chosen so that every step shows (``choose_keys``).
 
-    The samples match the pipeline's modality: photos (or ``images_dir``) for
-    images, synthetic speech-like spectrograms, or a UCR dataset for time series.
-    Files of ``images_dir`` go in encoded, at their own sizes, when the pipeline starts
-    with a step that fixes the size (as a server decodes them); otherwise resized squares.
+    The samples match the pipeline's modality: photos (or ``images_dir``) for images, synthetic
+    speech-like spectrograms, or a UCR dataset for time series. Files of ``images_dir`` go in
+    encoded, at their own sizes, when the pipeline starts with a step that fixes the size (as a
+    server decodes them); otherwise resized squares.
     """
     require("matplotlib", "augserve preview").use("Agg")
     import matplotlib.pyplot as plt
@@ -111,47 +346,90 @@ def write_preview(spec, out: str, *, images_dir: str | None = None, dataset: str
         raise ValueError(f"--versions: expected 1..16, got {versions}")
     pipe = Pipeline.from_spec(pathlib.Path(spec[1:]) if isinstance(spec, str) and spec.startswith("@") else spec)
     modality = pipe.modality or "image"
-    # Normalization only rescales values; drop it so the grid shows viewable pixels.
-    shown = Pipeline([s for s in pipe.steps if not isinstance(s, Normalize)], pipe.modality)
+    # Normalization only rescales values; drop it so the grid shows viewable pixels (the presets end with it,
+    # so no other step moves to another position, whose stream it would draw from).
+    kept = [s for s in pipe.steps if not isinstance(s, Normalize)]
+    shown = Pipeline(kept, pipe.modality) if len(kept) < len(pipe.steps) else pipe
     encoded = modality == "image" and images_dir is not None and _takes_encoded(shown)
     if encoded:
         files, names = read_image_files(images_dir)
         decoded = EncodedBatch(files)
         samples = [decoded.decode(index) for index in range(len(files))]
-    elif modality == "image":
-        samples, names = load_images(images_dir, size)
-    elif modality == "spectrogram":
-        samples, names = synthetic_spectrograms()
-    elif modality == "waveform":
-        samples, names = synthetic_speech()
+        start = shown.first_steps()
+        shape, dtype = first_steps.output(shown.steps[:start], decoded)
+        sample_shape = shape[1:]
     else:
-        samples, names = load_series(dataset)
+        if modality == "image":
+            samples, names = load_images(images_dir, size)
+        elif modality == "spectrogram":
+            samples, names = synthetic_spectrograms()
+        elif modality == "waveform":
+            samples, names = synthetic_speech()
+        else:
+            samples, names = load_series(dataset)
+        start, sample_shape, dtype = 0, tuple(samples.shape[1:]), samples.dtype
+    rows = len(names)
+    choice = choose_keys(shown, sample_shape, dtype, rows, versions, seed=seed, start=start)
     batch = [file for file in files for _ in range(versions)] if encoded else samples.repeat_interleave(versions, 0)
     out_dtype = "uint8" if modality == "image" else None
-    result = shown(batch, seed=seed, keys=torch.arange(len(batch)), out_dtype=out_dtype)
-    captions = _captions(result.params, len(batch))
+    result = shown(batch, seed=seed, keys=choice.keys, out_dtype=out_dtype)
+    tiles = len(choice.keys)
+    texts = captions(result.params, tiles)
+    shown_targets, missing, summary = coverage(shown, result.params, choice, tiles)
     if modality == "waveform":  # show what the front end makes of the audio, then the augmented versions
         samples, modality = Pipeline(pipe.steps[:1])(samples).x, pipe.steps[0].produces
 
-    rows, cols = len(names), versions + 1
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False,
+    cols = versions + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows + 0.7), squeeze=False,
                              sharey="row" if modality == "timeseries" else False)
+    limits = None
+    if modality == "spectrogram":
+        values = torch.cat([torch.stack(list(samples)).flatten(), result.x.flatten()])
+        limits = (float(values.min()), float(values.max()))
+    image = None
     for r, name in enumerate(names):
-        _draw(axes[r][0], samples[r], modality)
-        axes[r][0].set_title(f"original: {name}", fontsize=7)
+        image = _draw_tile(axes[r][0], samples[r], modality, limits) or image
+        axes[r][0].set_title(textwrap.fill(f"original: {name}", 34), fontsize=7)
         for v in range(versions):
             i = r * versions + v
-            _draw(axes[r][v + 1], result.x[i], modality)
-            axes[r][v + 1].set_title(captions[i], fontsize=6, wrap=True)
-    for ax in axes.flat:
-        if modality != "timeseries":
-            ax.axis("off")
-        ax.tick_params(labelsize=5)
+            _draw_tile(axes[r][v + 1], result.x[i], modality, limits)
+            axes[r][v + 1].set_title(textwrap.fill(f"key {int(choice.keys[i])}: {texts[i]}", 40), fontsize=6)
+    labels = {"spectrogram": ("time (frames)", "mel bin" if pipe.modality == "waveform" else "frequency bin"),
+              "timeseries": ("sample index (time step)", "value")}.get(modality)
+    for r, row in enumerate(axes):
+        for c, ax in enumerate(row):
+            if labels is None:
+                ax.axis("off")
+                continue
+            ax.tick_params(labelsize=5)
+            ax.set_xlabel(labels[0] if r == rows - 1 else "", fontsize=6)
+            ax.set_ylabel(labels[1] if c == 0 else "", fontsize=6)
+    if modality == "timeseries" and samples.shape[1] > 1:
+        axes[0][0].legend(fontsize=4, loc="best")
     title = spec if isinstance(spec, str) else "custom pipeline"
     steps = ", ".join(step.op for step in pipe.steps)
-    fig.suptitle(f"{title}  [{steps}]  (seed {seed}; normalize steps not shown)", fontsize=9)
-    fig.tight_layout()
-    path = pathlib.Path(out)
-    fig.savefig(path, dpi=110)
+    note = "; normalize not shown" if shown is not pipe else ""
+    heading = f"{title}  [{steps}]  (seed {seed}{note}; each tile: its key and the ops it drew)"
+    width = int(16 * 2.3 * cols)  # characters a line of the title holds
+    title_text = textwrap.fill(heading, width) + "\n" + textwrap.fill(summary, width)
+    fig.suptitle(title_text, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.12 / fig.get_figheight()))  # a little air under the title
+    if image is not None:  # every tile shares this colour scale
+        fig.subplots_adjust(right=0.9)
+        bar = fig.colorbar(image, cax=fig.add_axes((0.915, 0.3, 0.012, 0.4)))
+        bar.set_label("log mel power" if pipe.modality == "waveform" else "log power (standardized)", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    axis_labels = [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes if ax.get_xlabel() or ax.get_ylabel()]
+    return fig, Preview(None, choice.keys, texts, shown_targets, missing,
+                        [shown.steps[slot].op for slot in choice.every_tile], summary, axis_labels)
+
+
+def write_preview(spec, out: str, **options) -> Preview:
+    """Save ``build_preview``'s grid as a PNG at ``out``; what it shows (``Preview.path`` is the file)."""
+    import matplotlib.pyplot as plt
+
+    fig, preview = build_preview(spec, **options)
+    preview.path = pathlib.Path(out)
+    fig.savefig(preview.path, dpi=110)
     plt.close(fig)
-    return path
+    return preview

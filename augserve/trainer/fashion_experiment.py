@@ -31,7 +31,8 @@ from augserve.trainer.adaptive import AdaptiveStrength
 from augserve.trainer.archives import ImageSplit, load_fashion_mnist
 from augserve.trainer.decay import param_groups
 from augserve.trainer.losses import SoftTargetCrossEntropy
-from augserve.trainer.monitor import History, percent_mean_sd, plot_learning_curves
+from augserve.trainer.monitor import (History, kept_epoch_table, mean_sd_header, percent_mean_sd, plot_learning_curves,
+                                      seeds_text)
 from augserve.trainer.trainer import Trainer
 
 # Chosen before any run, from the calibration in the issue that asked for this experiment (a padded crop,
@@ -202,7 +203,10 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
         train, loss = loader(fit, shuffle=True), SoftTargetCrossEntropy()
     trainer = Trainer(model, optimizer, loss, device="cpu", scheduler=scheduler, callbacks=callbacks, progress=progress)
     started = time.perf_counter()
-    history = trainer.fit(train, loader(val) if len(val) else None, epochs=recipe.epochs)
+    # seed 0's runs are drawn as curves: they also score the clean fit images after every epoch
+    history = trainer.fit(train, loader(val) if len(val) else None, epochs=recipe.epochs,
+                          train_eval=loader(fit) if seed == 0 else None)
+    history.augmented = regularized
     _, train_accuracy = trainer.evaluate(loader(fit))
     _, test_accuracy = trainer.evaluate(loader(split.test))
     return {"seed": seed, "configuration": configuration, "fit_images": len(fit), "epochs": len(history.records),
@@ -213,7 +217,11 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
 
 
 def summary_table(runs: list[dict]) -> list[str]:
-    lines = ["| configuration | test acc % (mean ± sd) | per seed | train acc % | val acc % |", "|---|---:|---|---:|---:|"]
+    """Per configuration: test accuracy (mean ± sd over seeds, or the one seed's), the clean fit images' and
+    validation accuracy at the last epoch."""
+    spread = mean_sd_header(len({r["seed"] for r in runs}))
+    lines = [f"| configuration | test acc %{spread} | per seed | train acc % (clean){spread} | "
+             f"val acc % (clean){spread} |", "|---|---:|---|---:|---:|"]
     for config in CONFIGURATIONS:
         chosen = sorted((r for r in runs if r["configuration"] == config), key=lambda r: r["seed"])
         if not chosen:
@@ -224,6 +232,15 @@ def summary_table(runs: list[dict]) -> list[str]:
         lines.append(f"| {name} | {percent_mean_sd([r['test_accuracy'] for r in chosen])} | {per_seed} | "
                      f"{percent_mean_sd([r['train_accuracy'] for r in chosen])} | {percent_mean_sd([r['val_accuracy'] for r in chosen])} |")
     return lines
+
+
+def curves_text(curves: dict[str, History]) -> list[str]:
+    """What the learning-curve PNG shows, and the numbers its dots mark."""
+    return ["Learning curves (seed 0): `learning_curves.png` (its data: `learning_curves.json`). Accuracy on the "
+            "training batches as trained on (served, augmented, for strength 1 and adaptive) is drawn dotted beside "
+            "the clean fit images (solid) and validation (dashed); the dots mark the last epoch, whose weights each "
+            "run kept, and are these numbers (the tables' train and val accuracies are the clean ones):", "",
+            *kept_epoch_table(curves)]
 
 
 def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
@@ -256,9 +273,11 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
     (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
                                                  indent=1))
     curves: dict[str, History] = {r["configuration"]: r["history"] for r in runs if r["seed"] == 0}
-    plot_learning_curves(curves, out / "learning_curves.png", f"Fashion-MNIST, {(recipe.per_class - recipe.val_per_class) * split.num_classes} fit images, seed 0")
+    plot_learning_curves(curves, out / "learning_curves.png",
+                         f"Fashion-MNIST, {(recipe.per_class - recipe.val_per_class) * split.num_classes} fit images, "
+                         "seed 0")
     equal, total = sum(e for e, _ in replay), sum(t for _, t in replay)
-    lines = [f"# augserve train: Fashion-MNIST, {recipe.per_class * 10} training images, {seeds} seeds", "",
+    lines = [f"# augserve train: Fashion-MNIST, {recipe.per_class * 10} training images, {seeds_text(seeds)}", "",
              f"`augserve train --dataset fashion-mnist --seeds {seeds} --epochs {recipe.epochs}`",
              "", f"Per seed, {recipe.per_class} training images per class drawn by the seed; {recipe.val_per_class} "
              "per class of them are the validation split, the rest is fit on. Every run: a 3-conv CNN, AdamW (lr "
@@ -269,7 +288,7 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
              f"{recipe.label_smoothing:g}. adaptive: regularized with `AdaptiveStrength("
              f"{', '.join(f'{k}={v}' for k, v in recipe.adaptive)})`. Test accuracy on all 10,000 test images.", "",
              f"Replay: the first served epoch of every seed against the same pipeline in process: {equal} of {total} "
-             "batches bit for bit.", "", *summary_table(runs), "", "Learning curves (seed 0): `learning_curves.png`.", ""]
+             "batches bit for bit.", "", *summary_table(runs), "", *curves_text(curves), ""]
     summary = "\n".join(lines)
     (out / "summary.md").write_text(summary)
     return summary
@@ -287,7 +306,8 @@ def run_fashion_reference(*, out: str | pathlib.Path, seeds: int = 1, epochs: in
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
                                                  indent=1))
-    plot_learning_curves({"plain": runs[0]["history"]}, out / "learning_curves.png",
+    curves = {"plain": runs[0]["history"]}
+    plot_learning_curves(curves, out / "learning_curves.png",
                          f"Fashion-MNIST, all {len(split.train):,} training images, seed 0")
     accuracies = [r["test_accuracy"] for r in runs]
     lines = [f"# augserve train: Fashion-MNIST, all {len(split.train):,} training images (the reference row)", "",
@@ -296,13 +316,14 @@ def run_fashion_reference(*, out: str | pathlib.Path, seeds: int = 1, epochs: in
              f"one-cycle, batch {recipe.batch_size}, no decay, no smoothing, no augmentation) on every training "
              f"image, {recipe.epochs} epochs ({recipe.epochs * len(split.train) // recipe.batch_size:,} steps). Test "
              "accuracy on all 10,000 test images.", "",
-             "| configuration | test acc % (mean ± sd) | per seed | train acc % | minutes per run |",
+             f"| configuration | test acc %{mean_sd_header(seeds)} | per seed | train acc % (clean){mean_sd_header(seeds)} "
+             "| minutes per run |",
              "|---|---:|---|---:|---:|",
              f"| plain, {len(split.train):,} images | {percent_mean_sd(accuracies)} | "
              f"{' '.join(f'{100 * a:.1f}' for a in accuracies)} | "
              f"{percent_mean_sd([r['train_accuracy'] for r in runs])} | "
              f"{statistics.mean(r['seconds'] for r in runs) / 60:.0f} |", "",
-             "Learning curve (seed 0): `learning_curves.png`.", ""]
+             *curves_text(curves), ""]
     summary = "\n".join(lines)
     (out / "summary.md").write_text(summary)
     return summary

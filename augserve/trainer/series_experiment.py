@@ -29,7 +29,8 @@ from augserve.trainer.decay import param_groups
 from augserve.trainer.early_stopping import EarlyStopping
 from augserve.trainer.losses import SoftTargetCrossEntropy
 from augserve.trainer.models import fcn
-from augserve.trainer.monitor import History, percent_mean_sd, plot_learning_curves
+from augserve.trainer.monitor import (History, kept_epoch_table, mean_sd_header, percent_mean_sd, plot_learning_curves,
+                                      seeds_text)
 from augserve.trainer.schedule import warmup_cosine_scheduler
 from augserve.trainer.trainer import Trainer
 from augserve.trainer.ucr import PUBLISHED_SOURCE, SeriesSplit, load_ucr, validation_split
@@ -117,7 +118,9 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
     else:
         train = loader(fit, True)
         trainer = Trainer(model, optimizer, SoftTargetCrossEntropy(), device="cpu", scheduler=scheduler, progress=False)
-    history = trainer.fit(train, loader(val), epochs=epochs)
+    # seed 0's runs are drawn as curves: they also score the clean fit series after every epoch
+    history = trainer.fit(train, loader(val), epochs=epochs, train_eval=loader(fit) if seed == 0 else None)
+    history.augmented = regularized
     _, train_accuracy = trainer.evaluate(loader(fit))
     _, test_accuracy = trainer.evaluate(loader(split.test))
     return {"dataset": name, "seed": seed, "configuration": configuration, "epochs": len(history.records),
@@ -127,8 +130,9 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
 
 
 def dataset_table(split: SeriesSplit, runs: list[dict], configs: list[str]) -> list[str]:
-    lines = ["| configuration | test acc % (mean ± sd) | per seed | train acc % | gap (train - test) | epochs |",
-             "|---|---:|---|---:|---:|---:|"]
+    spread = mean_sd_header(len({r["seed"] for r in runs}))
+    lines = [f"| configuration | test acc %{spread} | per seed | train acc % (clean){spread} | gap (train - test) "
+             "| epochs |", "|---|---:|---|---:|---:|---:|"]
     for config in configs:
         chosen = sorted((r for r in runs if r["configuration"] == config), key=lambda r: r["seed"])
         strengths = ""
@@ -156,7 +160,7 @@ def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
     def against_plain(config: str) -> str:
         pairs = list(zip(accuracies(config), plain))
         ties = sum(a == b for a, b in pairs)
-        return (f"- {config} beats plain in {sum(a > b for a, b in pairs)} of {len(plain)} seeds"
+        return (f"- {config} beats plain in {sum(a > b for a, b in pairs)} of {seeds_text(len(plain))}"
                 f"{f' ({ties} tied)' if ties else ''}, by {100 * (mean(config) - mean('plain')):+.1f} points on average")
 
     plain, fixed = accuracies("plain"), [c for c in configs if c.startswith("strength")]
@@ -196,7 +200,7 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
                                                  indent=1))  # first: the runs are kept whatever comes after
     adaptive = ", ".join(f"{key}={value}" for key, value in recipe.adaptive)
     budget = f"at most {epochs} epochs" if epochs else f"{recipe.steps} optimizer steps (the epochs column)"
-    lines = [f"# augserve train: {', '.join(datasets)}, {seeds} seeds", "",
+    lines = [f"# augserve train: {', '.join(datasets)}, {seeds_text(seeds)}", "",
              f"FCN ({recipe.width}-{2 * recipe.width}-{recipe.width} filters) on each set's own train/test split; "
              f"{recipe.validation_fraction:.0%} of the training set (stratified, per seed) is the validation split, "
              f"the rest is fit on. Every run: AdamW (lr {recipe.learning_rate:g}, batch {recipe.batch_size}), "
@@ -213,13 +217,17 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
     for name in datasets:
         chosen = [r for r in runs if r["dataset"] == name]
         split, picture = splits[name], f"{name.replace(':', '-')}_curves.png"  # ucr:<Name>: no colon in a file name
+        curves: dict[str, History] = {config: r["history"] for config in ("plain", "strength 1", "adaptive")
+                                      for r in chosen if r["seed"] == 0 and r["configuration"] == config}
+        plot_learning_curves(curves, out / picture, f"{name}, seed 0: {', '.join(curves)}")
         lines += [f"## {name} ({len(split.train)} train / {len(split.test)} test, {split.num_classes} classes, "
                   f"length {split.train.tensors[0].shape[-1]})", "", *dataset_table(split, chosen, configs), "",
-                  *verdicts(chosen, configs), "", f"Learning curves (seed 0): `{picture}`.", ""]
-        curves: dict[str, History] = {r["configuration"]: r["history"] for r in chosen
-                                      if r["seed"] == 0 and r["configuration"] in ("plain", "strength 1", "adaptive")}
-        plot_learning_curves(curves, out / picture,
-                             f"{name}, seed 0: plain, strength 1 and adaptive (train loss/accuracy on augmented batches)")
+                  *verdicts(chosen, configs), "",
+                  f"Learning curves (seed 0): `{picture}` (its data: `{picture.removesuffix('.png')}.json`). "
+                  "Accuracy on the training batches as trained on (augmented, for every configuration but plain) "
+                  "is drawn dotted beside the clean fit series (solid) and validation (dashed); the dots mark the "
+                  "last epoch, whose weights each run kept, and are these numbers (the table's train accuracy is "
+                  "the clean one):", "", *kept_epoch_table(curves), ""]
     summary = "\n".join(lines)
     (out / "summary.md").write_text(summary)
     return summary

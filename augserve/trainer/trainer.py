@@ -122,12 +122,17 @@ class Trainer:
                              "there is no loss or accuracy to read")
         return total / seen, right / seen
 
-    def fit(self, train: Iterable, val: Iterable | None = None, epochs: int = 1) -> History:
+    def fit(self, train: Iterable, val: Iterable | None = None, epochs: int = 1, *,
+            train_eval: Iterable | None = None) -> History:
+        """Train for ``epochs``; ``train_eval`` (the training data without augmentation) is scored after every
+        epoch as validation is, so curves can show clean training accuracy beside the augmented batches'."""
         for epoch in range(epochs):
             train_loss, train_accuracy = self.train_epoch(train, epoch)
             val_loss, val_accuracy = self.evaluate(val) if val is not None else (None, None)
+            clean_loss, clean_accuracy = self.evaluate(train_eval) if train_eval is not None else (None, None)
             record = EpochRecord(epoch, train_loss, train_accuracy, val_loss, val_accuracy,
-                                 self.optimizer.param_groups[0]["lr"])
+                                 self.optimizer.param_groups[0]["lr"], train_clean_loss=clean_loss,
+                                 train_clean_accuracy=clean_accuracy)
             self.history.append(record)
             if val_loss is not None and val_loss < self.best_val_loss:
                 self.best_val_loss = val_loss
@@ -137,8 +142,11 @@ class Trainer:
             if self.early_stopping is not None and val_loss is not None and \
                     self.early_stopping.step(val_loss, self.model):
                 break
+        self.history.kept_index = None  # the last epoch's weights
         if self.early_stopping is not None:
             self.early_stopping.restore(self.model)
+            if self.early_stopping.best_state is not None:  # one step per record, so its count indexes them
+                self.history.kept_index = self.early_stopping.best_epoch
         return self.history
 
     def _save(self, record: EpochRecord) -> None:
