@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import pathlib
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,10 +20,10 @@ from augserve.ops.casting import to_out_dtype
 from augserve.presets import PRESETS
 from augserve.random import SampleRng
 from augserve.runtime import keep_freed_memory
-from augserve.spec import SpecError, is_spec_text, shown
+from augserve.spec import SpecError, did_you_mean, is_spec_text, shown
 from augserve.modality import Modality
 from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
-from augserve.steps.base import public, rows
+from augserve.steps.base import layout_hint, public, rows
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
 MAX_STRENGTH = 10.0
@@ -30,6 +31,9 @@ OUT_DTYPES = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.f
 # How a pipeline runs: grouped (the samples that drew an op gathered and run: the CPU's), device (draws on
 # the host, every op branch-free over the batch: a GPU's), auto (device off the CPU, grouped on it).
 EXECUTIONS = ("auto", "grouped", "device")
+# Float images are 0..1. Resampling (bicubic, Lanczos) overshoots a little and is let through; a batch
+# further out is 0..255 pixels or already normalized, which a step that reads pixel values would ruin.
+UNIT_RANGE_SLACK = 0.25
 
 
 @dataclass
@@ -95,7 +99,8 @@ def _spec_data(spec: Any) -> Any:
         return timm_strings.parse(name)
     if is_spec_text(name):
         return spec_text.load(name)
-    raise SpecError(f"pipeline: unknown preset {shown(name)} (presets: {', '.join(PRESETS)}; "
+    raise SpecError(f"pipeline: unknown preset {shown(name)}{did_you_mean(name, PRESETS)} "
+                    f"(presets: {', '.join(PRESETS)}; "
                     "or a timm string like rand-m9-mstd0.5-inc1, augmix-m5-w4-d2 or original-mstd0.5, "
                     "or a list of steps)")
 
@@ -106,7 +111,8 @@ def _split_spec(data: Any) -> tuple[list[Any], Any]:
     if isinstance(data, dict) and "steps" in data:
         unknown = [key for key in data if key not in ("steps", "modality")]
         if unknown:
-            raise SpecError(f"pipeline: unknown field {shown(unknown[0])} (allowed: modality, steps)")
+            hint = did_you_mean(unknown[0], ("modality", "steps"))
+            raise SpecError(f"pipeline: unknown field {shown(unknown[0])}{hint} (allowed: modality, steps)")
         modality, data = data.get("modality"), _spec_data(data["steps"])
     elif isinstance(data, dict):
         data = [data]
@@ -122,17 +128,18 @@ def compile_steps(step_dicts: list[Any]) -> list[Step]:
     if len(step_dicts) > spec_text.MAX_STEPS:
         raise SpecError(f"pipeline: {len(step_dicts)} steps; the limit is {spec_text.MAX_STEPS}")
     steps = []
-    for index, raw in enumerate(step_dicts):
+    for number, raw in enumerate(step_dicts, start=1):  # counted as people count the steps they wrote
         if not isinstance(raw, dict):
-            raise SpecError(f"step {index}: expected a mapping like {{'op': 'hflip'}}, got {shown(raw)}")
+            raise SpecError(f"step {number}: expected a mapping like {{'op': 'hflip'}}, got {shown(raw)}")
         options = dict(raw)
         op = options.pop("op", None)
         if not isinstance(op, str) or op not in STEPS:
-            raise SpecError(f"step {index}: field 'op': unknown op {shown(op)} (known: {', '.join(sorted(STEPS))})")
+            raise SpecError(f"step {number}: field 'op': unknown op {shown(op)}{did_you_mean(op, STEPS)} "
+                            f"(known: {', '.join(sorted(STEPS))})")
         names = [name for name in options if not isinstance(name, str)]
         if names:
-            raise SpecError(f"step {index} ({op}): field names are text, got {shown(names[0])}")
-        steps.append(STEPS[op](f"step {index} ({op})", **options))
+            raise SpecError(f"step {number} ({op}): field names are text, got {shown(names[0])}")
+        steps.append(STEPS[op](f"step {number} ({op})", **options))
     return steps
 
 
@@ -149,9 +156,12 @@ def _single_modality(steps: list[Step], modality: str | None) -> str | None:
     return modality or (implied.pop() if implied else None)
 
 
-def _as_batch(x: Any, modality: str | None) -> tuple[torch.Tensor, str]:
-    """Check the batch against the pipeline's modality; return it and the modality it runs as."""
-    if isinstance(x, np.ndarray):
+def _as_batch(x: Any, modality: str | None, reads_pixels: Step | None = None) -> tuple[torch.Tensor, str]:
+    """Check the batch against the pipeline's modality; return it and the modality it runs as.
+    ``reads_pixels``: the first step that takes float pixels as 0..1, if any (float images are refused
+    outside that range only then: geometry, erasing and mixing work on normalized batches too)."""
+    numpy = isinstance(x, np.ndarray)
+    if numpy:
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x: expected a torch.Tensor or numpy array, or a list of encoded images (bytes), "
@@ -167,10 +177,23 @@ def _as_batch(x: Any, modality: str | None) -> tuple[torch.Tensor, str]:
         raise ValueError(f"x: {runs_as} batches must be float, got uint8")
     if x.shape[0] == 0 or x.numel() == 0:
         raise ValueError(f"x: expected a non-empty batch, got shape {tuple(x.shape)}")
-    # A finite sum (one read pass, no allocation) proves every value finite; only a non-finite
-    # sum, from NaN/inf or from overflowing huge values, pays for the exact check.
-    if x.is_floating_point() and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
-        raise ValueError("x: expected finite values, got NaN or infinity")
+    if modality == Modality.IMAGE and x.shape[1] > 4 and x.shape[-1] in (1, 3, 4):
+        hint = layout_hint(tuple(x.shape))
+        raise ValueError(f"x: expected {Modality.IMAGE.layout} images, got shape {tuple(x.shape)}"
+                         f"{hint.replace('x.permute', 'x.transpose') if numpy else hint}")
+    if x.is_floating_point():
+        # One read pass, no allocation, one host read: NaN and infinity show in the extremes (aminmax
+        # propagates NaN), and so does a batch off the 0..1 scale.
+        low, high = torch.stack(torch.aminmax(x)).tolist()
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("x: expected finite values, got NaN or infinity")
+        if runs_as == Modality.IMAGE and reads_pixels is not None and \
+                not -UNIT_RANGE_SLACK <= low <= high <= 1 + UNIT_RANGE_SLACK:
+            raise ValueError(f"x: float images are read as 0..1 by {reads_pixels.where}; got values in "
+                             f"[{low:.3g}, {high:.3g}]: " + (
+                                 "0..255 pixels? divide by 255 or pass them as uint8" if low >= -UNIT_RANGE_SLACK
+                                 else "already normalized? augment before normalizing, or use only steps that "
+                                 "do not read pixel values (geometry, erasing, mixing)"))
     return x, runs_as
 
 
@@ -208,7 +231,8 @@ class Pipeline:
 
     def __init__(self, steps: list[Step], modality: str | None = None, execution: str = "auto"):
         if modality is not None and modality not in list(Modality):
-            raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(Modality)}, got {shown(modality)}")
+            raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(Modality)}, got {shown(modality)}"
+                            f"{did_you_mean(modality, list(Modality))}")
         if execution not in EXECUTIONS:
             raise SpecError(f"execution: expected one of {', '.join(EXECUTIONS)}, got {execution!r}")
         self.execution = execution
@@ -235,6 +259,8 @@ class Pipeline:
         self.steps = steps
         self.strength = 1.0  # what ``at_strength`` scaled the steps by
         self.normalizes = any(isinstance(s, Normalize) for s in steps)
+        self.reads_pixels = next((step for step in steps if step.reads_unit_range), None)  # see ``_as_batch``
+        self.deferred: Normalize | None = None  # the normalize a caller runs after this pipeline: checked here
         self._before_normalize: Pipeline | None = None
         keep_freed_memory()  # once per process: without it every fresh batch buffer costs page faults
 
@@ -250,7 +276,7 @@ class Pipeline:
     def with_execution(self, execution: str) -> "Pipeline":
         """The same steps run with another plan."""
         other = Pipeline(self.steps, self.modality, execution)
-        other.strength = self.strength
+        other.strength, other.reads_pixels, other.deferred = self.strength, self.reads_pixels, self.deferred
         return other
 
     def plan_for(self, device: torch.device) -> str:
@@ -286,7 +312,10 @@ class Pipeline:
         if len(self.steps) < 2 or not isinstance(self.steps[-1], Normalize):
             return self, None
         if self._before_normalize is None:
-            self._before_normalize = Pipeline(self.steps[:-1], self.modality, self.execution)
+            before = Pipeline(self.steps[:-1], self.modality, self.execution)
+            # the batch is refused as the whole pipeline would refuse it, before any work
+            before.reads_pixels, before.deferred = self.reads_pixels, self.steps[-1]
+            self._before_normalize = before
         return self._before_normalize, self.steps[-1]
 
     def first_steps(self) -> int:
@@ -328,13 +357,15 @@ class Pipeline:
             start, shape, dtype, runs_as = len(x.params), tuple(x.x.shape), x.x.dtype, Modality.IMAGE
             in_dtype = dtype
         else:
-            x, runs_as = _as_batch(x, self.modality)
+            x, runs_as = _as_batch(x, self.modality, self.reads_pixels)
             start, shape, in_dtype = 0, tuple(x.shape), x.dtype
             dtype = torch.float32 if x.is_floating_point() else x.dtype  # float batches run as float32
             if convert is None and x.is_floating_point():
                 convert = x.dtype  # float16/64 inputs are processed in float32 and handed back as they came
         for step in self.steps[start:]:
             shape, dtype = step.check_shape(shape, dtype)
+        if self.deferred is not None:
+            self.deferred.check_shape(shape, dtype)
         if requested is None and in_dtype.is_floating_point:
             dtype = in_dtype  # float inputs are handed back as they came
         return Checked(self, x, convert, shape, dtype if requested is None else requested, runs_as)

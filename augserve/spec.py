@@ -7,6 +7,7 @@ was expected.
 
 from __future__ import annotations
 
+import difflib
 import math
 import reprlib
 from abc import ABC, abstractmethod
@@ -39,6 +40,16 @@ def shown(value: Any) -> str:
 def clipped(text: str) -> str:
     """Text that may hold a client's value (a parser's message), at most ``SHOWN_CHARS`` characters."""
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
+
+
+def did_you_mean(given: Any, names: Any) -> str:
+    """"; did you mean 'x'?" for a name one typo away from one of ``names`` (case aside), else "": a
+    mistyped op or field is named in the message that lists them all, where it is easy to miss."""
+    if not isinstance(given, str) or not given:
+        return ""
+    by_lower = {str(name).lower(): str(name) for name in names if isinstance(name, str)}
+    close = difflib.get_close_matches(given.lower()[:SHOWN_CHARS], list(by_lower), n=1)
+    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 _REQUIRED = object()
@@ -225,7 +236,8 @@ def check_field(where: str, name: str, field: Field, value: Any) -> Any:
     try:
         return field.convert(value)
     except (ValueError, TypeError, OverflowError):
-        raise SpecError(f"{where}: field '{name}': expected {field.expected()}, got {shown(value)}") from None
+        hint = did_you_mean(value, field.options) if isinstance(field, Choice) else ""
+        raise SpecError(f"{where}: field '{name}': expected {field.expected()}, got {shown(value)}{hint}") from None
 
 
 def parse_fields(where: str, fields: dict[str, Field], given: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +245,8 @@ def parse_fields(where: str, fields: dict[str, Field], given: dict[str, Any]) ->
     unknown = sorted(set(given) - set(fields))
     if unknown:
         allowed = ", ".join(sorted(fields)) or "none"
-        raise SpecError(f"{where}: unknown field {shown(unknown[0])} (allowed: {allowed})")
+        raise SpecError(f"{where}: unknown field {shown(unknown[0])}{did_you_mean(unknown[0], fields)} "
+                        f"(allowed: {allowed})")
     values = {}
     for name, field in fields.items():
         if name in given and given[name] is not None:

@@ -52,6 +52,14 @@ def load(text: str, where: str = "pipeline", source: str = "the spec text") -> A
     loader = _BoundedLoader(text, where, source)
     try:
         return loader.get_single_data()
+    except yaml.MarkedYAMLError as error:  # where the parser stopped, then what it was reading from where
+        mark = error.problem_mark or error.context_mark
+        at = "" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: "
+        context = error.context_mark if error.context and error.problem_mark else None
+        since = "" if context is None else \
+            f" ({error.context} from line {context.line + 1}, column {context.column + 1})"
+        raise SpecError(f"{where}: {at}not valid JSON or YAML: {clipped(f'{error.problem or error.context}{since}')}") \
+            from None
     except (yaml.YAMLError, ValueError, OverflowError) as error:  # the latter from tags such as !!float xyz
         raise SpecError(f"{where}: not valid JSON or YAML: {clipped(str(error))}") from None
     finally:

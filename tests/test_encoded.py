@@ -106,7 +106,7 @@ def test_labels_and_file_buffers_of_every_type(files):
 
 @pytest.mark.parametrize("steps, words", [
     ([{"op": "hflip"}, {"op": "random_resized_crop", "size": 32}], ["first step that fixes the output size",
-                                                                    "step 0 (hflip)"]),
+                                                                    "step 1 (hflip)"]),
     ([{"op": "resize", "size": 32}], ["first step that fixes the output size", "resize + center_crop"]),
     ([{"op": "time_warp"}], ["for timeseries batches, not images"]),
 ])

@@ -81,7 +81,7 @@ def test_async_client_takes_encoded_images(server, files):
     (lambda f: _with_x(_encoded_request(f[:2])), ["x, encoded: expected exactly one", "got both"]),
     (lambda f: pb.AugmentRequest(pipeline=pb.PipelineRef(name="rand-m9")), ["x, encoded", "got neither"]),
     (lambda f: _encoded_request(f[:2], [{"op": "hflip"}]), ["first step that fixes the output size",
-                                                            "step 0 (hflip)"]),
+                                                            "step 1 (hflip)"]),
     (lambda f: _encoded_request([f[0], f[1][:300], f[2]]), ["encoded.images[1]: truncated"]),
     (lambda f: _encoded_request([f[0], b"%PDF-1.7 not an image"]), ["encoded.images[1]", "not a JPEG, PNG or WebP"]),
     (lambda f: _encoded_request([f[5][:60] + bytes(len(f[5]) - 72) + f[5][-12:]]), ["encoded.images[0]: corrupt png"]),

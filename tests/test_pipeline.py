@@ -209,8 +209,8 @@ def test_spec_formats_compile_to_the_same_pipeline(tmp_path):
 
 
 @pytest.mark.parametrize("spec, words", [
-    ([{"op": "sparkle"}], ["step 0", "'op'", "sparkle"]),
-    ([{"op": "hflip", "p": -0.1}], ["step 0 (hflip)", "'p'", "-0.1", "[0, 1]"]),
+    ([{"op": "sparkle"}], ["step 1", "'op'", "sparkle"]),
+    ([{"op": "hflip", "p": -0.1}], ["step 1 (hflip)", "'p'", "-0.1", "[0, 1]"]),
     ([{"op": "hflip", "p": "half"}], ["'p'", "'half'"]),
     ([{"op": "hflip", "prob": 0.5}], ["unknown field 'prob'"]),
     ([{"op": "random_resized_crop", "size": 0}], ["'size'", "got 0"]),
@@ -222,7 +222,7 @@ def test_spec_formats_compile_to_the_same_pipeline(tmp_path):
     ([{"op": "normalize", "std": [0.2, 0.0, 0.2]}], ["'std'", "(0, 1000]"]),
     ([{"op": "auto_augment", "policy": "coco"}], ["'policy'", "'imagenet'"]),
     ([{"op": "color_jitter", "hue": 0.7}], ["'hue'", "0.7"]),
-    ([{"op": "hflip"}, {"op": "vflip", "p": 2}], ["step 1 (vflip)", "'p'"]),
+    ([{"op": "hflip"}, {"op": "vflip", "p": 2}], ["step 2 (vflip)", "'p'"]),
     ([], ["at least one step"]),
     ("no-such-preset", ["unknown preset", "imagenet-randaug"]),
     ("rand-m9-x3", ["section 'x3'", "rand-m9-mstd0.5-inc1"]),
@@ -253,7 +253,7 @@ def test_bad_tensors_raise_value_error(x, words):
 
 @pytest.mark.parametrize("op", ["rand_augment", "color_jitter", "equalize", "grayscale", "solarize"])
 def test_color_ops_refuse_other_channel_counts(op):
-    with pytest.raises(ValueError, match=f"step 1 \\({op}\\): expected images with 1 or 3 channels, got 4"):
+    with pytest.raises(ValueError, match=f"step 2 \\({op}\\): expected images with 1 or 3 channels, got 4"):
         Pipeline.from_spec([{"op": "hflip"}, {"op": op}])(torch.zeros(2, 4, 8, 8, dtype=torch.uint8))
 
 
@@ -269,6 +269,128 @@ def test_per_channel_fields_must_match_channels(photo_batch):
         Pipeline.from_spec([{"op": "normalize", "mean": [0.5, 0.5], "std": 0.2}])(photo_batch)
     with pytest.raises(ValueError, match=r"'fill' = \[300.0\]"):
         Pipeline.from_spec([{"op": "random_affine", "degrees": 10, "fill": 300}])(photo_batch)
+
+
+# --- refusals that say what to do ------------------------------------------------------------
+
+
+def _refusal(spec, x) -> str:
+    with pytest.raises(ValueError) as error:
+        Pipeline.from_spec(spec)(x)
+    return str(error.value)
+
+
+def test_grayscale_into_a_three_channel_normalize_says_how_to_fix_it(photo_batch):
+    message = _refusal("imagenet-randaug", photo_batch[:, :1])
+    assert message.startswith("step 5 (normalize): field 'mean' has 3 values (one per channel) but the batch "
+                              "has 1 channel: grayscale images? repeat the channel (x.expand(-1, 3, -1, -1)) "
+                              "or give one mean and one std (these averaged: mean 0.449, std 0.226)"), message
+    assert Pipeline.from_spec("imagenet-randaug")(photo_batch[:, :1].expand(-1, 3, -1, -1)).x.shape[1] == 3
+
+
+@pytest.mark.parametrize("to_numpy", [False, True])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_channels_last_batches_are_named_with_the_permute(photo_batch, channels, to_numpy):
+    x = photo_batch[:, :channels].permute(0, 2, 3, 1).contiguous()  # (N, H, W, C)
+    message = _refusal("imagenet-randaug", x.numpy() if to_numpy else x)
+    assert message == (f"x: expected (B, C, H, W) images, got shape {tuple(x.shape)}; it looks like channels-last "
+                       "(N, H, W, C): permute to (N, C, H, W), e.g. "
+                       f"x.{'transpose' if to_numpy else 'permute'}(0, 3, 1, 2)")
+
+
+def test_channels_last_is_only_guessed_for_image_pipelines():
+    out = Pipeline.from_spec([{"op": "mixup"}])(torch.rand(4, 32, 32, 3), torch.arange(4), num_classes=4)
+    assert out.x.shape == (4, 32, 32, 3)  # mixing alone is layout-blind; nothing to refuse
+
+
+def test_rgba_says_drop_the_alpha_channel(photo_batch):
+    rgba = torch.cat([photo_batch, torch.full_like(photo_batch[:, :1], 255)], dim=1)
+    assert _refusal("imagenet-randaug", rgba) == ("step 3 (rand_augment): expected images with 1 or 3 channels, "
+                                                  "got 4; RGBA? drop the alpha channel (x[:, :3]) or convert the "
+                                                  "images to RGB")
+    assert _refusal([{"op": "normalize"}], rgba).endswith("'mean' has 3 values (one per channel) but the batch has "
+                                                         "4 channels: RGBA? drop the alpha channel (x[:, :3]) or "
+                                                         "convert the images to RGB")
+
+
+def test_float_images_off_the_unit_scale_are_refused_by_pixel_reading_steps(photo_batch):
+    pixels = photo_batch.float()  # 0..255 as float
+    pixels[0, 0, 0, :2] = torch.tensor([0.0, 255.0])
+    assert _refusal("imagenet-randaug", pixels) == ("x: float images are read as 0..1 by step 3 (rand_augment); "
+                                                    "got values in [0, 255]: 0..255 pixels? divide by 255 or pass "
+                                                    "them as uint8")
+    normalized = (pixels / 255 - 0.45) / 0.225
+    message = _refusal([{"op": "hflip"}, {"op": "normalize"}], normalized)
+    assert message.startswith("x: float images are read as 0..1 by step 2 (normalize); got values in [-2, 2.44]: "
+                              "already normalized? augment before normalizing"), message
+    pipe = Pipeline.from_spec([{"op": "color_jitter"}])
+    with pytest.raises(ValueError, match="read as 0..1 by step 1"):
+        pipe.check(pixels)  # refused before any work (the server checks so)
+    before, _ = Pipeline.from_spec([{"op": "hflip"}, {"op": "normalize"}]).deferring_normalize()
+    with pytest.raises(ValueError, match="read as 0..1 by step 2"):
+        before.check(pixels)  # the normalize a client runs after the copy reads them as 0..1 all the same
+
+
+def test_float_images_that_no_step_reads_as_pixels_may_be_normalized(photo_batch):
+    normalized = (photo_batch.float() / 255 - 0.45) / 0.225
+    geometric = [{"op": "random_resized_crop", "size": 32}, {"op": "hflip"},
+                 {"op": "random_erasing", "value": "random"}, {"op": "mixup"}]
+    assert Pipeline.from_spec(geometric)(normalized, torch.arange(16) % 4, num_classes=4).x.min() < 0
+    overshoot = (photo_batch.float() / 255) * 1.1 - 0.05  # bicubic resampling overshoots a little
+    assert Pipeline.from_spec("imagenet-randaug")(overshoot).x.shape == (16, 3, 224, 224)
+
+
+def test_a_deferred_normalize_is_checked_with_the_batch(photo_batch):
+    before, deferred = Pipeline.from_spec("imagenet-randaug").deferring_normalize()
+    assert deferred.op == "normalize"
+    with pytest.raises(ValueError, match=r"step 5 \(normalize\): field 'mean' has 3 values .* repeat the channel"):
+        before.check(photo_batch[:, :1])  # refused before the work, not when the answer is written
+
+
+@pytest.mark.parametrize("spec, message", [
+    ([{"op": "hflp"}], "step 1: field 'op': unknown op 'hflp'; did you mean 'hflip'? (known: augmix, "),
+    ([{"op": "RandAugment"}], "unknown op 'RandAugment'; did you mean 'rand_augment'? (known: "),
+    ([{"op": "hflip", "pp": 0.5}], "step 1 (hflip): unknown field 'pp'; did you mean 'p'? (allowed: p)"),
+    ([{"op": "random_erasing", "scales": 0.5}], "unknown field 'scales'; did you mean 'scale'? (allowed: p, ratio, "),
+    ([{"op": "normalize", "man": 0.5}], "unknown field 'man'; did you mean 'mean'? (allowed: mean, std)"),
+    ([{"op": "random_affine", "interpolation": "bilinar"}],
+     "field 'interpolation': expected one of 'nearest', 'bilinear', 'bicubic', got 'bilinar'; "
+     "did you mean 'bilinear'?"),
+    ("imagenet-randaugment", "unknown preset 'imagenet-randaugment'; did you mean 'imagenet-randaug'? (presets: "),
+    ({"modalty": "image", "steps": [{"op": "hflip"}]},
+     "pipeline: unknown field 'modalty'; did you mean 'modality'? (allowed: modality, steps)"),
+])
+def test_mistyped_names_get_a_did_you_mean(spec, message):
+    with pytest.raises(SpecError) as error:
+        Pipeline.from_spec(spec)
+    assert message in str(error.value)
+
+
+def test_no_did_you_mean_without_a_close_name():
+    with pytest.raises(SpecError) as error:
+        Pipeline.from_spec([{"op": "sparkle"}])
+    assert "did you mean" not in str(error.value)
+
+
+def test_steps_are_numbered_from_one_in_every_message():
+    messages = []
+    smoothing_twice = [{"op": "hflip"}, {"op": "label_smoothing"}, {"op": "label_smoothing"}]
+    for spec in ([{"op": "hflip", "p": 2}], ["hflip"], smoothing_twice):
+        with pytest.raises(SpecError) as error:
+            Pipeline.from_spec(spec)
+        messages.append(str(error.value))
+    assert messages[0].startswith("step 1 (hflip): field 'p'")
+    assert messages[1].startswith("step 1: expected a mapping")
+    assert "(step 2 (label_smoothing), step 3 (label_smoothing))" in messages[2]
+
+
+def test_a_yaml_error_in_a_pipeline_file_names_the_file_and_line(tmp_path):
+    path = tmp_path / "pipe.yaml"
+    path.write_text("- op: hflip\n- op: rand_augment\n  n: 2\n   m: 9\n")
+    with pytest.raises(SpecError) as error:
+        Pipeline.from_spec(path)
+    assert str(error.value) == f"pipeline file {path}: line 4, column 5: not valid JSON or YAML: mapping values " \
+                               "are not allowed here"
 
 
 # --- labels and output dtypes -----------------------------------------------------------------

@@ -251,6 +251,25 @@ def test_malformed_storm_is_refused_clearly_and_the_server_keeps_serving(stub):
     assert resident_bytes() - baseline < 64 << 20  # ~460 refusals leave no lasting memory behind
 
 
+def test_input_mistakes_are_refused_before_work_saying_what_to_do(server, stub):
+    """Over the wire as in process, a deferred normalize included (the server runs the pipeline without it)."""
+    spec = "- {op: random_resized_crop, size: 16}\n- {op: hflip}\n- {op: normalize}\n"
+    cases = [
+        (images(2)[:, :1], {}, "step 3 (normalize): field 'mean' has 3 values (one per channel) but the batch has "
+                               "1 channel: grayscale images? repeat the channel"),
+        (images(2)[:, :1], {"defer_normalize": True}, "1 channel: grayscale images? repeat the channel"),
+        (images(2).permute(0, 2, 3, 1), {}, "looks like channels-last (N, H, W, C): permute to (N, C, H, W)"),
+        (images(2).float(), {"defer_normalize": True}, "read as 0..1 by step 3 (normalize); got values in [0, 255]"),
+    ]
+    before = fill(server)
+    for x, fields, expected in cases:
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Augment(request(x.contiguous(), spec, **fields), timeout=30)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and expected in error.value.details(), \
+            error.value.details()
+    assert fill(server) == before  # no batch ran for any of them
+
+
 def test_shared_memory_references_are_bounds_checked(stub):
     from multiprocessing import shared_memory
 

@@ -30,7 +30,7 @@ def test_every_op_is_either_scaled_or_refused_by_name():
     for op, spec in OP_SPECS.items():
         pipeline = Pipeline.from_spec([{"op": op, **spec}])
         if op in UNSCALABLE:
-            with pytest.raises(SpecError, match=rf"step 0 \({op}\): strength 0.5: {op} has no magnitude"):
+            with pytest.raises(SpecError, match=rf"step 1 \({op}\): strength 0.5: {op} has no magnitude"):
                 pipeline.at_strength(0.5)
         else:
             pipeline.at_strength(0.5)
@@ -108,5 +108,5 @@ def test_out_of_range_strength_is_refused(strength):
 
 
 def test_a_strength_that_takes_a_field_out_of_range_names_it():
-    with pytest.raises(SpecError, match=r"strength 4: step 0 \(rand_augment\): field 'm'"):
+    with pytest.raises(SpecError, match=r"strength 4: step 1 \(rand_augment\): field 'm'"):
         Pipeline.from_spec([{"op": "rand_augment", "m": 9}]).at_strength(4)

@@ -44,6 +44,7 @@ class Step(ABC):
     op: ClassVar[str]
     fields: ClassVar[dict[str, Field]] = {}
     needs_image_channels: ClassVar[bool] = False  # color ops need 1 or 3 channels
+    reads_unit_range: ClassVar[bool] = False  # takes float pixels as 0..1 (clamps to it, or normalizes from it)
     modalities: ClassVar[tuple[Modality, ...]] = (Modality.IMAGE,)  # batch kinds the step understands
     produces: ClassVar[Modality | None] = None  # a converting step (e.g. waveform -> spectrogram) names its output
     mixes_samples: ClassVar[bool] = False  # combines samples of its batch: never merged across requests
@@ -90,7 +91,7 @@ class Step(ABC):
         so pipelines, and the server before it queues a request, refuse before any work.
         """
         if self.needs_image_channels and shape[1] not in (1, 3):
-            raise ValueError(f"{self.where}: expected images with 1 or 3 channels, got {shape[1]}")
+            raise ValueError(f"{self.where}: expected images with 1 or 3 channels, got {shape[1]}{layout_hint(shape)}")
         for name in self.per_channel:
             self.channel_values(name, shape[1], dtype)
         return self.output_shape(shape), self.output_dtype(dtype)
@@ -109,12 +110,21 @@ class Step(ABC):
         if isinstance(values, str):
             return values
         if len(values) not in (1, channels):
-            raise ValueError(f"{self.where}: field '{name}' has {len(values)} values; "
-                             f"expected 1 or {channels} (one per channel)")
+            raise ValueError(f"{self.where}: field '{name}' has {len(values)} values (one per channel) but the "
+                             f"batch has {channels} channel{'s' * (channels != 1)}: "
+                             f"{self.channel_fix(name, values, channels)}")
         in_pixel_units = name in ("fill", "value")
         if in_pixel_units and not dtype.is_floating_point and not all(0 <= v <= 255 for v in values):
             raise ValueError(f"{self.where}: field '{name}' = {list(values)} must lie in [0, 255] for uint8 images")
         return values
+
+    def channel_fix(self, name: str, values: tuple[float, ...], channels: int) -> str:
+        """How to make the per-channel field ``name`` and a batch of ``channels`` agree, for the likely
+        mistakes (grayscale or RGBA images) first."""
+        if channels == 1:
+            return f"grayscale images? repeat the channel (x.expand(-1, {len(values)}, -1, -1)) or give '{name}' " \
+                   "one value"
+        return layout_hint((0, channels))[2:] or f"give '{name}' 1 or {channels} values"
 
     def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...] | str:
         return self.channel_values(name, x.shape[1], x.dtype)
@@ -144,6 +154,19 @@ class Step(ABC):
         x = self.apply(x, params)
         labels = None if labels is None else self.relabel(labels, params)
         return x, labels, public(params)
+
+
+def layout_hint(shape: tuple[int, ...]) -> str:
+    """What an image batch with an unexpected channel count most likely is, and the fix ("" if unclear)."""
+    channels = shape[1]
+    if len(shape) == 4 and channels > 4 and shape[-1] in (1, 3, 4):
+        return ("; it looks like channels-last (N, H, W, C): permute to (N, C, H, W), "
+                "e.g. x.permute(0, 3, 1, 2)")
+    if channels == 4:
+        return "; RGBA? drop the alpha channel (x[:, :3]) or convert the images to RGB"
+    if channels == 2:
+        return "; grayscale with alpha? drop the alpha channel (x[:, :1])"
+    return ""
 
 
 def public(params: Params) -> Params:

@@ -49,6 +49,7 @@ class _RandomApply(Step):
         APPLIED = 0
 
     needs_image_channels = True
+    reads_unit_range = True
     fields = {"p": _P}
 
     @abstractmethod
@@ -309,6 +310,7 @@ class ColorJitter(Step):
 
     op = "color_jitter"
     needs_image_channels = True
+    reads_unit_range = True
     fields = {
         "brightness": Interval(None, low=0.0, high=1e3, symmetric="around_one", neutral=1.0, doc=_FACTOR),
         "contrast": Interval(None, low=0.0, high=1e3, symmetric="around_one", neutral=1.0, doc=_FACTOR),
@@ -503,6 +505,7 @@ class Normalize(Step):
 
     op = "normalize"
     draws_nothing = True
+    reads_unit_range = True
     per_channel = ("mean", "std")
     fields = {
         "mean": Numbers((0.485, 0.456, 0.406), low=-1e3, high=1e3, doc="per channel, on the 0..1 scale"),
@@ -512,6 +515,14 @@ class Normalize(Step):
 
     def output_dtype(self, dtype):
         return torch.float32
+
+    def channel_fix(self, name, values, channels):
+        if channels != 1:
+            return super().channel_fix(name, values, channels)
+        # the channels' averages: about what one grey channel has
+        mean, std = (sum(self.args[k]) / len(self.args[k]) for k in ("mean", "std"))
+        return (f"grayscale images? repeat the channel (x.expand(-1, {len(values)}, -1, -1)) or give one mean "
+                f"and one std (these averaged: mean {mean:.3g}, std {std:.3g})")
 
     def apply(self, x, params):
         return normalize(x, self.fill_for(x, "mean"), self.fill_for(x, "std"))  # what clients run when deferred

@@ -25,6 +25,7 @@ _MSTD = Number(0.0, low=0.0, allow_inf=True, doc="std of the per-op magnitude no
 
 class _Policy(Step):
     needs_image_channels = True
+    reads_unit_range = True
     per_channel = ("fill",)
 
     def fill_value(self, x: torch.Tensor) -> tuple[float, ...]:
