@@ -252,9 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--dataset", default="gunpoint",
                          help="UCR/UEA dataset shipped with sktime, for time-series pipelines (default: %(default)s)")
     preview.add_argument("--out", default="preview.png", help="output PNG (default: %(default)s)")
-    preview.add_argument("--versions", type=int, default=5, help="augmented versions per image")
-    preview.add_argument("--size", type=int, default=256, help="side the originals are resized to")
-    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--versions", type=int, default=5, help="augmented versions per image (default: %(default)s)")
+    preview.add_argument("--size", type=int, default=256,
+                         help="side the originals are resized to (default: %(default)s)")
+    preview.add_argument("--seed", type=int, default=0, help="augmentation seed (default: %(default)s)")
     preview.set_defaults(func=_preview)
 
     datasets = commands.add_parser("datasets", help="describe a config's datasets, or pack a folder into tar shards")
@@ -282,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--server", default=os.environ.get("AUGSERVE_SERVER"),
                        help="augment on this server (host:port); in process when unset (env AUGSERVE_SERVER)")
     train.add_argument("--token", default=os.environ.get("AUGSERVE_TOKEN"), help="bearer token (env AUGSERVE_TOKEN)")
-    train.add_argument("--experiment", choices=("all", "regularization", "pruning"), default="all")
+    train.add_argument("--experiment", choices=("all", "regularization", "pruning"), default="all",
+                       help="digits: which experiment to run (default: %(default)s)")
     train.add_argument("--seeds", type=int, help="runs per configuration (default: 3 for digits, 5 for series and "
                                                   "fashion-mnist, 1 for fashion-mnist-60k)")
     train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 200 for fashion-mnist, 5 "

@@ -1,7 +1,8 @@
-"""Every Python block of the README and docs/ runs as written, as a script, against a server started here.
+"""Every Python and shell block of the README and docs/ runs as written, against a server started here.
 
-Blocks speak to ``127.0.0.1:50051`` (where ``make serve`` listens); here that address is the test server's.
-A block that needs what this machine lacks says so on the line before it: ``<!-- not run: <why> -->``.
+Blocks speak to ``127.0.0.1:50051`` (where ``make serve`` listens); here that address is the test server's, and
+``.venv/bin/`` is this checkout's. A block that needs what this machine lacks (a cluster, a registry, a GPU) or
+runs for good (``make serve``) says so on the line before it: ``<!-- not run: <why> -->``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from server_harness import RunningServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"^(?:<!-- not run: (?P<why>[^>]*) -->\n)?```python\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
+BLOCK = re.compile(r"^(?:<!-- not run: (?P<why>[^>]*) -->\n)?```(?P<language>python|sh)\n(?P<code>.*?)^```",
+                   re.MULTILINE | re.DOTALL)
+RUN = {"python": [sys.executable], "sh": ["bash", "-e"]}
 ADDRESS = "127.0.0.1:50051"
 
 
@@ -27,7 +30,7 @@ def _blocks():
         for match in BLOCK.finditer(text):
             line = text.count("\n", 0, match.start("code"))
             marks = [pytest.mark.skip(reason=match["why"])] if match["why"] else []
-            yield pytest.param(match["code"], id=f"{page.relative_to(ROOT)}:{line}", marks=marks)
+            yield pytest.param(match["language"], match["code"], id=f"{page.relative_to(ROOT)}:{line}", marks=marks)
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +40,15 @@ def server():
     running.stop()
 
 
-@pytest.mark.parametrize("code", list(_blocks()))
-def test_the_block_runs(code, server, tmp_path):
-    script = tmp_path / "block.py"
-    script.write_text(code.replace(ADDRESS, server.target))
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+@pytest.mark.parametrize("language, code", list(_blocks()))
+def test_the_block_runs(language, code, server, tmp_path):
+    script = tmp_path / "block"
+    script.write_text(code.replace(ADDRESS, server.target).replace(".venv/bin/", f"{ROOT}/.venv/bin/"))
+    result = subprocess.run([*RUN[language], str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{code}\n--- stderr ---\n{result.stderr[-4000:]}"
 
 
 def test_the_blocks_are_found():
     blocks = list(_blocks())
-    assert len(blocks) >= 15 and any(block.id.startswith("README.md") for block in blocks)
+    assert len(blocks) >= 25 and any(block.id.startswith("README.md") for block in blocks)
+    assert {block.values[0] for block in blocks} == {"python", "sh"}
