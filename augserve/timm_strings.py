@@ -62,7 +62,8 @@ def parse(text: str) -> list[dict[str, Any]]:
     for section in sections:
         if head == "rand" and section.startswith("t"):
             if section[1:] not in RAND_CHOICES or section[1:] == "default":
-                raise SpecError(f"pipeline {shown(text)}: section {shown(section)}: unknown op set {shown(section[1:])} "
+                raise SpecError(f"pipeline {shown(text)}: section {shown(section)}: "
+                                f"unknown op set {shown(section[1:])} "
                                 f"(timm's: {', '.join(c for c in RAND_CHOICES if c != 'default')})")
             step.setdefault("transforms", section[1:])  # timm keeps the first op set named
             continue

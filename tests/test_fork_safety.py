@@ -56,7 +56,8 @@ SCRIPT = textwrap.dedent("""
             for batch, (bx, by, index) in zip(batches, expected):
                 local = pipe(bx, by, seed=5, keys=sample_keys(index, epoch), num_classes=5)
                 assert torch.equal(batch.x, local.x) and torch.equal(batch.labels, local.labels), epoch
-    method = "default" if workers.multiprocessing_context is None else workers.multiprocessing_context.get_start_method()
+    context = workers.multiprocessing_context
+    method = "default" if context is None else context.get_start_method()
     stop.set()
     print("epochs", epochs, "start method", method, "answered beside", len(answered), flush=True)
 """)

@@ -1,8 +1,9 @@
 """Preview grids: each original beside augmented versions, each tile captioned with what its sample drew.
 
 A grid of keys 0, 1, 2, ... can miss a step: 20 tiles of ``imagenet-randaug`` erase none in about one
-grid of 300 (seed 0 is one). So the tiles' keys are chosen: a step draws from (seed, key, batch shape) only, never from pixels, so the
-draws of up to ``SEARCHED_KEYS`` candidate keys are made as one batch without touching an image, and
+grid of 300 (seed 0 is one). So the tiles' keys are chosen: a step draws from (seed, key, batch shape)
+only, never from pixels, so the draws of up to ``SEARCHED_KEYS`` candidate keys are made as one batch
+without touching an image, and
 a greedy cover picks keys until every step, and every op of a policy step, is applied in some tile.
 The grid then runs on its samples, and its own params decide what the title reports as shown.
 """
