@@ -1,4 +1,4 @@
-"""Command line: ``augserve serve | health | pipelines | preview | datasets | train | bench | device-counts``."""
+"""Command line: augserve serve | health | pipelines | preview | datasets | train | bench | device-counts."""
 
 from __future__ import annotations
 

@@ -97,9 +97,11 @@ def _spec_data(spec: Any) -> Any:
         return PRESETS[name][1]
     if timm_strings.is_timm_string(name):
         return timm_strings.parse(name)
-    if is_spec_text(name):
-        return spec_text.load(name)
-    raise SpecError(f"pipeline: unknown preset {shown(name)}{did_you_mean(name, PRESETS)} "
+    if is_spec_text(spec) or name.startswith("- "):  # before the strip: "- {op: hflip}\n" is one step of YAML
+        return spec_text.load(spec)
+    file = " (a file of that name exists: pass pathlib.Path(...) to read it, or @file on the command line)" \
+        if len(name) < 4096 and pathlib.Path(name).is_file() else ""
+    raise SpecError(f"pipeline: unknown preset {shown(name)}{did_you_mean(name, PRESETS)}{file} "
                     f"(presets: {', '.join(PRESETS)}; "
                     "or a timm string like rand-m9-mstd0.5-inc1, augmix-m5-w4-d2 or original-mstd0.5, "
                     "or a list of steps)")
@@ -160,8 +162,7 @@ def _as_batch(x: Any, modality: str | None, reads_pixels: Step | None = None) ->
     """Check the batch against the pipeline's modality; return it and the modality it runs as.
     ``reads_pixels``: the first step that takes float pixels as 0..1, if any (float images are refused
     outside that range only then: geometry, erasing and mixing work on normalized batches too)."""
-    numpy = isinstance(x, np.ndarray)
-    if numpy:
+    if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x: expected a torch.Tensor or numpy array, or a list of encoded images (bytes), "
@@ -169,7 +170,8 @@ def _as_batch(x: Any, modality: str | None, reads_pixels: Step | None = None) ->
     ranks = Modality(modality).ranks if modality else (3, 4)
     if x.dim() not in ranks:
         layout = Modality(modality).layout if modality else "(B, C, H, W) images or (B, C, T) sequences"
-        raise ValueError(f"x: expected shape {layout}, got rank {x.dim()} shape {tuple(x.shape)}")
+        hint = "; grayscale without a channel axis? x[:, None]" if x.dim() == 3 and modality == Modality.IMAGE else ""
+        raise ValueError(f"x: expected shape {layout}, got rank {x.dim()} shape {tuple(x.shape)}{hint}")
     runs_as = modality or ("image" if x.dim() == 4 else "timeseries")
     if x.dtype not in INPUT_DTYPES:
         raise ValueError(f"x: expected dtype uint8, float16, float32 or float64, got {x.dtype}")
@@ -178,9 +180,8 @@ def _as_batch(x: Any, modality: str | None, reads_pixels: Step | None = None) ->
     if x.shape[0] == 0 or x.numel() == 0:
         raise ValueError(f"x: expected a non-empty batch, got shape {tuple(x.shape)}")
     if modality == Modality.IMAGE and x.shape[1] > 4 and x.shape[-1] in (1, 3, 4):
-        hint = layout_hint(tuple(x.shape))
         raise ValueError(f"x: expected {Modality.IMAGE.layout} images, got shape {tuple(x.shape)}"
-                         f"{hint.replace('x.permute', 'x.transpose') if numpy else hint}")
+                         f"{layout_hint(tuple(x.shape))}")
     if x.is_floating_point():
         # One read pass, no allocation, one host read: NaN and infinity show in the extremes (aminmax
         # propagates NaN), and so does a batch off the 0..1 scale.

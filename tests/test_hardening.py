@@ -21,7 +21,7 @@ import torch
 from augserve.v1 import augserve_pb2 as pb
 from augserve.v1 import augserve_pb2_grpc as rpc
 from augserve.server.requests import spec_label
-from server_harness import RunningServer, ServerProcess, request, tensor
+from server_harness import RunningServer, ServerProcess, free_port, request, tensor
 
 AUGMENTATION = "/augserve.v1.Augmentation/"
 FLIP = '[{"op": "hflip", "p": 1.0}]'
@@ -470,6 +470,22 @@ def test_several_authorization_headers_are_refused_whatever_their_order():
         stub.Augment(request(images(2, 8), FLIP), timeout=30, metadata=[("authorization", "Bearer s3cret")])
     finally:
         guarded.stop()
+
+
+def test_a_second_server_on_a_busy_port_fails_naming_the_port():
+    """A second server once shared the port (SO_REUSEPORT) and took half of the first one's calls."""
+    from augserve.server.app import BackgroundServer
+    from augserve.server.config import ServerConfig
+
+    port = free_port()
+    first = BackgroundServer(ServerConfig(host="127.0.0.1", port=port, metrics_port=0))
+    try:
+        with pytest.raises(Exception, match=f"--port {port}: cannot listen on 127.0.0.1:{port}"):
+            BackgroundServer(ServerConfig(host="127.0.0.1", port=port, metrics_port=0))
+        stub = rpc.AugmentationStub(grpc.insecure_channel(first.target))
+        assert tensor(stub.Augment(request(images(2, 8), FLIP), timeout=30).x).shape == (2, 3, 8, 8)
+    finally:
+        first.stop()
 
 
 # --- CPU threads --------------------------------------------------------------------------------

@@ -283,8 +283,9 @@ def _refusal(spec, x) -> str:
 def test_grayscale_into_a_three_channel_normalize_says_how_to_fix_it(photo_batch):
     message = _refusal("imagenet-randaug", photo_batch[:, :1])
     assert message.startswith("step 5 (normalize): field 'mean' has 3 values (one per channel) but the batch "
-                              "has 1 channel: grayscale images? repeat the channel (x.expand(-1, 3, -1, -1)) "
-                              "or give one mean and one std (these averaged: mean 0.449, std 0.226)"), message
+                              "has 1 channel: grayscale images? repeat the channel (x.expand(-1, 3, -1, -1) "
+                              "(torch) or np.repeat(x, 3, axis=1) (numpy)) or give one mean and one std (these "
+                              "averaged: mean 0.449, std 0.226)"), message
     assert Pipeline.from_spec("imagenet-randaug")(photo_batch[:, :1].expand(-1, 3, -1, -1)).x.shape[1] == 3
 
 
@@ -294,8 +295,8 @@ def test_channels_last_batches_are_named_with_the_permute(photo_batch, channels,
     x = photo_batch[:, :channels].permute(0, 2, 3, 1).contiguous()  # (N, H, W, C)
     message = _refusal("imagenet-randaug", x.numpy() if to_numpy else x)
     assert message == (f"x: expected (B, C, H, W) images, got shape {tuple(x.shape)}; it looks like channels-last "
-                       "(N, H, W, C): permute to (N, C, H, W), e.g. "
-                       f"x.{'transpose' if to_numpy else 'permute'}(0, 3, 1, 2)")
+                       "(N, H, W, C): permute to (N, C, H, W), e.g. x.permute(0, 3, 1, 2) (torch) or "
+                       "x.transpose(0, 3, 1, 2) (numpy)")
 
 
 def test_channels_last_is_only_guessed_for_image_pipelines():

@@ -112,17 +112,20 @@ class AugmentServer:
         # --token turns authentication on; tenants' tokens are then accepted too (else they only name tenants)
         interceptors = [TokenAuth([config.token, *self.tenants.tokens])] if config.token else []
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
-                   ("grpc.max_send_message_length", config.max_message_bytes), *HTTP2_WINDOWS, *SERVER_KEEPALIVE]
+                   ("grpc.max_send_message_length", config.max_message_bytes), *HTTP2_WINDOWS, *SERVER_KEEPALIVE,
+                   ("grpc.so_reuseport", 0)]  # a second server on a busy port fails, not shares it silently
         self.server = grpc.aio.server(interceptors=interceptors, options=options)
         self.server.add_generic_rpc_handlers((service_handler(self.service, AUGMENTATION, self.service.count_refused),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         credentials = _credentials(config)
         address = f"{config.host}:{config.port}"
-        if credentials is None:
-            self.port = self.server.add_insecure_port(address)
-        else:
-            self.port = self.server.add_secure_port(address, credentials)
+        try:
+            self.port = self.server.add_insecure_port(address) if credentials is None else \
+                self.server.add_secure_port(address, credentials)
+        except RuntimeError:  # gRPC says only "Failed to bind"
+            raise OSError(f"--port {config.port}: cannot listen on {address} (in use? another augserve serve?)") \
+                from None
         self.tls = credentials is not None
         self._stopped = asyncio.Event()
 
@@ -135,7 +138,12 @@ class AugmentServer:
         await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)  # warming up
         await self.server.start()
         if self.config.metrics_port:
-            self.metrics.serve(self.config.metrics_port, self.config.host)
+            try:
+                self.metrics.serve(self.config.metrics_port, self.config.host)
+            except OSError as error:
+                await self.server.stop(0)
+                raise OSError(f"--metrics-port {self.config.metrics_port}: {error.strerror} (another augserve "
+                              "serve? --metrics-port 0 turns metrics off)") from None
         self._warm_up()
         await self._set_status(health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)

@@ -122,8 +122,7 @@ class Step(ABC):
         """How to make the per-channel field ``name`` and a batch of ``channels`` agree, for the likely
         mistakes (grayscale or RGBA images) first."""
         if channels == 1:
-            return f"grayscale images? repeat the channel (x.expand(-1, {len(values)}, -1, -1)) or give '{name}' " \
-                   "one value"
+            return f"grayscale images? repeat the channel ({repeat_channel(len(values))}) or give '{name}' one value"
         return layout_hint((0, channels))[2:] or f"give '{name}' 1 or {channels} values"
 
     def fill_for(self, x: torch.Tensor, name: str = "fill") -> tuple[float, ...] | str:
@@ -156,12 +155,17 @@ class Step(ABC):
         return x, labels, public(params)
 
 
+def repeat_channel(channels: int) -> str:
+    """How to give a one-channel batch ``channels`` channels, in torch and in numpy (clients send either)."""
+    return f"x.expand(-1, {channels}, -1, -1) (torch) or np.repeat(x, {channels}, axis=1) (numpy)"
+
+
 def layout_hint(shape: tuple[int, ...]) -> str:
     """What an image batch with an unexpected channel count most likely is, and the fix ("" if unclear)."""
     channels = shape[1]
     if len(shape) == 4 and channels > 4 and shape[-1] in (1, 3, 4):
         return ("; it looks like channels-last (N, H, W, C): permute to (N, C, H, W), "
-                "e.g. x.permute(0, 3, 1, 2)")
+                "e.g. x.permute(0, 3, 1, 2) (torch) or x.transpose(0, 3, 1, 2) (numpy)")
     if channels == 4:
         return "; RGBA? drop the alpha channel (x[:, :3]) or convert the images to RGB"
     if channels == 2:

@@ -21,7 +21,7 @@ from augserve.random import Draw, SampleRng
 from augserve.spec import Choice, Interval, Number, Numbers, NumbersOr, Size, SpecError
 from augserve.steps.base import GATE
 from augserve.steps.base import PROBABILITY as _P
-from augserve.steps.base import Batch, Params, Step, register
+from augserve.steps.base import Batch, Params, Step, register, repeat_channel
 
 ATTEMPTS = 10  # box draws per sample for crops and erasing, as torchvision
 INTERPOLATION = Choice("nearest", options=geometry.INTERPOLATIONS)
@@ -521,7 +521,7 @@ class Normalize(Step):
             return super().channel_fix(name, values, channels)
         # the channels' averages: about what one grey channel has
         mean, std = (sum(self.args[k]) / len(self.args[k]) for k in ("mean", "std"))
-        return (f"grayscale images? repeat the channel (x.expand(-1, {len(values)}, -1, -1)) or give one mean "
+        return (f"grayscale images? repeat the channel ({repeat_channel(len(values))}) or give one mean "
                 f"and one std (these averaged: mean {mean:.3g}, std {std:.3g})")
 
     def apply(self, x, params):
