@@ -37,28 +37,34 @@ SCRIPT = textwrap.dedent("""
             while not stop.is_set():
                 for _ in client.map(((x,) for _ in range(8)), pipeline="cifar-randaug", prefetch=4):
                     answered.append(1)
+                    if stop.is_set():
+                        break
 
     def loader(epoch, **options):
         return DataLoader(IndexedDataset(TensorDataset(X, Y)), batch_size=8, shuffle=True,
                           generator=torch.Generator().manual_seed(epoch), **options)
 
     {guard}
-    threads = [threading.Thread(target=keep_streaming, daemon=True) for _ in range(2)]
+    threads = [threading.Thread(target=keep_streaming) for _ in range(2)]
     for thread in threads:
         thread.start()
-    pipe = Pipeline.from_spec("cifar-randaug")
-    with Client(target, timeout=60, shared_memory=False) as client:
-        for epoch in range(epochs):
-            workers = loader(epoch, num_workers=2)
-            batches = list(RemoteAugment(workers, client, "cifar-randaug", seed=5, num_classes=5, epoch=epoch))
-            expected = list(loader(epoch))
-            assert len(batches) == len(expected) == 5, epoch
-            for batch, (bx, by, index) in zip(batches, expected):
-                local = pipe(bx, by, seed=5, keys=sample_keys(index, epoch), num_classes=5)
-                assert torch.equal(batch.x, local.x) and torch.equal(batch.labels, local.labels), epoch
-    context = workers.multiprocessing_context
-    method = "default" if context is None else context.get_start_method()
-    stop.set()
+    try:
+        pipe = Pipeline.from_spec("cifar-randaug")
+        with Client(target, timeout=60, shared_memory=False) as client:
+            for epoch in range(epochs):
+                workers = loader(epoch, num_workers=2)
+                batches = list(RemoteAugment(workers, client, "cifar-randaug", seed=5, num_classes=5, epoch=epoch))
+                expected = list(loader(epoch))
+                assert len(batches) == len(expected) == 5, epoch
+                for batch, (bx, by, index) in zip(batches, expected):
+                    local = pipe(bx, by, seed=5, keys=sample_keys(index, epoch), num_classes=5)
+                    assert torch.equal(batch.x, local.x) and torch.equal(batch.labels, local.labels), epoch
+        context = workers.multiprocessing_context
+        method = "default" if context is None else context.get_start_method()
+    finally:
+        stop.set()
+        for thread in threads:  # out of their calls before the interpreter goes: gRPC's must not outlive it
+            thread.join(60)
     print("epochs", epochs, "start method", method, "answered beside", len(answered), flush=True)
 """)
 
