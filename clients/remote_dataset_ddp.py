@@ -24,6 +24,23 @@ from torch.utils.data import DataLoader
 from augserve.client import Client, RemoteDataset
 
 
+class GreyPool(nn.Module):
+    """Mean over channels, then average-pooled to ``size`` x ``size``: one input width for every image dataset."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x.mean(dim=1, keepdim=True))
+
+
+def classifier(classes: int) -> nn.Module:
+    """A small MLP over 8x8 grey thumbnails, the same initial weights on every rank."""
+    torch.manual_seed(0)
+    return nn.Sequential(GreyPool(8), nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, classes))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -39,11 +56,9 @@ def main() -> None:
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank = dist.get_rank()
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)  # the same initial weights on every rank
-    model = DistributedDataParallel(nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)).to(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     client = Client(args.target)
     remote = RemoteDataset(client, args.dataset, args.pipeline, args.batch_size, seed=0)
+    model = optimizer = None  # built on the first batch, whose soft labels give the class count
     delivered: dict[int, dict] = {}
     for epoch in range(args.epochs):
         remote.set_epoch(epoch)
@@ -51,6 +66,9 @@ def main() -> None:
         for batch in DataLoader(remote, batch_size=None, num_workers=args.workers,
                                 multiprocessing_context="forkserver" if args.workers else None):
             batch = batch.to(device, non_blocking=True)
+            if model is None:
+                model = DistributedDataParallel(classifier(batch.labels.shape[1]).to(device))
+                optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
             loss = torch.sum(-batch.labels * torch.log_softmax(model(batch.x.float() / 255.0), dim=1), dim=1).mean()
             optimizer.zero_grad()
             loss.backward()

@@ -33,6 +33,7 @@ CROP = json.dumps([{"op": "random_resized_crop", "size": 160}, {"op": "rand_augm
 DATASET = ["dataset", "--dataset", "jpegs", "--pipeline", CROP, "--batch-size", "16"]  # 1,024 files: 64 batches
 MAP = ["map", "--batches", "40", "--batch-size", "16", "--pipeline", "rand-m9-n2"]
 FAILOVER_S, HEAL_S, CLEANUP_S = 10, 30, 30  # the bounds docs/failures.md states
+JPEGS = 1024  # the files write_jpegs writes
 EPOCH_S = 180  # the most a whole faulted epoch may take on a busy machine before the test calls it a hang
 TENANT_USE = """
 import sys, grpc
@@ -154,14 +155,15 @@ def test_a_vanished_trainer_leaves_nothing_behind_on_the_server(cluster):
 def test_ddp_ranks_on_two_hosts_stay_in_step_and_cover_each_epoch(cluster, tmp_path, fault):
     """clients/remote_dataset_ddp.py with one rank on each of two hosts (gloo between them) and the replicas on two
     more: every rank gets the same number of batches and together they cover each epoch (padded as
-    DistributedSampler pads), also when a replica carrying a rank's stream is cut off mid-epoch."""
+    DistributedSampler pads), also when a replica carrying a rank's stream is cut off mid-epoch. The JPEG epoch
+    (39 MB a rank) is more than a stream's window holds, so a cut-off replica still owes its rank batches."""
     ranks = []
     for rank, host in enumerate(("trainer", "trainer-b")):
         ranks.append(cluster.hosts.spawn(host, [
             PYTHON, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
             "--master-addr", cluster.hosts.address("trainer"), "--master-port", "29500",
             str(ROOT / "clients" / "remote_dataset_ddp.py"), "--target", TARGET, "--epochs", "4", "--workers", "1",
-            "--batch-size", "8", "--ids-out", str(tmp_path)], env={**cluster.env, "GLOO_SOCKET_IFNAME": "eth0"},
+            "--dataset", "jpegs", "--pipeline", CROP, "--batch-size", "8", "--ids-out", str(tmp_path)], env={**cluster.env, "GLOO_SOCKET_IFNAME": "eth0"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True))
     partitioned, outputs = None, []
@@ -190,6 +192,6 @@ def test_ddp_ranks_on_two_hosts_stay_in_step_and_cover_each_epoch(cluster, tmp_p
         if partitioned is not None:
             cluster.restore(partitioned)
     delivered = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
-    assert_even_ranks_cover_the_epoch(delivered, 4, shards=2, batch_size=8)
+    assert_even_ranks_cover_the_epoch(delivered, 4, shards=2, batch_size=8, size=JPEGS)
     if fault:  # the cut-off replica carried a stream: it failed over mid-epoch (the client logs each failover)
         assert any("resuming on another replica" in output for output in outputs)
