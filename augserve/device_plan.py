@@ -20,22 +20,23 @@ from augserve.ops import plan
 from augserve.ops.casting import to_out_dtype
 from augserve.packing import Packed
 from augserve.random import SampleRng
-from augserve.steps.base import Batch, Params, Step
+from augserve.steps.base import LENGTHS, Batch, Params, Step
 
 HOST = torch.device("cpu")
 
 
 def draw(steps: list[Step], stages: list[str | None], start: int, shape: tuple[int, ...], dtype: torch.dtype,
-         rng: SampleRng, modality: str) -> list[Params]:
-    """What steps ``start``.. draw for a batch of ``shape`` and ``dtype``, on the host (branch-free: a step may
-    work out there what its branch-free apply needs)."""
+         rng: SampleRng, modality: str, lengths: torch.Tensor | None = None) -> list[Params]:
+    """What steps ``start``.. draw for a batch of ``shape`` and ``dtype`` (and valid ``lengths``), on the host
+    (branch-free: a step may work out there what its branch-free apply needs)."""
     drawn = []
     with plan.branch_free():
         for slot in range(start, len(steps)):
             step = steps[slot]
-            batch = Batch(shape, dtype, Modality(stages[slot] or modality), HOST)
+            batch = Batch(shape, dtype, Modality(stages[slot] or modality), HOST, lengths=lengths)
             step.check_shape(shape, dtype)
             drawn.append(step.draw(rng.fork(slot), batch))
+            lengths = drawn[-1].get(LENGTHS, lengths)
             shape, dtype = step.output_shape(shape), step.output_dtype(dtype)
     return drawn
 
@@ -61,6 +62,7 @@ class Call:
     packed: Packed
     params: list[Params]  # what the call reports, per step (on the host)
     out_dtype: torch.dtype | None
+    lengths: torch.Tensor | None = None  # the samples' valid lengths after the steps (on the host)
 
     def run(self, x: torch.Tensor, labels: torch.Tensor | None,
             buffer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

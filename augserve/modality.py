@@ -9,7 +9,7 @@ class Modality(enum.StrEnum):
     IMAGE = "image"
     SPECTROGRAM = "spectrogram"
     TIMESERIES = "timeseries"
-    WAVEFORM = "waveform"  # enters only through a converting step (log_mel)
+    WAVEFORM = "waveform"
 
     @property
     def layout(self) -> str:

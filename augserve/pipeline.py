@@ -23,7 +23,7 @@ from augserve.runtime import keep_freed_memory
 from augserve.spec import SpecError, did_you_mean, is_spec_text, shown
 from augserve.modality import Modality
 from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
-from augserve.steps.base import layout_hint, public, rows
+from augserve.steps.base import LENGTHS, layout_hint, public, rows
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
 MAX_STRENGTH = 10.0
@@ -43,6 +43,7 @@ class AugmentOutput:
     x: torch.Tensor
     labels: torch.Tensor | None
     params: list[dict[str, Any]] = field(default_factory=list)
+    lengths: torch.Tensor | None = None  # (B,) valid lengths along the last axis, for batches that came with them
 
     @property
     def label_smoothing(self) -> float:
@@ -52,7 +53,8 @@ class AugmentOutput:
     def rows(self, start: int, stop: int) -> "AugmentOutput":
         """Samples start..stop-1 (x, labels and every step's per-sample params), as views: a merged batch split back."""
         return AugmentOutput(self.x[start:stop], None if self.labels is None else self.labels[start:stop],
-                             [rows(step, start, stop) for step in self.params])
+                             [rows(step, start, stop) for step in self.params],
+                             None if self.lengths is None else self.lengths[start:stop])
 
 
 @dataclass
@@ -198,6 +200,24 @@ def _as_batch(x: Any, modality: str | None, reads_pixels: Step | None = None) ->
     return x, runs_as
 
 
+def _as_lengths(lengths: Any, shape: tuple[int, ...], modality: str) -> torch.Tensor | None:
+    """Each waveform's valid length, checked: (B,) int64 in [1, T]; None for whole rows."""
+    if lengths is None:
+        return None
+    if modality != Modality.WAVEFORM:
+        raise ValueError(f"lengths: only waveform batches have valid lengths, not {modality} ones "
+                         "(leave lengths out, or start the pipeline with waveform steps)")
+    lengths = torch.as_tensor(np.asarray(lengths) if isinstance(lengths, (list, tuple)) else lengths)
+    if lengths.dtype not in (torch.int64, torch.int32) or lengths.shape != shape[:1]:
+        raise ValueError(f"lengths: expected {shape[0]} integers (one valid length per sample), got "
+                         f"{lengths.dtype} of shape {tuple(lengths.shape)}")
+    low, high = torch.stack(torch.aminmax(lengths.to(torch.int64))).tolist()
+    if low < 1 or high > shape[-1]:
+        raise ValueError(f"lengths: each must lie in [1, {shape[-1]}] (the batch's last axis), got values in "
+                         f"[{low}, {high}]")
+    return lengths.to(device="cpu", dtype=torch.int64)
+
+
 def _as_keys(keys: Any, batch: int, device: torch.device) -> torch.Tensor:
     if keys is None:
         return torch.arange(batch, dtype=torch.int64, device=device)
@@ -238,18 +258,20 @@ class Pipeline:
             raise SpecError(f"execution: expected one of {', '.join(EXECUTIONS)}, got {execution!r}")
         self.execution = execution
         converters = [step for step in steps if step.produces]
-        if converters and (len(converters) > 1 or converters[0] is not steps[0]):
-            misplaced = converters[-1] if converters[0] is steps[0] else converters[0]
-            raise SpecError(f"{misplaced.where}: turns {misplaced.modalities[0]} batches into {misplaced.produces} "
-                            "ones, so it must be the first step and appear once")
+        if len(converters) > 1:
+            raise SpecError(f"{converters[1].where}: turns {converters[1].modalities[0]} batches into "
+                            f"{converters[1].produces} ones, and {converters[0].where} already did: a pipeline "
+                            "converts once")
         if converters:
-            first = steps[0]
-            if modality not in (None, first.modalities[0]):
-                raise SpecError(f"{first.where}: takes {first.modalities[0]} batches, not this pipeline's "
+            converter = converters[0]
+            at = steps.index(converter)
+            if modality not in (None, converter.modalities[0]):
+                raise SpecError(f"{converter.where}: takes {converter.modalities[0]} batches, not this pipeline's "
                                 f"modality '{modality}'")
-            _single_modality(steps[1:], first.produces)
-            self.modality = first.modalities[0]
-            self.stages = [self.modality] + [first.produces] * (len(steps) - 1)
+            _single_modality(steps[:at], converter.modalities[0])
+            _single_modality(steps[at + 1:], converter.produces)
+            self.modality = converter.modalities[0]
+            self.stages = [self.modality] * (at + 1) + [converter.produces] * (len(steps) - at - 1)
         else:
             self.modality = _single_modality(steps, modality)
             self.stages = [self.modality] * len(steps)  # None: generic steps only, decided per batch
@@ -340,12 +362,13 @@ class Pipeline:
             raise ValueError("out_dtype: uint8 cannot hold normalized values; use float16 or float32")
         return requested
 
-    def check(self, x: Any, out_dtype: Any = None) -> "Checked":
+    def check(self, x: Any, out_dtype: Any = None, lengths: Any = None) -> "Checked":
         """Raise ValueError for a batch this pipeline would refuse, without running it; else the batch as
         accepted, with the shape and dtype it will return (so callers can bound the output before any work).
 
-        ``x`` is a dense batch or encoded images (an ``EncodedBatch`` or a list of file bytes). Calling the
-        pipeline on what this returns checks nothing again (a float batch is scanned for NaN once).
+        ``x`` is a dense batch or encoded images (an ``EncodedBatch`` or a list of file bytes); ``lengths``
+        each waveform's valid length (B,), the rest of its row padding. Calling the pipeline on what this
+        returns checks nothing again (a float batch is scanned for NaN once).
         """
         requested = self._out_dtype(out_dtype)
         convert = requested
@@ -359,6 +382,7 @@ class Pipeline:
             in_dtype = dtype
         else:
             x, runs_as = _as_batch(x, self.modality, self.reads_pixels)
+            lengths = _as_lengths(lengths, tuple(x.shape), runs_as)
             start, shape, in_dtype = 0, tuple(x.shape), x.dtype
             dtype = torch.float32 if x.is_floating_point() else x.dtype  # float batches run as float32
             if convert is None and x.is_floating_point():
@@ -369,24 +393,29 @@ class Pipeline:
             self.deferred.check_shape(shape, dtype)
         if requested is None and in_dtype.is_floating_point:
             dtype = in_dtype  # float inputs are handed back as they came
-        return Checked(self, x, convert, shape, dtype if requested is None else requested, runs_as)
+        if lengths is not None and (encoded is not None or isinstance(x, Prepared)):
+            raise ValueError("lengths: only waveform batches have valid lengths, not images")
+        return Checked(self, x, convert, shape, dtype if requested is None else requested, runs_as, lengths)
 
     def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
-                 num_classes: int | None = None, out_dtype: Any = None) -> AugmentOutput:
+                 num_classes: int | None = None, out_dtype: Any = None, lengths: Any = None) -> AugmentOutput:
         """Augment a batch; each sample's draws depend only on (seed, its key).
 
-        ``x`` is a dense batch ((B, C, H, W) images, spectrograms, series) or encoded images of any
-        sizes (an ``EncodedBatch``, decoded on its device, or a list of JPEG/PNG/WebP file bytes), or
-        what ``prepare`` made of them with the same seed and keys, or what ``check`` returned.
+        ``x`` is a dense batch ((B, C, H, W) images, spectrograms, series, (B, [C,] T) waveforms) or encoded
+        images of any sizes (an ``EncodedBatch``, decoded on its device, or a list of JPEG/PNG/WebP file
+        bytes), or what ``prepare`` made of them with the same seed and keys, or what ``check`` returned.
+        ``lengths``: each waveform's valid length (the rest of its row is padding, and stays zero); the
+        output's ``lengths`` are the valid lengths after the steps (in frames after ``log_mel``).
         """
-        checked, x, prepared, start = self._begin(x, out_dtype, seed, keys)
+        checked, x, prepared, start = self._begin(x, out_dtype, seed, keys, lengths)
         device, size = x.device, x.shape[0]
         if self.plan_for(device) == "device":
             call = self._device_call(checked, x, prepared, start, labels, seed, keys, num_classes)
             labels_on = None if call.labels is None else call.labels.to(device, non_blocking=True)
             out_x, out_labels = call.run(x, labels_on, call.packed.host.to(device, non_blocking=True))
-            return AugmentOutput(out_x, out_labels, call.params)
+            return AugmentOutput(out_x, out_labels, call.params, call.lengths)
         rng = SampleRng(seed, _as_keys(keys, size, device))
+        lengths = None if checked.lengths is None else checked.lengths.to(device)
         soft = None if labels is None else as_soft_labels(labels, size, num_classes, device)
         params = []
         if prepared is not None:
@@ -395,30 +424,32 @@ class Pipeline:
                 params.append({"op": step.op, **public(step_params)})
         for slot, (step, stage) in enumerate(zip(self.steps, self.stages)):
             if slot >= start:
-                x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or checked.modality)
+                x, soft, drawn = step.run(x, soft, rng.fork(slot), stage or checked.modality, lengths)
+                lengths = drawn.get(LENGTHS, lengths)
                 params.append({"op": step.op, **drawn})
-        return AugmentOutput(to_out_dtype(x, checked.out_dtype), soft, params)
+        return AugmentOutput(to_out_dtype(x, checked.out_dtype), soft, params, lengths)
 
     def device_call(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
-                    num_classes: int | None = None, out_dtype: Any = None) -> device_plan.Call:
+                    num_classes: int | None = None, out_dtype: Any = None, lengths: Any = None) -> device_plan.Call:
         """The device plan's call in two halves: what the host works out now (checks, soft labels, every draw
         packed in one buffer) and ``Call.run`` for the device, which a CUDA graph can capture and replay.
-        Takes what ``__call__`` takes; keys, seeds and labels are read on the host."""
-        checked, x, prepared, start = self._begin(x, out_dtype, seed, keys)
+        Takes what ``__call__`` takes; keys, seeds, labels and lengths are read on the host."""
+        checked, x, prepared, start = self._begin(x, out_dtype, seed, keys, lengths)
         return self._device_call(checked, x, prepared, start, labels, seed, keys, num_classes)
 
-    def _begin(self, x: Any, out_dtype: Any, seed: int | torch.Tensor,
-               keys: Any) -> tuple["Checked", torch.Tensor, Prepared | None, int]:
+    def _begin(self, x: Any, out_dtype: Any, seed: int | torch.Tensor, keys: Any,
+               lengths: Any = None) -> tuple["Checked", torch.Tensor, Prepared | None, int]:
         """The checked batch, the dense batch the steps start from, what its first steps drew (encoded images)
         and how many steps that was."""
         if isinstance(x, Checked):
             if x.pipeline is not self:
                 raise ValueError("x: checked by another pipeline; check it with this one")
-            if out_dtype is not None:
-                raise ValueError("out_dtype: a checked batch carries its own (give out_dtype to check)")
+            for name, value in (("out_dtype", out_dtype), ("lengths", lengths)):
+                if value is not None:
+                    raise ValueError(f"{name}: a checked batch carries its own (give {name} to check)")
             checked = x
         else:
-            checked = self.check(x, out_dtype)
+            checked = self.check(x, out_dtype, lengths)
         x = checked.x
         if isinstance(x, EncodedBatch):
             x = self.prepare(x, seed=seed, keys=keys)
@@ -433,11 +464,14 @@ class Pipeline:
         soft = None if labels is None else as_soft_labels(labels, size, num_classes, host)
         params = [] if prepared is None else [{"op": step.op, **public(drawn)}
                                              for step, drawn in zip(self.steps[:start], prepared.params)]
-        drawn = device_plan.draw(self.steps, self.stages, start, tuple(x.shape), x.dtype, rng, checked.modality)
+        lengths = None if checked.lengths is None else checked.lengths.to(host)
+        drawn = device_plan.draw(self.steps, self.stages, start, tuple(x.shape), x.dtype, rng, checked.modality,
+                                 lengths)
         params += [{"op": step.op, **public(step_params)} for step, step_params in zip(self.steps[start:], drawn)]
-        return device_plan.Call(self.steps[start:], x, soft, packing.pack(drawn, pin=x.is_cuda and torch.cuda.is_available()),
-                                params,
-                                checked.out_dtype)
+        for step_params in drawn:
+            lengths = step_params.get(LENGTHS, lengths)
+        packed = packing.pack(drawn, pin=x.is_cuda and torch.cuda.is_available())
+        return device_plan.Call(self.steps[start:], x, soft, packed, params, checked.out_dtype, lengths)
 
 
 @dataclass(frozen=True)
@@ -450,6 +484,7 @@ class Checked:
     shape: tuple[int, ...]  # of the result
     dtype: torch.dtype  # of the result
     modality: str  # what the batch runs as
+    lengths: torch.Tensor | None = None  # (B,) int64 valid lengths of a waveform batch; None: every row is whole
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -467,7 +502,11 @@ class Checked:
         inputs = [part.x for part in parts]
         x = torch.cat(inputs) if isinstance(inputs[0], torch.Tensor) else type(inputs[0]).concat(inputs)
         first = parts[0]
-        return replace(first, x=x, shape=(sum(len(part) for part in parts), *first.shape[1:]))
+        lengths = None
+        if any(part.lengths is not None for part in parts):
+            lengths = torch.cat([torch.full((len(part.x),), part.x.shape[-1], dtype=torch.int64)
+                                 if part.lengths is None else part.lengths for part in parts])
+        return replace(first, x=x, shape=(sum(len(part) for part in parts), *first.shape[1:]), lengths=lengths)
 
 
 def _as_encoded(x: Any) -> EncodedBatch | None:

@@ -8,6 +8,9 @@ CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
 CIFAR_STD = [0.2470, 0.2435, 0.2616]
 
 
+# The speech front end: 25 ms windows every 10 ms at 16 kHz, 80 mel bands
+LOG_MEL = {"op": "log_mel", "sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 80}
+
 # (W, F, mF, T, p, mT) from Park et al. 2019, Table 1
 SPEC_AUGMENT_POLICIES = {
     "LB": (80, 27, 1, 100, 1.0, 1),
@@ -62,6 +65,19 @@ PRESETS: dict[str, tuple[str, list[dict]]] = {
                                 [{"op": "spec_time_warp", "W": 80}, {"op": "freq_mask", "F": 27, "count": 2},
                                  {"op": "time_mask", "T": 100, "count": 20, "adaptive_count": 0.04,
                                   "adaptive_size": 0.04}]),
+    "speech-perturb": ("Speech at 16 kHz: speed 0.9/1.0/1.1, noise 5-20 dB, reverb, then log-mel (80) and "
+                       "SpecAugment masks (F=27 x2, T<=20% x2)",
+                       [{"op": "speed", "factors": [0.9, 1.0, 1.1], "p": 1.0},
+                        {"op": "noise", "min_snr_db": 5.0, "max_snr_db": 20.0, "color": "white", "p": 0.5},
+                        {"op": "reverb", "min_rt60": 0.2, "max_rt60": 0.8, "p": 0.5},
+                        LOG_MEL, {"op": "freq_mask", "F": 27, "count": 2},
+                        {"op": "time_mask", "T": 100, "p": 0.2, "count": 2}]),
+    "sound-classify": ("Sound classification waveforms: gain, shift, pink noise, pitch shift, time stretch",
+                       [{"op": "gain", "min_gain_db": -12.0, "max_gain_db": 6.0, "p": 0.5},
+                        {"op": "time_shift", "max_shift": 0.5, "p": 0.5},
+                        {"op": "noise", "min_snr_db": 3.0, "max_snr_db": 30.0, "color": "pink", "p": 0.5},
+                        {"op": "pitch_shift", "min_semitones": -4.0, "max_semitones": 4.0, "p": 0.5},
+                        {"op": "time_stretch", "min_rate": 0.8, "max_rate": 1.25, "p": 0.5}]),
     "timeseries-um": ("Time series (Um et al. 2017): jitter, scaling, magnitude warp, time warp",
                       [{"op": "jitter", "sigma": 0.03}, {"op": "scaling", "sigma": 0.1},
                        {"op": "magnitude_warp", "sigma": 0.2, "knots": 4}, {"op": "time_warp", "sigma": 0.2, "knots": 4}]),

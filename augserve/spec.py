@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import reprlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -194,6 +195,19 @@ class Choice(Field):
 
     def convert(self, value: Any) -> Any:
         if value not in self.options:
+            raise ValueError
+        return value
+
+
+@dataclass(frozen=True)
+class Name(Field):
+    """A name given to something the step reads (a sound set): letters, digits, '_', '-' and '.', 1 to 64."""
+
+    def expected(self) -> str:
+        return "a name of 1 to 64 letters, digits, '_', '-' or '.'"
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
             raise ValueError
         return value
 

@@ -163,7 +163,9 @@ def test_log_mel_is_batch_invariant_and_feeds_specaugment():
 
 
 @pytest.mark.parametrize("steps, message", [
-    ([{"op": "freq_mask"}, {"op": "log_mel"}], "must be the first step"),
+    ([{"op": "freq_mask"}, {"op": "log_mel"}], "freq_mask\\): works on spectrogram batches, not on this pipeline's "
+                                                "modality 'waveform'"),
+    ([{"op": "gain"}, {"op": "log_mel"}, {"op": "log_mel"}], "step 3 \\(log_mel\\).*step 2 \\(log_mel\\) already did"),
     ([{"op": "log_mel", "n_mels": 300}], "'n_mels' = 300 exceeds the 201 frequency bins"),
     ([{"op": "log_mel", "f_max": 9000}], "'f_max' = 9000 is above the Nyquist frequency 8000"),
     ([{"op": "log_mel"}, {"op": "hflip"}], "works on image batches"),

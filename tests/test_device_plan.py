@@ -84,6 +84,8 @@ def _stand_in_input(pipe: Pipeline, batch: int) -> torch.Tensor:
         return torch.randn(batch, 40, 200, generator=generator)
     if pipe.modality == "timeseries":
         return torch.randn(batch, 3, 100, generator=generator)
+    if pipe.modality == "waveform":
+        return torch.randn(batch, 4000, generator=generator)
     return torch.randint(0, 256, (batch, 3, 40, 48), dtype=torch.uint8, generator=generator)
 
 

@@ -19,7 +19,7 @@ import sys
 import pytest
 import torch
 
-from augserve import PRESETS, Pipeline
+from augserve import PRESETS, Pipeline, sound_sets
 from augserve.steps import STEPS
 
 GOLDEN = pathlib.Path(__file__).with_name("golden") / "replay.json"
@@ -43,6 +43,9 @@ OP_SPECS = {
     "log_mel": {"n_mels": 16, "n_fft": 128, "hop_length": 64},
     "jitter": {}, "scaling": {}, "magnitude_warp": {}, "time_warp": {}, "window_slice": {}, "window_warp": {},
     "permutation": {}, "drift": {},
+    "gain": {"p": 0.8}, "polarity_inversion": {}, "background_noise": {"sounds": "replay-noise"}, "time_shift": {"rollover": False}, "noise": {"color": "pink"},
+    "reverb": {"max_rt60": 0.3}, "lowpass": {}, "highpass": {}, "bandpass": {}, "speed": {"range": [0.8, 1.2]},
+    "time_stretch": {}, "pitch_shift": {"p": 0.9},
 }
 EXTRA_SPECS = {
     "timm rand-m9-n2-mstd0.5": "rand-m9-n2-mstd0.5",
@@ -53,6 +56,11 @@ EXTRA_SPECS = {
     "mix pair mode": [{"op": "mix", "mode": "pair"}],
     "auto_augment cifar10": [{"op": "auto_augment", "policy": "cifar10"}],
 }
+
+
+# the sound set background_noise reads in these cases: three clips, one shorter than the batch's samples
+sound_sets.register("replay-noise", torch.randn(3, 1500, generator=torch.Generator().manual_seed(7)),
+                    lengths=[1500, 700, 1100])
 
 
 def _input(modality: str) -> torch.Tensor:

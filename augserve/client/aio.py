@@ -158,13 +158,14 @@ class AsyncClient:
     async def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
                       num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
                       defer_normalize: bool = False, strength: float | None = None,
-                      timeout: float | None = None) -> Batch:
+                      timeout: float | None = None, lengths=None) -> Batch:
         await self._ready(timeout or self.settings.timeout)  # before the shared-memory probe, which needs a server too
         slot = await self._slot()
         try:
             request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
                                             num_classes=num_classes, out_dtype=out_dtype, return_params=return_params,
-                                            defer_normalize=defer_normalize, slot=slot, strength=strength)
+                                            defer_normalize=defer_normalize, slot=slot, strength=strength,
+                                            lengths=lengths)
             response = await self._unary("Augment", request, timeout)
             return codec.batch_from(response, codec.wants_torch(x), slot, out_dtype)
         finally:

@@ -33,6 +33,8 @@ class Batch:
     counts each sample once leaves them out.
     ``normalize`` is the (mean, std) of a normalize step the server left to the caller (see
     ``defer_normalize``): ``normalized()`` applies it here, ``to(device)`` on the device.
+    ``lengths`` (int64, one per sample) are waveforms' valid lengths along x's last axis after the pipeline
+    (samples, or frames after ``log_mel``): the rest of a row is padding. None: every row is whole.
     """
 
     x: Array
@@ -48,6 +50,7 @@ class Batch:
     request_id: int = 0
     normalize: tuple[list[float], list[float]] | None = None
     out_dtype: str | None = None  # the dtype asked for, applied after a deferred normalize
+    lengths: Array | None = None  # valid lengths of waveform rows (numpy, or torch for torch callers)
 
     def __iter__(self) -> Iterator[Array | None]:
         return iter((self.x, self.labels))
@@ -73,4 +76,6 @@ class Batch:
         labels = None if self.labels is None else to_device(self.labels, device, non_blocking)
         indices = None if self.indices is None else as_tensor(self.indices)
         padding = None if self.padding is None else as_tensor(self.padding)
-        return dataclasses.replace(self, x=x, labels=labels, indices=indices, padding=padding, normalize=None)
+        lengths = None if self.lengths is None else as_tensor(self.lengths)  # on the host, as indices: loop counts
+        return dataclasses.replace(self, x=x, labels=labels, indices=indices, padding=padding, lengths=lengths,
+                                   normalize=None)

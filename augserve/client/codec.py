@@ -18,13 +18,15 @@ from augserve.shared_memory import Slot
 from augserve.spec import is_spec_text
 from augserve.v1 import augserve_pb2 as pb
 
-def split_item(item) -> tuple[Array, Array | None, Any]:
-    """A ``map`` item: ``x``, ``(x, labels)`` or ``(x, labels, keys)``; ``x`` may be a list of encoded images."""
+def split_item(item) -> tuple[Array, Array | None, Any, Any]:
+    """A ``map`` item: ``x``, ``(x, labels)``, ``(x, labels, keys)`` or ``(x, labels, keys, lengths)``; ``x`` may
+    be a list of encoded images."""
     if isinstance(item, (tuple, list)) and not is_encoded(item):
-        if not 1 <= len(item) <= 3:
-            raise ValueError(f"map: expected x, (x, labels) or (x, labels, keys), got a {len(item)}-tuple")
-        return tuple(item) + (None,) * (3 - len(item))
-    return item, None, None
+        if not 1 <= len(item) <= 4:
+            raise ValueError(f"map: expected x, (x, labels), (x, labels, keys) or (x, labels, keys, lengths), "
+                             f"got a {len(item)}-tuple")
+        return tuple(item) + (None,) * (4 - len(item))
+    return item, None, None, None
 
 
 def pipeline_ref(pipeline: str | dict | list, strength: float | None = None) -> pb.PipelineRef:
@@ -89,12 +91,13 @@ def _write_encoded(message: pb.EncodedImages, files: list, slot: Slot | None) ->
 
 def augment_request(x: Array | list, labels: Array | None, *, pipeline, seed: int, keys=None, num_classes=None,
                     out_dtype=None, return_params=False, request_id=0, defer_normalize=False,
-                    slot: Slot | None = None, strength: float | None = None) -> framing.Framed:
+                    slot: Slot | None = None, strength: float | None = None, lengths=None) -> framing.Framed:
     """The request (its tensors' bytes beside it, views of the caller's arrays until sent); with a
     shared-memory ``slot``, x travels in its input region and the answer comes back in its output region
     (sized to the last answer, or to x at first).
 
-    ``x`` is a dense batch or a list of encoded image files (JPEG, PNG, WebP bytes) of any sizes.
+    ``x`` is a dense batch or a list of encoded image files (JPEG, PNG, WebP bytes) of any sizes; ``lengths``
+    each waveform's valid length (the server checks them against the batch).
     """
     message = pb.AugmentRequest(seed=int(seed), num_classes=int(num_classes or 0), out_dtype=out_dtype or "",
                                 return_params=return_params, request_id=request_id, defer_normalize=defer_normalize)
@@ -116,14 +119,27 @@ def augment_request(x: Array | list, labels: Array | None, *, pipeline, seed: in
         message.output_shm.CopyFrom(pb.SharedMemoryRef(name=output.name, size=output.size))
     if keys is not None:
         message.keys.extend(np.asarray(keys, dtype=np.int64).reshape(-1).tolist())
+    if lengths is not None:
+        message.lengths.extend(_integers(lengths, "lengths"))
     if labels is not None:
         payloads[framing.LABELS] = wire.describe(message.labels, _as_array(labels, "labels"))
     return framing.Framed(message, payloads)
 
 
+def _integers(values, field: str) -> list[int]:
+    """One row of integers (numpy, torch on any device, or a sequence), refused here when it holds fractions."""
+    if is_torch(values):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values).reshape(-1)
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{field}: expected integers, got {array.dtype}")
+    return array.astype(np.int64).tolist()
+
+
 class MapRequests:
-    """``map`` items (``x``, ``(x, labels)`` or ``(x, labels, keys)``) as requests; without keys, a batch's
-    keys are the running sample positions, so every sample of the sequence draws its own parameters."""
+    """``map`` items (``x``, ``(x, labels)``, ``(x, labels, keys)`` or ``(x, labels, keys, lengths)``) as
+    requests; without keys, a batch's keys are the running sample positions, so every sample of the sequence
+    draws its own parameters."""
 
     def __init__(self, *, prefetch: int, **options):
         if prefetch < 1:
@@ -132,11 +148,12 @@ class MapRequests:
 
     def make(self, item, slot: Slot | None) -> "Sent":
         """The request framed now (the item's arrays copied once: writes to them later cannot change it)."""
-        x, labels, keys = split_item(item)
+        x, labels, keys, lengths = split_item(item)
         if keys is None:
             keys = np.arange(self.position, self.position + len(x))
         self.position += len(x)
-        request = augment_request(x, labels, keys=keys, request_id=self.request_id, slot=slot, **self.options)
+        request = augment_request(x, labels, keys=keys, request_id=self.request_id, slot=slot, lengths=lengths,
+                                  **self.options)
         self.request_id += 1
         return Sent(request.to_bytes(), request.message, wants_torch(x), slot)
 
@@ -192,8 +209,12 @@ def batch_from(received: framing.Framed, as_torch: bool = False, slot: Slot | No
     normalize = None
     if response.HasField("deferred_normalize"):
         normalize = (list(response.deferred_normalize.mean), list(response.deferred_normalize.std))
-    return Batch(_decode(response.x, received.payload(framing.ANSWER_X), as_torch, slot), labels, response.label_smoothing, response.server_seconds,
-                 params, request_id=response.request_id, normalize=normalize, out_dtype=out_dtype or None)
+    lengths = np.array(response.lengths, dtype=np.int64) if response.lengths else None
+    if lengths is not None and as_torch:
+        lengths = _torch().from_numpy(lengths)
+    return Batch(_decode(response.x, received.payload(framing.ANSWER_X), as_torch, slot), labels,
+                 response.label_smoothing, response.server_seconds, params, request_id=response.request_id,
+                 normalize=normalize, out_dtype=out_dtype or None, lengths=lengths)
 
 
 def dataset_batch_from(received: framing.Framed, slot: Slot | None = None,

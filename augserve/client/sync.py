@@ -165,20 +165,23 @@ class Client:
     def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
                 num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
                 defer_normalize: bool = False, strength: float | None = None,
-                timeout: float | None = None) -> Batch:
+                timeout: float | None = None, lengths=None) -> Batch:
         """One batch in, one augmented batch out. Keys default to 0..B-1 (pass keys for distinct batches).
 
         ``x`` is a dense batch (numpy or torch) or a list of encoded image files (``bytes``,
         ``memoryview`` or 1-D uint8 arrays: JPEG, PNG, WebP of any sizes) that the server decodes.
         ``defer_normalize``: a pipeline's final normalize is left to the caller (``Batch.normalize``,
         applied by ``Batch.normalized()`` or ``Batch.to(device)``): uint8 travels instead of float.
+        ``lengths``: each waveform's valid length in samples (the rest of its row is padding); the batch's
+        ``lengths`` are those after the pipeline.
         """
         self._ready(timeout or self.settings.timeout)  # before the shared-memory probe, which needs a server too
         slot = self._slot()
         try:
             request = codec.augment_request(x, labels, pipeline=pipeline, seed=seed, keys=keys,
                                             num_classes=num_classes, out_dtype=out_dtype, return_params=return_params,
-                                            defer_normalize=defer_normalize, slot=slot, strength=strength)
+                                            defer_normalize=defer_normalize, slot=slot, strength=strength,
+                                            lengths=lengths)
             return codec.batch_from(self._unary("Augment", request, timeout), codec.wants_torch(x), slot, out_dtype)
         finally:
             self._release(slot)
@@ -186,7 +189,8 @@ class Client:
     def map(self, batches: Iterable, *, pipeline, seed: int = 0, num_classes: int | None = None,
             out_dtype: str | None = None, prefetch: int = 4, return_params: bool = False,
             defer_normalize: bool = False, strength: float | None = None) -> Iterator[Batch]:
-        """Augment an iterable of ``x`` / ``(x, labels)`` / ``(x, labels, keys)`` with ``prefetch`` in flight.
+        """Augment an iterable of ``x`` / ``(x, labels)`` / ``(x, labels, keys)`` / ``(x, labels, keys, lengths)``
+        with ``prefetch`` in flight.
 
         Results come in input order on one bidirectional stream. Without keys, a batch's keys are
         the running sample positions, so every sample of the sequence draws its own parameters.

@@ -13,6 +13,7 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from augserve.server.audio_datasets import declare_sound_sets, decode_sound_sets
 from augserve.server.auth import TokenAuth
 from augserve.server.batcher import Batcher
 from augserve.server.catalog import named_pipelines
@@ -95,6 +96,8 @@ class AugmentServer:
                                cuda_graphs=cuda_graphs(config.cuda_graphs, self.device))
         sections = read_config_file(config.config)
         self.datasets = load_datasets({**sections.get("datasets", {}), **config.datasets})
+        # steps read a served audio dataset by name (background_noise, reverb)
+        decode_sound_sets(declare_sound_sets(self.datasets))
         self.pipelines = named_pipelines(sections.get("pipelines", {}))
         self.tenants = Tenants(sections.get("tenants"), config.max_queue, forget=self.metrics.forget_tenant)
         self.service = AugmentationService(config, self.batcher, self.device, self.datasets, self.pipelines,

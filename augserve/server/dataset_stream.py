@@ -23,7 +23,8 @@ from augserve.encoded import DecodeError, EncodedBatch
 from augserve.encoded.window import DecodedWindow
 from augserve.random import sample_keys
 from augserve.server.answers import Answers
-from augserve.server.datasets import Dataset, ShardBatch, shard_batches
+from augserve.server.audio_datasets import AudioFolder
+from augserve.server.datasets import Served, ShardBatch, shard_batches
 from augserve.server.errors import Refused, invalid
 from augserve.server.file_datasets import FileDataset
 from augserve.server.offers import OfferedRegions
@@ -45,10 +46,10 @@ def _pass(turn: asyncio.Future) -> None:
 
 
 class DatasetStreams:
-    def __init__(self, loaders: dict[str, Callable[[], Dataset | FileDataset]], builder: JobBuilder,
+    def __init__(self, loaders: dict[str, Callable[[], Served]], builder: JobBuilder,
                  answers: Answers, metrics):
         self.loaders = loaders
-        self.loaded: dict[str, Dataset | FileDataset] = {}
+        self.loaded: dict[str, Served] = {}
         self.builder = builder
         self.answers = answers
         self.metrics = metrics
@@ -118,7 +119,7 @@ class DatasetStreams:
         return shard_batches(size, request.batch_size, request.seed, request.epoch, request.shard_index, shards,
                              request.even_shards)
 
-    async def _batch(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest,
+    async def _batch(self, dataset: Served, request: pb.StreamDatasetRequest,
                      batches: list[ShardBatch], position: int, context, offers: OfferedRegions | None,
                      after: asyncio.Future | None, turn: asyncio.Future) -> framing.Framed:
         """Batch ``position``, sent to the device ``after`` the one before; then ``turn`` passes to the next
@@ -135,15 +136,16 @@ class DatasetStreams:
             answer.message.padding[:] = [index in padded for index in answer.message.sample_indices]
         return answer
 
-    async def _augment(self, dataset: Dataset | FileDataset, request: pb.StreamDatasetRequest, samples, context,
+    async def _augment(self, dataset: Served, request: pb.StreamDatasetRequest, samples, context,
                        offers: OfferedRegions | None, turn: asyncio.Future) -> framing.Framed:
-        kept, x, skipped = samples.indices, samples.x, list(samples.skipped)
+        kept, x, lengths, skipped = samples.indices, samples.x, samples.lengths, list(samples.skipped)
         answer, payloads, answered = pb.DatasetBatch(), {}, False
         output = offers.take() if offers is not None and len(kept) else None
         max_pixels = self.builder.config.max_pixels
         while len(kept):
             asked = Asked(request.pipeline, request.seed, sample_keys(kept, request.epoch), request.out_dtype,
-                          request.defer_normalize, request.return_params, dataset.num_classes, output)
+                          request.defer_normalize, request.return_params, dataset.num_classes, output,
+                          lengths=lengths)
             labels = dataset.labels[kept]
             inputs = x if isinstance(x, torch.Tensor) else EncodedBatch(
                 x, max_pixels=max_pixels, field="dataset files", window=self.decoded,
@@ -159,6 +161,7 @@ class DatasetStreams:
                 skipped.append((int(kept[error.index]), str(error).split(": ", 1)[-1]))
                 keep = torch.arange(len(kept)) != error.index
                 kept, x = kept[keep], [file for file, k in zip(x, keep.tolist()) if k]
+                lengths = None if lengths is None else lengths[keep]
         for index, reason in skipped:
             self._report_skipped(dataset, index, reason)
         if not answered:
@@ -169,15 +172,15 @@ class DatasetStreams:
         answer.skipped.extend(pb.SkippedSample(index=i, reason=r) for i, r in sorted(skipped))
         return framing.Framed(answer, payloads)
 
-    def _report_skipped(self, dataset: Dataset | FileDataset, index: int, reason: str) -> None:
+    def _report_skipped(self, dataset: Served, index: int, reason: str) -> None:
         """Count every skip; log each sample once, with where its bytes are."""
         self.metrics.dataset_skipped.labels(dataset.name).inc()
         if (dataset.name, index) not in self._logged_skips:
             self._logged_skips.add((dataset.name, index))
-            where = dataset.where(index) if isinstance(dataset, FileDataset) else f"index {index}"
+            where = dataset.where(index) if hasattr(dataset, "where") else f"index {index}"
             log.warning("dataset %s: skipped sample %d (%s): %s", dataset.name, index, where, reason)
 
-    async def _dataset(self, name: str, context) -> Dataset | FileDataset:
+    async def _dataset(self, name: str, context) -> Served:
         if name not in self.loaders:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"dataset: unknown dataset {shown(name)} "
                                 f"(served: {', '.join(sorted(self.loaders))})")
@@ -190,12 +193,16 @@ class DatasetStreams:
         return self.loaded[name]
 
     def infos(self) -> list[pb.DatasetInfo]:
-        """Every served dataset by name; sizes and shapes for those loaded so far."""
+        """Every served dataset by name; sizes and shapes for those loaded so far (audio folders: as indexed)."""
         infos = []
         for name in sorted(self.loaders):
             info = pb.DatasetInfo(name=name)
-            loaded = self.loaded.get(name)
-            if loaded is not None:
+            loaded, loader = self.loaded.get(name), self.loaders[name]
+            if loaded is None and isinstance(loader, AudioFolder):  # its shape is known before decoding
+                info.modality, info.size, info.num_classes = "waveform", len(loader), loader.num_classes
+                info.sample_shape.append(loader.length)
+                info.dtype = "float32"
+            elif loaded is not None:
                 info.modality, info.size, info.num_classes = loaded.modality, len(loaded), loaded.num_classes
                 if isinstance(loaded, FileDataset):
                     info.dtype, info.shards = "encoded", loaded.shards

@@ -9,6 +9,7 @@ import tarfile
 import torch
 from tqdm import tqdm
 
+from augserve.server.audio_datasets import AudioDataset
 from augserve.server.config import read_config_file
 from augserve.server.datasets import BUILTIN, load_datasets
 from augserve.server.file_datasets import FileDataset, index_folder
@@ -25,12 +26,19 @@ def describe(config: str, check: bool = False) -> str:
             continue
         dataset = loader()
         kind = f"{dataset.shards} tar shard(s)" if getattr(dataset, "shards", 0) else \
-            "image files" if isinstance(dataset, FileDataset) else "in memory"
+            "image files" if isinstance(dataset, FileDataset) else \
+            f"audio files decoded in memory at {dataset.sample_rate} Hz" if isinstance(dataset, AudioDataset) else \
+            "in memory"
         lines.append(f"{name}: {len(dataset)} samples, {dataset.num_classes} classes, {dataset.modality}, {kind}")
         if check and isinstance(dataset, FileDataset):
             bad = _bad_files(dataset)
             lines.append(f"  header check: {len(dataset) - len(bad)} readable, {len(bad)} bad")
             lines += [f"  bad: {index} {dataset.where(index)}: {reason}" for index, reason in bad]
+        if check and isinstance(dataset, AudioDataset):  # decoding read every file already
+            lines.append(f"  decode check: {len(dataset) - len(dataset.unreadable)} readable, "
+                         f"{len(dataset.unreadable)} bad")
+            lines += [f"  bad: {index} {dataset.where(index)}: {reason}" for index, reason in
+                      sorted(dataset.unreadable.items())]
     return "\n".join(lines)
 
 

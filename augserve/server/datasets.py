@@ -1,4 +1,4 @@
-"""Datasets the server reads itself: built-ins that ship in packages, arrays, image folders and tar shards.
+"""Datasets the server reads itself: built-ins that ship in packages, arrays, image and audio folders, tar shards.
 
 ``StreamDataset`` walks an epoch in a deterministic shuffle of (seed, epoch); shard k of N takes
 the samples at positions k, k + N, ... of that order, as torch's DistributedSampler does, so shards
@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
+from augserve.server.audio_datasets import FIELDS as AUDIO_FIELDS, AudioDataset, index_audio_folder
 from augserve.server.file_datasets import FileDataset, Samples, index_folder, index_shards
 
 
@@ -72,7 +73,7 @@ def _arrays(name: str, path: str, modality: str) -> Dataset:
 
 
 FIELDS = {"folder": {"type", "path"}, "shards": {"type", "shards", "label_field", "num_classes"},
-          "arrays": {"type", "path", "modality"}}
+          "arrays": {"type", "path", "modality"}, "audio": AUDIO_FIELDS}
 
 
 def _indexed(name: str, entry: dict) -> FileDataset:
@@ -81,10 +82,14 @@ def _indexed(name: str, entry: dict) -> FileDataset:
     return index_shards(name, entry["shards"], entry.get("label_field", "label"), entry.get("num_classes"))
 
 
-def load_datasets(declared: dict) -> dict[str, Callable[[], Dataset | FileDataset]]:
-    """Loaders by name: built-ins plus the declared ones. Arrays load on first use; folders and shards
-    are indexed now, so a wrong path or an unlabelled shard stops start-up with a message naming it."""
-    loaders: dict[str, Callable[[], Dataset | FileDataset]] = dict(BUILTIN)
+Served = Dataset | FileDataset | AudioDataset
+
+
+def load_datasets(declared: dict) -> dict[str, Callable[[], Served]]:
+    """Loaders by name: built-ins plus the declared ones. Arrays load on first use, audio folders decode then;
+    folders and shards are indexed now, so a wrong path, an unlabelled shard or too many files stops start-up
+    with a message naming it."""
+    loaders: dict[str, Callable[[], Served]] = dict(BUILTIN)
     for name, entry in declared.items():
         kind = entry.get("type") if isinstance(entry, dict) else None
         if kind not in FIELDS:
@@ -97,6 +102,8 @@ def load_datasets(declared: dict) -> dict[str, Callable[[], Dataset | FileDatase
                              f"(allowed: {', '.join(sorted(FIELDS[kind]))}){moved}")
         if kind == "arrays":
             loaders[name] = lambda n=name, e=entry: _arrays(n, e["path"], e.get("modality", "image"))
+        elif kind == "audio":
+            loaders[name] = index_audio_folder(name, entry)  # an AudioFolder: decodes when first called
         else:
             indexed = _indexed(name, entry)
             loaders[name] = lambda d=indexed: d

@@ -122,10 +122,11 @@ class DeviceWorker:
         pipeline = batch.pipeline
         if self.graphs is not None and pipeline.plan_for(self.device) == "device":
             call = pipeline.device_call(batch, labels, seed=seed, keys=keys)
-            out = AugmentOutput(*self.graphs.run(pipeline, call), call.params)
+            out = AugmentOutput(*self.graphs.run(pipeline, call), call.params, call.lengths)
         else:
             out = pipeline(batch, labels, seed=seed, keys=keys)
-        out = replace(out, labels=None if out.labels is None else out.labels.cpu())
+        out = replace(out, labels=None if out.labels is None else out.labels.cpu(),
+                      lengths=None if out.lengths is None else out.lengths.cpu())
         # The one device-to-host copy: straight into a same-host client's output region when it has room,
         # the rest of the batch in one piece into host memory.
         into_regions = [job.output is not None and out.x[0].nbytes * job.size <= job.output.nbytes for job in jobs]

@@ -37,6 +37,7 @@ class Samples:
     indices: torch.Tensor  # (kept,) int64 dataset indices
     labels: torch.Tensor  # (kept,) int64
     skipped: list[tuple[int, str]]  # (dataset index, reason)
+    lengths: torch.Tensor | None = None  # (kept,) int64 valid lengths of waveform rows; None: rows are whole
 
 
 class FileDataset:

@@ -100,13 +100,15 @@ class Asked:
     num_classes: int = 0
     output_shm: pb.SharedMemoryRef | None = None
     request_id: int = 0
+    lengths: torch.Tensor | None = None  # int64, each waveform's valid length; None: every row is whole
 
     @classmethod
     def of(cls, request: pb.AugmentRequest) -> "Asked":
         return cls(request.pipeline, request.seed,
                    torch.tensor(list(request.keys), dtype=torch.int64) if request.keys else None,
                    request.out_dtype, request.defer_normalize, request.return_params, request.num_classes,
-                   request.output_shm if request.HasField("output_shm") else None, request.request_id)
+                   request.output_shm if request.HasField("output_shm") else None, request.request_id,
+                   torch.tensor(list(request.lengths), dtype=torch.int64) if request.lengths else None)
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,16 @@ class JobBuilder:
         keys = torch.arange(batch) if asked.keys is None else asked.keys
         if keys.shape[0] != batch:
             raise invalid(f"keys: expected {batch} keys (one per sample) or none, got {keys.shape[0]}")
+        if asked.lengths is not None and asked.lengths.shape[0] != batch:
+            raise invalid(f"lengths: expected {batch} valid lengths (one per sample) or none, "
+                          f"got {asked.lengths.shape[0]}")
         if asked.out_dtype and asked.out_dtype not in OUT_DTYPES:
             raise invalid(f"out_dtype: expected one of {', '.join(OUT_DTYPES)} or empty, "
                           f"got {shown(asked.out_dtype)}")
         out_dtype = OUT_DTYPES.get(asked.out_dtype) if asked.out_dtype and deferred is None else None
         try:
-            # the pipeline's own checks (rank, dtype, modality, NaN, a size-fixing first step), before any work
-            checked = pipeline.check(x, out_dtype)
+            # the pipeline's own checks (rank, dtype, modality, NaN, lengths, a size-fixing first step), before work
+            checked = pipeline.check(x, out_dtype, asked.lengths)
             raw = read_labels()
         except ValueError as error:
             raise invalid(str(error)) from None
@@ -221,8 +226,9 @@ class JobBuilder:
             raise invalid(str(error)) from None
         mixes = any(step.mixes_samples for step in pipeline.steps)
         layout = ("encoded",) if encoded else (tuple(x.shape[1:]), x.dtype)
+        # with lengths or without: an answer carries lengths only where its own request (or a step) gave them
         merge_key = None if mixes else (name, pipeline.strength, deferred is None, *layout, out_dtype,
-                                        None if labels is None else labels.shape[1])
+                                        None if labels is None else labels.shape[1], asked.lengths is None)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         job = Job(checked, merge_key, context, labels, keys, asked.seed, deadline, output=output, tenant=tenant)

@@ -41,6 +41,8 @@ def write_answer(response: pb.AugmentResponse, built: Built, done: Done) -> fram
         payloads[framing.ANSWER_X] = wire.describe(response.x, out.x)
     if out.labels is not None:
         payloads[framing.ANSWER_LABELS] = wire.describe(response.labels, out.labels)
+    if out.lengths is not None:  # sent, or changed by a step: each sample's valid length after the pipeline
+        response.lengths[:] = out.lengths.tolist()
     if asked.return_params:
         response.params_json = params_json(out.params)
     return framing.Framed(response, payloads)

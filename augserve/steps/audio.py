@@ -11,7 +11,7 @@ from augserve.ops import audio
 from augserve.ops.resample import sample_last_axis
 from augserve.random import Draw
 from augserve.spec import Choice, Number, SpecError
-from augserve.steps.base import Params, Step, register
+from augserve.steps.base import LENGTHS, Params, Step, register
 
 _VALUE = Choice("zero", options=("zero", "mean"), doc="mask with 0 or with each spectrogram's mean")
 _MAX_MASKS = 64
@@ -179,6 +179,12 @@ class LogMel(Step):
             raise ValueError(f"{self.where}: waveforms of {shape[-1]} samples are too short for "
                              f"field 'n_fft' = {self.args['n_fft']} (need more than {self.args['n_fft'] // 2})")
         return (*shape[:-1], self.args["n_mels"], shape[-1] // self.args["hop_length"] + 1)  # centred frames
+
+    def draw(self, rng, batch):
+        """No randomness: valid lengths, when the batch has them, become frames (centred frames from sample 0)."""
+        if batch.lengths is None:
+            return {}
+        return {LENGTHS: torch.div(batch.lengths, self.args["hop_length"], rounding_mode="floor") + 1}
 
     def apply(self, x, params):
         args = dict(self.args)

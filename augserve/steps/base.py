@@ -29,6 +29,11 @@ class Batch(NamedTuple):
     device: torch.device
     sizes: torch.Tensor | None = None  # (B, 2) heights and widths when samples differ in size (encoded
     # images); ``shape`` then holds -1 for both
+    lengths: torch.Tensor | None = None  # (B,) int64 valid lengths along the last axis (waveforms): the rest is
+    # padding; None: every sample fills the batch
+
+
+LENGTHS = "lengths"  # a step that changes samples' valid lengths reports the new ones under this name
 
 
 Params = dict[str, Any]  # what a step drew: per-sample tensors (B, ...) and plain values; no other tensors
@@ -144,10 +149,11 @@ class Step(ABC):
         """The soft labels that go with the transformed batch (most steps leave them alone)."""
         return labels
 
-    def run(self, x: torch.Tensor, labels: torch.Tensor | None, rng: SampleRng,
-            modality: str) -> tuple[torch.Tensor, torch.Tensor | None, Params]:
-        """One pipeline stage: check, draw, apply; the new batch, the new soft labels, the reported params."""
-        batch = Batch(tuple(x.shape), x.dtype, Modality(modality), x.device)
+    def run(self, x: torch.Tensor, labels: torch.Tensor | None, rng: SampleRng, modality: str,
+            lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, Params]:
+        """One pipeline stage: check, draw, apply; the new batch, the new soft labels, the reported params
+        (with the samples' new valid ``lengths`` where the step changes them)."""
+        batch = Batch(tuple(x.shape), x.dtype, Modality(modality), x.device, lengths=lengths)
         self.check_shape(batch.shape, batch.dtype)
         params = self.draw(rng, batch)
         x = self.apply(x, params)

@@ -56,6 +56,22 @@ def _effects(step: dict, count: int) -> dict[str | None, torch.Tensor] | None:
     return None
 
 
+_WAVE_WORDS = {  # a waveform step's drawn values, from its reported params (one sample's row)
+    "gain": lambda p: f"gain {p['gain_db']:+.1f} dB",
+    "polarity_inversion": lambda p: "polarity inverted",
+    "time_shift": lambda p: f"shift {p['shift']:+,} samples",
+    "noise": lambda p: f"noise at {p['snr_db']:.0f} dB SNR",
+    "background_noise": lambda p: f"background #{p['noise_index']} at {p['snr_db']:.0f} dB SNR",
+    "reverb": lambda p: f"reverb rt60 {p['rt60']:.2f} s" if "rt60" in p else f"reverb response #{p['ir_index']}",
+    "lowpass": lambda p: f"lowpass {p['cutoff_hz']:,.0f} Hz",
+    "highpass": lambda p: f"highpass {p['cutoff_hz']:,.0f} Hz",
+    "bandpass": lambda p: f"bandpass {p['center_hz']:,.0f} Hz x{p['bandwidth']:.2f} wide",
+    "speed": lambda p: f"speed x{p['factor']:.2f}",
+    "time_stretch": lambda p: f"time stretch x{p['rate']:.2f}",
+    "pitch_shift": lambda p: f"pitch {p['semitones']:+.1f} semitones",
+}
+
+
 def _value(value: float) -> str:
     """A policy op's drawn magnitude, short; nothing for ops without one (drawn as 0)."""
     return f"{value:.2g}" if value else ""
@@ -77,6 +93,12 @@ def _describe(step: dict, count: int) -> list[str]:
         return [f"{'cutmix' if cut else 'mixup'} λ={lam:.2f}" if mixed else ""
                 for mixed, cut, lam in zip(step["mixed"].tolist(), step["cutmix"].tolist(), step["lam"].tolist())]
     if "applied" in step:
+        words = _WAVE_WORDS.get(op)
+        if words is not None:  # a waveform step: its drawn values
+            columns = {name: value.tolist() for name, value in step.items()
+                       if isinstance(value, torch.Tensor) and value.dim() and len(value) == count}
+            rows = [{name: column[i] for name, column in columns.items()} for i in range(count)]
+            return [words(row) if row["applied"] else "" for row in rows]
         return [_SHORT.get(op, op) if hit else "" for hit in step["applied"].tolist()]
     if "width" in step and "start" in step:
         unit = _MASK_UNITS.get(op, "")
@@ -104,14 +126,15 @@ def _describe(step: dict, count: int) -> list[str]:
     return [""] * count
 
 
-def captions(params: list[dict], count: int) -> list[str]:
-    """Per sample, what it drew from the steps that differ per sample (the ops applied, with values)."""
+def captions(params: list[dict], count: int, nothing: str = "only the every-tile steps") -> list[str]:
+    """Per sample, what it drew from the steps that differ per sample (the ops applied, with values);
+    ``nothing`` where it drew none."""
     parts = [[] for _ in range(count)]
     for step in params:
         for i, text in enumerate(_describe(step, count)):
             if text:
                 parts[i].append(text)
-    return [", ".join(words) or "only the every-tile steps" for words in parts]
+    return [", ".join(words) or nothing for words in parts]
 
 
 # --- choosing the keys ---------------------------------------------------------------------------------
@@ -296,6 +319,18 @@ def synthetic_speech(count: int = 3, seconds: float = 6.0, rate: int = 16_000) -
     return torch.stack(waves), [f"harmonic sweep {k + 1}" for k in range(count)]
 
 
+CLIP_SECONDS = (1.0, 0.85, 0.7)  # the waveform preview's clips: valid durations, zero-padded to the longest
+
+
+def synthetic_clips(rate: int = 16_000) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Waveform previews' samples: ``synthetic_speech`` cut to ``CLIP_SECONDS`` (peaks at 0.5) and zero-padded
+    to one length (N, samples), their valid lengths (N,) and names."""
+    waves, names = synthetic_speech(len(CLIP_SECONDS), max(CLIP_SECONDS), rate)
+    lengths = torch.tensor([round(seconds * rate) for seconds in CLIP_SECONDS])
+    waves = 0.5 * waves / waves.abs().amax(1, keepdim=True) * (torch.arange(waves.shape[-1]) < lengths[:, None])
+    return waves, lengths, [f"{name}, {seconds:g} s" for name, seconds in zip(names, CLIP_SECONDS)]
+
+
 def synthetic_spectrograms(count: int = 3, bins: int = 80, seconds: float = 6.0) -> tuple[torch.Tensor, list[str]]:
     """Standardized log-power spectrograms (N, bins, frames) of ``synthetic_speech``; standardized as
     SpecAugment's inputs are, so a zero mask is the mean level."""
@@ -336,7 +371,8 @@ def build_preview(spec, *, images_dir: str | None = None, dataset: str = "gunpoi
     ``versions`` times with keys chosen so that every step shows (``choose_keys``).
 
     The samples match the pipeline's modality: photos (or ``images_dir``) for images, synthetic
-    speech-like spectrograms, or a UCR dataset for time series. Files of ``images_dir`` go in
+    speech-like spectrograms, synthetic clips of 1, 0.85 and 0.7 s at 16 kHz for waveforms (drawn as
+    waveform and log-mel rows: ``_waveform_grid``), or a UCR dataset for time series. Files of ``images_dir`` go in
     encoded, at their own sizes, when the pipeline starts with a step that fixes the size (as a
     server decodes them); otherwise resized squares.
     """
@@ -365,7 +401,7 @@ def build_preview(spec, *, images_dir: str | None = None, dataset: str = "gunpoi
         elif modality == "spectrogram":
             samples, names = synthetic_spectrograms()
         elif modality == "waveform":
-            samples, names = synthetic_speech()
+            samples, lengths, names = synthetic_clips()
         else:
             samples, names = load_series(dataset)
         start, sample_shape, dtype = 0, tuple(samples.shape[1:]), samples.dtype
@@ -373,12 +409,22 @@ def build_preview(spec, *, images_dir: str | None = None, dataset: str = "gunpoi
     choice = choose_keys(shown, sample_shape, dtype, rows, versions, seed=seed, start=start)
     batch = [file for file in files for _ in range(versions)] if encoded else samples.repeat_interleave(versions, 0)
     out_dtype = "uint8" if modality == "image" else None
-    result = shown(batch, seed=seed, keys=choice.keys, out_dtype=out_dtype)
+    waveform = modality == "waveform"
+    batch_lengths = lengths.repeat_interleave(versions) if waveform else None
+    result = shown(batch, seed=seed, keys=choice.keys, out_dtype=out_dtype, lengths=batch_lengths)
     tiles = len(choice.keys)
     texts = captions(result.params, tiles)
     shown_targets, missing, summary = coverage(shown, result.params, choice, tiles)
-    if modality == "waveform":  # show what the front end makes of the audio, then the augmented versions
-        samples, modality = Pipeline(pipe.steps[:1])(samples).x, pipe.steps[0].produces
+    title = spec if isinstance(spec, str) else "custom pipeline"
+    heading = (f"{title}  [{', '.join(step.op for step in pipe.steps)}]  (seed {seed}"
+               f"{'; normalize not shown' if shown is not pipe else ''}; each tile: its key and the ops it drew)")
+    preview = Preview(None, choice.keys, texts, shown_targets, missing,
+                      [shown.steps[slot].op for slot in choice.every_tile], summary)
+    if waveform:
+        fig = _waveform_grid(shown, samples, lengths, names, choice.keys, result, versions, seed,
+                             f"{heading}\n{summary}")
+        preview.axis_labels = _axis_labels(fig)
+        return fig, preview
 
     cols = versions + 1
     fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows + 0.7), squeeze=False,
@@ -395,7 +441,7 @@ def build_preview(spec, *, images_dir: str | None = None, dataset: str = "gunpoi
             i = r * versions + v
             _draw_tile(axes[r][v + 1], result.x[i], modality, limits)
             axes[r][v + 1].set_title(textwrap.fill(f"key {int(choice.keys[i])}: {texts[i]}", 40), fontsize=6)
-    labels = {"spectrogram": ("time (frames)", "mel bin" if pipe.modality == "waveform" else "frequency bin"),
+    labels = {"spectrogram": ("time (frames)", "frequency bin"),
               "timeseries": ("sample index (time step)", "value")}.get(modality)
     for r, row in enumerate(axes):
         for c, ax in enumerate(row):
@@ -407,10 +453,6 @@ def build_preview(spec, *, images_dir: str | None = None, dataset: str = "gunpoi
             ax.set_ylabel(labels[1] if c == 0 else "", fontsize=6)
     if modality == "timeseries" and samples.shape[1] > 1:
         axes[0][0].legend(fontsize=4, loc="best")
-    title = spec if isinstance(spec, str) else "custom pipeline"
-    steps = ", ".join(step.op for step in pipe.steps)
-    note = "; normalize not shown" if shown is not pipe else ""
-    heading = f"{title}  [{steps}]  (seed {seed}{note}; each tile: its key and the ops it drew)"
     width = int(16 * 2.3 * cols)  # characters a line of the title holds
     title_text = textwrap.fill(heading, width) + "\n" + textwrap.fill(summary, width)
     fig.suptitle(title_text, fontsize=8)
@@ -418,11 +460,101 @@ def build_preview(spec, *, images_dir: str | None = None, dataset: str = "gunpoi
     if image is not None:  # every tile shares this colour scale
         fig.subplots_adjust(right=0.9)
         bar = fig.colorbar(image, cax=fig.add_axes((0.915, 0.3, 0.012, 0.4)))
-        bar.set_label("log mel power" if pipe.modality == "waveform" else "log power (standardized)", fontsize=7)
+        bar.set_label("log power (standardized)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
-    axis_labels = [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes if ax.get_xlabel() or ax.get_ylabel()]
-    return fig, Preview(None, choice.keys, texts, shown_targets, missing,
-                        [shown.steps[slot].op for slot in choice.every_tile], summary, axis_labels)
+    preview.axis_labels = _axis_labels(fig)
+    return fig, preview
+
+
+def _axis_labels(fig) -> list[tuple[str, str]]:
+    return [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes if ax.get_xlabel() or ax.get_ylabel()]
+
+
+WAVE_ROW = ("time (s)", "amplitude")
+SPECTROGRAM_ROW = ("time (frames)", "mel bin")
+
+
+def _waveform_grid(pipe: Pipeline, samples: torch.Tensor, lengths: torch.Tensor, names: list[str],
+                   keys: torch.Tensor, result, versions: int, seed: int, heading: str):
+    """Two rows per sample: the waveform, then its log-mel spectrogram; the original in column 0.
+
+    The waveform after is what the steps before the pipeline's converter make (the same steps at the same
+    positions, seed and keys: the same draws); the spectrogram after is the pipeline's output where it
+    converts, else the preset front end (``presets.LOG_MEL``) of the waveform after. A dashed line marks
+    the end of each valid part (``lengths``) where the row is longer."""
+    import matplotlib.pyplot as plt
+
+    from augserve.presets import LOG_MEL
+
+    steps, tiles = pipe.steps, len(keys)
+    at = next((slot for slot, step in enumerate(steps) if step.produces), len(steps))
+    batch, batch_lengths = samples.repeat_interleave(versions, 0), lengths.repeat_interleave(versions)
+    if at == len(steps):  # stays a waveform: the front end shows how it sounds
+        waves, wave_lengths = result.x, result.lengths
+        front = Pipeline.from_spec([LOG_MEL])
+        converted = front(waves, lengths=wave_lengths)
+        spectra, frames = converted.x, converted.lengths
+        spectrum_texts = ["log_mel of the waveform above (not a pipeline step)"] * tiles
+    else:
+        before = Pipeline(steps[:at], pipe.modality)(batch, seed=seed, keys=keys, lengths=batch_lengths) if at \
+            else None
+        waves, wave_lengths = (batch, batch_lengths) if before is None else (before.x, before.lengths)
+        front = Pipeline(steps[at:at + 1], pipe.modality)
+        spectra, frames = result.x, result.lengths
+        spectrum_texts = [f"{steps[at].op}: {text}" for text in
+                          captions(result.params[at + 1:], tiles, "no spectrogram step drawn")]
+    wave_texts = captions(result.params[:at], tiles, "no waveform step drawn")
+    original = front(samples, lengths=lengths)
+    rate = front.steps[0].args["sample_rate"]
+    limits = (float(torch.cat([original.x.flatten(), spectra.flatten()]).min()),
+              float(torch.cat([original.x.flatten(), spectra.flatten()]).max()))
+
+    rows, cols = 2 * len(names), versions + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.6 * len(names) + 0.9), squeeze=False,
+                             gridspec_kw={"height_ratios": [2, 3] * len(names)})
+    image = None
+    for r, name in enumerate(names):
+        wave_axes, spectrum_axes = axes[2 * r], axes[2 * r + 1]
+        peak = 1.05 * float(max(samples[r].abs().max(), waves[r * versions:(r + 1) * versions].abs().max()))
+        tiles_of_row = [(samples[r], int(lengths[r]), original.x[r], int(original.lengths[r]),
+                         textwrap.fill(f"original: {name}", 40), "log_mel of the original")]
+        for v in range(versions):
+            i = r * versions + v
+            retimed = f" → {int(wave_lengths[i]) / rate:.2f} s" if wave_lengths[i] != lengths[r] else ""
+            tiles_of_row.append((waves[i], int(wave_lengths[i]), spectra[i], int(frames[i]),
+                                 textwrap.fill(f"key {int(keys[i])}: {wave_texts[i]}{retimed}", 44),
+                                 textwrap.fill(spectrum_texts[i], 44)))
+        for c, (wave, valid, spectrum, valid_frames, wave_title, spectrum_title) in enumerate(tiles_of_row):
+            ax = wave_axes[c]
+            time = torch.arange(wave.shape[-1]) / rate
+            for channel in wave.reshape(-1, wave.shape[-1]):
+                ax.plot(time.numpy(), channel.numpy(), linewidth=0.4, color="tab:blue")
+            ax.set_xlim(0, wave.shape[-1] / rate)
+            ax.set_ylim(-peak, peak)
+            ax.set_title(wave_title, fontsize=6)
+            ax = spectrum_axes[c]
+            image = ax.imshow(spectrum.reshape(-1, spectrum.shape[-1]).numpy(), origin="lower", aspect="auto",
+                              cmap="magma", vmin=limits[0], vmax=limits[1], interpolation="nearest")
+            ax.set_title(spectrum_title, fontsize=6)
+            if valid < wave.shape[-1]:
+                wave_axes[c].axvline(valid / rate, color="tab:red", linestyle="--", linewidth=0.8)
+            if valid_frames < spectrum.shape[-1]:
+                ax.axvline(valid_frames - 0.5, color="white", linestyle="--", linewidth=0.8)
+    for r, row in enumerate(axes):
+        x_label, y_label = WAVE_ROW if r % 2 == 0 else SPECTROGRAM_ROW
+        for c, ax in enumerate(row):
+            ax.tick_params(labelsize=5)
+            ax.set_xlabel(x_label if r >= rows - 2 else "", fontsize=6)
+            ax.set_ylabel(y_label if c == 0 else "", fontsize=6)
+    width = int(16 * 2.6 * cols)
+    note = ("rows: each sample's waveform, then its log-mel spectrogram; dashed: end of the valid part "
+            "(lengths); speed and time stretch retime it")
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in (*heading.split("\n"), note)), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.9, 1 - 0.15 / fig.get_figheight()))
+    bar = fig.colorbar(image, cax=fig.add_axes((0.915, 0.3, 0.012, 0.4)))
+    bar.set_label("log mel power (dB)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    return fig
 
 
 def write_preview(spec, out: str, **options) -> Preview:

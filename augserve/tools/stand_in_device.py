@@ -64,6 +64,12 @@ class DeviceTensor(torch.Tensor):
         return f"DeviceTensor({self.values!r})"
 
 
+def _restride(wrapper: DeviceTensor, values: torch.Tensor) -> None:
+    """Give a device tensor its values' shape and strides, in place (below this module's dispatch)."""
+    with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.Python)):
+        torch.ops.aten.as_strided_.default(wrapper, values.shape, values.stride(), values.storage_offset())
+
+
 class _Factories(TorchFunctionMode):
     """``torch.tensor(..., device=...)`` and other factories asked for the device give device tensors
     (``torch.tensor`` copies in C++, below the dispatcher: only here can it be seen)."""
@@ -269,6 +275,8 @@ class OnDevice(TorchDispatchMode):
             return value
         for original, unwrapped in zip(_leaves(args), _leaves(unwrapped_args)):
             if unwrapped is value and isinstance(original, DeviceTensor):
+                if original.shape != value.shape or original.stride() != value.stride():
+                    _restride(original, value)  # an in-place view (stft's transpose_) moved the values' axes
                 return original
         return self.wrap(value, META)
 

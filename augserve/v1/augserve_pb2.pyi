@@ -49,7 +49,7 @@ class EncodedImages(_message.Message):
     def __init__(self, images: _Optional[_Iterable[bytes]] = ..., shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ..., sizes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class AugmentRequest(_message.Message):
-    __slots__ = ("pipeline", "seed", "x", "encoded", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id", "output_shm", "defer_normalize")
+    __slots__ = ("pipeline", "seed", "x", "encoded", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id", "output_shm", "defer_normalize", "lengths")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     X_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class AugmentRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SHM_FIELD_NUMBER: _ClassVar[int]
     DEFER_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
     pipeline: PipelineRef
     seed: int
     x: Tensor
@@ -74,7 +75,8 @@ class AugmentRequest(_message.Message):
     request_id: int
     output_shm: SharedMemoryRef
     defer_normalize: bool
-    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., encoded: _Optional[_Union[EncodedImages, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ..., output_shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ..., defer_normalize: _Optional[bool] = ...) -> None: ...
+    lengths: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., encoded: _Optional[_Union[EncodedImages, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ..., output_shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ..., defer_normalize: _Optional[bool] = ..., lengths: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Normalization(_message.Message):
     __slots__ = ("mean", "std")
@@ -85,7 +87,7 @@ class Normalization(_message.Message):
     def __init__(self, mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class AugmentResponse(_message.Message):
-    __slots__ = ("x", "labels", "params_json", "server_seconds", "request_id", "label_smoothing", "deferred_normalize")
+    __slots__ = ("x", "labels", "params_json", "server_seconds", "request_id", "label_smoothing", "deferred_normalize", "lengths")
     X_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +95,7 @@ class AugmentResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_SMOOTHING_FIELD_NUMBER: _ClassVar[int]
     DEFERRED_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
     x: Tensor
     labels: Tensor
     params_json: str
@@ -100,7 +103,8 @@ class AugmentResponse(_message.Message):
     request_id: int
     label_smoothing: float
     deferred_normalize: Normalization
-    def __init__(self, x: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., params_json: _Optional[str] = ..., server_seconds: _Optional[float] = ..., request_id: _Optional[int] = ..., label_smoothing: _Optional[float] = ..., deferred_normalize: _Optional[_Union[Normalization, _Mapping]] = ...) -> None: ...
+    lengths: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, x: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., params_json: _Optional[str] = ..., server_seconds: _Optional[float] = ..., request_id: _Optional[int] = ..., label_smoothing: _Optional[float] = ..., deferred_normalize: _Optional[_Union[Normalization, _Mapping]] = ..., lengths: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class StreamDatasetRequest(_message.Message):
     __slots__ = ("dataset", "pipeline", "batch_size", "epoch", "seed", "shard_index", "num_shards", "start_batch", "out_dtype", "return_params", "defer_normalize", "even_shards")

@@ -76,6 +76,9 @@ def _cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
 
     cases.update(encoded_cases(x.device, server, wanted, x.shape[0]))
     cases.update(_sequence_cases(x.device, wanted))
+    from augserve.tools.bench.waveform import waveform_cases
+
+    cases.update(waveform_cases(x.device, wanted, x.shape[0]))
     cases.update(_kernel_cases(x, wanted))
     if not x.is_cuda:
         from augserve.tools.bench.contention import contention_cases

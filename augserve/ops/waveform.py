@@ -1,0 +1,343 @@
+"""Batched waveform ops: pure functions of (x, per-sample params).
+
+Every op takes float32 ``x`` of shape ``(B, C, T)``, per-sample valid lengths
+``lengths`` (B,) int64 and per-sample parameters of shape ``(B,)``; samples at
+``t >= length`` are padding and come out 0. Shapes depend only on the input
+shapes and the plain Python config arguments, never on parameter values, so one
+set of kernels serves any draw without a host round trip. Randomness (noise,
+impulse responses) arrives as arguments.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from scipy.fft import next_fast_len
+
+from augserve import device_constants
+
+
+def _rows(transform, x: torch.Tensor, n: int) -> torch.Tensor:
+    """``transform`` (rfft or irfft of size ``n``) along the last axis, each row's bits independent of the batch.
+
+    CPU FFT libraries take another code path for a single row than for several, and the
+    results differ in the last bits; a lone row is transformed beside a zero row.
+    """
+    if x.numel() == x.shape[-1]:
+        return transform(torch.cat([x, torch.zeros_like(x)], dim=0), n=n)[:1]
+    return transform(x, n=n)
+
+
+def _times(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a * b, complex, from real products: CPU vector code rounds complex products differently in a loop's body
+    and its scalar tail, so an element's bits would depend on where it sits in the batch."""
+    return torch.complex(a.real * b.real - a.imag * b.imag, a.real * b.imag + a.imag * b.real)
+
+
+def _scaled(spectrum: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """Complex ``spectrum`` times real ``gain`` (broadcast), one real product per component."""
+    return torch.view_as_complex(torch.view_as_real(spectrum) * gain[..., None])
+
+
+def _angle(z: torch.Tensor) -> torch.Tensor:
+    """``torch.angle`` from ``atan``, which CPU vector code and its scalar tail compute alike (``atan2`` differs
+    in the last bit between them)."""
+    re, im = z.real, z.imag
+    angle = torch.atan(im / re)
+    angle = torch.where(re < 0, angle + torch.where(im >= 0, math.pi, -math.pi), angle)
+    return torch.where(re == 0, torch.copysign(torch.full_like(im, math.pi / 2), im) * (im != 0), angle)
+
+
+def valid_mask(lengths: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, 1, T) boolean: True on each sample's valid part."""
+    return torch.arange(length, device=lengths.device) < lengths.view(-1, 1, 1)
+
+
+def rms(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B,) root mean square over each sample's valid part, all channels together (0 for empty samples)."""
+    power = (x * valid_mask(lengths, x.shape[-1])).square().sum(dim=(1, 2))
+    return (power / (lengths.clamp(min=1) * x.shape[1])).sqrt()
+
+
+def colored_noise(white: torch.Tensor, f_decay: float, lengths: torch.Tensor) -> torch.Tensor:
+    """White noise (B, C, T) shaped to power ~ 1/f^f_decay (0 white, 1 pink, 2 brown, -1 blue), unit RMS.
+
+    The valid part's spectrum is scaled by k^(-f_decay/2) at rfft bin k, so the
+    power falls 3 * f_decay dB per octave; DC is removed for any colour but
+    white (the gain has no value at k = 0).
+    """
+    length = white.shape[-1]
+    mask = valid_mask(lengths, length)
+    spectrum = _rows(torch.fft.rfft, white * mask, length)
+    gain = device_constants.cached(white.device, ("noise colour", spectrum.shape[-1], float(f_decay)),
+                                   lambda: _colour_gain(spectrum.shape[-1], float(f_decay)).to(white.device))
+    noise = _rows(torch.fft.irfft, _scaled(spectrum, gain), length) * mask
+    return noise / rms(noise, lengths).clamp(min=1e-20).view(-1, 1, 1)
+
+
+def _colour_gain(bins: int, f_decay: float) -> torch.Tensor:
+    """k^(-f_decay/2) at rfft bin k, and at DC 1 for white noise, else 0."""
+    k = torch.arange(bins, dtype=torch.float64)
+    return torch.where(k > 0, k.clamp(min=1) ** (-f_decay / 2), float(f_decay == 0)).to(torch.float32)
+
+
+def add_at_snr(x: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x + noise scaled so that 20 log10(rms(x) / rms(scaled noise)) = snr_db over the valid part.
+
+    Silent samples (or silent noise) get nothing added.
+    """
+    mask = valid_mask(lengths, x.shape[-1])
+    noise = noise * mask
+    noise_rms = rms(noise, lengths)
+    ratio = torch.exp(snr_db * (-math.log(10.0) / 20))  # 10^(-snr/20); exp, not pow (see _times)
+    scale = torch.where(noise_rms > 0, rms(x, lengths) / noise_rms.clamp(min=1e-30) * ratio, 0.0)
+    return (x + noise * scale.view(-1, 1, 1)) * mask
+
+
+def shift(x: torch.Tensor, shift: torch.Tensor, lengths: torch.Tensor, rollover: bool) -> torch.Tensor:
+    """Each sample moved right by ``shift`` (B,) int64 steps (left when negative) within its valid part.
+
+    ``rollover``: what leaves one end enters at the other (``torch.roll`` on ``x[..., :length]``);
+    otherwise the vacated steps are 0.
+    """
+    length = x.shape[-1]
+    position = torch.arange(length, device=x.device).view(1, -1)
+    source = position - shift.view(-1, 1)
+    inside = position < lengths.view(-1, 1)
+    if rollover:
+        source = torch.remainder(source, lengths.clamp(min=1).view(-1, 1))
+    else:
+        inside = inside & (source >= 0) & (source < lengths.view(-1, 1))
+    moved = x.gather(-1, source.clamp(0, length - 1)[:, None, :].expand(x.shape))
+    return moved * inside[:, None, :]
+
+
+def synthetic_rir(u: torch.Tensor, rt60: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(B, L) room impulse responses from uniform draws ``u`` (B, L): a direct path of 1 at t = 0, then
+    uniform noise in [-1, 1) under an exponential envelope 60 dB down at ``rt60`` (B,) seconds; scaled to
+    unit energy, so a white input keeps its power.
+    """
+    steps = torch.arange(u.shape[1], device=u.device, dtype=torch.float32)
+    envelope = torch.exp(steps * (-3.0 * math.log(10.0) / (rt60.to(torch.float32).view(-1, 1) * sample_rate)))
+    tail = (2.0 * u.to(torch.float32) - 1.0) * envelope
+    ir = torch.cat([torch.ones_like(tail[:, :1]), tail[:, 1:]], dim=1)
+    return ir / ir.norm(dim=1, keepdim=True)
+
+
+def reverb(x: torch.Tensor, ir: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x convolved with its sample's impulse response ``ir`` (B, L) on every channel: the first T steps of the
+    full convolution (torchaudio's ``fftconvolve``), the tail past each valid length dropped."""
+    length = x.shape[-1]
+    mask = valid_mask(lengths, length)
+    n = next_fast_len(length + ir.shape[1] - 1, real=True)
+    spectrum = _times(_rows(torch.fft.rfft, x * mask, n), _rows(torch.fft.rfft, ir.to(torch.float32), n)[:, None, :])
+    return _rows(torch.fft.irfft, spectrum, n)[..., :length] * mask
+
+
+def _sinc_lowpass(cutoff: torch.Tensor, taps: int) -> torch.Tensor:
+    """(B, taps) Hamming-windowed sinc low-pass kernels, centred; ``cutoff`` (B,) in cycles per step."""
+    half = taps // 2
+    offset = torch.arange(-half, half + 1, device=cutoff.device, dtype=torch.float32)
+    window = torch.hamming_window(taps, periodic=False, device=cutoff.device)
+    band = 2.0 * cutoff.to(torch.float32).clamp(0.0, 0.5).view(-1, 1)
+    return band * torch.sinc(band * offset) * window
+
+
+def _zero_phase_filter(x: torch.Tensor, kernel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x filtered by its sample's centred kernel (B, taps) without delay, as one batched FFT product.
+
+    The kernel's centre goes to step 0 and its left half wraps to the end of the
+    FFT frame; the frame is long enough that the wrap only ever meets zeros. The
+    kernel is symmetric, so its spectrum is real: the filter has no phase.
+    """
+    length, half = x.shape[-1], kernel.shape[1] // 2
+    mask = valid_mask(lengths, length)
+    n = next_fast_len(length + half, real=True)
+    gap = kernel.new_zeros(kernel.shape[0], n - kernel.shape[1])
+    circular = torch.cat([kernel[:, half:], gap, kernel[:, :half]], dim=1)
+    response = _rows(torch.fft.rfft, circular, n).real  # a symmetric kernel's spectrum is real
+    spectrum = _scaled(_rows(torch.fft.rfft, x * mask, n), response[:, None, :])
+    return _rows(torch.fft.irfft, spectrum, n)[..., :length] * mask
+
+
+def _check_taps(taps: int) -> None:
+    if taps < 3 or taps % 2 == 0:
+        raise ValueError(f"taps must be odd and at least 3, got {taps}")
+
+
+def lowpass(x: torch.Tensor, cutoff_hz: torch.Tensor, lengths: torch.Tensor, sample_rate: int,
+            taps: int = 1023) -> torch.Tensor:
+    """Zero-phase low-pass at ``cutoff_hz`` (B,): a Hamming-windowed sinc FIR of ``taps`` taps.
+
+    A windowed-sinc FIR is -6 dB (half amplitude) at its cutoff, reaches about -53 dB
+    3.3 * sample_rate / taps Hz beyond it, and is flat to 0.02 dB that far inside.
+    """
+    _check_taps(taps)
+    return _zero_phase_filter(x, _sinc_lowpass(cutoff_hz / sample_rate, taps), lengths)
+
+
+def highpass(x: torch.Tensor, cutoff_hz: torch.Tensor, lengths: torch.Tensor, sample_rate: int,
+             taps: int = 1023) -> torch.Tensor:
+    """Zero-phase high-pass at ``cutoff_hz`` (B,): a unit impulse minus ``lowpass``'s kernel (-6 dB at cutoff)."""
+    _check_taps(taps)
+    kernel = -_sinc_lowpass(cutoff_hz / sample_rate, taps)
+    kernel[:, taps // 2] += 1.0
+    return _zero_phase_filter(x, kernel, lengths)
+
+
+def bandpass(x: torch.Tensor, center_hz: torch.Tensor, bandwidth_fraction: torch.Tensor, lengths: torch.Tensor,
+             sample_rate: int, taps: int = 1023) -> torch.Tensor:
+    """Zero-phase band-pass from center * (1 - fraction / 2) to center * (1 + fraction / 2) Hz, the band
+    torch-audiomentations' BandPassFilter draws: the difference of two ``lowpass`` kernels (-6 dB at both edges)."""
+    _check_taps(taps)
+    low = center_hz * (1.0 - 0.5 * bandwidth_fraction) / sample_rate
+    high = center_hz * (1.0 + 0.5 * bandwidth_fraction) / sample_rate
+    return _zero_phase_filter(x, _sinc_lowpass(high, taps) - _sinc_lowpass(low, taps), lengths)
+
+
+def _resample(x: torch.Tensor, factor: torch.Tensor, lengths: torch.Tensor, taps: int, out_length: int,
+              chunk: int = 4096) -> torch.Tensor:
+    """(B, C, out_length): step t of the output reads x at position t * factor (B,) through a Blackman-windowed
+    sinc of ``taps`` taps with cutoff min(1, 1/factor) of the input's Nyquist, so nothing aliases.
+
+    Tap k of a position p reads step floor(p) + 1 - taps/2 + k, at distance d = p - step = fraction + m,
+    m = taps/2 - 1 - k. sin(pi c d) and the window's cos(pi d / (taps/2)) are expanded by the angle-sum
+    rule into per-position and per-tap factors, so the (B, C, chunk, taps) stage is arithmetic only.
+    Positions are float64: t * factor must stay well under a step off after 1e5 steps. Chunks of ``chunk``
+    output steps bound that stage's memory.
+    """
+    batch, channels, length = x.shape
+    half = taps // 2
+    # every window of taps steps, zeros past both ends; the last ones read nothing but zeros
+    padded = torch.nn.functional.pad(x * valid_mask(lengths, length), (half, half + taps))
+    windows = padded.unfold(-1, taps, 1)  # (B, C, length + taps + 1, taps), a view
+    factor = factor.to(torch.float64).view(-1, 1)
+    cutoff = (1.0 / factor).clamp(max=1.0).to(torch.float32)  # (B, 1)
+    m = (half - 1 - torch.arange(taps, device=x.device)).to(torch.float32)
+    sinc_sin, sinc_cos = torch.sin(math.pi * cutoff * m), torch.cos(math.pi * cutoff * m)  # (B, taps)
+    window_sin, window_cos = torch.sin(math.pi / half * m), torch.cos(math.pi / half * m)  # (taps,)
+    pieces = []
+    for start in range(0, out_length, chunk):
+        position = torch.arange(start, min(start + chunk, out_length), device=x.device,
+                                dtype=torch.float64) * factor  # (B, n)
+        floor = position.floor()
+        # a fraction of 0 becomes 1e-20: the centre tap's sin(pi c d) / (pi d) is then c without a 0 / 0
+        fraction = (position - floor).to(torch.float32).clamp_(min=1e-20)[..., None]  # (B, n, 1)
+        angle, turn = math.pi * cutoff[..., None] * fraction, math.pi / half * fraction
+        weight = torch.sin(angle) * sinc_cos[:, None]
+        weight.addcmul_(torch.cos(angle), sinc_sin[:, None]).div_(fraction + m)  # pi sinc, for now
+        u = torch.cos(turn) * window_cos
+        u.addcmul_(torch.sin(turn), window_sin, value=-1.0)  # cos(pi d / half)
+        # Blackman, 0.42 + 0.5 cos + 0.08 cos(2 .), over pi
+        weight.mul_(u.mul(0.16 / math.pi).add_(0.5 / math.pi).mul_(u).add_(0.34 / math.pi))
+        first = (floor.to(torch.int64) + 1).clamp(max=length + taps)
+        read = windows.gather(2, first.view(batch, 1, -1, 1).expand(batch, channels, -1, taps))
+        pieces.append((read * weight[:, None]).sum(-1))
+    return torch.cat(pieces, dim=-1)
+
+
+def sped_lengths(lengths: torch.Tensor, factor: torch.Tensor, limit: int) -> torch.Tensor:
+    """Valid lengths after ``resample_by``: ceil(length / factor), at most ``limit``."""
+    return torch.ceil(lengths.to(torch.float64) / factor.to(torch.float64)).to(torch.int64).clamp(max=limit)
+
+
+def stretched_lengths(lengths: torch.Tensor, rate: torch.Tensor, limit: int) -> torch.Tensor:
+    """Valid lengths after ``time_stretch``: round(length / rate) (librosa's), at most ``limit``."""
+    return torch.round(lengths.to(torch.float64) / rate.to(torch.float64)).to(torch.int64).clamp(max=limit)
+
+
+def tiled_clips(clips: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor, offset: torch.Tensor,
+                length: int) -> torch.Tensor:
+    """(B, length): clip ``index`` (B,) of a set (N, L) read from ``offset`` (a fraction of its valid length)
+    and tiled over its valid part, as a background noise shorter than the sample repeats: one gather."""
+    clip_lengths = lengths.index_select(0, index)
+    start = (offset * clip_lengths).to(torch.int64)
+    position = (start[:, None] + torch.arange(length, device=clips.device)[None]) % clip_lengths[:, None]
+    return clips.index_select(0, index).gather(1, position)
+
+
+def resample_by(x: torch.Tensor, factor: torch.Tensor, lengths: torch.Tensor,
+                taps: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Speed change by ``factor`` (B,) (Kaldi speed perturbation: pitch and tempo together; 1.1 is 10% faster
+    and shorter): y[t] = x at t * factor, band-limited. Returns (y (B, C, T), new lengths ceil(length / factor)
+    clamped to T); y is 0 past the new length."""
+    length = x.shape[-1]
+    new_lengths = sped_lengths(lengths, factor, length)
+    return _resample(x, factor, lengths, taps, length) * valid_mask(new_lengths, length), new_lengths
+
+
+def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """(N, n_fft, frames) -> (N, (frames - 1) * hop + n_fft): frames summed at ``hop`` apart."""
+    n_fft, count = frames.shape[1], frames.shape[2]
+    size = (count - 1) * hop + n_fft
+    return torch.nn.functional.fold(frames, (1, size), (1, n_fft), stride=(1, hop)).view(frames.shape[0], size)
+
+
+def _stretch(x: torch.Tensor, rate: torch.Tensor, lengths: torch.Tensor, n_fft: int, hop: int,
+             out_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``time_stretch`` with an output of ``out_length`` steps (longer than T when a slowed sample must fit)."""
+    batch, channels, length = x.shape
+    window = torch.hann_window(n_fft, device=x.device, dtype=torch.float32)
+    spectrum = torch.stft((x * valid_mask(lengths, length)).reshape(-1, length), n_fft, hop, window=window,
+                          center=True, pad_mode="constant", return_complex=True)
+    bins, frames = spectrum.shape[-2:]
+    # librosa's STFT of the valid part alone has 1 + length // hop frames, equal to the first ones here;
+    # two zero columns after them close the interpolation, as librosa's padding does.
+    in_frames = 1 + lengths.view(-1, 1) // hop
+    kept = torch.arange(frames, device=x.device) < in_frames
+    spectrum = spectrum.contiguous().view(batch, channels, bins, frames) * kept.view(batch, 1, 1, frames)
+    spectrum = torch.cat([spectrum, spectrum.new_zeros(batch, channels, bins, 2)], dim=-1)
+    out_frames = (out_length + n_fft // 2) // hop + 1  # every frame that reaches the output's last step
+    steps = torch.arange(out_frames, device=x.device, dtype=torch.float64) * rate.to(torch.float64).view(-1, 1)
+    left = steps.floor().to(torch.int64).clamp(max=frames)
+    alpha = (steps - left).to(torch.float32).view(batch, 1, 1, -1)
+    index = left.view(batch, 1, 1, -1).expand(batch, channels, bins, -1)
+    magnitude, phase = spectrum.abs(), _angle(spectrum)
+    interpolated = torch.lerp(magnitude.gather(-1, index), magnitude.gather(-1, index + 1), alpha)
+    # Phase accumulation as librosa.phase_vocoder, as a cumulative sum. float64: the running phase
+    # grows to ~hop * pi * frames rad, where float32 would be off by 1e-2 rad.
+    advance = hop * 2 * math.pi / n_fft * torch.arange(bins, device=x.device, dtype=torch.float64).view(-1, 1)
+    delta = phase.gather(-1, index + 1).to(torch.float64) - phase.gather(-1, index) - advance
+    delta = delta - 2 * math.pi * torch.round(delta / (2 * math.pi))
+    running = torch.cumsum(advance + delta, dim=-1) - (advance + delta) + phase[..., :1]
+    running = torch.remainder(running, 2 * math.pi).to(torch.float32)
+    inside = steps < in_frames  # (B, out_frames): librosa's np.arange(0, frames, rate)
+    stretched = torch.polar(interpolated * inside.view(batch, 1, 1, -1), running)
+    # istft as librosa's: window the frames, overlap-add, divide by the sum of squared windows of the
+    # sample's own frames where that sum is above float32's tiny.
+    pieces = torch.fft.irfft(stretched, n=n_fft, dim=-2) * window.view(-1, 1)
+    signal = _overlap_add(pieces.view(batch * channels, n_fft, out_frames), hop).view(batch, channels, -1)
+    envelope = _overlap_add(window.square().view(1, -1, 1) * inside.to(torch.float32)[:, None, :], hop)[:, None]
+    signal = torch.where(envelope > torch.finfo(torch.float32).tiny, signal / envelope, signal)
+    new_lengths = stretched_lengths(lengths, rate, out_length)
+    begin = n_fft // 2
+    return signal[..., begin:begin + out_length] * valid_mask(new_lengths, out_length), new_lengths
+
+
+def time_stretch(x: torch.Tensor, rate: torch.Tensor, lengths: torch.Tensor, n_fft: int = 2048,
+                 hop: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tempo change by ``rate`` (B,) at the same pitch (rate > 1: faster and shorter) with a phase vocoder:
+    ``librosa.effects.time_stretch`` per sample (centred Hann STFT, zero padded). Returns (y (B, C, T),
+    new lengths round(length / rate) clamped to T); a slowed sample loses what runs past T.
+    """
+    if hop > n_fft // 2:
+        raise ValueError(f"hop {hop} must be at most n_fft // 2 = {n_fft // 2}")
+    return _stretch(x, rate, lengths, n_fft, hop, x.shape[-1])
+
+
+def pitch_shift(x: torch.Tensor, semitones: torch.Tensor, lengths: torch.Tensor, n_fft: int = 2048,
+                hop: int = 512, max_semitones: float = 12.0, taps: int = 64) -> torch.Tensor:
+    """Pitch moved by ``semitones`` (B,), continuous, at the same tempo and length:
+    ``librosa.effects.pitch_shift``, a ``time_stretch`` by 2^(-s/12) read back at 2^(s/12) per step.
+
+    The stretched intermediate holds T * 2^(max_semitones / 12) steps; shifts are clamped to
+    [-max_semitones, max_semitones] so that it holds every sample whole.
+    """
+    if hop > n_fft // 2:
+        raise ValueError(f"hop {hop} must be at most n_fft // 2 = {n_fft // 2}")
+    length = x.shape[-1]
+    factor = torch.exp(semitones.to(torch.float64).clamp(-max_semitones, max_semitones) * (math.log(2.0) / 12))
+    stretched, stretched_lengths = _stretch(x, 1.0 / factor, lengths, n_fft, hop,
+                                            math.ceil(length * 2.0 ** (max_semitones / 12)))
+    return _resample(stretched, factor, stretched_lengths, taps, length) * valid_mask(lengths, length)
