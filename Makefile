@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 serve: install
 	$(BIN)/augserve serve
 
+# The spoken-digits tests synthesize words with Debian's espeak-ng: installed here when missing (as root).
 test: install
+	command -v espeak-ng >/dev/null || apt-get install -y -q espeak-ng >/dev/null
 	$(BIN)/python -m pytest
 
 bench: install

@@ -2,20 +2,20 @@
 
 A set is N clips at one sample rate, (N, T) float32 zero past each clip's valid length. In process a
 caller registers arrays (``register``); a server declares the audio datasets of its config (``declare``),
-read on first use. Steps name a set in their spec, so a spec stays plain data on the wire.
+read on first use (``augserve.named``).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from augserve import device_constants
-from augserve.spec import did_you_mean, shown
+from augserve.named import Named
+from augserve.spec import shown
 
 MAX_CLIPS = 1 << 16
 
@@ -36,8 +36,9 @@ class SoundSet:
                 device_constants.cached(device, ("sound set lengths", id(self)), lambda: self.lengths.to(device)))
 
 
-_sets: dict[str, SoundSet | Callable[[], SoundSet]] = {}
-_lock = threading.Lock()
+_SETS: Named[SoundSet] = Named("sound set", "register arrays with augserve.sound_sets.register, or serve an "
+                                            "audio dataset of that name")
+declare, known, unknown_message, get = _SETS.declare, _SETS.known, _SETS.unknown_message, _SETS.get
 
 
 def as_sound_set(name: str, clips: Any, lengths: Any = None, sample_rate: int = 16000) -> SoundSet:
@@ -67,37 +68,4 @@ def as_sound_set(name: str, clips: Any, lengths: Any = None, sample_rate: int = 
 
 def register(name: str, clips: Any, lengths: Any = None, sample_rate: int = 16000) -> SoundSet:
     """Make ``clips`` the sound set ``name`` for the steps of this process (replacing one of that name)."""
-    sound_set = as_sound_set(name, clips, lengths, sample_rate)
-    with _lock:
-        _sets[name] = sound_set
-    return sound_set
-
-
-def declare(name: str, load: Callable[[], SoundSet]) -> None:
-    """Name a set that ``load`` reads the first time a step needs it (a server's configured datasets)."""
-    with _lock:
-        _sets[name] = load
-
-
-def known(name: str) -> bool:
-    with _lock:
-        return name in _sets
-
-
-def unknown_message(name: str) -> str:
-    """Why ``name`` is not a set, and what is."""
-    with _lock:
-        names = sorted(_sets)
-    return (f"no sound set named {shown(name)}{did_you_mean(name, names)} (known: {', '.join(names) or 'none'}; "
-            "register arrays with augserve.sound_sets.register, or serve an audio dataset of that name)")
-
-
-def get(name: str) -> SoundSet:
-    """The set ``name``, read now if it was only declared (once, under the lock); KeyError if none."""
-    with _lock:
-        entry = _sets.get(name)
-        if entry is None:
-            raise KeyError(name)
-        if not isinstance(entry, SoundSet):
-            entry = _sets[name] = entry()
-        return entry
+    return _SETS.put(name, as_sound_set(name, clips, lengths, sample_rate))

@@ -17,6 +17,10 @@ from scipy.fft import next_fast_len
 
 from augserve import device_constants
 
+OVERSAMPLE = 4  # _resample's denser grid: cubic interpolation between its steps errs below -55 dB
+RESAMPLE_GUARD = 256  # zero steps after a signal before its FFT's wrap-around
+RESAMPLE_EDGE = 0.05  # width of the anti-aliasing cut's raised-cosine edge, a fraction of Nyquist
+
 
 def _rows(transform, x: torch.Tensor, n: int) -> torch.Tensor:
     """``transform`` (rfft or irfft of size ``n``) along the last axis, each row's bits independent of the batch.
@@ -153,7 +157,7 @@ def _zero_phase_filter(x: torch.Tensor, kernel: torch.Tensor, lengths: torch.Ten
     """
     length, half = x.shape[-1], kernel.shape[1] // 2
     mask = valid_mask(lengths, length)
-    n = next_fast_len(length + half, real=True)
+    n = next_fast_len(max(length + half, kernel.shape[1]), real=True)  # a clip shorter than the kernel too
     gap = kernel.new_zeros(kernel.shape[0], n - kernel.shape[1])
     circular = torch.cat([kernel[:, half:], gap, kernel[:, :half]], dim=1)
     response = _rows(torch.fft.rfft, circular, n).real  # a symmetric kernel's spectrum is real
@@ -196,45 +200,39 @@ def bandpass(x: torch.Tensor, center_hz: torch.Tensor, bandwidth_fraction: torch
     return _zero_phase_filter(x, _sinc_lowpass(high, taps) - _sinc_lowpass(low, taps), lengths)
 
 
-def _resample(x: torch.Tensor, factor: torch.Tensor, lengths: torch.Tensor, taps: int, out_length: int,
-              chunk: int = 4096) -> torch.Tensor:
-    """(B, C, out_length): step t of the output reads x at position t * factor (B,) through a Blackman-windowed
-    sinc of ``taps`` taps with cutoff min(1, 1/factor) of the input's Nyquist, so nothing aliases.
-
-    Tap k of a position p reads step floor(p) + 1 - taps/2 + k, at distance d = p - step = fraction + m,
-    m = taps/2 - 1 - k. sin(pi c d) and the window's cos(pi d / (taps/2)) are expanded by the angle-sum
-    rule into per-position and per-tap factors, so the (B, C, chunk, taps) stage is arithmetic only.
-    Positions are float64: t * factor must stay well under a step off after 1e5 steps. Chunks of ``chunk``
-    output steps bound that stage's memory.
-    """
+def _resample(x: torch.Tensor, factor: torch.Tensor, lengths: torch.Tensor, out_length: int) -> torch.Tensor:
+    """(B, C, out_length): step t of the output reads x at position t * factor (B,), band-limited: the valid
+    part's spectrum is cut to min(1, 1/factor) of Nyquist (a raised-cosine edge, so nothing aliases), made
+    ``OVERSAMPLE`` times denser exactly by zero-padding it, and read by 4-point cubic (Catmull-Rom)
+    interpolation between the dense steps. Two FFTs and four gathers: 6x faster on the CPU than a 32-tap
+    windowed sinc per output step, and closer to a 256-tap one (59 dB against 42 dB on noise below 0.75 of
+    Nyquist). Positions are float64: t * factor must stay well under a step off after 1e5 steps."""
     batch, channels, length = x.shape
-    half = taps // 2
-    # every window of taps steps, zeros past both ends; the last ones read nothing but zeros
-    padded = torch.nn.functional.pad(x * valid_mask(lengths, length), (half, half + taps))
-    windows = padded.unfold(-1, taps, 1)  # (B, C, length + taps + 1, taps), a view
-    factor = factor.to(torch.float64).view(-1, 1)
-    cutoff = (1.0 / factor).clamp(max=1.0).to(torch.float32)  # (B, 1)
-    m = (half - 1 - torch.arange(taps, device=x.device)).to(torch.float32)
-    sinc_sin, sinc_cos = torch.sin(math.pi * cutoff * m), torch.cos(math.pi * cutoff * m)  # (B, taps)
-    window_sin, window_cos = torch.sin(math.pi / half * m), torch.cos(math.pi / half * m)  # (taps,)
-    pieces = []
-    for start in range(0, out_length, chunk):
-        position = torch.arange(start, min(start + chunk, out_length), device=x.device,
-                                dtype=torch.float64) * factor  # (B, n)
-        floor = position.floor()
-        # a fraction of 0 becomes 1e-20: the centre tap's sin(pi c d) / (pi d) is then c without a 0 / 0
-        fraction = (position - floor).to(torch.float32).clamp_(min=1e-20)[..., None]  # (B, n, 1)
-        angle, turn = math.pi * cutoff[..., None] * fraction, math.pi / half * fraction
-        weight = torch.sin(angle) * sinc_cos[:, None]
-        weight.addcmul_(torch.cos(angle), sinc_sin[:, None]).div_(fraction + m)  # pi sinc, for now
-        u = torch.cos(turn) * window_cos
-        u.addcmul_(torch.sin(turn), window_sin, value=-1.0)  # cos(pi d / half)
-        # Blackman, 0.42 + 0.5 cos + 0.08 cos(2 .), over pi
-        weight.mul_(u.mul(0.16 / math.pi).add_(0.5 / math.pi).mul_(u).add_(0.34 / math.pi))
-        first = (floor.to(torch.int64) + 1).clamp(max=length + taps)
-        read = windows.gather(2, first.view(batch, 1, -1, 1).expand(batch, channels, -1, taps))
-        pieces.append((read * weight[:, None]).sum(-1))
-    return torch.cat(pieces, dim=-1)
+    n = next_fast_len(length + RESAMPLE_GUARD, real=True)  # zeros after the signal: no wrap-around
+    spectrum = _rows(torch.fft.rfft, x * valid_mask(lengths, length), n)
+    dense = _rows(torch.fft.irfft, _scaled(spectrum, _resample_gain(factor, spectrum.shape[-1], n)),
+                  n * OVERSAMPLE) * OVERSAMPLE
+    dense = torch.nn.functional.pad(dense, (1, 2))  # the neighbours of the first and last steps
+    position = torch.arange(out_length, device=x.device, dtype=torch.float64) * (
+        factor.to(torch.float64) * OVERSAMPLE).view(-1, 1)
+    left = position.floor()
+    t = (position - left).to(torch.float32)[:, None]
+    index = (left.to(torch.int64) + 1).clamp(max=dense.shape[-1] - 3)[:, None].expand(batch, channels, -1)
+    p0, p1, p2, p3 = (dense.gather(-1, index + k) for k in (-1, 0, 1, 2))
+    return p1 + 0.5 * t * (p2 - p0 + t * (2 * p0 - 5 * p1 + 4 * p2 - p3 + t * (3 * (p1 - p2) + p3 - p0)))
+
+
+def _resample_gain(factor: torch.Tensor, bins: int, n: int) -> torch.Tensor:
+    """(B, 1, bins) the anti-aliasing cut of ``_resample``: 1 up to (1 - edge) * cutoff, a raised cosine to 0
+    at the cutoff min(1, 1/factor) of Nyquist; none when reading slower (factor <= 1). An even ``n``'s
+    Nyquist bin stands for both signs: halved once it is an inner bin of the denser spectrum."""
+    frequency = torch.arange(bins, device=factor.device, dtype=torch.float32) / (bins - 1)
+    cutoff = (1.0 / factor.to(torch.float32)).clamp(max=1.0).view(-1, 1, 1)
+    ramp = ((cutoff - frequency) / RESAMPLE_EDGE).clamp(0.0, 1.0)
+    gain = torch.where(cutoff >= 1.0, 1.0, 0.5 - 0.5 * torch.cos(math.pi * ramp))
+    if n % 2 == 0:
+        gain = gain * device_constants.on(factor.device, (1.0,) * (bins - 1) + (0.5,), torch.float32)
+    return gain
 
 
 def sped_lengths(lengths: torch.Tensor, factor: torch.Tensor, limit: int) -> torch.Tensor:
@@ -257,21 +255,29 @@ def tiled_clips(clips: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor,
     return clips.index_select(0, index).gather(1, position)
 
 
-def resample_by(x: torch.Tensor, factor: torch.Tensor, lengths: torch.Tensor,
-                taps: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def resample_by(x: torch.Tensor, factor: torch.Tensor,
+                lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Speed change by ``factor`` (B,) (Kaldi speed perturbation: pitch and tempo together; 1.1 is 10% faster
     and shorter): y[t] = x at t * factor, band-limited. Returns (y (B, C, T), new lengths ceil(length / factor)
     clamped to T); y is 0 past the new length."""
     length = x.shape[-1]
     new_lengths = sped_lengths(lengths, factor, length)
-    return _resample(x, factor, lengths, taps, length) * valid_mask(new_lengths, length), new_lengths
+    return _resample(x, factor, lengths, length) * valid_mask(new_lengths, length), new_lengths
 
 
 def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
-    """(N, n_fft, frames) -> (N, (frames - 1) * hop + n_fft): frames summed at ``hop`` apart."""
-    n_fft, count = frames.shape[1], frames.shape[2]
-    size = (count - 1) * hop + n_fft
-    return torch.nn.functional.fold(frames, (1, size), (1, n_fft), stride=(1, hop)).view(frames.shape[0], size)
+    """(N, n_fft, frames) -> (N, (frames - 1) * hop + n_fft): frames summed at ``hop`` apart. With n_fft a
+    multiple of hop (the vocoder's 4), as n_fft / hop shifted slice-adds: 3x faster than ``fold`` on the CPU."""
+    count, n_fft = frames.shape[0], frames.shape[1]
+    parts, steps = n_fft // hop, frames.shape[2]
+    if n_fft % hop:
+        size = (steps - 1) * hop + n_fft
+        return torch.nn.functional.fold(frames, (1, size), (1, n_fft), stride=(1, hop)).view(count, size)
+    pieces = frames.view(count, parts, hop, steps).transpose(2, 3)  # (N, parts, frames, hop)
+    out = frames.new_zeros(count, steps + parts - 1, hop)
+    for part in range(parts):  # n_fft / hop slices, whatever the batch
+        out[:, part:part + steps] += pieces[:, part]
+    return out.view(count, -1)
 
 
 def _stretch(x: torch.Tensor, rate: torch.Tensor, lengths: torch.Tensor, n_fft: int, hop: int,
@@ -327,7 +333,7 @@ def time_stretch(x: torch.Tensor, rate: torch.Tensor, lengths: torch.Tensor, n_f
 
 
 def pitch_shift(x: torch.Tensor, semitones: torch.Tensor, lengths: torch.Tensor, n_fft: int = 2048,
-                hop: int = 512, max_semitones: float = 12.0, taps: int = 64) -> torch.Tensor:
+                hop: int = 512, max_semitones: float = 12.0) -> torch.Tensor:
     """Pitch moved by ``semitones`` (B,), continuous, at the same tempo and length:
     ``librosa.effects.pitch_shift``, a ``time_stretch`` by 2^(-s/12) read back at 2^(s/12) per step.
 
@@ -340,4 +346,4 @@ def pitch_shift(x: torch.Tensor, semitones: torch.Tensor, lengths: torch.Tensor,
     factor = torch.exp(semitones.to(torch.float64).clamp(-max_semitones, max_semitones) * (math.log(2.0) / 12))
     stretched, stretched_lengths = _stretch(x, 1.0 / factor, lengths, n_fft, hop,
                                             math.ceil(length * 2.0 ** (max_semitones / 12)))
-    return _resample(stretched, factor, stretched_lengths, taps, length) * valid_mask(lengths, length)
+    return _resample(stretched, factor, stretched_lengths, length) * valid_mask(lengths, length)
