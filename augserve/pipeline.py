@@ -173,6 +173,8 @@ def _as_batch(x: Any, modality: str | None, reads_pixels: Step | None = None) ->
     if x.dim() not in ranks:
         layout = Modality(modality).layout if modality else "(B, C, H, W) images or (B, C, T) sequences"
         hint = "; grayscale without a channel axis? x[:, None]" if x.dim() == 3 and modality == Modality.IMAGE else ""
+        if x.dim() == 2 and modality is None:  # rank 2 is a table (B, F) or a waveform (B, T): the pipeline says
+            hint = "; a table (B, F)? declare modality: tabular (a waveform (B, T): modality: waveform)"
         raise ValueError(f"x: expected shape {layout}, got rank {x.dim()} shape {tuple(x.shape)}{hint}")
     runs_as = modality or ("image" if x.dim() == 4 else "timeseries")
     if x.dtype not in INPUT_DTYPES:
@@ -244,7 +246,7 @@ def _as_out_dtype(out_dtype: Any) -> torch.dtype | None:
 class Pipeline:
     """A compiled, validated sequence of steps; call it on a batch.
 
-    ``modality`` (image, spectrogram, timeseries) is what the batches are; it is
+    ``modality`` (image, spectrogram, timeseries, waveform, tabular) is what the batches are; it is
     implied by modality-specific steps and may be left out when every step works
     on all of them (mixing, smoothing), in which case rank 4 means images.
     ``execution`` picks the plan (``EXECUTIONS``); both give the same bits.

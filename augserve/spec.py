@@ -233,6 +233,42 @@ class Numbers(Field):
         return tuple(float(v) for v in values)
 
 
+MAX_COLUMNS = 4096  # the most values a per-column field holds (tables up to this many columns take them)
+
+
+@dataclass(frozen=True)
+class ColumnValues(Field):
+    """One number per column of a table (a std, a mean): 1 to ``MAX_COLUMNS`` finite numbers in [low, high]."""
+
+    low: float = -math.inf
+    high: float = math.inf
+
+    def expected(self) -> str:
+        return f"a list of 1 to {MAX_COLUMNS} numbers (one per column), each in [{self.low:g}, {self.high:g}]"
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_COLUMNS:
+            raise ValueError
+        if not all(_is_number(v) and math.isfinite(v) and self.low <= v <= self.high for v in value):
+            raise ValueError
+        return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Columns(Field):
+    """Column indices of a table: a list of 0 to ``MAX_COLUMNS`` integers >= 0, kept sorted and once each."""
+
+    def expected(self) -> str:
+        return f"a list of up to {MAX_COLUMNS} column indices (integers >= 0)"
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)) or len(value) > MAX_COLUMNS:
+            raise ValueError
+        if not all(_is_number(v) and float(v).is_integer() and 0 <= v < 1 << 31 for v in value):
+            raise ValueError
+        return tuple(sorted({int(v) for v in value}))
+
+
 @dataclass(frozen=True)
 class NumbersOr(Field):
     """Numbers (one per channel), or one named value such as 'random' or 'img_mean'."""

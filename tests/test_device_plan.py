@@ -75,7 +75,10 @@ def test_auto_picks_the_plan_by_device_and_unknown_plans_are_refused():
 # counts 240x240 batches), batch sizes 8 and 48.
 COUNTED = {**{name: name for name in PRESETS}, "augmix-m3-w3": "augmix-m3-w3",
            "rand-m9-mstd0.5-inc1": "rand-m9-mstd0.5-inc1", "mix + label_smoothing": [{"op": "mix"},
-                                                                                      {"op": "label_smoothing"}]}
+                                                                                      {"op": "label_smoothing"}],
+           "tabular": [{"op": "feature_noise", "stats": "replay-table"}, {"op": "feature_mask", "fill": "marginal"},
+                       {"op": "feature_mask", "fill": "mean", "batch_stats": True}, {"op": "swap_noise"},
+                       {"op": "mix"}, {"op": "label_smoothing"}]}
 
 
 def _stand_in_input(pipe: Pipeline, batch: int) -> torch.Tensor:
@@ -86,6 +89,8 @@ def _stand_in_input(pipe: Pipeline, batch: int) -> torch.Tensor:
         return torch.randn(batch, 3, 100, generator=generator)
     if pipe.modality == "waveform":
         return torch.randn(batch, 4000, generator=generator)
+    if pipe.modality == "tabular":
+        return torch.randn(batch, 6, generator=generator)  # the columns of the table "replay-table"
     return torch.randint(0, 256, (batch, 3, 40, 48), dtype=torch.uint8, generator=generator)
 
 
@@ -120,7 +125,7 @@ def test_a_call_on_a_gpu_is_a_fixed_small_set_of_kernels_without_a_sync(name):
 
 
 @pytest.mark.parametrize("name", ["imagenet-randaug", "augmix-m3-w3", "specaugment-LD", "timeseries-um",
-                                  "mix + label_smoothing"])
+                                  "mix + label_smoothing", "tabular"])
 def test_the_stand_in_gpu_gives_the_cpus_bits(name):
     pipe = Pipeline.from_spec(COUNTED[name])
     x = _stand_in_input(pipe, 8)

@@ -19,7 +19,7 @@ import sys
 import pytest
 import torch
 
-from augserve import PRESETS, Pipeline, sound_sets
+from augserve import PRESETS, Pipeline, sound_sets, table_stats
 from augserve.steps import STEPS
 
 GOLDEN = pathlib.Path(__file__).with_name("golden") / "replay.json"
@@ -46,6 +46,8 @@ OP_SPECS = {
     "gain": {"p": 0.8}, "polarity_inversion": {}, "background_noise": {"sounds": "replay-noise"}, "time_shift": {"rollover": False}, "noise": {"color": "pink"},
     "reverb": {"max_rt60": 0.3}, "lowpass": {}, "highpass": {}, "bandpass": {}, "speed": {"range": [0.8, 1.2]},
     "time_stretch": {}, "pitch_shift": {"p": 0.9},
+    "feature_noise": {"stats": "replay-table", "p": 0.8}, "feature_mask": {"fill": "mean", "stats": "replay-table"},
+    "swap_noise": {"p": 0.3},
 }
 EXTRA_SPECS = {
     "timm rand-m9-n2-mstd0.5": "rand-m9-n2-mstd0.5",
@@ -55,12 +57,28 @@ EXTRA_SPECS = {
     "erasing with a per-channel value": [{"op": "random_erasing", "p": 1.0, "value": [10, 200, 30]}],
     "mix pair mode": [{"op": "mix", "mode": "pair"}],
     "auto_augment cifar10": [{"op": "auto_augment", "policy": "cifar10"}],
+    "feature_mask marginal": [{"op": "feature_mask", "fill": "marginal", "p": 0.4, "categorical": [4]}],
+    "feature_noise from the batch": [{"op": "feature_noise", "batch_stats": True, "sigma": 0.5, "categorical": [4, 5]}],
+    "feature_noise std in the spec": [{"op": "feature_noise", "std": [1, 2, 0.5, 0, 1, 1], "p": 1.0}],
+    "tabular mix": {"modality": "tabular", "steps": [{"op": "mix", "mixup_alpha": 0.4}, {"op": "label_smoothing"}]},
 }
 
 
 # the sound set background_noise reads in these cases: three clips, one shorter than the batch's samples
 sound_sets.register("replay-noise", torch.randn(3, 1500, generator=torch.Generator().manual_seed(7)),
                     lengths=[1500, 700, 1100])
+
+
+def _table(rows: int, generator: torch.Generator) -> torch.Tensor:
+    """A small mixed table: four continuous columns on their own scales, then two of category codes (4, 5)."""
+    continuous = torch.randn(rows, 4, generator=generator) * torch.tensor([1.0, 10.0, 0.1, 3.0]) + 5.0
+    codes = torch.stack([torch.randint(0, 3, (rows,), generator=generator),
+                         torch.randint(0, 2, (rows,), generator=generator)], dim=1)
+    return torch.cat([continuous, codes.float()], dim=1)
+
+
+# the table whose column statistics feature_noise and feature_mask read in these cases
+table_stats.register("replay-table", _table(64, torch.Generator().manual_seed(8)), categorical=(4, 5))
 
 
 def _input(modality: str) -> torch.Tensor:
@@ -71,6 +89,8 @@ def _input(modality: str) -> torch.Tensor:
         return torch.randn(4, 1, 32, 200, generator=generator)
     if modality == "waveform":
         return torch.randn(4, 1024, generator=generator)
+    if modality == "tabular":
+        return _table(4, generator)
     return torch.randn(4, 2, 60, generator=generator).cumsum(-1)
 
 

@@ -9,7 +9,8 @@ contributes ``1 - lam``.
 
 CutMix region per modality: images ``(B, C, H, W)`` paste an H x W box;
 sequences (spectrograms ``(B, [C,] F, T)`` and time series ``(B, C, T)``) paste
-a span of the last (time) axis across all other axes.
+a span of the last (time) axis across all other axes; tables ``(B, F)`` paste a
+uniformly random subset of columns (columns have no order that a span would respect).
 """
 
 from __future__ import annotations
@@ -84,6 +85,25 @@ def cut_regions(lam: torch.Tensor, shape: tuple[int, ...], uniforms: torch.Tenso
         lengths.append(length)
         kept = kept * (length.double() / size)
     return torch.stack(starts + lengths, dim=1), 1.0 - kept
+
+
+def cut_columns(lam: torch.Tensor, columns: int, u_rank: torch.Tensor, uniforms: torch.Tensor,
+                minmax: tuple[float, float] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix for tables: ``round((1 - lam) * F)`` columns per sample (with ``minmax``: a count as timm's
+    minmax cut draws a length), chosen uniformly at random by ranking per-(sample, column) uniforms
+    ``u_rank`` (B, F). Returns the pasted columns (B, F) bool and the lam they give, ``1 - count / F`` exactly."""
+    if minmax is None:
+        count = torch.round((1.0 - lam) * columns).to(torch.int64)
+    else:
+        count = _minmax_cut(columns, minmax, uniforms[:, 0], uniforms[:, 2])[1]
+    return chosen_columns(u_rank, count), 1.0 - count.double() / columns
+
+
+def chosen_columns(u: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """(B, F) bool: ``count[i]`` columns of row i, uniformly at random: those whose uniform ranks below the
+    count (ties broken by column, so exactly ``count[i]`` of them)."""
+    rank = torch.argsort(torch.argsort(u, dim=1, stable=True), dim=1, stable=True)
+    return rank < count[:, None]
 
 
 def region_mask(regions: torch.Tensor, shape: tuple[int, ...], ndim: int) -> torch.Tensor:

@@ -23,6 +23,7 @@ from augserve.server.datasets import load_datasets
 from augserve.server.handlers import service_handler
 from augserve.server.metrics import Metrics
 from augserve.server.servicer import AugmentationService
+from augserve.server.table_datasets import declare_tables, read_tables
 from augserve.server.tenants import Tenants
 from augserve.transport import HTTP2_WINDOWS, SERVER_KEEPALIVE
 from augserve.v1 import augserve_pb2
@@ -95,9 +96,11 @@ class AugmentServer:
                                self.threads, decode_ahead=decode_ahead(config.decode_ahead, self.device),
                                cuda_graphs=cuda_graphs(config.cuda_graphs, self.device))
         sections = read_config_file(config.config)
-        self.datasets = load_datasets({**sections.get("datasets", {}), **config.datasets})
+        self.datasets = load_datasets({**sections.get("datasets", {}), **config.datasets}, self.device)
         # steps read a served audio dataset by name (background_noise, reverb)
         decode_sound_sets(declare_sound_sets(self.datasets))
+        # and a served table's column statistics (feature_noise, feature_mask: stats: <table>)
+        read_tables(self.datasets, declare_tables(self.datasets))
         self.pipelines = named_pipelines(sections.get("pipelines", {}))
         self.tenants = Tenants(sections.get("tenants"), config.max_queue, forget=self.metrics.forget_tenant)
         self.service = AugmentationService(config, self.batcher, self.device, self.datasets, self.pipelines,

@@ -4,7 +4,8 @@ Each batch's files are read on reader threads, the unreadable and the undecodabl
 in the answer's ``skipped``), and the rest augmented as one request built straight from the tensors
 read here. Reads finish in any order; batches reach the device in stream order. Streams of the same
 epoch share its batches (``shared_epochs``); streams of the same files with other pipelines or seeds
-share their decoded pixels (``encoded/window``).
+share their decoded pixels (``encoded/window``). A SMOTE-balanced table's synthetic rows (indices >= its
+N rows) are made as their batch is read, from the stream's seed and epoch (``table_datasets``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import logging
 from typing import AsyncIterator, Callable
 
@@ -30,6 +32,7 @@ from augserve.server.file_datasets import FileDataset
 from augserve.server.offers import OfferedRegions
 from augserve.server.requests import Asked, JobBuilder
 from augserve.server.shared_epochs import SharedEpochs, identity
+from augserve.server.table_datasets import TableDataset, TableSource
 from augserve.spec import shown
 from augserve.v1 import augserve_pb2 as pb
 
@@ -125,7 +128,9 @@ class DatasetStreams:
         """Batch ``position``, sent to the device ``after`` the one before; then ``turn`` passes to the next
         (else the first answer can wait for a later batch's work). An abandoned batch passes it as its task ends."""
         batch = batches[position]
-        samples = await asyncio.get_running_loop().run_in_executor(self._readers, dataset.read, batch.indices,
+        read = functools.partial(dataset.read, seed=request.seed, epoch=request.epoch) \
+            if isinstance(dataset, TableDataset) else dataset.read  # synthetic rows are the stream's own
+        samples = await asyncio.get_running_loop().run_in_executor(self._readers, read, batch.indices,
                                                                    self.builder.config.max_pixels)
         if after is not None:
             await after
@@ -139,6 +144,7 @@ class DatasetStreams:
     async def _augment(self, dataset: Served, request: pb.StreamDatasetRequest, samples, context,
                        offers: OfferedRegions | None, turn: asyncio.Future) -> framing.Framed:
         kept, x, lengths, skipped = samples.indices, samples.x, samples.lengths, list(samples.skipped)
+        kept_labels = samples.labels  # read with the rows: a balanced table's synthetic rows have labels too
         answer, payloads, answered = pb.DatasetBatch(), {}, False
         output = offers.take() if offers is not None and len(kept) else None
         max_pixels = self.builder.config.max_pixels
@@ -146,7 +152,7 @@ class DatasetStreams:
             asked = Asked(request.pipeline, request.seed, sample_keys(kept, request.epoch), request.out_dtype,
                           request.defer_normalize, request.return_params, dataset.num_classes, output,
                           lengths=lengths)
-            labels = dataset.labels[kept]
+            labels = kept_labels
             inputs = x if isinstance(x, torch.Tensor) else EncodedBatch(
                 x, max_pixels=max_pixels, field="dataset files", window=self.decoded,
                 keys=[(dataset.name, index) for index in kept.tolist()])
@@ -161,6 +167,7 @@ class DatasetStreams:
                 skipped.append((int(kept[error.index]), str(error).split(": ", 1)[-1]))
                 keep = torch.arange(len(kept)) != error.index
                 kept, x = kept[keep], [file for file, k in zip(x, keep.tolist()) if k]
+                kept_labels = kept_labels[keep]
                 lengths = None if lengths is None else lengths[keep]
         for index, reason in skipped:
             self._report_skipped(dataset, index, reason)
@@ -190,6 +197,9 @@ class DatasetStreams:
             except ImportError as error:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                     f"dataset {name!r} needs a package this server lacks: {error}")
+            except ValueError as error:  # a table whose rows could not be read or balanced: its file is wrong
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"dataset {name!r} cannot be served: "
+                                    f"{str(error)[:1000]}")
         return self.loaded[name]
 
     def infos(self) -> list[pb.DatasetInfo]:
@@ -198,10 +208,15 @@ class DatasetStreams:
         for name in sorted(self.loaders):
             info = pb.DatasetInfo(name=name)
             loaded, loader = self.loaded.get(name), self.loaders[name]
+            if loaded is None and isinstance(loader, TableSource):
+                loaded = loader.ready  # read in the background since start-up
             if loaded is None and isinstance(loader, AudioFolder):  # its shape is known before decoding
                 info.modality, info.size, info.num_classes = "waveform", len(loader), loader.num_classes
                 info.sample_shape.append(loader.length)
                 info.dtype = "float32"
+            elif loaded is None and isinstance(loader, TableSource):  # columns known from the header; rows not
+                info.modality, info.dtype = "tabular", "float32"
+                info.sample_shape.append(loader.features)
             elif loaded is not None:
                 info.modality, info.size, info.num_classes = loaded.modality, len(loaded), loaded.num_classes
                 if isinstance(loaded, FileDataset):

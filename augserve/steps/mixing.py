@@ -1,8 +1,8 @@
 """Steps that mix samples and their labels: mixup, cutmix, their switch, label smoothing.
 
-These work on every modality: images paste boxes, spectrograms and time series
-paste spans of the time axis (see ``augserve.ops.mix``). Partners are chosen
-inside the request from its own seed and keys, so the same request mixes the
+These work on every modality but waveforms: images paste boxes, spectrograms and time series
+paste spans of the time axis, tables a random subset of columns (see ``augserve.ops.mix``).
+Partners are chosen inside the request from its own seed and keys, so the same request mixes the
 same way every time.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from augserve.modality import BATCHES
+from augserve.modality import BATCHES, Modality
 from augserve.ops import grouping, mix, plan
 from augserve.random import Draw
 from augserve.spec import Choice, Flag, Interval, Number, SpecError
@@ -42,6 +42,7 @@ class Mix(Step):
         SWITCH = 2  # mixup or cutmix
         APPLY = 3
         REGION = 4
+        COLUMNS = 5  # tables: which columns cutmix pastes
 
     op = "mix"
     modalities = BATCHES
@@ -49,7 +50,8 @@ class Mix(Step):
     fields = {
         "mixup_alpha": Number(0.8, low=0.0, high=1e3, doc="Beta(a, a) for mixup; 0 disables mixup"),
         "cutmix_alpha": Number(1.0, low=0.0, high=1e3, doc="Beta(a, a) for cutmix; 0 disables cutmix"),
-        "cutmix_minmax": Interval(None, low=0.0, high=1.0, doc="box side as a fraction, instead of alpha"),
+        "cutmix_minmax": Interval(None, low=0.0, high=1.0,
+                                  doc="box side (tables: share of columns) as a fraction, instead of alpha"),
         "prob": Number(1.0, low=0.0, high=1.0, neutral=0.0, doc="probability that a sample is mixed at all"),
         "switch_prob": Number(0.5, low=0.0, high=1.0, doc="probability of cutmix when both are on"),
         "mode": Choice("elem", options=MODES),
@@ -93,13 +95,19 @@ class Mix(Step):
         mixed = (u_apply < a["prob"]) & (partner != torch.arange(samples, device=device))
         lam = torch.where(mixed, lam, torch.ones_like(lam))
 
-        regions, area_lam = mix.cut_regions(lam, region_shape, u_region, a["cutmix_minmax"])
+        tabular = batch.modality == Modality.TABULAR
+        if tabular:
+            u_columns = rng.pixel_uniform(self.Draw.COLUMNS, (batch.shape[1],))[leader]
+            regions, area_lam = mix.cut_columns(lam, batch.shape[1], u_columns, u_region, a["cutmix_minmax"])
+        else:
+            regions, area_lam = mix.cut_regions(lam, region_shape, u_region, a["cutmix_minmax"])
         if a["correct_lambda"] or a["cutmix_minmax"] is not None:
             lam = torch.where(use_cutmix & mixed, area_lam, lam)
         regions = torch.where((use_cutmix & mixed)[:, None], regions, torch.zeros_like(regions))
         kind = torch.where(mixed, torch.where(use_cutmix, _CUTMIX, _MIXUP), _NOT_MIXED)
         params: Params = {"partner": partner, "lam": lam.to(torch.float32), "cutmix": kind == _CUTMIX,
-                          "mixed": kind != _NOT_MIXED, "region": regions, "_lam": lam, "_kind": kind}
+                          "mixed": kind != _NOT_MIXED, "columns" if tabular else "region": regions, "_lam": lam,
+                          "_kind": kind}
         if samples == 1:
             params["note"] = "batch of 1: nothing to mix with; sample and label unchanged"
         elif a["mode"] == "pair" and samples % 2:
@@ -109,10 +117,8 @@ class Mix(Step):
     def apply(self, x, params):
         if self.output_dtype(x.dtype) != x.dtype:  # the same dtype out whatever this batch drew
             x = TF.to_dtype(x, torch.float32, scale=True)
-        region_shape = tuple(x.shape[-(params["region"].shape[1] // 2):])  # regions: starts, then lengths
         blends = self.settings()["mixup_alpha"] > 0
-        return self._mix_pixels(x, params["_kind"], params["partner"], params["_lam"], params["region"], region_shape,
-                                blends)
+        return self._mix_pixels(x, params, blends)
 
     def relabel(self, labels, params):
         return mix.mix_labels(labels, params["partner"], params["_lam"])
@@ -125,15 +131,25 @@ class Mix(Step):
         return torch.full_like(u_switch, cutmix_on, dtype=torch.bool)
 
     @staticmethod
-    def _mix_pixels(x, kind, partner, lam, regions, region_shape, blends: bool):
+    def _pasted(x: torch.Tensor, params: Params) -> torch.Tensor:
+        """Where each sample takes its partner's content under cutmix, broadcastable to ``x``: a table's
+        drawn columns, or the region (starts, then lengths of the last axes) as a mask."""
+        if "columns" in params:
+            return params["columns"]
+        region_shape = tuple(x.shape[-(params["region"].shape[1] // 2):])
+        return mix.region_mask(params["region"], region_shape, x.dim())
+
+    @classmethod
+    def _mix_pixels(cls, x, params: Params, blends: bool):
         """lerp(partner, self, w) over the batch, tile by tile: w = lam for mixup samples and
         0 inside / 1 outside the pasted region for cutmix (lerp is exact at 0 and 1, so cutmix
         pixels are copies, and a sample left alone is itself). The grouped plan skips what this batch
         did not draw; branch-free, only what the step cannot draw (``blends``: mixup is on) is skipped."""
+        kind, partner, lam = params["_kind"], params["partner"], params["_lam"]
         branch_free = plan.is_branch_free()
         if not branch_free and not bool((kind != _NOT_MIXED).any()):
             return x
-        pasted = mix.region_mask(regions, region_shape, x.dim())
+        pasted = cls._pasted(x, params)
         if not blends or (not branch_free and not bool((kind == _MIXUP).any())):
             return mix.cutmix(x, x.index_select(0, partner), pasted)  # pasting keeps uint8 as uint8
         # own-content weight: lam for mixup, 1 outside / 0 inside the box for cutmix, 1 when unmixed
@@ -172,7 +188,8 @@ class CutMix(Mix):
     op = "cutmix"
     fields = {
         "alpha": Number(1.0, **_ALPHA, doc="lambda ~ Beta(alpha, alpha)"),
-        "minmax": Interval(None, low=0.0, high=1.0, doc="box side as a fraction, instead of alpha"),
+        "minmax": Interval(None, low=0.0, high=1.0,
+                           doc="box side (tables: share of columns) as a fraction, instead of alpha"),
         "p": Number(1.0, low=0.0, high=1.0, neutral=0.0, doc="probability that a sample is mixed at all"),
         "mode": Choice("elem", options=MODES),
         "correct_lambda": Flag(True),
