@@ -118,6 +118,12 @@ def _train(args: argparse.Namespace) -> int:
         print(run_speech_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
         return 0
+    if datasets == ["tables"]:
+        from augserve.trainer.table_experiment import run_table_experiments
+
+        print(run_table_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
+        print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/<part>_curves.png")
+        return 0
     if datasets != ["digits"]:
         return _train_series(args, datasets)
     from augserve.trainer.experiment import run_experiments
@@ -284,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="digits, fashion-mnist (1,000 training images through a served folder), "
                             "fashion-mnist-60k (plain on all 60,000: the reference row), spoken-digits (espeak-ng "
                             "voices, plain vs the speech-perturb preset, tested on held-out voices with noise and "
-                            "reverb), or UCR sets, "
+                            "reverb), tables (breast-cancer made 1:10 imbalanced: plain vs SMOTE vs feature noise; "
+                            "200 rows of digits: plain vs feature noise, masking and swap noise), or UCR sets, "
                             "comma-separated: shipped with sktime (arrowhead, osuleaf, gunpoint, "
                             "italypowerdemand, acsf1), ucr:<Name> from the UCR 2018 archive folder, or ucr-rule "
                             "(the archive sets the rule in the README picks) (default: %(default)s)")
@@ -294,17 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", choices=("all", "regularization", "pruning"), default="all",
                        help="digits: which experiment to run (default: %(default)s)")
     train.add_argument("--seeds", type=int, help="runs per configuration (default: 3 for digits, 5 for series, "
-                                                  "fashion-mnist and spoken-digits, 1 for fashion-mnist-60k)")
+                                                  "fashion-mnist, spoken-digits and tables, 1 for "
+                                                  "fashion-mnist-60k)")
     train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 200 for fashion-mnist, 5 "
-                                                   "for fashion-mnist-60k, 8 for spoken-digits; for series what 3000 "
-                                                   "optimizer steps take on the set)")
+                                                   "for fashion-mnist-60k, 8 for spoken-digits, 100 for tables; for "
+                                                   "series what 3000 optimizer steps take on the set)")
     train.add_argument("--train-fraction", type=float, default=0.2,
                        help="fraction of digits used for training (default: %(default)s)")
     train.add_argument("--strengths", default="0.5,1,2",
                        help="series: fixed augmentation strengths to compare with plain and adaptive "
                             "(default: %(default)s)")
     train.add_argument("--workers", type=int, default=2,
-                       help="series and spoken-digits: runs side by side (default: %(default)s)")
+                       help="series, spoken-digits and tables: runs side by side (default: %(default)s)")
     train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")
     train.set_defaults(func=_train)
 

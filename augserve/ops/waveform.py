@@ -301,13 +301,15 @@ def _stretch(x: torch.Tensor, rate: torch.Tensor, lengths: torch.Tensor, n_fft: 
     index = left.view(batch, 1, 1, -1).expand(batch, channels, bins, -1)
     magnitude, phase = spectrum.abs(), _angle(spectrum)
     interpolated = torch.lerp(magnitude.gather(-1, index), magnitude.gather(-1, index + 1), alpha)
-    # Phase accumulation as librosa.phase_vocoder, as a cumulative sum. float64: the running phase
-    # grows to ~hop * pi * frames rad, where float32 would be off by 1e-2 rad.
-    advance = hop * 2 * math.pi / n_fft * torch.arange(bins, device=x.device, dtype=torch.float64).view(-1, 1)
-    delta = phase.gather(-1, index + 1).to(torch.float64) - phase.gather(-1, index) - advance
-    delta = delta - 2 * math.pi * torch.round(delta / (2 * math.pi))
-    running = torch.cumsum(advance + delta, dim=-1) - (advance + delta) + phase[..., :1]
-    running = torch.remainder(running, 2 * math.pi).to(torch.float32)
+    # Phase accumulation as librosa.phase_vocoder, as a cumulative sum. Each bin's expected advance is
+    # taken modulo 2 pi first (only the phase modulo 2 pi is used), so every step adds less than 3 pi and
+    # float32 holds the running phase to 1e-4 rad (the advance itself reaches hop * pi rad a step).
+    advance = device_constants.cached(x.device, ("vocoder advance", n_fft, hop), lambda: torch.remainder(
+        hop * 2 * math.pi / n_fft * torch.arange(bins, dtype=torch.float64), 2 * math.pi).to(torch.float32).view(
+        -1, 1).to(x.device))
+    delta = phase.gather(-1, index + 1) - phase.gather(-1, index) - advance
+    step = advance + delta - (2 * math.pi) * torch.round(delta * (1 / (2 * math.pi)))
+    running = torch.remainder(torch.cumsum(step, dim=-1) - step + phase[..., :1], 2 * math.pi)
     inside = steps < in_frames  # (B, out_frames): librosa's np.arange(0, frames, rate)
     stretched = torch.polar(interpolated * inside.view(batch, 1, 1, -1), running)
     # istft as librosa's: window the frames, overlap-add, divide by the sum of squared windows of the

@@ -196,17 +196,31 @@ def _kind(label: str) -> int:
     return 1 if series == TRAIN_CLEAN else 2 if series == VALIDATION else 0
 
 
-def plot_learning_curves(histories: dict[str, History], path: str | pathlib.Path, title: str = "") -> pathlib.Path:
+def plot_learning_curves(histories: dict[str, History], path: str | pathlib.Path, title: str = "",
+                         test_curves: dict[str, list[float]] | None = None,
+                         test_label: str = "test accuracy") -> pathlib.Path:
     """Save ``learning_curve_figure`` as a PNG, and every curve it draws, labelled, as JSON beside it
-    (``<name>.json``): the numbers behind the picture, for tables and checks."""
+    (``<name>.json``): the numbers behind the picture, for tables and checks. ``test_curves`` (run -> a
+    fraction per epoch) are drawn dash-dotted on the accuracy panel: for the picture only, never to choose."""
     import matplotlib.pyplot as plt
 
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure = learning_curve_figure(histories, title)
+    series = curve_series(histories)
+    if test_curves:
+        panel = figure.axes[1]
+        for index, run in enumerate(histories):
+            values = [100 * value for value in test_curves[run]]
+            epochs = list(range(1, len(values) + 1))
+            panel.plot(epochs, values, color=f"C{index}", linestyle="-.", linewidth=1.2, label=f"{run}: {test_label}")
+            series.append({"run": run, "series": test_label, "metric": "accuracy %", "epoch": epochs,
+                           "values": values, "kept_epoch": histories[run].kept()})
+        panel.legend(handles=panel.lines[-len(histories):], fontsize=7, loc="lower right", title="dash-dotted",
+                     title_fontsize=7)
     figure.savefig(path, dpi=100)
     plt.close(figure)
-    path.with_suffix(".json").write_text(json.dumps({"title": title, "series": curve_series(histories)}, indent=1))
+    path.with_suffix(".json").write_text(json.dumps({"title": title, "series": series}, indent=1))
     return path
 
 

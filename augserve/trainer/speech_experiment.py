@@ -30,10 +30,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.trainer.losses import SoftTargetCrossEntropy
-from augserve.trainer.monitor import (History, kept_epoch_table, learning_curve_figure, curve_series, mean_sd_header,
-                                      percent_mean_sd, seeds_text)
+from augserve.trainer.monitor import (History, kept_epoch_table, mean_sd_header, percent_mean_sd, plot_learning_curves,
+                                      seeds_text)
 from augserve.trainer.schedule import warmup_cosine_scheduler
-from augserve.trainer.spoken_digits import (SAMPLE_RATE, TEST_CONDITIONS, Clips, Corpus, TestConditions, corpus_record,
+from augserve.trainer.spoken_digits import (TEST_CONDITIONS, Clips, Corpus, TestConditions, corpus_record,
                                             corrupt, load_spoken_digits)
 from augserve.trainer.trainer import Trainer
 
@@ -224,28 +224,10 @@ TEST_SERIES = "test (held-out voices, noise + reverb)"
 
 
 def plot_speech_curves(runs: list[dict], path: pathlib.Path, title: str) -> dict[str, History]:
-    """``learning_curve_figure`` for the seed-0 runs with the test accuracy per epoch drawn dash-dotted on
-    its accuracy panel; the PNG, and every curve as JSON beside it (as ``plot_learning_curves`` writes)."""
-    import matplotlib.pyplot as plt
-
+    """The seed-0 runs as learning curves, with the test accuracy per epoch; their histories."""
     chosen = {r["arm"]: r for r in runs if r["seed"] == min(r["seed"] for r in runs)}
     histories = {arm: chosen[arm]["history"] for arm in ARMS if arm in chosen}
-    figure = learning_curve_figure(histories, title)
-    accuracy_panel = figure.axes[1]
-    series = curve_series(histories)
-    for index, arm in enumerate(histories):
-        values = [100 * a for a in chosen[arm]["test_curve"]]
-        epochs = list(range(1, len(values) + 1))
-        accuracy_panel.plot(epochs, values, color=f"C{index}", linestyle="-.", linewidth=1.2,
-                            label=f"{arm}: {TEST_SERIES}")
-        series.append({"run": arm, "series": TEST_SERIES, "metric": "accuracy %", "epoch": epochs, "values": values,
-                       "kept_epoch": histories[arm].kept()})
-    accuracy_panel.legend(handles=accuracy_panel.lines[-len(histories):], fontsize=7, loc="lower right",
-                          title="dash-dotted", title_fontsize=7)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    path.with_suffix(".json").write_text(json.dumps({"title": title, "series": series}, indent=1))
+    plot_learning_curves(histories, path, title, {arm: chosen[arm]["test_curve"] for arm in histories}, TEST_SERIES)
     return histories
 
 

@@ -79,6 +79,9 @@ def _cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
     from augserve.tools.bench.waveform import waveform_cases
 
     cases.update(waveform_cases(x.device, wanted, x.shape[0]))
+    from augserve.tools.bench.tabular import tabular_cases
+
+    cases.update(tabular_cases(x.device, wanted))
     cases.update(_kernel_cases(x, wanted))
     if not x.is_cuda:
         from augserve.tools.bench.contention import contention_cases

@@ -1,0 +1,68 @@
+"""The tables experiment: the imbalanced split at the recipe's ratio with the test split untouched, 200 stratified
+digits rows, SMOTE's epochs in the batches, and a tiny run (1 epoch, 2 seeds) writing its files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from augserve.trainer.table_experiment import (ARMS, IMBALANCED, RECIPE, SMALL, imbalanced_split, small_split,
+                                               training_batches)
+
+
+@pytest.mark.parametrize("imbalance", [RECIPE.imbalance, 4])
+def test_the_training_split_is_imbalanced_at_the_recipes_ratio_and_the_test_split_is_untouched(imbalance):
+    from sklearn.datasets import load_breast_cancer
+
+    recipe = replace(RECIPE, imbalance=imbalance)
+    _, y = load_breast_cancer(return_X_y=True)
+    split = imbalanced_split(3, recipe)
+    counts = np.bincount(split.y_train)
+    minority, majority = counts.min(), counts.max()
+    assert split.minority == int(np.argmin(counts)) == 0  # malignant
+    assert minority == round(majority / imbalance) and abs(majority / minority - imbalance) < 0.5
+    test = np.bincount(split.y_test)
+    assert len(split.y_test) == int(np.ceil(recipe.test_fraction * len(y)))
+    assert abs(test[0] / len(split.y_test) - np.mean(y == 0)) < 0.01  # stratified, no row dropped
+    assert majority + test[1] == np.sum(y == 1)  # every benign row is in one split or the other
+    assert np.allclose(split.x_train.mean(0), 0, atol=1e-5) and np.allclose(split.x_train.std(0), 1, atol=1e-4)
+    other = imbalanced_split(4, recipe)
+    assert not np.array_equal(other.x_test, split.x_test)  # the split is drawn by the seed
+
+
+def test_the_small_data_split_takes_the_recipes_rows_stratified_and_tests_on_the_rest():
+    split = small_split(0, replace(RECIPE, small_rows=150))
+    assert len(split.y_train) == 150 and len(split.y_train) + len(split.y_test) == 1797
+    assert np.bincount(split.y_train, minlength=10).min() >= 14
+
+
+def test_smote_batches_hold_the_epochs_rows_and_fresh_synthetic_rows_each_epoch():
+    split = imbalanced_split(0)
+    batches = training_batches(split, "smote", seed=0, recipe=RECIPE)
+    epochs = [np.concatenate([x.numpy() for x, _ in batches]) for _ in range(2)]
+    labels = np.concatenate([y.numpy() for _, y in batches])
+    assert len(labels) == batches.size == 2 * np.bincount(split.y_train).max()
+    assert np.bincount(labels).tolist() == [batches.size // 2] * 2  # balanced
+    assert not np.array_equal(np.sort(epochs[0], 0), np.sort(epochs[1], 0))  # new synthetic rows
+
+
+def test_a_tiny_run_of_the_command_writes_the_summary_results_and_curves(tmp_path, capsys):
+    from augserve.cli import _train, build_parser
+
+    args = build_parser().parse_args(["train", "--dataset", "tables", "--seeds", "2", "--epochs", "1", "--workers",
+                                      "1", "--out", str(tmp_path)])
+    assert _train(args) == 0
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary in capsys.readouterr().out and "--dataset tables --seeds 2 --epochs 1" in summary
+    results = json.loads((tmp_path / "results.json").read_text())
+    expected = sorted((p, s, a) for p in ARMS for s in range(2) for a in ARMS[p])
+    assert sorted((r["part"], r["seed"], r["arm"]) for r in results["runs"]) == expected
+    assert results["recipe"]["epochs"] == 1 and isinstance(results["goal_met"], bool)
+    assert all(len(r["test_curve"]) == 1 for r in results["runs"])
+    for part in (IMBALANCED, SMALL):
+        assert (tmp_path / f"{part}_curves.png").stat().st_size > 0
+        assert json.loads((tmp_path / f"{part}_curves.json").read_text())["series"]
+    assert "**met**" in summary or "**not met**" in summary
