@@ -129,3 +129,13 @@ def test_refusals_name_the_field():
         Pipeline.from_spec([{"op": "lowpass", "max_cutoff_hz": 9000.0}])
     with pytest.raises(ValueError, match="sound set 'test-hum' is at 16000 Hz"):
         Pipeline.from_spec([{"op": "background_noise", "sounds": "test-hum", "sample_rate": 8000}])(x)
+
+
+def test_the_in_process_augmenter_carries_lengths_as_the_client_does():
+    from augserve.trainer.data import InProcessAugmenter
+
+    x, lengths = tones(3, 4000, [4000, 3000, 2000])
+    spec = [{"op": "speed", "factors": [1.1], "p": 1.0}]
+    (batch,) = InProcessAugmenter().map([(x, None, torch.arange(3), lengths)], pipeline=spec, seed=2)
+    assert torch.equal(batch.lengths, torch.tensor([3637, 2728, 1819]))
+    assert torch.equal(batch.x, Pipeline.from_spec(spec)(x, seed=2, keys=torch.arange(3), lengths=lengths).x)

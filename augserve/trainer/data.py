@@ -23,8 +23,9 @@ class InProcessAugmenter:
         if defer_normalize:
             compiled, deferred = compiled.deferring_normalize()
         for item in batches:
-            x, labels, keys = split_item(item)
+            x, labels, keys, lengths = split_item(item)
             out = compiled(x, labels, seed=seed, keys=keys, num_classes=num_classes,
-                           out_dtype=None if deferred else out_dtype)
+                           out_dtype=None if deferred else out_dtype, lengths=lengths)
             normalize = None if deferred is None else (deferred.fill_for(out.x, "mean"), deferred.fill_for(out.x, "std"))
-            yield Batch(out.x, out.labels, out.label_smoothing, normalize=normalize, out_dtype=out_dtype)
+            yield Batch(out.x, out.labels, out.label_smoothing, normalize=normalize, out_dtype=out_dtype,
+                        lengths=out.lengths)
