@@ -139,7 +139,7 @@ def compile_steps(step_dicts: list[Any]) -> list[Step]:
         op = options.pop("op", None)
         if not isinstance(op, str) or op not in STEPS:
             raise SpecError(f"step {number}: field 'op': unknown op {shown(op)}{did_you_mean(op, STEPS)} "
-                            f"(known: {', '.join(sorted(STEPS))})")
+                            f"({len(STEPS)} ops: `augserve pipelines --ops` lists them)")
         names = [name for name in options if not isinstance(name, str)]
         if names:
             raise SpecError(f"step {number} ({op}): field names are text, got {shown(names[0])}")

@@ -14,8 +14,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "augserve"
 # package's front: version and re-exports of the engine) sits with the server.
 FLOORS = [
     {"v1", "random", "modality", "spec", "spec_text", "grpc_fork", "runtime", "normalize", "transport", "labels",
-     "shared_memory", "extras", "side_streams", "wire", "framing", "device_constants", "packing"},
-    {"ops"},
+     "shared_memory", "extras", "side_streams", "wire", "framing", "device_constants", "packing", "named",
+     "sound_sets", "table_stats"},
+    {"ops", "smote"},
     {"steps"},
     {"timm_strings", "presets", "encoded", "device_plan"},
     {"pipeline"},

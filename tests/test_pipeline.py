@@ -349,8 +349,8 @@ def test_a_deferred_normalize_is_checked_with_the_batch(photo_batch):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ([{"op": "hflp"}], "step 1: field 'op': unknown op 'hflp'; did you mean 'hflip'? (known: augmix, "),
-    ([{"op": "RandAugment"}], "unknown op 'RandAugment'; did you mean 'rand_augment'? (known: "),
+    ([{"op": "hflp"}], "step 1: field 'op': unknown op 'hflp'; did you mean 'hflip'? ("),
+    ([{"op": "RandAugment"}], "unknown op 'RandAugment'; did you mean 'rand_augment'? ("),
     ([{"op": "hflip", "pp": 0.5}], "step 1 (hflip): unknown field 'pp'; did you mean 'p'? (allowed: p)"),
     ([{"op": "random_erasing", "scales": 0.5}], "unknown field 'scales'; did you mean 'scale'? (allowed: p, ratio, "),
     ([{"op": "normalize", "man": 0.5}], "unknown field 'man'; did you mean 'mean'? (allowed: mean, std)"),
@@ -370,7 +370,7 @@ def test_mistyped_names_get_a_did_you_mean(spec, message):
 def test_no_did_you_mean_without_a_close_name():
     with pytest.raises(SpecError) as error:
         Pipeline.from_spec([{"op": "sparkle"}])
-    assert "did you mean" not in str(error.value)
+    assert "did you mean" not in str(error.value) and "`augserve pipelines --ops` lists them" in str(error.value)
 
 
 def test_steps_are_numbered_from_one_in_every_message():
