@@ -18,7 +18,8 @@ class Named(Generic[Item]):
         self.kind, self.how = kind, how
         self._items: dict[str, Item | Callable[[], Item]] = {}
         self._ready: set[str] = set()
-        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}  # one per declared name: a load blocks only its askers
+        self._lock = threading.Lock()  # held for dictionary reads and writes only, never for a load
 
     def put(self, name: str, item: Item) -> Item:
         """Make ``item`` the one called ``name`` (replacing one of that name)."""
@@ -32,6 +33,7 @@ class Named(Generic[Item]):
         with self._lock:
             self._items[name] = load
             self._ready.discard(name)
+            self._loading[name] = threading.Lock()
 
     def known(self, name: str) -> bool:
         with self._lock:
@@ -45,11 +47,22 @@ class Named(Generic[Item]):
                 f"{self.how})")
 
     def get(self, name: str) -> Item:
-        """The one called ``name``, made now if it was only declared (once, under the lock); KeyError if none."""
+        """The one called ``name``, made now if it was only declared (once: a second asker waits for the first,
+        and nobody else waits); KeyError if none."""
         with self._lock:
             if name not in self._items:
                 raise KeyError(name)
-            if name not in self._ready:
-                self._items[name] = self._items[name]()
-                self._ready.add(name)
-            return self._items[name]
+            if name in self._ready:
+                return self._items[name]
+            loading = self._loading[name]
+        with loading:
+            with self._lock:
+                if name in self._ready:
+                    return self._items[name]
+                load = self._items[name]
+            item = load()
+            with self._lock:
+                if self._items.get(name) is load:  # not replaced meanwhile
+                    self._items[name] = item
+                    self._ready.add(name)
+            return item

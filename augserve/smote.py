@@ -122,7 +122,10 @@ def nearest(queries: torch.Tensor, reference: torch.Tensor, k: int, self_index: 
     the lower index first among equals: the same neighbours on any device."""
     device = torch.device(device or "cpu")
     continuous = [c for c in range(reference.shape[1]) if c not in set(categorical)]
-    ref = reference.to(device, torch.float32)
+    # centred first (in float64): far from zero, float32's |r|^2 - 2 q.r would drown the differences
+    centre = reference.to(torch.float64).mean(0)
+    exact_ref = (reference.to(torch.float64) - centre).to(device)
+    ref = exact_ref.to(torch.float32)
     ref_cont, ref_cat = ref[:, continuous].contiguous(), ref[:, list(categorical)]
     ref_norm = ref_cont.pow(2).sum(1)  # |q|^2 is the same along a query's row: left out of the ranking
     chunk = max(1, min(len(queries), max_bytes // (4 * max(1, len(reference)))))
@@ -130,15 +133,15 @@ def nearest(queries: torch.Tensor, reference: torch.Tensor, k: int, self_index: 
     wide = min(k + CANDIDATES, len(reference) - (self_index is not None))
     found = []
     for start in range(0, len(queries), chunk):
-        q = queries[start:start + chunk].to(device, torch.float32)
+        here = (queries[start:start + chunk].to(torch.float64) - centre).to(device)
+        q = here.to(torch.float32)
         d = torch.addmm(ref_norm, q[:, continuous], ref_cont.T, alpha=-2.0, out=buffer[:len(q)])
         for at, c in enumerate(categorical):
             d.add_((q[:, c, None] != ref_cat[None, :, at]).to(torch.float32), alpha=penalty)
         if self_index is not None:
             d[torch.arange(len(q), device=device), self_index[start:start + chunk].to(device)] = math.inf
         candidates = d.topk(wide, dim=1, largest=False, sorted=False).indices.sort(1).values  # (q, wide)
-        near = ref[candidates].to(torch.float64)  # (q, wide, F): float32 values, exact in float64
-        here = queries[start:start + chunk].to(device, torch.float64)[:, None, :]
+        near, here = exact_ref[candidates], here[:, None, :]  # (q, wide, F) and (q, 1, F), float64
         exact = (near[..., continuous] - here[..., continuous]).pow(2).sum(2)
         if categorical:
             exact += penalty * (near[..., list(categorical)] != here[..., list(categorical)]).sum(2)

@@ -7,7 +7,8 @@ read on first use (``augserve.named``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,14 +27,15 @@ class SoundSet:
     clips: torch.Tensor  # (N, T) float32 on the CPU, zero past each clip's length
     lengths: torch.Tensor  # (N,) int64, each in [1, T]
     sample_rate: int
+    token: int = field(default_factory=itertools.count().__next__)  # names its device copies (ids are reused)
 
     def __len__(self) -> int:
         return self.clips.shape[0]
 
     def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The clips and lengths on ``device``, copied there once."""
-        return (device_constants.cached(device, ("sound set clips", id(self)), lambda: self.clips.to(device)),
-                device_constants.cached(device, ("sound set lengths", id(self)), lambda: self.lengths.to(device)))
+        return (device_constants.cached(device, ("sound set clips", self.token), lambda: self.clips.to(device)),
+                device_constants.cached(device, ("sound set lengths", self.token), lambda: self.lengths.to(device)))
 
 
 _SETS: Named[SoundSet] = Named("sound set", "register arrays with augserve.sound_sets.register, or serve an "

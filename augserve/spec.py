@@ -238,10 +238,11 @@ MAX_COLUMNS = 4096  # the most values a per-column field holds (tables up to thi
 
 @dataclass(frozen=True)
 class ColumnValues(Field):
-    """One number per column of a table (a std, a mean): 1 to ``MAX_COLUMNS`` finite numbers in [low, high]."""
+    """One number per column of a table (a std, a mean): 1 to ``MAX_COLUMNS`` finite numbers in [low, high],
+    float32's range by default (tables run as float32: a larger value would turn a column into infinities)."""
 
-    low: float = -math.inf
-    high: float = math.inf
+    low: float = -3.0e38
+    high: float = 3.0e38
 
     def expected(self) -> str:
         return f"a list of 1 to {MAX_COLUMNS} numbers (one per column), each in [{self.low:g}, {self.high:g}]"

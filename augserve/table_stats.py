@@ -4,7 +4,8 @@ registered in process. A batch's own statistics change with the batch, so steps 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ class ColumnStats:
     mean: torch.Tensor  # (F,) float32 on the CPU
     std: torch.Tensor  # (F,) float32, population std (ddof 0)
     categorical: tuple[int, ...] = ()  # columns holding category codes: never noised
+    token: int = field(default_factory=itertools.count().__next__)  # names its device copies (ids are reused)
 
     @property
     def columns(self) -> int:
@@ -27,8 +29,8 @@ class ColumnStats:
 
     def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The means and stds on ``device``, copied there once."""
-        return (device_constants.cached(device, ("column means", id(self)), lambda: self.mean.to(device)),
-                device_constants.cached(device, ("column stds", id(self)), lambda: self.std.to(device)))
+        return (device_constants.cached(device, ("column means", self.token), lambda: self.mean.to(device)),
+                device_constants.cached(device, ("column stds", self.token), lambda: self.std.to(device)))
 
 
 def of_rows(name: str, rows: Any, categorical: tuple[int, ...] = ()) -> ColumnStats:

@@ -123,6 +123,7 @@ def test_the_device_workers_graph_path_answers_each_job_its_own_lengths():
     (waves(3), SPEED, [T, 0, T], ["lengths: each must lie in [1, 4000]", "[0, 4000]"]),
     (waves(3), SPEED, [T, T + 1, T], ["lengths: each must lie in [1, 4000]", "[4000, 4001]"]),
     (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), "rand-m9", [8, 8], ["lengths: only waveform batches"]),
+    (waves(3), SPEED, [1] * 5000, ["lengths: expected at most 1024 values", "got 5000"]),  # before a tensor
 ])
 def test_bad_lengths_are_refused_naming_the_field_and_the_server_keeps_serving(stub, x, spec, lengths, words):
     with pytest.raises(grpc.RpcError) as error:

@@ -139,3 +139,15 @@ def test_the_in_process_augmenter_carries_lengths_as_the_client_does():
     (batch,) = InProcessAugmenter().map([(x, None, torch.arange(3), lengths)], pipeline=spec, seed=2)
     assert torch.equal(batch.lengths, torch.tensor([3637, 2728, 1819]))
     assert torch.equal(batch.x, Pipeline.from_spec(spec)(x, seed=2, keys=torch.arange(3), lengths=lengths).x)
+
+
+def test_a_long_reverb_spec_costs_no_more_than_the_batch():
+    x, lengths = tones(2, 400, [400, 300])
+    out = Pipeline.from_spec([{"op": "reverb", "min_rt60": 5.0, "max_rt60": 5.0, "sample_rate": 384000, "p": 1.0}],
+                             execution="device").device_call(x, seed=0, lengths=lengths)
+    assert out.packed.host.numel() < 64 * 400 * 8  # the response drawn no longer than the 400-sample batch
+
+
+def test_speed_takes_factors_or_a_range_not_both():
+    with pytest.raises(SpecError, match="fields 'factors' and 'range' both"):
+        Pipeline.from_spec([{"op": "speed", "factors": [0.9, 1.1], "range": [0.8, 1.2]}])

@@ -73,6 +73,9 @@ def colored_noise(white: torch.Tensor, f_decay: float, lengths: torch.Tensor) ->
     """
     length = white.shape[-1]
     mask = valid_mask(lengths, length)
+    if f_decay == 0:  # white already: the FFT pair would change nothing but the last bits
+        noise = white * mask
+        return noise / rms(noise, lengths).clamp(min=1e-20).view(-1, 1, 1)
     spectrum = _rows(torch.fft.rfft, white * mask, length)
     gain = device_constants.cached(white.device, ("noise colour", spectrum.shape[-1], float(f_decay)),
                                    lambda: _colour_gain(spectrum.shape[-1], float(f_decay)).to(white.device))
@@ -226,7 +229,7 @@ def _resample_gain(factor: torch.Tensor, bins: int, n: int) -> torch.Tensor:
     """(B, 1, bins) the anti-aliasing cut of ``_resample``: 1 up to (1 - edge) * cutoff, a raised cosine to 0
     at the cutoff min(1, 1/factor) of Nyquist; none when reading slower (factor <= 1). An even ``n``'s
     Nyquist bin stands for both signs: halved once it is an inner bin of the denser spectrum."""
-    frequency = torch.arange(bins, device=factor.device, dtype=torch.float32) / (bins - 1)
+    frequency = torch.arange(bins, device=factor.device, dtype=torch.float32) * (2.0 / n)  # of Nyquist
     cutoff = (1.0 / factor.to(torch.float32)).clamp(max=1.0).view(-1, 1, 1)
     ramp = ((cutoff - frequency) / RESAMPLE_EDGE).clamp(0.0, 1.0)
     gain = torch.where(cutoff >= 1.0, 1.0, 0.5 - 0.5 * torch.cos(math.pi * ramp))

@@ -103,7 +103,7 @@ class AudioFolder:
         for index, path in enumerate(self.paths):
             try:
                 clip = decode(path, self.sample_rate, self.length)
-            except (OSError, RuntimeError, ValueError) as error:  # soundfile's errors are RuntimeErrors
+            except Exception as error:  # soundfile's are RuntimeErrors; one bad file never loses the folder
                 unreadable[index] = _reason(error)
                 continue
             x[index, :len(clip)], lengths[index] = clip, len(clip)
@@ -144,8 +144,8 @@ def decode(path: str, sample_rate: int, length: int) -> np.ndarray:
     info = soundfile.info(path)
     if info.channels > MAX_CHANNELS:
         raise ValueError(f"{info.channels} channels, more than {MAX_CHANNELS}")
-    if info.samplerate < 1:
-        raise ValueError(f"sample rate {info.samplerate} Hz in its header")
+    if not RATES[0] <= info.samplerate <= RATES[1]:  # before resample_poly sizes its filter by the ratio
+        raise ValueError(f"sample rate {info.samplerate} Hz in its header (expected {RATES[0]} to {RATES[1]})")
     step = math.gcd(sample_rate, info.samplerate)
     up, down = sample_rate // step, info.samplerate // step
     frames = math.ceil(length * down / up) + 32

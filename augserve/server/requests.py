@@ -172,6 +172,10 @@ class JobBuilder:
     def from_request(self, request: framing.Framed, context) -> Built:
         """A client's request, its tensors read from the received bytes or its regions."""
         message = request.message
+        for field, values in (("keys", message.keys), ("lengths", message.lengths)):
+            if len(values) > self.config.max_samples:  # before a tensor is made of them
+                raise invalid(f"{field}: expected at most {self.config.max_samples} values (one per sample), got "
+                              f"{len(values)}")
         labels = (lambda: wire.to_torch(message.labels, "labels", ("int64", "float32"),
                                         data=request.payload(framing.LABELS))) \
             if message.HasField("labels") else (lambda: None)

@@ -259,20 +259,22 @@ class Reverb(_ReadsSet, WaveformStep):
                             f"max_rt60 = {self.args['max_rt60']:g}")
         self.check_known("impulses")
 
-    def response_length(self) -> int:
-        """Synthetic responses: long enough for the longest decay to reach -60 dB."""
-        return math.ceil(self.args["max_rt60"] * self.args["sample_rate"])
+    def response_length(self, length: int) -> int:
+        """Synthetic responses: long enough for the longest decay to reach -60 dB, and no longer than the
+        batch (only the first T samples of the convolution are kept, so later ones could not matter)."""
+        return min(math.ceil(self.args["max_rt60"] * self.args["sample_rate"]), length)
 
     def draw_change(self, rng, batch, lengths):
         if self.args["impulses"] is not None:
             return {"ir_index": rng.index(self.Draw.INDEX, len(self.sound_set("impulses")))}
         return {"rt60": rng.uniform(self.Draw.RT60, self.args["min_rt60"], self.args["max_rt60"]),
-                "_u": rng.pixel_uniform(self.Draw.RESPONSE, (self.response_length(),))}
+                "_u": rng.pixel_uniform(self.Draw.RESPONSE, (self.response_length(batch.shape[-1]),))}
 
     def change(self, x, params):
-        if self.args["impulses"] is not None:
+        if self.args["impulses"] is not None:  # a set's responses scaled to unit energy, as synthetic ones are
             clips, _ = self.sound_set("impulses").on(x.device)
-            response = clips.index_select(0, params["ir_index"])
+            response = clips.index_select(0, params["ir_index"])[:, :x.shape[-1]]
+            response = response / response.norm(dim=1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)
         else:
             response = wave.synthetic_rir(params["_u"], params["rt60"], self.args["sample_rate"])
         return wave.reverb(x, response.to(x.dtype), params["_lengths"])
@@ -376,6 +378,11 @@ class Speed(WaveformStep):
               "range": Interval(None, low=0.25, high=4.0, doc="[low, high]: a factor drawn uniformly instead"),
               "p": _P}
 
+    def check(self):
+        if self.args["range"] is not None and self.args["factors"] != self.fields["factors"].default:
+            raise SpecError(f"{self.where}: fields 'factors' and 'range' both say how the factor is drawn: "
+                            "give one")
+
     def draw_change(self, rng, batch, lengths):
         if self.args["range"] is not None:
             factor = rng.uniform(self.Draw.FACTOR, *self.args["range"])
@@ -425,7 +432,7 @@ class PitchShift(WaveformStep):
 
     op = "pitch_shift"
     fields = {"min_semitones": Number(-4.0, low=-24.0, high=24.0, neutral=0.0),
-              "max_semitones": Number(4.0, low=-24.0, high=24.0, neutral=0.0), "sample_rate": _RATE, "p": _P}
+              "max_semitones": Number(4.0, low=-24.0, high=24.0, neutral=0.0), "p": _P}
 
     def check(self):
         if self.args["min_semitones"] > self.args["max_semitones"]:
