@@ -164,3 +164,11 @@ def test_table_limits_and_fields_are_named(tables, fields, words):
         source = index_table("t", entry)
         source()
     assert all(word in str(error.value) for word in words), str(error.value)
+
+
+def test_an_npz_whose_arrays_outgrow_max_bytes_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, x=np.zeros((20_000, 50), dtype=np.float32), y=np.zeros(20_000, dtype=np.int64))
+    assert path.stat().st_size < 100_000  # compressed: the file's size would let it through
+    with pytest.raises(ValueError, match="holds 20000 x 50 values, 4000000 bytes as float32, more than max_bytes"):
+        index_table("t", {"type": "table", "path": str(path), "max_bytes": 1_000_000})

@@ -220,7 +220,7 @@ def index_table(name: str, entry: dict, device: torch.device | None = None) -> T
     else:
         if "label" in entry:
             raise ValueError(f"datasets.{name}.label: only for CSV tables (an .npz holds arrays x and y)")
-        label, columns = None, _npz_columns(name, path, max_rows, max_columns)
+        label, columns = None, _npz_columns(name, path, max_rows, max_columns, max_bytes)
     categorical = _categorical(name, entry.get("categorical", []), columns, suffix)
     return TableSource(name, entry, path, suffix, columns, label, categorical, limits, device)
 
@@ -380,7 +380,7 @@ def _npz_header(archive: zipfile.ZipFile, member: str, name: str, path: str) -> 
     return shape, dtype
 
 
-def _npz_columns(name: str, path: str, max_rows: int, max_columns: int) -> list[str]:
+def _npz_columns(name: str, path: str, max_rows: int, max_columns: int, max_bytes: int) -> list[str]:
     """Column names "0".."F-1", from the arrays' headers (shapes and dtypes checked, nothing read)."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -399,6 +399,10 @@ def _npz_columns(name: str, path: str, max_rows: int, max_columns: int) -> list[
     if not 1 <= x_shape[1] <= max_columns:
         raise ValueError(f"dataset {name}: {path} has {x_shape[1]} columns; expected 1 to max_columns "
                          f"{max_columns} (raise datasets.{name}.max_columns, at most {MAX_COLUMNS})")
+    if x_shape[0] * x_shape[1] * 4 > max_bytes:  # as float32 in memory: compression hides it in the file's size
+        raise ValueError(f"dataset {name}: {path} holds {x_shape[0]} x {x_shape[1]} values, "
+                         f"{x_shape[0] * x_shape[1] * 4} bytes as float32, more than max_bytes {max_bytes}; serve "
+                         f"a smaller table or raise datasets.{name}.max_bytes (at most {MAX_BYTES})")
     return [str(c) for c in range(x_shape[1])]
 
 
