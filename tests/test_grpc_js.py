@@ -24,6 +24,10 @@ HERE = pathlib.Path(__file__).parent / "grpc_js"
 PIPELINE, SEED = "rand-m9-n2", 3
 X = np.random.default_rng(0).integers(0, 256, (8, 3, 128, 128), dtype=np.uint8)  # 192 KiB a request: framed
 LABELS = np.arange(4, dtype=np.int64)
+# waveforms with valid lengths, through a step that changes them: 128 KB a request (framed)
+WAVES = np.random.default_rng(1).normal(0, 0.1, (8, 4000)).astype(np.float32)
+WAVE_LENGTHS = np.array([4000, 3000, 2000, 1000, 4000, 3500, 2500, 1500])
+WAVE_SPEC = [{"op": "speed", "factors": [0.9, 1.1], "p": 1.0}, {"op": "noise", "color": "pink", "p": 0.5}]
 
 
 def _tensor(array: np.ndarray) -> dict:
@@ -43,7 +47,8 @@ def _described(array: np.ndarray | None) -> dict | None:
 
 
 def _answer(batch) -> dict:
-    return {"x": _described(batch.x), "labels": _described(batch.labels)}
+    lengths = [] if batch.lengths is None else batch.lengths.tolist()  # protobuf's empty repeated field
+    return {"x": _described(batch.x), "labels": _described(batch.labels), "lengths": lengths}
 
 
 def _node() -> str:
@@ -66,7 +71,9 @@ def answers():
     try:
         plan = {"augment": _request(X[:4], range(4), 1, labels=_tensor(LABELS), num_classes=10),
                 "stream": [_request(X[:4], range(4), 1), _request(X[4:], range(4, 8), 2)],
-                "dataset": {"dataset": "digits", "pipeline": {"name": PIPELINE}, "batch_size": 128, "seed": SEED}}
+                "dataset": {"dataset": "digits", "pipeline": {"name": PIPELINE}, "batch_size": 128, "seed": SEED},
+                "waveform": {"pipeline": {"spec": json.dumps(WAVE_SPEC)}, "seed": SEED, "x": _tensor(WAVES),
+                             "lengths": WAVE_LENGTHS.tolist()}}
         run = subprocess.run([node, str(HERE / "client.js"), server.target], input=json.dumps(plan),
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, f"the grpc-js client failed:\n{run.stderr}"
@@ -77,7 +84,8 @@ def answers():
                 "stream": [_answer(client.augment(X[:4], pipeline=PIPELINE, seed=SEED, keys=range(4))),
                            _answer(client.augment(X[4:], pipeline=PIPELINE, seed=SEED, keys=range(4, 8)))],
                 "dataset": [{"batch_index": b.batch_index, "sample_indices": b.indices.tolist(), **_answer(b)}
-                            for b in client.stream_dataset("digits", PIPELINE, 128, seed=SEED)]}
+                            for b in client.stream_dataset("digits", PIPELINE, 128, seed=SEED)],
+                "waveform": _answer(client.augment(WAVES, pipeline=WAVE_SPEC, seed=SEED, lengths=WAVE_LENGTHS))}
     finally:
         server.stop()
     return json.loads(run.stdout), python
@@ -98,3 +106,10 @@ def test_dataset_batches_read_the_same(answers):
     node, python = answers
     assert len(python["dataset"]) == 15  # 1,797 digits in batches of 128
     assert node["dataset"] == python["dataset"]
+
+
+def test_waveform_answers_read_the_same_with_their_lengths(answers):
+    node, python = answers
+    assert python["waveform"]["x"]["shape"] == [8, 4000] and python["waveform"]["x"]["dtype"] == "float32"
+    assert python["waveform"]["lengths"] != WAVE_LENGTHS.tolist()  # speed changed them
+    assert node["waveform"] == python["waveform"]
