@@ -43,7 +43,7 @@ def _mel(hz: float) -> float:
 def uniform_on_mel(u: torch.Tensor, low_hz: float, high_hz: float) -> torch.Tensor:
     """Frequencies uniform on the mel scale between two in Hz (torch-audiomentations' filter draws)."""
     mel = _mel(low_hz) + u.double() * (_mel(high_hz) - _mel(low_hz))
-    return (700.0 * (10.0 ** (mel / 2595.0) - 1.0)).to(torch.float32)
+    return (700.0 * (torch.exp(mel * (math.log(10.0) / 2595.0)) - 1.0)).to(torch.float32)  # exp: see Gain
 
 
 class WaveformStep(Step):
@@ -97,7 +97,9 @@ class Gain(WaveformStep):
         return {"gain_db": rng.uniform(self.Draw.GAIN, self.args["min_gain_db"], self.args["max_gain_db"])}
 
     def change(self, x, params):
-        return x * (10.0 ** (params["gain_db"].to(x.dtype) / 20.0))[:, None, None]
+        # 10^(g/20) as exp: pow's vector loop and scalar tail round differently, so its bits would depend on
+        # where a sample sits in the batch
+        return x * torch.exp(params["gain_db"].to(x.dtype) * (math.log(10.0) / 20.0))[:, None, None]
 
 
 @register

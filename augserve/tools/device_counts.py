@@ -21,16 +21,24 @@ from augserve.tools.stand_in_device import OnDevice
 
 SECTION = "## Device plan: kernels and syncs per call (`augserve device-counts`)"
 EXTRA = {"augmix-m3-w3": "augmix-m3-w3", "rand-m9-mstd0.5-inc1": "rand-m9-mstd0.5-inc1",
-         "mix + label_smoothing": [{"op": "mix"}, {"op": "label_smoothing"}]}
+         "mix + label_smoothing": [{"op": "mix"}, {"op": "label_smoothing"}],
+         "table noise, mask, swap": {"modality": "tabular", "steps": [
+             {"op": "feature_noise", "batch_stats": True}, {"op": "feature_mask", "fill": "marginal"},
+             {"op": "swap_noise"}]}}
 
 
 def batch_for(pipe: Pipeline, size: int, image_side: int) -> torch.Tensor:
-    """Images (3 x side x side uint8), spectrograms (80 x 300) or series (3 x 500), as the counts were first taken."""
+    """Images (3 x side x side uint8), spectrograms (80 x 300), series (3 x 500), waveforms (1 s at 16 kHz) or
+    tables (30 columns)."""
     generator = torch.Generator().manual_seed(size)
     if pipe.modality == "spectrogram":
         return torch.randn(size, 80, 300, generator=generator)
     if pipe.modality == "timeseries":
         return torch.randn(size, 3, 500, generator=generator)
+    if pipe.modality == "waveform":
+        return 0.1 * torch.randn(size, 16000, generator=generator)
+    if pipe.modality == "tabular":
+        return torch.randn(size, 30, generator=generator)
     return torch.randint(0, 256, (size, 3, image_side, image_side), dtype=torch.uint8, generator=generator)
 
 
