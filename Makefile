@@ -20,11 +20,14 @@ $(STAMP): pyproject.toml
 serve: install
 	$(BIN)/augserve serve
 
-# The spoken-digits tests synthesize words with Debian's espeak-ng: installed here when missing (as root).
+# Debian packages the tests read (speech synthesis, WordNet, apertium's English-Spanish pair, the fortunes text
+# set): installed here when missing (as root); tests that need one that could not be installed say so and skip.
+TEST_DEBS = espeak-ng wordnet-base wordnet-sense-index apertium-eng-spa fortunes
 test: install
-	command -v espeak-ng >/dev/null || apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
-		(apt-get update -q >/dev/null 2>&1 && apt-get install -y -q espeak-ng >/dev/null 2>&1) || \
-		echo "espeak-ng could not be installed: the spoken-digits tests will say so and skip"
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] || apt-get install -y -q $$missing >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1) || \
+		echo "could not install $$missing: the tests that need them will say so and skip"
 	$(BIN)/python -m pytest
 
 bench: install

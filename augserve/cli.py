@@ -61,6 +61,10 @@ def _add_serve_flags(serve: argparse.ArgumentParser) -> None:
         default = env_default(name, getattr(defaults, name))
         serve.add_argument(f"--{flag}", dest=name, type=kind, default=default,
                            help=f"{text} (default: %(default)s; env AUGSERVE_{name.upper()})")
+    serve.add_argument("--translate", action="store_true", default=env_default("translate", defaults.translate),
+                       help="back_translation: translate clients' sentences that no served text dataset's paraphrase "
+                            "file holds, with apertium (100 to 200 sentences a second; default: off, such a "
+                            "sentence is refused; env AUGSERVE_TRANSLATE=1)")
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -116,6 +120,12 @@ def _train(args: argparse.Namespace) -> int:
         from augserve.trainer.speech_experiment import run_speech_experiments
 
         print(run_speech_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
+        print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
+        return 0
+    if datasets == ["fortunes"]:
+        from augserve.trainer.text_experiment import run_text_experiments
+
+        print(run_text_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
         return 0
     if datasets == ["tables"]:
@@ -270,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--seed", type=int, default=0, help="augmentation seed (default: %(default)s)")
     preview.set_defaults(func=_preview)
 
-    datasets = commands.add_parser("datasets", help="describe a config's datasets, or pack a folder into tar shards")
+    datasets = commands.add_parser("datasets", help="describe a config's datasets, pack a folder into tar shards, or "
+                                                  "translate a text dataset for back_translation")
     tools = datasets.add_subparsers(dest="tool", required=True)
     index = tools.add_parser("index", help="print what each dataset of a config holds, without serving")
     index.add_argument("config", help="server config file (YAML with a datasets: section)")
@@ -282,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--samples-per-shard", type=int, default=1000, help="(default: %(default)s)")
     pack.add_argument("--prefix", default="shard", help="shard names: PREFIX-000000.tar, ... (default: %(default)s)")
     pack.set_defaults(func=_datasets_pack)
+    translate = tools.add_parser("translate", help="write a text dataset's paraphrases for back_translation beside "
+                                 "it (only the sentences it lacks), with apertium")
+    translate.add_argument("config", help="server config file (YAML with a datasets: section)")
+    translate.add_argument("name", help="a dataset of type text in it")
+    translate.add_argument("--pivot", default="spa",
+                           help="language translated to and back from, as apertium names it (default: %(default)s)")
+    translate.set_defaults(func=_datasets_translate)
 
     train = commands.add_parser("train", help="train with and without regularization (digits: small CNN and IMP; "
                                                "UCR series: FCN at fixed and adaptive augmentation strengths); "
@@ -291,8 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "fashion-mnist-60k (plain on all 60,000: the reference row), spoken-digits (espeak-ng "
                             "voices, plain vs the speech-perturb preset, tested on held-out voices with noise and "
                             "reverb), tables (breast-cancer made 1:10 imbalanced: plain vs SMOTE vs feature noise; "
-                            "200 rows of digits: plain vs feature noise, masking and swap noise), or UCR sets, "
-                            "comma-separated: shipped with sktime (arrowhead, osuleaf, gunpoint, "
+                            "200 rows of digits: plain vs feature noise, masking and swap noise), fortunes (500 "
+                            "sentences of Debian's fortune files in 5 categories: plain vs EDA vs back-translation), "
+                            "or UCR sets, comma-separated: shipped with sktime (arrowhead, osuleaf, gunpoint, "
                             "italypowerdemand, acsf1), ucr:<Name> from the UCR 2018 archive folder, or ucr-rule "
                             "(the archive sets the rule in the README picks) (default: %(default)s)")
     train.add_argument("--server", default=os.environ.get("AUGSERVE_SERVER"),
@@ -301,18 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", choices=("all", "regularization", "pruning"), default="all",
                        help="digits: which experiment to run (default: %(default)s)")
     train.add_argument("--seeds", type=int, help="runs per configuration (default: 3 for digits, 5 for series, "
-                                                  "fashion-mnist, spoken-digits and tables, 1 for "
+                                                  "fashion-mnist, spoken-digits, tables and fortunes, 1 for "
                                                   "fashion-mnist-60k)")
     train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 200 for fashion-mnist, 5 "
-                                                   "for fashion-mnist-60k, 8 for spoken-digits, 100 for tables; for "
-                                                   "series what 3000 optimizer steps take on the set)")
+                                                   "for fashion-mnist-60k, 8 for spoken-digits, 100 for tables, 40 "
+                                                   "for fortunes; for series what 3000 optimizer steps take on the "
+                                                   "set)")
     train.add_argument("--train-fraction", type=float, default=0.2,
                        help="fraction of digits used for training (default: %(default)s)")
     train.add_argument("--strengths", default="0.5,1,2",
                        help="series: fixed augmentation strengths to compare with plain and adaptive "
                             "(default: %(default)s)")
     train.add_argument("--workers", type=int, default=2,
-                       help="series, spoken-digits and tables: runs side by side (default: %(default)s)")
+                       help="series, spoken-digits, tables and fortunes: runs side by side (default: %(default)s)")
     train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")
     train.set_defaults(func=_train)
 
@@ -352,6 +372,25 @@ def _datasets_pack(args: argparse.Namespace) -> int:
 
     shards = pack_folder(args.folder, args.out, args.samples_per_shard, args.prefix)
     print(f"wrote {len(shards)} shard(s): {shards[0].parent}/{shards[0].name} ... {shards[-1].name}")
+    return 0
+
+
+def _datasets_translate(args: argparse.Namespace) -> int:
+    from augserve.server.config import read_config_file
+    from augserve.server.datasets import load_datasets
+    from augserve.server.text_datasets import translate_dataset
+
+    declared = read_config_file(args.config).get("datasets", {})
+    entry = declared.get(args.name)
+    if not isinstance(entry, dict) or entry.get("type") != "text":
+        texts = sorted(name for name, e in declared.items() if isinstance(e, dict) and e.get("type") == "text")
+        print(f"augserve datasets translate: {args.name!r} is not a text dataset of {args.config} (its text "
+              f"datasets: {', '.join(texts) or 'none'})", file=sys.stderr)
+        return EXIT_USAGE
+    dataset = load_datasets({args.name: entry})[args.name]()  # its fields checked as a server checks them
+    translated, stored = translate_dataset(dataset, args.pivot)
+    print(f"{dataset.name}: {translated} sentences translated via {args.pivot}, {stored} stored before, in "
+          f"{dataset.paraphrase_file}")
     return 0
 
 

@@ -24,6 +24,7 @@ from augserve.spec import SpecError, did_you_mean, is_spec_text, shown
 from augserve.modality import Modality
 from augserve.steps import STEPS, LabelSmoothing, Normalize, Step
 from augserve.steps.base import LENGTHS, layout_hint, public, rows
+from augserve.text import run as text_run
 
 INPUT_DTYPES = (torch.uint8, torch.float16, torch.float32, torch.float64)
 MAX_STRENGTH = 10.0
@@ -40,7 +41,7 @@ UNIT_RANGE_SLACK = 0.25
 class AugmentOutput:
     """What a pipeline returns: the batch, soft labels, and per-step provenance."""
 
-    x: torch.Tensor
+    x: torch.Tensor | list[str]  # sentences for a text pipeline
     labels: torch.Tensor | None
     params: list[dict[str, Any]] = field(default_factory=list)
     lengths: torch.Tensor | None = None  # (B,) valid lengths along the last axis, for batches that came with them
@@ -109,21 +110,22 @@ def _spec_data(spec: Any) -> Any:
                     "or a list of steps)")
 
 
-def _split_spec(data: Any) -> tuple[list[Any], Any]:
-    """Plain data -> (step dicts, declared modality or None)."""
-    modality = None
+def _split_spec(data: Any) -> tuple[list[Any], Any, TextOptions | None]:
+    """Plain data -> (step dicts, declared modality or None, how text is read if the spec says)."""
+    modality, text = None, None
     if isinstance(data, dict) and "steps" in data:
-        unknown = [key for key in data if key not in ("steps", "modality")]
+        unknown = [key for key in data if key not in ("steps", "modality", *text_run.OPTIONS)]
         if unknown:
-            hint = did_you_mean(unknown[0], ("modality", "steps"))
-            raise SpecError(f"pipeline: unknown field {shown(unknown[0])}{hint} (allowed: modality, steps)")
+            raise text_run.unknown_option(unknown[0])
+        given = {name: data[name] for name in text_run.OPTIONS if name in data}
+        text = text_run.TextOptions.parse(given) if given else None
         modality, data = data.get("modality"), _spec_data(data["steps"])
     elif isinstance(data, dict):
         data = [data]
     if not isinstance(data, (list, tuple)):
         raise SpecError(f"pipeline: expected a preset name, a list of steps or {{'steps': [...]}}, "
                         f"got {type(data).__name__}")
-    return list(data), modality
+    return list(data), modality, text
 
 
 def compile_steps(step_dicts: list[Any]) -> list[Step]:
@@ -220,7 +222,8 @@ def _as_lengths(lengths: Any, shape: tuple[int, ...], modality: str) -> torch.Te
     return lengths.to(device="cpu", dtype=torch.int64)
 
 
-def _as_keys(keys: Any, batch: int, device: torch.device) -> torch.Tensor:
+def as_keys(keys: Any, batch: int, device: torch.device) -> torch.Tensor:
+    """Each sample's key (default: its position), checked."""
     if keys is None:
         return torch.arange(batch, dtype=torch.int64, device=device)
     keys = torch.as_tensor(keys, device=device)
@@ -252,7 +255,8 @@ class Pipeline:
     ``execution`` picks the plan (``EXECUTIONS``); both give the same bits.
     """
 
-    def __init__(self, steps: list[Step], modality: str | None = None, execution: str = "auto"):
+    def __init__(self, steps: list[Step], modality: str | None = None, execution: str = "auto",
+                 text: text_run.TextOptions | None = None):
         if modality is not None and modality not in list(Modality):
             raise SpecError(f"pipeline: field 'modality': expected one of {', '.join(Modality)}, got {shown(modality)}"
                             f"{did_you_mean(modality, list(Modality))}")
@@ -281,6 +285,12 @@ class Pipeline:
         if len(smoothing) > 1:
             raise SpecError(f"pipeline: label smoothing appears {len(smoothing)} times ({', '.join(smoothing)}); "
                             "expected at most once")
+        if text is not None and self.modality != Modality.TEXT:
+            raise SpecError(f"pipeline: fields {', '.join(text_run.OPTIONS)} are for text pipelines, not "
+                            f"{self.modality or 'generic'} ones")
+        if self.modality == Modality.TEXT:
+            text_run.check_order(steps)
+        self.text = text or text_run.TextOptions()  # how a text pipeline reads sentences
         self.steps = steps
         self.strength = 1.0  # what ``at_strength`` scaled the steps by
         self.normalizes = any(isinstance(s, Normalize) for s in steps)
@@ -295,17 +305,19 @@ class Pipeline:
         ``execution``: "auto", "grouped" or "device" (see ``EXECUTIONS``)."""
         if isinstance(spec, Pipeline):
             return spec if execution == spec.execution else spec.with_execution(execution)
-        steps, modality = _split_spec(_spec_data(spec))
-        return cls(compile_steps(steps), modality, execution)
+        steps, modality, text = _split_spec(_spec_data(spec))
+        return cls(compile_steps(steps), modality, execution, text)
 
     def with_execution(self, execution: str) -> "Pipeline":
         """The same steps run with another plan."""
-        other = Pipeline(self.steps, self.modality, execution)
+        other = Pipeline(self.steps, self.modality, execution, self._text_options())
         other.strength, other.reads_pixels, other.deferred = self.strength, self.reads_pixels, self.deferred
         return other
 
     def plan_for(self, device: torch.device) -> str:
-        """The plan a batch on ``device`` runs: "grouped" or "device"."""
+        """The plan a batch on ``device`` runs: "grouped" or "device" (text has one plan: grouped, ``_text_call``)."""
+        if self.modality == Modality.TEXT:
+            return "grouped"
         if self.execution != "auto":
             return self.execution
         return "grouped" if device.type == "cpu" else "device"
@@ -319,13 +331,20 @@ class Pipeline:
             raise SpecError(f"strength: expected a number in [0, {MAX_STRENGTH:g}], got {shown(strength)}")
         if strength == 1:
             return self
-        scaled = Pipeline([step.at_strength(float(strength)) for step in self.steps], self.modality, self.execution)
+        scaled = Pipeline([step.at_strength(float(strength)) for step in self.steps], self.modality, self.execution,
+                          self._text_options())
         scaled.strength = float(strength)
         return scaled
 
+    def _text_options(self) -> text_run.TextOptions | None:
+        return self.text if self.modality == Modality.TEXT else None
+
     def to_spec(self) -> dict[str, Any]:
-        """The canonical spec: the modality and every step with its defaults filled in."""
-        return {"modality": self.modality, "steps": [step.to_dict() for step in self.steps]}
+        """The canonical spec: the modality, how text is read (text pipelines) and every step with its defaults."""
+        text = self._text_options()
+        options = {} if text is None else {"tokenizer": text.tokenizer, "max_words": text.max_words,
+                                           **({"vocabulary": text.vocabulary} if text.vocabulary else {})}
+        return {"modality": self.modality, **options, "steps": [step.to_dict() for step in self.steps]}
 
     def __repr__(self) -> str:
         return f"Pipeline({[s.op for s in self.steps]})"
@@ -354,7 +373,7 @@ class Pipeline:
         encoded = images if isinstance(images, EncodedBatch) else EncodedBatch(images)
         start = self.first_steps()
         host = device_plan.HOST  # boxes drawn on the host are the CPU's on any device (log, exp, sqrt differ on a GPU)
-        rng = SampleRng(_on(seed, host), _as_keys(keys, len(encoded), host))
+        rng = SampleRng(_on(seed, host), as_keys(keys, len(encoded), host))
         x, drawn = first_steps.run(self.steps[:start], encoded, rng)
         return Prepared(x, drawn)
 
@@ -370,8 +389,11 @@ class Pipeline:
 
         ``x`` is a dense batch or encoded images (an ``EncodedBatch`` or a list of file bytes); ``lengths``
         each waveform's valid length (B,), the rest of its row padding. Calling the pipeline on what this
-        returns checks nothing again (a float batch is scanned for NaN once).
+        returns checks nothing again (a float batch is scanned for NaN once). A text pipeline takes what
+        ``_text_call`` takes and returns it tokenized (``shape`` (B,), ``dtype`` None: sentences).
         """
+        if self.modality == Modality.TEXT:
+            return self._check_text(x, out_dtype, lengths)
         requested = self._out_dtype(out_dtype)
         convert = requested
         encoded = _as_encoded(x)
@@ -399,6 +421,13 @@ class Pipeline:
             raise ValueError("lengths: only waveform batches have valid lengths, not images")
         return Checked(self, x, convert, shape, dtype if requested is None else requested, runs_as, lengths)
 
+    def _check_text(self, x: Any, out_dtype: Any, lengths: Any) -> "Checked":
+        """Sentences tokenized (their words counted) or word ids checked: what a server bounds before it queues."""
+        if out_dtype is not None:
+            raise ValueError("out_dtype: text pipelines return sentences (or word ids); leave out_dtype out")
+        batch = x if isinstance(x, text_run.TextBatch) else self.text.encode(x, lengths=lengths)
+        return Checked(self, batch, None, (len(batch),), None, Modality.TEXT)
+
     def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                  num_classes: int | None = None, out_dtype: Any = None, lengths: Any = None) -> AugmentOutput:
         """Augment a batch; each sample's draws depend only on (seed, its key).
@@ -409,6 +438,8 @@ class Pipeline:
         ``lengths``: each waveform's valid length (the rest of its row is padding, and stays zero); the
         output's ``lengths`` are the valid lengths after the steps (in frames after ``log_mel``).
         """
+        if self.modality == Modality.TEXT:
+            return self._text_call(x, labels, seed, keys, num_classes, out_dtype, lengths)
         checked, x, prepared, start = self._begin(x, out_dtype, seed, keys, lengths)
         device, size = x.device, x.shape[0]
         if self.plan_for(device) == "device":
@@ -416,7 +447,7 @@ class Pipeline:
             labels_on = None if call.labels is None else call.labels.to(device, non_blocking=True)
             out_x, out_labels = call.run(x, labels_on, call.packed.host.to(device, non_blocking=True))
             return AugmentOutput(out_x, out_labels, call.params, call.lengths)
-        rng = SampleRng(seed, _as_keys(keys, size, device))
+        rng = SampleRng(seed, as_keys(keys, size, device))
         lengths = None if checked.lengths is None else checked.lengths.to(device)
         soft = None if labels is None else as_soft_labels(labels, size, num_classes, device)
         params = []
@@ -431,6 +462,15 @@ class Pipeline:
                 params.append({"op": step.op, **drawn})
         return AugmentOutput(to_out_dtype(x, checked.out_dtype), soft, params, lengths)
 
+    def _text_call(self, x: Any, labels: Any, seed: int | torch.Tensor, keys: Any, num_classes: int | None,
+                   out_dtype: Any, lengths: Any) -> AugmentOutput:
+        """Sentences (a list of str, word ids of the spec's vocabulary with their ``lengths``, what
+        ``self.text.encode`` made of either, or what ``check`` returned) through the text steps: the same batched
+        edits on any device, so text has one plan."""
+        batch = self._checked(x, out_dtype, lengths).x
+        keys = as_keys(keys, len(batch), batch.ids.device)
+        return AugmentOutput(*text_run.run(self.steps, self.text, batch, labels, seed, keys, num_classes))
+
     def device_call(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                     num_classes: int | None = None, out_dtype: Any = None, lengths: Any = None) -> device_plan.Call:
         """The device plan's call in two halves: what the host works out now (checks, soft labels, every draw
@@ -443,15 +483,7 @@ class Pipeline:
                lengths: Any = None) -> tuple["Checked", torch.Tensor, Prepared | None, int]:
         """The checked batch, the dense batch the steps start from, what its first steps drew (encoded images)
         and how many steps that was."""
-        if isinstance(x, Checked):
-            if x.pipeline is not self:
-                raise ValueError("x: checked by another pipeline; check it with this one")
-            for name, value in (("out_dtype", out_dtype), ("lengths", lengths)):
-                if value is not None:
-                    raise ValueError(f"{name}: a checked batch carries its own (give {name} to check)")
-            checked = x
-        else:
-            checked = self.check(x, out_dtype, lengths)
+        checked = self._checked(x, out_dtype, lengths)
         x = checked.x
         if isinstance(x, EncodedBatch):
             x = self.prepare(x, seed=seed, keys=keys)
@@ -459,10 +491,21 @@ class Pipeline:
             return checked, x.x, x, len(x.params)
         return checked, x.to(torch.float32) if x.is_floating_point() else x, None, 0
 
+    def _checked(self, x: Any, out_dtype: Any, lengths: Any) -> "Checked":
+        """``x`` as ``check`` accepts it; a batch it returned already passes as it is."""
+        if not isinstance(x, Checked):
+            return self.check(x, out_dtype, lengths)
+        if x.pipeline is not self:
+            raise ValueError("x: checked by another pipeline; check it with this one")
+        for name, value in (("out_dtype", out_dtype), ("lengths", lengths)):
+            if value is not None:
+                raise ValueError(f"{name}: a checked batch carries its own (give {name} to check)")
+        return x
+
     def _device_call(self, checked: "Checked", x: torch.Tensor, prepared: Prepared | None, start: int, labels: Any,
                      seed: int | torch.Tensor, keys: Any, num_classes: int | None) -> device_plan.Call:
         host, size = device_plan.HOST, x.shape[0]
-        rng = SampleRng(_on(seed, host), _as_keys(keys, size, host))
+        rng = SampleRng(_on(seed, host), as_keys(keys, size, host))
         soft = None if labels is None else as_soft_labels(labels, size, num_classes, host)
         params = [] if prepared is None else [{"op": step.op, **public(drawn)}
                                              for step, drawn in zip(self.steps[:start], prepared.params)]
@@ -481,10 +524,10 @@ class Checked:
     """A batch a pipeline accepted (``Pipeline.check``) and what the pipeline will return for it."""
 
     pipeline: Pipeline
-    x: torch.Tensor | EncodedBatch | Prepared
+    x: torch.Tensor | EncodedBatch | Prepared | text_run.TextBatch
     out_dtype: torch.dtype | None  # what the result is converted to (None: as the steps leave it)
     shape: tuple[int, ...]  # of the result
-    dtype: torch.dtype  # of the result
+    dtype: torch.dtype | None  # of the result (None: sentences)
     modality: str  # what the batch runs as
     lengths: torch.Tensor | None = None  # (B,) int64 valid lengths of a waveform batch; None: every row is whole
 

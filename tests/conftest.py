@@ -50,3 +50,12 @@ def idx_folder(tmp_path):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte{suffix}", generator.integers(0, 256, (count, 28, 28)), compress)
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte{suffix}", np.arange(count) % 10, compress)
     return tmp_path
+
+
+def _wordnet_missing() -> str:
+    from augserve.text import wordnet
+    return wordnet.missing()
+
+
+# The text steps read WordNet from Debian (``make test`` installs it); where it could not be, they say so and skip.
+needs_wordnet = pytest.mark.skipif(bool(_wordnet_missing()), reason=_wordnet_missing() or "WordNet is installed")

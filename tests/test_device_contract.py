@@ -14,7 +14,6 @@ from augserve.encoded import EncodedBatch
 from augserve.modality import Modality
 from augserve.ops import mix
 from augserve.random import SampleRng
-from augserve.steps import STEPS
 from augserve.steps.base import Batch
 from image_files import image_kinds
 from augserve.tools.stand_in_device import DeviceTensor, OnDevice
@@ -36,7 +35,7 @@ def beta_on_the_device(monkeypatch):
     monkeypatch.setattr(mix, "beta_from_uniform", lambda u, alpha: u.to(torch.float64))
 
 
-@pytest.mark.parametrize("op", sorted(STEPS))
+@pytest.mark.parametrize("op", sorted(OP_SPECS))  # text steps: tests/test_text_steps.py
 def test_each_step_draws_on_the_batchs_device(op, beta_on_the_device):
     pipe = Pipeline.from_spec([{"op": op, **OP_SPECS[op]}])
     (step,) = pipe.steps

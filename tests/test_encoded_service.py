@@ -78,8 +78,8 @@ def test_async_client_takes_encoded_images(server, files):
 
 
 @pytest.mark.parametrize("make, words", [
-    (lambda f: _with_x(_encoded_request(f[:2])), ["x, encoded: expected exactly one", "got both"]),
-    (lambda f: pb.AugmentRequest(pipeline=pb.PipelineRef(name="rand-m9")), ["x, encoded", "got neither"]),
+    (lambda f: _with_x(_encoded_request(f[:2])), ["x, encoded, texts: expected exactly one", "got x and encoded"]),
+    (lambda f: pb.AugmentRequest(pipeline=pb.PipelineRef(name="rand-m9")), ["x, encoded, texts", "got none"]),
     (lambda f: _encoded_request(f[:2], [{"op": "hflip"}]), ["first step that fixes the output size",
                                                             "step 1 (hflip)"]),
     (lambda f: _encoded_request([f[0], f[1][:300], f[2]]), ["encoded.images[1]: truncated"]),

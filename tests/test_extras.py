@@ -84,11 +84,12 @@ def test_every_imported_package_is_declared():
 
 ENGINE_AND_SERVER = ("server", "pipeline", "ops", "steps", "encoded", "presets", "timm_strings", "random", "labels",
                      "modality", "spec", "runtime", "normalize", "wire", "shared_memory", "side_streams", "photos",
-                     "transport", "v1")
+                     "transport", "v1", "text")
 
 
 def test_the_server_extra_holds_what_the_server_imports_and_no_more():
-    allowed = BASE | _extra("server") | _extra("data")  # sktime: the built-in GunPoint set, refused when absent
+    # sktime: the built-in GunPoint set; transformers: contextual_substitution's models; each refused when absent
+    allowed = BASE | _extra("server") | _extra("data") | _extra("text-lm")
     used = _imports_of(*ENGINE_AND_SERVER)
     assert not {d: where for d, where in used.items() if d not in allowed}, "the server imports outside its extra"
     unused = _extra("server") - set(used) - BASE

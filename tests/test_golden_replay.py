@@ -5,7 +5,8 @@ version. These tests hold fixed values recorded from the engine (drawn parameter
 output values, exact bytes for uint8 outputs) so that any change to them fails the suite, however
 it came about: a renumbered draw, a new op in a policy's op space, a refactor of a kernel.
 
-Re-record only for an intended, announced change: ``python tests/test_golden_replay.py --record``.
+Re-record only for an intended, announced change: ``python tests/test_golden_replay.py --record``
+(``--record new`` records only cases that have no record yet, such as a new op's).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import pytest
 import torch
 
 from augserve import PRESETS, Pipeline, sound_sets, table_stats
+from augserve.text import paraphrases
 from augserve.steps import STEPS
+from conftest import needs_wordnet
 
 GOLDEN = pathlib.Path(__file__).with_name("golden") / "replay.json"
 SEEDS_AND_KEYS = [(0, [0, 1, 2, 3]), ((1 << 63) + 5, [7, 1 << 40, 3, 99])]
@@ -49,6 +52,13 @@ OP_SPECS = {
     "feature_noise": {"stats": "replay-table", "p": 0.8}, "feature_mask": {"fill": "mean", "stats": "replay-table"},
     "swap_noise": {"p": 0.3},
 }
+# Text steps: sentences in, sentences out (tests/test_text_steps.py holds them to the step contract).
+TEXT_OP_SPECS = {"synonym_replacement": {"alpha": 0.2}, "random_insertion": {"alpha": 0.2},
+                 "random_swap": {"alpha": 0.2}, "random_deletion": {"p": 0.2}, "eda": {},
+                 "back_translation": {"p": 0.5}}
+# Ops that read a model checkpoint: its floating-point forward pass may round otherwise on another CPU, so no
+# recorded case pins them; tests/test_masked_lm.py holds their replay within a process instead.
+MODEL_OPS = {"contextual_substitution"}
 EXTRA_SPECS = {
     "timm rand-m9-n2-mstd0.5": "rand-m9-n2-mstd0.5",
     "timm rand-m7-n3-mstd101-tweights": "rand-m7-n3-mstd101-tweights",
@@ -81,7 +91,17 @@ def _table(rows: int, generator: torch.Generator) -> torch.Tensor:
 table_stats.register("replay-table", _table(64, torch.Generator().manual_seed(8)), categorical=(4, 5))
 
 
-def _input(modality: str) -> torch.Tensor:
+SENTENCES = ["The quick brown fox jumps over the lazy dog near the river bank.",
+             "I love eating ice cream on a hot summer day!", "Hello", "Computers are fast; programmers are slow."]
+
+
+# the round trips back_translation reads in these cases (a served dataset's paraphrase file, in effect)
+paraphrases.add({paraphrases.key(s): f"{s} said once more in other words" for s in SENTENCES}, "the golden cases")
+
+
+def _input(modality: str) -> torch.Tensor | list[str]:
+    if modality == "text":
+        return list(SENTENCES)
     generator = torch.Generator().manual_seed(20261125)
     if modality == "image":
         return torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=generator)
@@ -95,7 +115,7 @@ def _input(modality: str) -> torch.Tensor:
 
 
 def cases() -> dict[str, object]:
-    specs: dict[str, object] = {f"op {op}": [{"op": op, **spec}] for op, spec in OP_SPECS.items()}
+    specs: dict[str, object] = {f"op {op}": [{"op": op, **spec}] for op, spec in {**OP_SPECS, **TEXT_OP_SPECS}.items()}
     specs.update({f"preset {name}": name for name in PRESETS})
     specs.update(EXTRA_SPECS)
     return specs
@@ -119,6 +139,10 @@ def summarize(spec) -> list[dict]:
     records = []
     for seed, keys in SEEDS_AND_KEYS:
         out = pipe(x, labels, seed=seed, keys=torch.tensor(keys), num_classes=3)
+        if isinstance(out.x, list):  # sentences
+            records.append({"params": [{k: _rounded(v) for k, v in sorted(step.items())} for step in out.params],
+                            "sentences": out.x, "labels": _rounded(out.labels)})
+            continue
         flat = out.x.flatten().to(torch.float64)
         stride = max(1, flat.numel() // VALUES_KEPT)
         records.append({
@@ -148,10 +172,11 @@ def _close(recorded, now, path: str) -> None:
 
 
 def test_every_op_has_a_golden_case():
-    assert set(OP_SPECS) == set(STEPS)
+    assert set(OP_SPECS) | set(TEXT_OP_SPECS) | MODEL_OPS == set(STEPS)
 
 
-@pytest.mark.parametrize("name", sorted(cases()))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=needs_wordnet) if name.removeprefix("op ") in TEXT_OP_SPECS
+                                  else name for name in sorted(cases())])
 def test_recorded_samples_replay(name):
     recorded = json.loads(GOLDEN.read_text())
     assert name in recorded, f"no golden record for {name!r}: record it with --record"
@@ -159,6 +184,9 @@ def test_recorded_samples_replay(name):
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
+    # --record: every case anew; --record new: only the cases not recorded yet (a new op), the rest kept as they are
+    kept = json.loads(GOLDEN.read_text()) if "new" in sys.argv and GOLDEN.exists() else {}
     GOLDEN.parent.mkdir(exist_ok=True)
-    GOLDEN.write_text(json.dumps({name: summarize(spec) for name, spec in sorted(cases().items())}, indent=1) + "\n")
+    GOLDEN.write_text(json.dumps({name: kept.get(name) or summarize(spec) for name, spec in sorted(cases().items())},
+                                 indent=1) + "\n")
     print(f"wrote {GOLDEN}")

@@ -28,6 +28,9 @@ LABELS = np.arange(4, dtype=np.int64)
 WAVES = np.random.default_rng(1).normal(0, 0.1, (8, 4000)).astype(np.float32)
 WAVE_LENGTHS = np.array([4000, 3000, 2000, 1000, 4000, 3500, 2500, 1500])
 WAVE_SPEC = [{"op": "speed", "factors": [0.9, 1.1], "p": 1.0}, {"op": "noise", "color": "pink", "p": 0.5}]
+# sentences as UTF-8 bytes, read back as strings: whitespace words keep their accents
+SENTENCES = ["Le café était très bon ce matin", "Der Bär schläft im Wald", "naïve façade déjà vu again"]
+TEXT_SPEC = {"modality": "text", "tokenizer": "whitespace", "steps": [{"op": "random_swap", "alpha": 0.5}]}
 
 
 def _tensor(array: np.ndarray) -> dict:
@@ -48,7 +51,9 @@ def _described(array: np.ndarray | None) -> dict | None:
 
 def _answer(batch) -> dict:
     lengths = [] if batch.lengths is None else batch.lengths.tolist()  # protobuf's empty repeated field
-    return {"x": _described(batch.x), "labels": _described(batch.labels), "lengths": lengths}
+    texts = batch.x if isinstance(batch.x, list) else []
+    return {"x": None if texts else _described(batch.x), "labels": _described(batch.labels), "lengths": lengths,
+            "texts": texts}
 
 
 def _node() -> str:
@@ -73,7 +78,9 @@ def answers():
                 "stream": [_request(X[:4], range(4), 1), _request(X[4:], range(4, 8), 2)],
                 "dataset": {"dataset": "digits", "pipeline": {"name": PIPELINE}, "batch_size": 128, "seed": SEED},
                 "waveform": {"pipeline": {"spec": json.dumps(WAVE_SPEC)}, "seed": SEED, "x": _tensor(WAVES),
-                             "lengths": WAVE_LENGTHS.tolist()}}
+                             "lengths": WAVE_LENGTHS.tolist()},
+                "texts": {"pipeline": {"spec": json.dumps(TEXT_SPEC)}, "seed": SEED, "keys": [5, 6, 7],
+                          "texts": [base64.b64encode(s.encode()).decode() for s in SENTENCES]}}
         run = subprocess.run([node, str(HERE / "client.js"), server.target], input=json.dumps(plan),
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, f"the grpc-js client failed:\n{run.stderr}"
@@ -85,7 +92,8 @@ def answers():
                            _answer(client.augment(X[4:], pipeline=PIPELINE, seed=SEED, keys=range(4, 8)))],
                 "dataset": [{"batch_index": b.batch_index, "sample_indices": b.indices.tolist(), **_answer(b)}
                             for b in client.stream_dataset("digits", PIPELINE, 128, seed=SEED)],
-                "waveform": _answer(client.augment(WAVES, pipeline=WAVE_SPEC, seed=SEED, lengths=WAVE_LENGTHS))}
+                "waveform": _answer(client.augment(WAVES, pipeline=WAVE_SPEC, seed=SEED, lengths=WAVE_LENGTHS)),
+                "texts": _answer(client.augment(texts=SENTENCES, pipeline=TEXT_SPEC, seed=SEED, keys=[5, 6, 7]))}
     finally:
         server.stop()
     return json.loads(run.stdout), python
@@ -113,3 +121,10 @@ def test_waveform_answers_read_the_same_with_their_lengths(answers):
     assert python["waveform"]["x"]["shape"] == [8, 4000] and python["waveform"]["x"]["dtype"] == "float32"
     assert python["waveform"]["lengths"] != WAVE_LENGTHS.tolist()  # speed changed them
     assert node["waveform"] == python["waveform"]
+
+
+def test_text_answers_read_the_same_as_strings(answers):
+    node, python = answers
+    assert python["texts"]["x"] is None and python["texts"]["texts"] != SENTENCES  # swapped, accents kept
+    assert sorted(" ".join(python["texts"]["texts"]).split()) == sorted(" ".join(SENTENCES).lower().split())
+    assert node["texts"] == python["texts"]

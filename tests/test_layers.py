@@ -17,7 +17,7 @@ FLOORS = [
      "shared_memory", "extras", "side_streams", "wire", "framing", "device_constants", "packing", "named",
      "sound_sets", "table_stats"},
     {"ops", "smote"},
-    {"steps"},
+    {"steps", "text"},
     {"timm_strings", "presets", "encoded", "device_plan"},
     {"pipeline"},
     {"photos", "client"},

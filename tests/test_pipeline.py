@@ -359,7 +359,8 @@ def test_a_deferred_normalize_is_checked_with_the_batch(photo_batch):
      "did you mean 'bilinear'?"),
     ("imagenet-randaugment", "unknown preset 'imagenet-randaugment'; did you mean 'imagenet-randaug'? (presets: "),
     ({"modalty": "image", "steps": [{"op": "hflip"}]},
-     "pipeline: unknown field 'modalty'; did you mean 'modality'? (allowed: modality, steps)"),
+     "pipeline: unknown field 'modalty'; did you mean 'modality'? "
+     "(allowed: modality, steps, and for text tokenizer, vocabulary, max_words)"),
 ])
 def test_mistyped_names_get_a_did_you_mean(spec, message):
     with pytest.raises(SpecError) as error:

@@ -14,7 +14,7 @@ from torchvision.transforms.v2.functional import to_dtype
 from augserve import Pipeline
 from augserve.spec import SpecError
 from augserve.steps import STEPS
-from test_golden_replay import OP_SPECS, _input
+from test_golden_replay import MODEL_OPS, OP_SPECS, TEXT_OP_SPECS, _input
 
 UNSCALABLE = {"trivial_augment", "auto_augment", "timm_auto_augment", "augmix", "timm_augmix"}
 LABELS = torch.tensor([0, 1, 2, 1])
@@ -26,8 +26,8 @@ def _run(pipeline: Pipeline, seed: int = 3, keys=(0, 1, 2, 3)):
 
 
 def test_every_op_is_either_scaled_or_refused_by_name():
-    assert set(OP_SPECS) == set(STEPS)
-    for op, spec in OP_SPECS.items():
+    assert set(OP_SPECS) | set(TEXT_OP_SPECS) | MODEL_OPS == set(STEPS)
+    for op, spec in {**OP_SPECS, **TEXT_OP_SPECS}.items():
         pipeline = Pipeline.from_spec([{"op": op, **spec}])
         if op in UNSCALABLE:
             with pytest.raises(SpecError, match=rf"step 1 \({op}\): strength 0.5: {op} has no magnitude"):

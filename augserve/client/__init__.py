@@ -1,4 +1,4 @@
-"""The thin augserve client: numpy arrays and file bytes in, augmented numpy arrays out.
+"""The thin augserve client: numpy arrays, file bytes or sentences in, augmented numpy arrays (or sentences) out.
 
 Needs grpcio, protobuf and numpy only. ``Client`` / ``AsyncClient`` talk to one server or several
 replicas; failures are ``ServerError``s. The framework adapters load on first use and need their

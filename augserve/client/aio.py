@@ -155,10 +155,11 @@ class AsyncClient:
         if slot is not None and self._shm.pool is not None:
             self._shm.pool.release(slot)
 
-    async def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
-                      num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
-                      defer_normalize: bool = False, strength: float | None = None,
-                      timeout: float | None = None, lengths=None) -> Batch:
+    async def augment(self, x: Array | list | None = None, labels: Array | None = None, *, pipeline, seed: int = 0,
+                      keys=None, num_classes: int | None = None, out_dtype: str | None = None,
+                      return_params: bool = False, defer_normalize: bool = False, strength: float | None = None,
+                      timeout: float | None = None, lengths=None, texts: list[str] | None = None) -> Batch:
+        x = codec.samples(x, texts)
         await self._ready(timeout or self.settings.timeout)  # before the shared-memory probe, which needs a server too
         slot = await self._slot()
         try:

@@ -35,6 +35,8 @@ class Batch:
     ``defer_normalize``): ``normalized()`` applies it here, ``to(device)`` on the device.
     ``lengths`` (int64, one per sample) are waveforms' valid lengths along x's last axis after the pipeline
     (samples, or frames after ``log_mel``): the rest of a row is padding. None: every row is whole.
+    A text pipeline's batch has sentences for ``x`` (a list of str, as ``Pipeline`` returns them in process)
+    and each sentence's words in ``lengths``.
     """
 
     x: Array
@@ -50,7 +52,7 @@ class Batch:
     request_id: int = 0
     normalize: tuple[list[float], list[float]] | None = None
     out_dtype: str | None = None  # the dtype asked for, applied after a deferred normalize
-    lengths: Array | None = None  # valid lengths of waveform rows (numpy, or torch for torch callers)
+    lengths: Array | None = None  # waveform rows' valid lengths, sentences' words (numpy, or torch for torch callers)
 
     def __iter__(self) -> Iterator[Array | None]:
         return iter((self.x, self.labels))
@@ -65,10 +67,10 @@ class Batch:
 
     def to(self, device, non_blocking: bool = False) -> "Batch":
         """This batch as torch tensors on ``device`` (pinned first when copying to CUDA), with a deferred
-        normalize run there after the copy: uint8 crosses the bus, float comes out."""
+        normalize run there after the copy: uint8 crosses the bus, float comes out. Sentences stay a list."""
         from augserve.client.torch_device import as_tensor, to_device
 
-        x = to_device(self.x, device, non_blocking)
+        x = self.x if isinstance(self.x, list) else to_device(self.x, device, non_blocking)
         if self.normalize is not None:
             from augserve.normalize import normalize
 

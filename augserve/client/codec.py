@@ -20,8 +20,8 @@ from augserve.v1 import augserve_pb2 as pb
 
 def split_item(item) -> tuple[Array, Array | None, Any, Any]:
     """A ``map`` item: ``x``, ``(x, labels)``, ``(x, labels, keys)`` or ``(x, labels, keys, lengths)``; ``x`` may
-    be a list of encoded images."""
-    if isinstance(item, (tuple, list)) and not is_encoded(item):
+    be a list of encoded images or of sentences."""
+    if isinstance(item, (tuple, list)) and not is_encoded(item) and not is_texts(item):
         if not 1 <= len(item) <= 4:
             raise ValueError(f"map: expected x, (x, labels), (x, labels, keys) or (x, labels, keys, lengths), "
                              f"got a {len(item)}-tuple")
@@ -61,6 +61,33 @@ def _is_file(item: Any) -> bool:
     return (isinstance(item, np.ndarray) or is_torch(item)) and item.ndim == 1 and wire.dtype_name(item) == "uint8"
 
 
+def is_texts(x: Any) -> bool:
+    """A list of sentences (str) for a text pipeline."""
+    return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(item, str) for item in x)
+
+
+def samples(x: Any, texts: Any) -> Any:
+    """What ``augment`` sends: ``x`` (a batch, encoded files or sentences) or ``texts`` (sentences), exactly one."""
+    if (x is None) == (texts is None):
+        raise ValueError(f"x, texts: expected exactly one (a batch, encoded files or sentences), got "
+                         f"{'both' if x is not None else 'neither'}")
+    if texts is not None and not is_texts(texts):
+        raise ValueError(f"texts: expected a non-empty list of sentences (str), got {type(texts).__name__}"
+                         f"{' (empty)' if isinstance(texts, (list, tuple)) and not texts else ''}")
+    return x if texts is None else texts
+
+
+def _utf8(sentences: list[str]) -> list[bytes]:
+    encoded = []
+    for number, sentence in enumerate(sentences):
+        try:
+            encoded.append(sentence.encode())
+        except UnicodeEncodeError as error:  # a lone surrogate, as os.fsdecode makes of undecodable file names
+            raise ValueError(f"texts[{number}]: not encodable as UTF-8 ({error.reason} at character "
+                             f"{error.start}); send text, not escaped bytes") from None
+    return encoded
+
+
 def wants_torch(x: Any) -> bool:
     """Torch in, torch out: a torch batch, or encoded images given as torch tensors; anything else gets numpy."""
     return is_torch(x) or is_encoded(x) and is_torch(x[0])
@@ -96,14 +123,18 @@ def augment_request(x: Array | list, labels: Array | None, *, pipeline, seed: in
     shared-memory ``slot``, x travels in its input region and the answer comes back in its output region
     (sized to the last answer, or to x at first).
 
-    ``x`` is a dense batch or a list of encoded image files (JPEG, PNG, WebP bytes) of any sizes; ``lengths``
-    each waveform's valid length (the server checks them against the batch).
+    ``x`` is a dense batch, a list of encoded image files (JPEG, PNG, WebP bytes) of any sizes, or a list of
+    sentences (``texts``, UTF-8, in the message both ways: ``slot`` goes unused); ``lengths`` each waveform's
+    valid length (the server checks them against the batch).
     """
     message = pb.AugmentRequest(seed=int(seed), num_classes=int(num_classes or 0), out_dtype=out_dtype or "",
                                 return_params=return_params, request_id=request_id, defer_normalize=defer_normalize)
     message.pipeline.CopyFrom(pipeline_ref(pipeline, strength))
     payloads = {}
-    if is_encoded(x):
+    if is_texts(x):
+        message.texts.extend(_utf8(x))
+        slot = None
+    elif is_encoded(x):
         sent = _write_encoded(message.encoded, x, slot)
     else:
         x = _as_array(x, "x")
@@ -205,6 +236,8 @@ def batch_from(received: framing.Framed, as_torch: bool = False, slot: Slot | No
     response = received.message
     labels = _decode(response.labels, received.payload(framing.ANSWER_LABELS), as_torch) \
         if response.HasField("labels") else None
+    x = list(response.texts) if response.texts else _decode(response.x, received.payload(framing.ANSWER_X),
+                                                            as_torch, slot)
     params = json.loads(response.params_json) if response.params_json else None
     normalize = None
     if response.HasField("deferred_normalize"):
@@ -212,9 +245,8 @@ def batch_from(received: framing.Framed, as_torch: bool = False, slot: Slot | No
     lengths = np.array(response.lengths, dtype=np.int64) if response.lengths else None
     if lengths is not None and as_torch:
         lengths = _torch().from_numpy(lengths)
-    return Batch(_decode(response.x, received.payload(framing.ANSWER_X), as_torch, slot), labels,
-                 response.label_smoothing, response.server_seconds, params, request_id=response.request_id,
-                 normalize=normalize, out_dtype=out_dtype or None, lengths=lengths)
+    return Batch(x, labels, response.label_smoothing, response.server_seconds, params,
+                 request_id=response.request_id, normalize=normalize, out_dtype=out_dtype or None, lengths=lengths)
 
 
 def dataset_batch_from(received: framing.Framed, slot: Slot | None = None,

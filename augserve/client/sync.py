@@ -162,10 +162,10 @@ class Client:
 
     # --- augmentation ----------------------------------------------------------------------
 
-    def augment(self, x: Array, labels: Array | None = None, *, pipeline, seed: int = 0, keys=None,
-                num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
+    def augment(self, x: Array | list | None = None, labels: Array | None = None, *, pipeline, seed: int = 0,
+                keys=None, num_classes: int | None = None, out_dtype: str | None = None, return_params: bool = False,
                 defer_normalize: bool = False, strength: float | None = None,
-                timeout: float | None = None, lengths=None) -> Batch:
+                timeout: float | None = None, lengths=None, texts: list[str] | None = None) -> Batch:
         """One batch in, one augmented batch out. Keys default to 0..B-1 (pass keys for distinct batches).
 
         ``x`` is a dense batch (numpy or torch) or a list of encoded image files (``bytes``,
@@ -174,7 +174,10 @@ class Client:
         applied by ``Batch.normalized()`` or ``Batch.to(device)``): uint8 travels instead of float.
         ``lengths``: each waveform's valid length in samples (the rest of its row is padding); the batch's
         ``lengths`` are those after the pipeline.
+        ``texts`` (or ``x`` as a list of str): sentences for a text pipeline; the batch's ``x`` is the augmented
+        sentences (a list of str) and its ``lengths`` their words.
         """
+        x = codec.samples(x, texts)
         self._ready(timeout or self.settings.timeout)  # before the shared-memory probe, which needs a server too
         slot = self._slot()
         try:

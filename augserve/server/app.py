@@ -25,6 +25,7 @@ from augserve.server.metrics import Metrics
 from augserve.server.servicer import AugmentationService
 from augserve.server.table_datasets import declare_tables, read_tables
 from augserve.server.tenants import Tenants
+from augserve.text import masked_lm, paraphrases, translation
 from augserve.transport import HTTP2_WINDOWS, SERVER_KEEPALIVE
 from augserve.v1 import augserve_pb2
 
@@ -84,6 +85,18 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials(pair)
 
 
+def declare_language_models(section: dict) -> None:
+    """The config file's ``language_models: {name: checkpoint folder}``, named for contextual_substitution (each
+    loaded on first use); a missing folder stops start-up naming it."""
+    if not isinstance(section, dict):
+        raise ValueError(f"language_models: expected a mapping of names to checkpoint folders, got {section!r}")
+    for name, path in section.items():
+        if not isinstance(path, str) or not pathlib.Path(path).is_dir():
+            raise ValueError(f"language_models.{name}: no checkpoint folder at {path!r}: give the folder a masked "
+                             "language model and its tokenizer were saved to (save_pretrained)")
+        masked_lm.register(name, path)
+
+
 class AugmentServer:
     """One server process on one device. ``start()``, then ``wait()`` or ``stop()``."""
 
@@ -101,6 +114,11 @@ class AugmentServer:
         decode_sound_sets(declare_sound_sets(self.datasets))
         # and a served table's column statistics (feature_noise, feature_mask: stats: <table>)
         read_tables(self.datasets, declare_tables(self.datasets))
+        # text: whether back_translation translates what no paraphrase file holds, the language models steps name
+        paraphrases.set_translating(config.translate)
+        if config.translate:
+            translation.check()  # a missing apertium stops start-up saying what to install
+        declare_language_models(sections.get("language_models") or {})
         self.pipelines = named_pipelines(sections.get("pipelines", {}))
         self.tenants = Tenants(sections.get("tenants"), config.max_queue, forget=self.metrics.forget_tenant)
         self.service = AugmentationService(config, self.batcher, self.device, self.datasets, self.pipelines,

@@ -34,15 +34,17 @@ class ServerConfig:
     decode_ahead: str = "auto"  # decode encoded images as they arrive, beside the device: on, off, auto (accelerators)
     cuda_graphs: str = "on"  # on CUDA, capture each kind of device-plan call once and replay it: on or off
     drain_delay_seconds: float = 0.0  # first, this long NOT_SERVING while refusing new work (load balancers see it)
+    translate: bool = False  # back_translation translates sentences no paraphrase file holds, with apertium (slow)
     config: str | None = None  # YAML file: named pipelines and datasets
     datasets: dict = field(default_factory=dict)  # more dataset entries, as in the file
 
 
-FILE_SECTIONS = ("pipelines", "datasets", "tenants")
+FILE_SECTIONS = ("pipelines", "datasets", "tenants", "language_models")
 
 
 def read_config_file(path: str | None) -> dict:
-    """The sections of a server config file (``pipelines:``, ``datasets:``, ``tenants:``); unknown keys are refused."""
+    """The sections of a server config file (``pipelines:``, ``datasets:``, ``tenants:``, ``language_models:``);
+    unknown keys are refused."""
     if not path:
         return {}
     try:

@@ -33,7 +33,10 @@ from augserve.server.offers import OfferedRegions
 from augserve.server.requests import Asked, JobBuilder
 from augserve.server.shared_epochs import SharedEpochs, identity
 from augserve.server.table_datasets import TableDataset, TableSource
+from augserve.server.text_datasets import TextDataset
+from augserve.server.texts import modality_refused
 from augserve.spec import shown
+from augserve.text.batch import SentenceError
 from augserve.v1 import augserve_pb2 as pb
 
 log = logging.getLogger("augserve.server")
@@ -67,7 +70,10 @@ class DatasetStreams:
                      offers: OfferedRegions | None = None) -> AsyncIterator[framing.Framed]:
         dataset = await self._dataset(request.dataset, context)
         try:
-            self.builder.pipeline(request.pipeline, "pipeline")
+            pipeline, _ = self.builder.pipeline(request.pipeline, "pipeline")
+            refused = modality_refused(pipeline, "dataset", isinstance(dataset, TextDataset))
+            if refused is not None:
+                raise refused
             batches = self._shard(request, len(dataset))
         except Refused as refused:
             await context.abort(refused.code, str(refused))
@@ -146,26 +152,31 @@ class DatasetStreams:
         kept, x, lengths, skipped = samples.indices, samples.x, samples.lengths, list(samples.skipped)
         kept_labels = samples.labels  # read with the rows: a balanced table's synthetic rows have labels too
         answer, payloads, answered = pb.DatasetBatch(), {}, False
-        output = offers.take() if offers is not None and len(kept) else None
+        sentences = isinstance(dataset, TextDataset)  # answered in the message's texts, never in a region
+        output = offers.take() if offers is not None and len(kept) and not sentences else None
         max_pixels = self.builder.config.max_pixels
         while len(kept):
             asked = Asked(request.pipeline, request.seed, sample_keys(kept, request.epoch), request.out_dtype,
                           request.defer_normalize, request.return_params, dataset.num_classes, output,
                           lengths=lengths)
             labels = kept_labels
-            inputs = x if isinstance(x, torch.Tensor) else EncodedBatch(
+            inputs = x if isinstance(x, torch.Tensor) or sentences else EncodedBatch(
                 x, max_pixels=max_pixels, field="dataset files", window=self.decoded,
                 keys=[(dataset.name, index) for index in kept.tolist()])
             _pass(turn)  # the next batch goes on once this one is queued (the answer runs up to there at once)
             try:
                 augmented = await self.answers.answer("StreamDataset", context, lambda: self.builder.build(
                     asked, context, lambda: inputs, lambda: labels), label=self.builder.label(request.pipeline),
-                    into=answer.batch, passthrough=(DecodeError,))
+                    into=answer.batch, passthrough=(DecodeError, SentenceError))
                 payloads, answered = augmented.payloads_at(framing.BATCH), True
                 break
-            except DecodeError as error:  # a file whose header was fine but whose body is not: leave it out
-                skipped.append((int(kept[error.index]), str(error).split(": ", 1)[-1]))
-                keep = torch.arange(len(kept)) != error.index
+            except (DecodeError, SentenceError) as error:
+                # a file whose header was fine but whose body is not, or a sentence the pipeline cannot take (no
+                # words, or more than its max_words): leave it out
+                problems = error.problems if isinstance(error, SentenceError) else \
+                    [(error.index, str(error).split(": ", 1)[-1])]  # every bad sentence at once; files one by one
+                skipped += [(int(kept[index]), reason) for index, reason in problems]
+                keep = ~torch.isin(torch.arange(len(kept)), torch.tensor([index for index, _ in problems]))
                 kept, x = kept[keep], [file for file, k in zip(x, keep.tolist()) if k]
                 kept_labels = kept_labels[keep]
                 lengths = None if lengths is None else lengths[keep]
@@ -210,6 +221,8 @@ class DatasetStreams:
             loaded, loader = self.loaded.get(name), self.loaders[name]
             if loaded is None and isinstance(loader, TableSource):
                 loaded = loader.ready  # read in the background since start-up
+            if loaded is None and isinstance(loader, TextDataset):
+                loaded = loader  # read whole at start-up
             if loaded is None and isinstance(loader, AudioFolder):  # its shape is known before decoding
                 info.modality, info.size, info.num_classes = "waveform", len(loader), loader.num_classes
                 info.sample_shape.append(loader.length)
@@ -221,6 +234,8 @@ class DatasetStreams:
                 info.modality, info.size, info.num_classes = loaded.modality, len(loaded), loaded.num_classes
                 if isinstance(loaded, FileDataset):
                     info.dtype, info.shards = "encoded", loaded.shards
+                elif isinstance(loaded, TextDataset):
+                    info.dtype = "str"
                 else:
                     info.sample_shape.extend(loaded.x.shape[1:])
                     info.dtype = wire.dtype_name(loaded.x)

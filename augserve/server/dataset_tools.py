@@ -14,6 +14,7 @@ from augserve.server.config import read_config_file
 from augserve.server.datasets import BUILTIN, load_datasets
 from augserve.server.file_datasets import FileDataset, index_folder
 from augserve.server.table_datasets import TableDataset
+from augserve.server.text_datasets import TextDataset
 
 
 def describe(config: str, check: bool = False) -> str:
@@ -29,7 +30,7 @@ def describe(config: str, check: bool = False) -> str:
         kind = f"{dataset.shards} tar shard(s)" if getattr(dataset, "shards", 0) else \
             "image files" if isinstance(dataset, FileDataset) else \
             f"audio files decoded in memory at {dataset.sample_rate} Hz" if isinstance(dataset, AudioDataset) else \
-            dataset.describe() if isinstance(dataset, TableDataset) else \
+            dataset.describe() if isinstance(dataset, (TableDataset, TextDataset)) else \
             "in memory"
         lines.append(f"{name}: {len(dataset)} samples, {dataset.num_classes} classes, {dataset.modality}, {kind}")
         if check and isinstance(dataset, FileDataset):

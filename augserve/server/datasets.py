@@ -1,5 +1,5 @@
 """Datasets the server reads itself: built-ins that ship in packages, arrays, image and audio folders, tar shards,
-tables (CSV, .npz; SMOTE-balanced per epoch: ``table_datasets``).
+tables (CSV, .npz; SMOTE-balanced per epoch: ``table_datasets``), labelled sentences (``text_datasets``).
 
 ``StreamDataset`` walks an epoch in a deterministic shuffle of (seed, epoch); shard k of N takes
 the samples at positions k, k + N, ... of that order, as torch's DistributedSampler does, so shards
@@ -19,6 +19,7 @@ import torch
 from augserve.server.audio_datasets import FIELDS as AUDIO_FIELDS, AudioDataset, index_audio_folder
 from augserve.server.file_datasets import FileDataset, Samples, index_folder, index_shards
 from augserve.server.table_datasets import FIELDS as TABLE_FIELDS, TableDataset, index_table
+from augserve.server.text_datasets import FIELDS as TEXT_FIELDS, TextDataset, read_text_dataset
 
 
 @dataclass
@@ -75,7 +76,8 @@ def _arrays(name: str, path: str, modality: str) -> Dataset:
 
 
 FIELDS = {"folder": {"type", "path"}, "shards": {"type", "shards", "label_field", "num_classes"},
-          "arrays": {"type", "path", "modality"}, "audio": AUDIO_FIELDS, "table": TABLE_FIELDS}
+          "arrays": {"type", "path", "modality"}, "audio": AUDIO_FIELDS, "table": TABLE_FIELDS,
+          "text": TEXT_FIELDS}
 
 
 def _indexed(name: str, entry: dict) -> FileDataset:
@@ -84,14 +86,14 @@ def _indexed(name: str, entry: dict) -> FileDataset:
     return index_shards(name, entry["shards"], entry.get("label_field", "label"), entry.get("num_classes"))
 
 
-Served = Dataset | FileDataset | AudioDataset | TableDataset
+Served = Dataset | FileDataset | AudioDataset | TableDataset | TextDataset
 
 
 def load_datasets(declared: dict, device: torch.device | None = None) -> dict[str, Callable[[], Served]]:
     """Loaders by name: built-ins plus the declared ones. Arrays load on first use, audio folders decode then,
     tables read their rows then (and find SMOTE's neighbours on ``device``); folders and shards are indexed now,
-    tables' headers read, so a wrong path, an unlabelled shard, a missing label column or too many files stops
-    start-up with a message naming it."""
+    tables' headers read, text datasets read whole, so a wrong path, an unlabelled shard, a missing label column,
+    a bad line or too many files stops start-up with a message naming it."""
     loaders: dict[str, Callable[[], Served]] = dict(BUILTIN)
     for name, entry in declared.items():
         kind = entry.get("type") if isinstance(entry, dict) else None
@@ -109,6 +111,8 @@ def load_datasets(declared: dict, device: torch.device | None = None) -> dict[st
             loaders[name] = index_audio_folder(name, entry)  # an AudioFolder: decodes when first called
         elif kind == "table":
             loaders[name] = index_table(name, entry, device)  # a TableSource: reads its rows when first called
+        elif kind == "text":
+            loaders[name] = read_text_dataset(name, entry)  # read whole now: a TextDataset is its own loader
         else:
             indexed = _indexed(name, entry)
             loaders[name] = lambda d=indexed: d

@@ -130,7 +130,7 @@ class DeviceWorker:
         # The one device-to-host copy: straight into a same-host client's output region when it has room,
         # the rest of the batch in one piece into host memory.
         into_regions = [job.output is not None and out.x[0].nbytes * job.size <= job.output.nbytes for job in jobs]
-        host_x = None if all(into_regions) else out.x.cpu()
+        host_x = None if all(into_regions) else out.x if isinstance(out.x, list) else out.x.cpu()  # list: sentences
         results, start = [], 0
         for job, size, shared in zip(jobs, sizes, into_regions):
             stop = start + size

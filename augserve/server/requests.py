@@ -30,10 +30,13 @@ from augserve.server.config import ServerConfig
 from augserve.server.errors import Refused, invalid
 from augserve.server.jobs import Job
 from augserve.server.tenants import TenantRefused, Tenants
+from augserve.server.texts import modality_refused, read_texts
 from augserve.shared_memory import RegionCache
+from augserve.text.batch import SentenceError
 from augserve.v1 import augserve_pb2 as pb
 
-Input = torch.Tensor | EncodedBatch
+Input = torch.Tensor | EncodedBatch | list[str]  # list[str]: sentences
+INPUTS = ("x", "encoded", "texts")  # the request's fields that may hold its samples: exactly one does
 
 
 class CompiledSpecs:
@@ -199,12 +202,15 @@ class JobBuilder:
                 self.regions.span(asked.output_shm, asked.output_shm.size, "output_shm")
         except ValueError as error:  # WireError, SharedMemoryError, a bad encoded image
             raise invalid(str(error)) from None
-        encoded = isinstance(x, EncodedBatch)
-        batch = len(x) if encoded or x.dim() else 0
-        field = "encoded.images" if encoded else "x.shape[0]"
+        encoded, sentences = isinstance(x, EncodedBatch), isinstance(x, list)
+        refused = modality_refused(pipeline, "texts" if sentences else "encoded" if encoded else "x", sentences)
+        if refused is not None:
+            raise refused
+        batch = len(x) if encoded or sentences or x.dim() else 0
+        field = "encoded.images" if encoded else "texts" if sentences else "x.shape[0]"
         if not 1 <= batch <= self.config.max_samples:
             raise invalid(f"{field}: expected 1 to {self.config.max_samples} samples, got {batch}")
-        if not encoded:  # encoded images had each header checked against the limit already
+        if not encoded and not sentences:  # encoded images had each header checked against the limit already
             self._check_plane(tuple(x.shape), "x.shape", "got")
         keys = torch.arange(batch) if asked.keys is None else asked.keys
         if keys.shape[0] != batch:
@@ -216,10 +222,16 @@ class JobBuilder:
             raise invalid(f"out_dtype: expected one of {', '.join(OUT_DTYPES)} or empty, "
                           f"got {shown(asked.out_dtype)}")
         out_dtype = OUT_DTYPES.get(asked.out_dtype) if asked.out_dtype and deferred is None else None
+        if sentences and output is not None:
+            raise invalid("output_shm: sentences come back in the answer's texts; leave output_shm out")
         try:
+            if sentences:  # tokenized now, so each one's words are counted against max_words before it queues
+                x = pipeline.text.encode(x, lengths=asked.lengths, field="texts")
             # the pipeline's own checks (rank, dtype, modality, NaN, lengths, a size-fixing first step), before work
-            checked = pipeline.check(x, out_dtype, asked.lengths)
+            checked = pipeline.check(x, out_dtype, None if sentences else asked.lengths)
             raw = read_labels()
+        except SentenceError:
+            raise  # INVALID_ARGUMENT naming it (``status_of``), or left out of a served dataset's batch
         except ValueError as error:
             raise invalid(str(error)) from None
         self._check_output(checked.shape, checked.dtype, output, batch * _classes(raw, asked.num_classes) * 4)
@@ -228,22 +240,28 @@ class JobBuilder:
                                                              torch.device("cpu"))
         except ValueError as error:
             raise invalid(str(error)) from None
-        mixes = any(step.mixes_samples for step in pipeline.steps)
-        layout = ("encoded",) if encoded else (tuple(x.shape[1:]), x.dtype)
-        # with lengths or without: an answer carries lengths only where its own request (or a step) gave them
-        merge_key = None if mixes else (name, pipeline.strength, deferred is None, *layout, out_dtype,
-                                        None if labels is None else labels.shape[1], asked.lengths is None)
+        if sentences or any(step.mixes_samples for step in pipeline.steps):
+            merge_key = None  # sentences run alone: a batch's word list and synonym table are its own
+        else:
+            layout = ("encoded",) if encoded else (tuple(x.shape[1:]), x.dtype)
+            # with lengths or without: an answer carries lengths only where its own request (or a step) gave them
+            merge_key = (name, pipeline.strength, deferred is None, *layout, out_dtype,
+                         None if labels is None else labels.shape[1], asked.lengths is None)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         job = Job(checked, merge_key, context, labels, keys, asked.seed, deadline, output=output, tenant=tenant)
         return Built(job, name, deferred, asked)
 
     def _input(self, framed: framing.Framed) -> Input:
-        """The request's dense ``x`` or its ``encoded`` images (exactly one), every field checked."""
+        """The request's dense ``x``, its ``encoded`` images or its ``texts`` (exactly one), every field checked."""
         request = framed.message
-        if request.HasField("x") == request.HasField("encoded"):
-            given = "both" if request.HasField("x") else "neither"
-            raise invalid(f"x, encoded: expected exactly one (a dense tensor or encoded images), got {given}")
+        given = [name for name, present in zip(INPUTS, (request.HasField("x"), request.HasField("encoded"),
+                                                         len(request.texts) > 0)) if present]
+        if len(given) != 1:
+            raise invalid(f"{', '.join(INPUTS)}: expected exactly one (a dense tensor, encoded images or sentences), "
+                          f"got {' and '.join(given) or 'none'}")
+        if given == ["texts"]:
+            return read_texts(request.texts, self.config.max_samples)
         if request.HasField("x"):
             return wire.to_torch(request.x, "x", ("uint8", "float16", "float32"), self.regions,
                                  framed.payload(framing.X))
@@ -277,15 +295,20 @@ class JobBuilder:
             raise invalid(f"{field}: expected at most {self.config.max_pixels} values per sample plane "
                           f"(--max-pixels), {what} {'x'.join(map(str, plane))} = {pixels}")
 
-    def _check_output(self, shape: tuple[int, ...], dtype: torch.dtype, output, label_bytes: int) -> None:
+    def _check_output(self, shape: tuple[int, ...], dtype: torch.dtype | None, output, label_bytes: int) -> None:
         """The answer's size (the batch, its soft labels), known from the pipeline and the request before any
         work, within the same limits as the input's. A batch written to the client's region travels as a
-        reference; the labels always travel in the message."""
-        self._check_plane(shape, "pipeline", f"but it returns {list(shape)}, a plane of")
-        nbytes = math.prod(shape) * dtype.itemsize
+        reference; the labels always travel in the message. Sentences (``dtype`` None) are sized by their edits:
+        only their labels count here, and the answer is measured whole before it is sent (``Answers``)."""
+        if dtype is None:
+            nbytes, batch = 0, f"{shape[0]} sentences"
+        else:
+            self._check_plane(shape, "pipeline", f"but it returns {list(shape)}, a plane of")
+            nbytes = math.prod(shape) * dtype.itemsize
+            batch = f"{list(shape)} {wire.dtype_name(dtype)} = {nbytes} bytes"
         inline = 0 if output is not None and nbytes <= output.nbytes else nbytes
         if inline + label_bytes > self.config.max_message_bytes:
             labels = f" and {label_bytes}-byte soft labels" if label_bytes else ""
-            raise invalid(f"answer: {list(shape)} {wire.dtype_name(dtype)} = {nbytes} bytes{labels}, more than the "
+            raise invalid(f"answer: {batch}{labels}, more than the "
                           f"{self.config.max_message_bytes}-byte message limit (--max-message-bytes); "
                           "send fewer samples, a smaller size or fewer classes")

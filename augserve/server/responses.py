@@ -35,7 +35,9 @@ def write_answer(response: pb.AugmentResponse, built: Built, done: Done) -> fram
         response.deferred_normalize.mean[:] = built.deferred.fill_for(out.x, "mean")
         response.deferred_normalize.std[:] = built.deferred.fill_for(out.x, "std")
     payloads = {}
-    if done.in_region:  # already in the client's region: only the reference travels
+    if isinstance(out.x, list):  # a text pipeline's sentences
+        response.texts.extend(out.x)
+    elif done.in_region:  # already in the client's region: only the reference travels
         wire.describe_shared(response.x, out.x, asked.output_shm)
     else:
         payloads[framing.ANSWER_X] = wire.describe(response.x, out.x)

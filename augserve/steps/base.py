@@ -184,14 +184,25 @@ def public(params: Params) -> Params:
     return {name: value for name, value in params.items() if not name.startswith("_")}
 
 
+class PerSample(list):
+    """One entry per sample where a tensor cannot hold it (the words a text step changed): cut with the rows."""
+
+    def select(self, index: torch.Tensor | slice) -> "PerSample":
+        if isinstance(index, slice):
+            return PerSample(self[index])
+        index = index.nonzero().flatten() if index.dtype == torch.bool else index.flatten()
+        return PerSample(self[i] for i in index.tolist())
+
+
 def rows(params: Params, start: int, stop: int) -> Params:
     """A step's params cut to samples start..stop-1: every tensor in them is per sample."""
-    return {k: v[start:stop] if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+    return select_rows(params, slice(start, stop))
 
 
 def select_rows(params: Params, index: torch.Tensor | slice) -> Params:
-    """A step's params for the samples at ``index`` (every tensor in them is per sample)."""
-    return {k: v[index] if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+    """A step's params for the samples at ``index`` (every tensor and ``PerSample`` in them is per sample)."""
+    return {k: v[index] if isinstance(v, torch.Tensor) else v.select(index) if isinstance(v, PerSample) else v
+            for k, v in params.items()}
 
 
 def register(cls: type[Step]) -> type[Step]:

@@ -207,7 +207,7 @@ class LabelSmoothing(Step):
 
     op = "label_smoothing"
     draws_nothing = True
-    modalities = BATCHES
+    modalities = (*BATCHES, Modality.TEXT)
     fields = {"epsilon": Number(0.1, low=0.0, high=1.0, exclusive_high=True, neutral=0.0,
                                 doc="mass spread evenly over the K classes")}
 

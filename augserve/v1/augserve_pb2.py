@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61ugserve/v1/augserve.proto\x12\x0b\x61ugserve.v1\"_\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12)\n\x03shm\x18\x04 \x01(\x0b\x32\x1c.augserve.v1.SharedMemoryRef\"=\n\x0fSharedMemoryRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04size\x18\x03 \x01(\x04\"Y\n\x0bPipelineRef\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12\x0e\n\x04spec\x18\x02 \x01(\tH\x00\x12\x15\n\x08strength\x18\x03 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04kindB\x0b\n\t_strength\"Y\n\rEncodedImages\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12)\n\x03shm\x18\x02 \x01(\x0b\x32\x1c.augserve.v1.SharedMemoryRef\x12\r\n\x05sizes\x18\x03 \x03(\x04\"\xf9\x02\n\x0e\x41ugmentRequest\x12*\n\x08pipeline\x18\x01 \x01(\x0b\x32\x18.augserve.v1.PipelineRef\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\x1e\n\x01x\x18\x03 \x01(\x0b\x32\x13.augserve.v1.Tensor\x12+\n\x07\x65ncoded\x18\x0b \x01(\x0b\x32\x1a.augserve.v1.EncodedImages\x12\x0c\n\x04keys\x18\x04 \x03(\x03\x12#\n\x06labels\x18\x05 \x01(\x0b\x32\x13.augserve.v1.Tensor\x12\x13\n\x0bnum_classes\x18\x06 \x01(\r\x12\x11\n\tout_dtype\x18\x07 \x01(\t\x12\x15\n\rreturn_params\x18\x08 \x01(\x08\x12\x12\n\nrequest_id\x18\t \x01(\x04\x12\x30\n\noutput_shm\x18\n \x01(\x0b\x32\x1c.augserve.v1.SharedMemoryRef\x12\x17\n\x0f\x64\x65\x66\x65r_normalize\x18\x0c \x01(\x08\x12\x0f\n\x07lengths\x18\r \x03(\x03\"*\n\rNormalization\x12\x0c\n\x04mean\x18\x01 \x03(\x02\x12\x0b\n\x03std\x18\x02 \x03(\x02\"\xf9\x01\n\x0f\x41ugmentResponse\x12\x1e\n\x01x\x18\x01 \x01(\x0b\x32\x13.augserve.v1.Tensor\x12#\n\x06labels\x18\x02 \x01(\x0b\x32\x13.augserve.v1.Tensor\x12\x13\n\x0bparams_json\x18\x03 \x01(\t\x12\x16\n\x0eserver_seconds\x18\x04 \x01(\x01\x12\x12\n\nrequest_id\x18\x05 \x01(\x04\x12\x17\n\x0flabel_smoothing\x18\x06 \x01(\x02\x12\x36\n\x12\x64\x65\x66\x65rred_normalize\x18\x07 \x01(\x0b\x32\x1a.augserve.v1.Normalization\x12\x0f\n\x07lengths\x18\x08 \x03(\x03\"\x9a\x02\n\x14StreamDatasetRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12*\n\x08pipeline\x18\x02 \x01(\x0b\x32\x18.augserve.v1.PipelineRef\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\r\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x13\n\x0bshard_index\x18\x06 \x01(\r\x12\x12\n\nnum_shards\x18\x07 \x01(\r\x12\x13\n\x0bstart_batch\x18\x08 \x01(\r\x12\x11\n\tout_dtype\x18\t \x01(\t\x12\x15\n\rreturn_params\x18\n \x01(\x08\x12\x17\n\x0f\x64\x65\x66\x65r_normalize\x18\x0b \x01(\x08\x12\x13\n\x0b\x65ven_shards\x18\x0c \x01(\x08\".\n\rSkippedSample\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xbb\x01\n\x0c\x44\x61tasetBatch\x12+\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1c.augserve.v1.AugmentResponse\x12\x13\n\x0b\x62\x61tch_index\x18\x02 \x01(\r\x12\x13\n\x0bnum_batches\x18\x03 \x01(\r\x12\x16\n\x0esample_indices\x18\x04 \x03(\x03\x12+\n\x07skipped\x18\x05 \x03(\x0b\x32\x1a.augserve.v1.SkippedSample\x12\x0f\n\x07padding\x18\x06 \x03(\x08\"w\n\x14\x44\x61tasetStreamMessage\x12\x30\n\x05start\x18\x01 \x01(\x0b\x32!.augserve.v1.StreamDatasetRequest\x12-\n\x07outputs\x18\x02 \x03(\x0b\x32\x1c.augserve.v1.SharedMemoryRef\"\x16\n\x14ListPipelinesRequest\"D\n\x0cPipelineInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tspec_json\x18\x03 \x01(\t\"E\n\x15ListPipelinesResponse\x12,\n\tpipelines\x18\x01 \x03(\x0b\x32\x19.augserve.v1.PipelineInfo\"\x15\n\x13ListDatasetsRequest\"\x85\x01\n\x0b\x44\x61tasetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x14\n\x0csample_shape\x18\x03 \x03(\x03\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x04\x12\x13\n\x0bnum_classes\x18\x06 \x01(\r\x12\x0e\n\x06shards\x18\x07 \x01(\r\"B\n\x14ListDatasetsResponse\x12*\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x18.augserve.v1.DatasetInfo\"\x13\n\x11ServerInfoRequest\"\xda\x01\n\x12ServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x04\x12\x1f\n\x17max_samples_per_request\x18\x04 \x01(\r\x12\x12\n\nmax_pixels\x18\x05 \x01(\x04\x12\x11\n\tmax_queue\x18\x06 \x01(\r\x12\x11\n\tmax_batch\x18\x07 \x01(\r\x12\x14\n\x0cmax_delay_ms\x18\x08 \x01(\x01\x12\x17\n\x0f\x65ncoded_formats\x18\t \x03(\t\"\x14\n\x12ListTenantsRequest\"\x8f\x01\n\nTenantInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x11\n\tmax_queue\x18\x04 \x01(\r\x12\x15\n\rmax_in_flight\x18\x05 \x01(\r\x12\x16\n\x0equeued_samples\x18\x06 \x01(\x04\x12\x11\n\tin_flight\x18\x07 \x01(\r\"?\n\x13ListTenantsResponse\x12(\n\x07tenants\x18\x01 \x03(\x0b\x32\x17.augserve.v1.TenantInfo2\x9c\x05\n\x0c\x41ugmentation\x12\x44\n\x07\x41ugment\x12\x1b.augserve.v1.AugmentRequest\x1a\x1c.augserve.v1.AugmentResponse\x12N\n\rAugmentStream\x12\x1b.augserve.v1.AugmentRequest\x1a\x1c.augserve.v1.AugmentResponse(\x01\x30\x01\x12O\n\rStreamDataset\x12!.augserve.v1.StreamDatasetRequest\x1a\x19.augserve.v1.DatasetBatch0\x01\x12W\n\x13StreamDatasetShared\x12!.augserve.v1.DatasetStreamMessage\x1a\x19.augserve.v1.DatasetBatch(\x01\x30\x01\x12V\n\rListPipelines\x12!.augserve.v1.ListPipelinesRequest\x1a\".augserve.v1.ListPipelinesResponse\x12S\n\x0cListDatasets\x12 .augserve.v1.ListDatasetsRequest\x1a!.augserve.v1.ListDatasetsResponse\x12M\n\nServerInfo\x12\x1e.augserve.v1.ServerInfoRequest\x1a\x1f.augserve.v1.ServerInfoResponse\x12P\n\x0bListTenants\x12\x1f.augserve.v1.ListTenantsRequest\x1a .augserve.v1.ListTenantsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61ugserve/v1/augserve.proto\x12\x0b\x61ugserve.v1\"_\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12)\n\x03shm\x18\x04 \x01(\x0b\x32\x1c.augserve.v1.SharedMemoryRef\"=\n\x0fSharedMemoryRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04size\x18\x03 \x01(\x04\"Y\n\x0bPipelineRef\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12\x0e\n\x04spec\x18\x02 \x01(\tH\x00\x12\x15\n\x08strength\x18\x03 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04kindB\x0b\n\t_strength\"Y\n\rEncodedImages\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12)\n\x03shm\x18\x02 \x01(\x0b\x32\x1c.augserve.v1.SharedMemoryRef\x12\r\n\x05sizes\x18\x03 \x03(\x04\"\x88\x03\n\x0e\x41ugmentRequest\x12*\n\x08pipeline\x18\x01 \x01(\x0b\x32\x18.augserve.v1.PipelineRef\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\x1e\n\x01x\x18\x03 \x01(\x0b\x32\x13.augserve.v1.Tensor\x12+\n\x07\x65ncoded\x18\x0b \x01(\x0b\x32\x1a.augserve.v1.EncodedImages\x12\x0c\n\x04keys\x18\x04 \x03(\x03\x12#\n\x06labels\x18\x05 \x01(\x0b\x32\x13.augserve.v1.Tensor\x12\x13\n\x0bnum_classes\x18\x06 \x01(\r\x12\x11\n\tout_dtype\x18\x07 \x01(\t\x12\x15\n\rreturn_params\x18\x08 \x01(\x08\x12\x12\n\nrequest_id\x18\t \x01(\x04\x12\x30\n\noutput_shm\x18\n \x01(\x0b\x32\x1c.augserve.v1.SharedMemoryRef\x12\x17\n\x0f\x64\x65\x66\x65r_normalize\x18\x0c \x01(\x08\x12\x0f\n\x07lengths\x18\r \x03(\x03\x12\r\n\x05texts\x18\x0e \x03(\x0c\"*\n\rNormalization\x12\x0c\n\x04mean\x18\x01 \x03(\x02\x12\x0b\n\x03std\x18\x02 \x03(\x02\"\x88\x02\n\x0f\x41ugmentResponse\x12\x1e\n\x01x\x18\x01 \x01(\x0b\x32\x13.augserve.v1.Tensor\x12#\n\x06labels\x18\x02 \x01(\x0b\x32\x13.augserve.v1.Tensor\x12\x13\n\x0bparams_json\x18\x03 \x01(\t\x12\x16\n\x0eserver_seconds\x18\x04 \x01(\x01\x12\x12\n\nrequest_id\x18\x05 \x01(\x04\x12\x17\n\x0flabel_smoothing\x18\x06 \x01(\x02\x12\x36\n\x12\x64\x65\x66\x65rred_normalize\x18\x07 \x01(\x0b\x32\x1a.augserve.v1.Normalization\x12\x0f\n\x07lengths\x18\x08 \x03(\x03\x12\r\n\x05texts\x18\t \x03(\t\"\x9a\x02\n\x14StreamDatasetRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12*\n\x08pipeline\x18\x02 \x01(\x0b\x32\x18.augserve.v1.PipelineRef\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\r\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x13\n\x0bshard_index\x18\x06 \x01(\r\x12\x12\n\nnum_shards\x18\x07 \x01(\r\x12\x13\n\x0bstart_batch\x18\x08 \x01(\r\x12\x11\n\tout_dtype\x18\t \x01(\t\x12\x15\n\rreturn_params\x18\n \x01(\x08\x12\x17\n\x0f\x64\x65\x66\x65r_normalize\x18\x0b \x01(\x08\x12\x13\n\x0b\x65ven_shards\x18\x0c \x01(\x08\".\n\rSkippedSample\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xbb\x01\n\x0c\x44\x61tasetBatch\x12+\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1c.augserve.v1.AugmentResponse\x12\x13\n\x0b\x62\x61tch_index\x18\x02 \x01(\r\x12\x13\n\x0bnum_batches\x18\x03 \x01(\r\x12\x16\n\x0esample_indices\x18\x04 \x03(\x03\x12+\n\x07skipped\x18\x05 \x03(\x0b\x32\x1a.augserve.v1.SkippedSample\x12\x0f\n\x07padding\x18\x06 \x03(\x08\"w\n\x14\x44\x61tasetStreamMessage\x12\x30\n\x05start\x18\x01 \x01(\x0b\x32!.augserve.v1.StreamDatasetRequest\x12-\n\x07outputs\x18\x02 \x03(\x0b\x32\x1c.augserve.v1.SharedMemoryRef\"\x16\n\x14ListPipelinesRequest\"D\n\x0cPipelineInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tspec_json\x18\x03 \x01(\t\"E\n\x15ListPipelinesResponse\x12,\n\tpipelines\x18\x01 \x03(\x0b\x32\x19.augserve.v1.PipelineInfo\"\x15\n\x13ListDatasetsRequest\"\x85\x01\n\x0b\x44\x61tasetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x14\n\x0csample_shape\x18\x03 \x03(\x03\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x04\x12\x13\n\x0bnum_classes\x18\x06 \x01(\r\x12\x0e\n\x06shards\x18\x07 \x01(\r\"B\n\x14ListDatasetsResponse\x12*\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x18.augserve.v1.DatasetInfo\"\x13\n\x11ServerInfoRequest\"\xda\x01\n\x12ServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x04\x12\x1f\n\x17max_samples_per_request\x18\x04 \x01(\r\x12\x12\n\nmax_pixels\x18\x05 \x01(\x04\x12\x11\n\tmax_queue\x18\x06 \x01(\r\x12\x11\n\tmax_batch\x18\x07 \x01(\r\x12\x14\n\x0cmax_delay_ms\x18\x08 \x01(\x01\x12\x17\n\x0f\x65ncoded_formats\x18\t \x03(\t\"\x14\n\x12ListTenantsRequest\"\x8f\x01\n\nTenantInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x11\n\tmax_queue\x18\x04 \x01(\r\x12\x15\n\rmax_in_flight\x18\x05 \x01(\r\x12\x16\n\x0equeued_samples\x18\x06 \x01(\x04\x12\x11\n\tin_flight\x18\x07 \x01(\r\"?\n\x13ListTenantsResponse\x12(\n\x07tenants\x18\x01 \x03(\x0b\x32\x17.augserve.v1.TenantInfo2\x9c\x05\n\x0c\x41ugmentation\x12\x44\n\x07\x41ugment\x12\x1b.augserve.v1.AugmentRequest\x1a\x1c.augserve.v1.AugmentResponse\x12N\n\rAugmentStream\x12\x1b.augserve.v1.AugmentRequest\x1a\x1c.augserve.v1.AugmentResponse(\x01\x30\x01\x12O\n\rStreamDataset\x12!.augserve.v1.StreamDatasetRequest\x1a\x19.augserve.v1.DatasetBatch0\x01\x12W\n\x13StreamDatasetShared\x12!.augserve.v1.DatasetStreamMessage\x1a\x19.augserve.v1.DatasetBatch(\x01\x30\x01\x12V\n\rListPipelines\x12!.augserve.v1.ListPipelinesRequest\x1a\".augserve.v1.ListPipelinesResponse\x12S\n\x0cListDatasets\x12 .augserve.v1.ListDatasetsRequest\x1a!.augserve.v1.ListDatasetsResponse\x12M\n\nServerInfo\x12\x1e.augserve.v1.ServerInfoRequest\x1a\x1f.augserve.v1.ServerInfoResponse\x12P\n\x0bListTenants\x12\x1f.augserve.v1.ListTenantsRequest\x1a .augserve.v1.ListTenantsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,41 +40,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENCODEDIMAGES']._serialized_start=294
   _globals['_ENCODEDIMAGES']._serialized_end=383
   _globals['_AUGMENTREQUEST']._serialized_start=386
-  _globals['_AUGMENTREQUEST']._serialized_end=763
-  _globals['_NORMALIZATION']._serialized_start=765
-  _globals['_NORMALIZATION']._serialized_end=807
-  _globals['_AUGMENTRESPONSE']._serialized_start=810
-  _globals['_AUGMENTRESPONSE']._serialized_end=1059
-  _globals['_STREAMDATASETREQUEST']._serialized_start=1062
-  _globals['_STREAMDATASETREQUEST']._serialized_end=1344
-  _globals['_SKIPPEDSAMPLE']._serialized_start=1346
-  _globals['_SKIPPEDSAMPLE']._serialized_end=1392
-  _globals['_DATASETBATCH']._serialized_start=1395
-  _globals['_DATASETBATCH']._serialized_end=1582
-  _globals['_DATASETSTREAMMESSAGE']._serialized_start=1584
-  _globals['_DATASETSTREAMMESSAGE']._serialized_end=1703
-  _globals['_LISTPIPELINESREQUEST']._serialized_start=1705
-  _globals['_LISTPIPELINESREQUEST']._serialized_end=1727
-  _globals['_PIPELINEINFO']._serialized_start=1729
-  _globals['_PIPELINEINFO']._serialized_end=1797
-  _globals['_LISTPIPELINESRESPONSE']._serialized_start=1799
-  _globals['_LISTPIPELINESRESPONSE']._serialized_end=1868
-  _globals['_LISTDATASETSREQUEST']._serialized_start=1870
-  _globals['_LISTDATASETSREQUEST']._serialized_end=1891
-  _globals['_DATASETINFO']._serialized_start=1894
-  _globals['_DATASETINFO']._serialized_end=2027
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=2029
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=2095
-  _globals['_SERVERINFOREQUEST']._serialized_start=2097
-  _globals['_SERVERINFOREQUEST']._serialized_end=2116
-  _globals['_SERVERINFORESPONSE']._serialized_start=2119
-  _globals['_SERVERINFORESPONSE']._serialized_end=2337
-  _globals['_LISTTENANTSREQUEST']._serialized_start=2339
-  _globals['_LISTTENANTSREQUEST']._serialized_end=2359
-  _globals['_TENANTINFO']._serialized_start=2362
-  _globals['_TENANTINFO']._serialized_end=2505
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=2507
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=2570
-  _globals['_AUGMENTATION']._serialized_start=2573
-  _globals['_AUGMENTATION']._serialized_end=3241
+  _globals['_AUGMENTREQUEST']._serialized_end=778
+  _globals['_NORMALIZATION']._serialized_start=780
+  _globals['_NORMALIZATION']._serialized_end=822
+  _globals['_AUGMENTRESPONSE']._serialized_start=825
+  _globals['_AUGMENTRESPONSE']._serialized_end=1089
+  _globals['_STREAMDATASETREQUEST']._serialized_start=1092
+  _globals['_STREAMDATASETREQUEST']._serialized_end=1374
+  _globals['_SKIPPEDSAMPLE']._serialized_start=1376
+  _globals['_SKIPPEDSAMPLE']._serialized_end=1422
+  _globals['_DATASETBATCH']._serialized_start=1425
+  _globals['_DATASETBATCH']._serialized_end=1612
+  _globals['_DATASETSTREAMMESSAGE']._serialized_start=1614
+  _globals['_DATASETSTREAMMESSAGE']._serialized_end=1733
+  _globals['_LISTPIPELINESREQUEST']._serialized_start=1735
+  _globals['_LISTPIPELINESREQUEST']._serialized_end=1757
+  _globals['_PIPELINEINFO']._serialized_start=1759
+  _globals['_PIPELINEINFO']._serialized_end=1827
+  _globals['_LISTPIPELINESRESPONSE']._serialized_start=1829
+  _globals['_LISTPIPELINESRESPONSE']._serialized_end=1898
+  _globals['_LISTDATASETSREQUEST']._serialized_start=1900
+  _globals['_LISTDATASETSREQUEST']._serialized_end=1921
+  _globals['_DATASETINFO']._serialized_start=1924
+  _globals['_DATASETINFO']._serialized_end=2057
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=2059
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=2125
+  _globals['_SERVERINFOREQUEST']._serialized_start=2127
+  _globals['_SERVERINFOREQUEST']._serialized_end=2146
+  _globals['_SERVERINFORESPONSE']._serialized_start=2149
+  _globals['_SERVERINFORESPONSE']._serialized_end=2367
+  _globals['_LISTTENANTSREQUEST']._serialized_start=2369
+  _globals['_LISTTENANTSREQUEST']._serialized_end=2389
+  _globals['_TENANTINFO']._serialized_start=2392
+  _globals['_TENANTINFO']._serialized_end=2535
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=2537
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=2600
+  _globals['_AUGMENTATION']._serialized_start=2603
+  _globals['_AUGMENTATION']._serialized_end=3271
 # @@protoc_insertion_point(module_scope)

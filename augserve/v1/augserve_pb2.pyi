@@ -49,7 +49,7 @@ class EncodedImages(_message.Message):
     def __init__(self, images: _Optional[_Iterable[bytes]] = ..., shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ..., sizes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class AugmentRequest(_message.Message):
-    __slots__ = ("pipeline", "seed", "x", "encoded", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id", "output_shm", "defer_normalize", "lengths")
+    __slots__ = ("pipeline", "seed", "x", "encoded", "keys", "labels", "num_classes", "out_dtype", "return_params", "request_id", "output_shm", "defer_normalize", "lengths", "texts")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     X_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class AugmentRequest(_message.Message):
     OUTPUT_SHM_FIELD_NUMBER: _ClassVar[int]
     DEFER_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
     pipeline: PipelineRef
     seed: int
     x: Tensor
@@ -76,7 +77,8 @@ class AugmentRequest(_message.Message):
     output_shm: SharedMemoryRef
     defer_normalize: bool
     lengths: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., encoded: _Optional[_Union[EncodedImages, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ..., output_shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ..., defer_normalize: _Optional[bool] = ..., lengths: _Optional[_Iterable[int]] = ...) -> None: ...
+    texts: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, pipeline: _Optional[_Union[PipelineRef, _Mapping]] = ..., seed: _Optional[int] = ..., x: _Optional[_Union[Tensor, _Mapping]] = ..., encoded: _Optional[_Union[EncodedImages, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., num_classes: _Optional[int] = ..., out_dtype: _Optional[str] = ..., return_params: _Optional[bool] = ..., request_id: _Optional[int] = ..., output_shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ..., defer_normalize: _Optional[bool] = ..., lengths: _Optional[_Iterable[int]] = ..., texts: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class Normalization(_message.Message):
     __slots__ = ("mean", "std")
@@ -87,7 +89,7 @@ class Normalization(_message.Message):
     def __init__(self, mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class AugmentResponse(_message.Message):
-    __slots__ = ("x", "labels", "params_json", "server_seconds", "request_id", "label_smoothing", "deferred_normalize", "lengths")
+    __slots__ = ("x", "labels", "params_json", "server_seconds", "request_id", "label_smoothing", "deferred_normalize", "lengths", "texts")
     X_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +98,7 @@ class AugmentResponse(_message.Message):
     LABEL_SMOOTHING_FIELD_NUMBER: _ClassVar[int]
     DEFERRED_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
     x: Tensor
     labels: Tensor
     params_json: str
@@ -104,7 +107,8 @@ class AugmentResponse(_message.Message):
     label_smoothing: float
     deferred_normalize: Normalization
     lengths: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, x: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., params_json: _Optional[str] = ..., server_seconds: _Optional[float] = ..., request_id: _Optional[int] = ..., label_smoothing: _Optional[float] = ..., deferred_normalize: _Optional[_Union[Normalization, _Mapping]] = ..., lengths: _Optional[_Iterable[int]] = ...) -> None: ...
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, x: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., params_json: _Optional[str] = ..., server_seconds: _Optional[float] = ..., request_id: _Optional[int] = ..., label_smoothing: _Optional[float] = ..., deferred_normalize: _Optional[_Union[Normalization, _Mapping]] = ..., lengths: _Optional[_Iterable[int]] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamDatasetRequest(_message.Message):
     __slots__ = ("dataset", "pipeline", "batch_size", "epoch", "seed", "shard_index", "num_shards", "start_batch", "out_dtype", "return_params", "defer_normalize", "even_shards")

@@ -82,6 +82,9 @@ def _cases(x: torch.Tensor, wanted: Wanted) -> dict[str, list[Engine]]:
     from augserve.tools.bench.tabular import tabular_cases
 
     cases.update(tabular_cases(x.device, wanted))
+    from augserve.tools.bench.text import text_cases
+
+    cases.update(text_cases(wanted))  # on the CPU, whatever the device: the goal is stated there
     cases.update(_kernel_cases(x, wanted))
     if not x.is_cuda:
         from augserve.tools.bench.contention import contention_cases
