@@ -108,7 +108,7 @@ def _health(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     datasets = [name.strip().lower() for name in args.dataset.split(",") if name.strip()]
     if datasets in (["fashion-mnist"], ["fashion-mnist-60k"]):
-        from augserve.trainer.fashion_experiment import run_fashion_experiments, run_fashion_reference
+        from augserve.experiments.fashion import run_fashion_experiments, run_fashion_reference
 
         if datasets == ["fashion-mnist"]:
             print(run_fashion_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs))
@@ -117,26 +117,26 @@ def _train(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
         return 0
     if datasets == ["spoken-digits"]:
-        from augserve.trainer.speech_experiment import run_speech_experiments
+        from augserve.experiments.speech import run_speech_experiments
 
         print(run_speech_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
         return 0
     if datasets == ["fortunes"]:
-        from augserve.trainer.text_experiment import run_text_experiments
+        from augserve.experiments.text import run_text_experiments
 
         print(run_text_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
         return 0
     if datasets == ["tables"]:
-        from augserve.trainer.table_experiment import run_table_experiments
+        from augserve.experiments.tables import run_table_experiments
 
         print(run_table_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/<part>_curves.png")
         return 0
     if datasets != ["digits"]:
         return _train_series(args, datasets)
-    from augserve.trainer.experiment import run_experiments
+    from augserve.experiments.digits import run_experiments
 
     augmenter = None
     if args.server:
@@ -151,8 +151,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
-    from augserve.trainer.series_experiment import run_series_experiments
-    from augserve.trainer.ucr import RULE, UCR_SETS, rule_sets
+    from augserve.experiments.series import run_series_experiments
+    from augserve.experiments.ucr import RULE, UCR_SETS, rule_sets
 
     datasets = [chosen for name in datasets for chosen in (rule_sets() if name == RULE else [name])]
     unknown = [name for name in datasets if name not in UCR_SETS and not name.startswith("ucr:")]

@@ -10,11 +10,11 @@ from torch.utils.data import DataLoader
 
 from augserve import Pipeline
 from augserve.client import Client, IndexedDataset, InvalidArgument, RemoteAugment, RemoteDataset
+from augserve.experiments.series import RECIPE, run_series
+from augserve.experiments.ucr import load_ucr
+from augserve.in_process import InProcessAugmenter
 from augserve.random import sample_keys
 from augserve.trainer import AdaptiveStrength, EpochRecord, History, plot_learning_curves
-from augserve.trainer.data import InProcessAugmenter
-from augserve.trainer.series_experiment import RECIPE, run_series
-from augserve.trainer.ucr import load_ucr
 from server_harness import RunningServer, request, tensor
 
 PIPELINE = "timeseries-um"

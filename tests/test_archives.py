@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import write_idx
 
-from augserve.trainer.archives import (FASHION_MNIST_ENV, UCR_ENV, load_fashion_mnist, load_ucr_archive, read_idx,
-                                       ucr_archive_names)
-from augserve.trainer.ucr import RULE_MAX_LENGTH, load_ucr, rule_sets, validation_split
+from augserve.experiments.archives import (FASHION_MNIST_ENV, UCR_ENV, load_fashion_mnist, load_ucr_archive, read_idx,
+                                           ucr_archive_names)
+from augserve.experiments.ucr import RULE_MAX_LENGTH, load_ucr, rule_sets, validation_split
 
 
 def test_idx_files_load_as_the_arrays_they_hold(idx_folder):

@@ -15,7 +15,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "augserve"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-NOT_INSTALLED_HERE = {"jax": "jax", "nvidia": "nvidia-dali-cuda130", "tsaug": "tsaug"}  # module -> distribution
+NOT_INSTALLED_HERE = {"jax": "jax", "nvidia": "nvidia-dali-cuda130", "tsaug": "tsaug", "nlpaug": "nlpaug"}  # module -> distribution
 # The bench's SpecAugment anchor, measured when present: no torchaudio release matches the pinned torch, so no
 # extra can install it beside the server's.
 UNDECLARABLE = {"torchaudio"}
@@ -96,7 +96,8 @@ def test_the_server_extra_holds_what_the_server_imports_and_no_more():
     assert not unused, f"the server extra installs what the server never imports: {unused}"
 
 
-@pytest.mark.parametrize("part, extra", [("trainer", "trainer"), ("tools", "bench"), ("client", "torch")])
+@pytest.mark.parametrize("part, extra", [("trainer", "trainer"), ("experiments", "trainer"), ("tools", "bench"),
+                                         ("client", "torch")])
 def test_each_part_imports_only_what_its_extras_install(part, extra):
     allowed = BASE | _extra(extra) | _extra("server") | _extra("data") | _extra("plots") | _extra("jax")
     if part == "client":

@@ -9,10 +9,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from augserve.client import Client
-from augserve.trainer.archives import ImageSplit
-from augserve.trainer.fashion_experiment import (FashionRecipe, ServedFolders, draw_subset, replays_in_process,
-                                                 run_fashion, served_order, write_png_folder)
-from augserve.trainer.ucr import RULE_BELOW, RULE_MAX_LENGTH, RULE_MAX_TRAIN
+from augserve.experiments.archives import ImageSplit
+from augserve.experiments.fashion import (FashionRecipe, ServedFolders, draw_subset, replays_in_process, run_fashion,
+                                          served_order, write_png_folder)
+from augserve.experiments.ucr import RULE_BELOW, RULE_MAX_LENGTH, RULE_MAX_TRAIN
 
 RECIPE = FashionRecipe(per_class=8, val_per_class=2, epochs=2, batch_size=8)
 

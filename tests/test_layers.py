@@ -20,8 +20,9 @@ FLOORS = [
     {"steps", "text"},
     {"timm_strings", "presets", "encoded", "device_plan"},
     {"pipeline"},
-    {"photos", "client"},
+    {"photos", "client", "in_process"},
     {"server", "trainer", "augserve"},
+    {"experiments"},
     {"tools"},
     {"cli"},
 ]

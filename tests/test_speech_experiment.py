@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from augserve.trainer.speech_experiment import ARMS, GOAL_POINTS, SpeechRecipe, run_speech_experiments
-from augserve.trainer.spoken_digits import (CLIP_SAMPLES, HELD_OUT_VOICES, MANIFEST, PITCHES, RATES, TEST_CONDITIONS,
-                                            TRAIN_VOICES, WORDS, Corpus, add_noise, corrupt, load_spoken_digits,
-                                            reverberate, room_impulse_response)
+from augserve.experiments.speech import ARMS, GOAL_POINTS, SpeechRecipe, run_speech_experiments
+from augserve.experiments.spoken_digits import (CLIP_SAMPLES, HELD_OUT_VOICES, MANIFEST, PITCHES, RATES,
+                                                TEST_CONDITIONS, TRAIN_VOICES, WORDS, Corpus, add_noise, corrupt,
+                                                load_spoken_digits, reverberate, room_impulse_response)
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (Debian: espeak-ng)")
 

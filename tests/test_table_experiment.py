@@ -9,8 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from augserve.trainer.table_experiment import (ARMS, IMBALANCED, RECIPE, SMALL, imbalanced_split, small_split,
-                                               training_batches)
+from augserve.experiments.tables import ARMS, IMBALANCED, RECIPE, SMALL, imbalanced_split, small_split, training_batches
 
 
 @pytest.mark.parametrize("imbalance", [RECIPE.imbalance, 4])

@@ -9,10 +9,10 @@ import re
 import numpy as np
 import pytest
 
+from augserve.experiments.fortunes import (CATEGORIES, FORTUNES_DIR, MAX_WORDS, MIN_WORDS, draw_training, is_test,
+                                           load_fortunes)
+from augserve.experiments.text import TextRecipe, run_text_experiments
 from augserve.text.tokens import eda_words
-from augserve.trainer.fortunes import (CATEGORIES, FORTUNES_DIR, MAX_WORDS, MIN_WORDS, draw_training, is_test,
-                                       load_fortunes)
-from augserve.trainer.text_experiment import TextRecipe, run_text_experiments
 from conftest import needs_wordnet
 
 pytestmark = pytest.mark.skipif(not (FORTUNES_DIR / CATEGORIES[0]).is_file(),
@@ -66,10 +66,10 @@ def test_a_tiny_run_writes_a_summary_that_agrees_with_its_results(tmp_path):
 
 def test_the_train_command_runs_the_fortunes_experiment(monkeypatch, capsys):
     from augserve.cli import _train, build_parser
-    from augserve.trainer import text_experiment
 
     asked = {}
-    monkeypatch.setattr(text_experiment, "run_text_experiments", lambda **kwargs: asked.update(kwargs) or "summary")
+    monkeypatch.setattr("augserve.experiments.text.run_text_experiments",
+                        lambda **kwargs: asked.update(kwargs) or "summary")
     args = build_parser().parse_args(["train", "--dataset", "fortunes", "--epochs", "3", "--out", "somewhere"])
     assert _train(args) == 0 and "summary" in capsys.readouterr().out
     assert asked == {"out": "somewhere", "seeds": 5, "epochs": 3, "workers": 2}

@@ -7,8 +7,8 @@ import sys
 from PIL import Image
 
 from augserve.client import Client
-from augserve.trainer.experiment import run_regularization
-from augserve.trainer.series_experiment import verdicts
+from augserve.experiments.digits import run_regularization
+from augserve.experiments.series import verdicts
 from server_harness import RunningServer
 
 

@@ -303,8 +303,8 @@ def test_learning_curves_draw_augmented_batches_and_clean_data_labelled_with_int
 
 
 def test_one_seed_is_reported_as_one_seed():
-    from augserve.trainer.experiment import regularization_table
-    from augserve.trainer.fashion_experiment import summary_table
+    from augserve.experiments.digits import regularization_table
+    from augserve.experiments.fashion import summary_table
     from augserve.trainer.monitor import percent_mean_sd, seeds_text
 
     assert percent_mean_sd([0.9025]) == "90.2" and percent_mean_sd([0.9, 0.8]) == "85.0 ± 7.1"

@@ -132,7 +132,7 @@ def test_refusals_name_the_field():
 
 
 def test_the_in_process_augmenter_carries_lengths_as_the_client_does():
-    from augserve.trainer.data import InProcessAugmenter
+    from augserve.in_process import InProcessAugmenter
 
     x, lengths = tones(3, 4000, [4000, 3000, 2000])
     spec = [{"op": "speed", "factors": [1.1], "p": 1.0}]

@@ -1,4 +1,5 @@
-"""The regularizers that live in the training loop, small pieces usable one at a time, and ``Trainer``."""
+"""The regularizers that live in the training loop, small pieces usable one at a time, ``Trainer`` and its
+monitor. The experiments ``augserve train`` runs with them are in ``augserve.experiments``."""
 
 from augserve.trainer.adaptive import AdaptiveStrength
 from augserve.trainer.decay import elastic_net_penalty, l1_penalty, param_groups

@@ -1,7 +1,7 @@
 """Text rows of ``augserve bench``: EDA's four word operations and ``eda`` on 1,000 fortunes, against textaugment's
 ``EDA`` (a port of Wei & Zou's EDA script, one sentence at a time: the anchor) and nlpaug's word augmenters.
 
-Every engine gets the same fortunes (Debian's ``fortunes`` files, 5 to 60 words; augserve.trainer.fortunes) and
+Every engine gets the same fortunes (Debian's ``fortunes`` files, 5 to 60 words; augserve.experiments.fortunes) and
 cleans them with EDA's tokenizer inside the timed call, as EDA's script does before its operations; every one runs
 at EDA's default alpha = p = 0.1 on one thread (augserve's calls with one torch thread; the others are plain
 Python). Warm on every side: the harness runs each engine once untimed before its timed calls, so augserve's
@@ -50,7 +50,7 @@ def text_cases(wanted: Wanted) -> dict[str, list[Engine]]:
     ops = [op for op in OPS if wanted(_case(op))]
     if not ops:
         return {}
-    from augserve.trainer.fortunes import load_fortunes
+    from augserve.experiments.fortunes import load_fortunes
 
     try:
         pool = load_fortunes().pool.texts

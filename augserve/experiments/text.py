@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from augserve.experiments.fortunes import Sentences, dataset_record, draw_training, load_fortunes
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.text import paraphrases
 from augserve.text.tokens import eda_words
-from augserve.trainer.fortunes import Sentences, dataset_record, draw_training, load_fortunes
 from augserve.trainer.losses import SoftTargetCrossEntropy
 from augserve.trainer.monitor import mean_sd_header, percent_mean_sd, plot_learning_curves, seeds_text
 from augserve.trainer.schedule import warmup_cosine_scheduler
@@ -308,7 +308,7 @@ def run_text_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int
              f"sentences), {' vs '.join(arms)}, {seeds_text(seeds)}", "",
              f"`augserve train --dataset fortunes --seeds {seeds} --epochs {recipe.epochs}` ({wall / 60:.1f} "
              f"minutes, {workers} {'run' if workers == 1 else 'runs'} at a time, one thread each)", "",
-             f"Data (fixed before any run, `augserve/trainer/fortunes.py`): {record['rule']} Training pool "
+             f"Data (fixed before any run, `augserve/experiments/fortunes.py`): {record['rule']} Training pool "
              f"{record['pool_sentences']:,} sentences, test {record['test_sentences']:,} ({counts}). Per seed "
              f"{recipe.per_class} sentences per category drawn from the pool by the seed.", "",
              f"Every run: Kim's CNN on word ids (embedding {recipe.embedding} starting uniform in [-0.25, 0.25], "

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from augserve.experiments.archives import ImageSplit, load_fashion_mnist
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.trainer.adaptive import AdaptiveStrength
-from augserve.trainer.archives import ImageSplit, load_fashion_mnist
 from augserve.trainer.decay import param_groups
 from augserve.trainer.losses import SoftTargetCrossEntropy
 from augserve.trainer.monitor import (History, kept_epoch_table, mean_sd_header, percent_mean_sd, plot_learning_curves,

@@ -348,7 +348,7 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: in
              f"{seeds_text(seeds)}", "",
              f"`augserve train --dataset tables --seeds {seeds} --epochs {recipe.epochs}` ({wall / 60:.1f} minutes, "
              f"{workers} runs at a time, one thread each)", "",
-             "Fixed before any run (`augserve/trainer/table_experiment.py`): every run is an MLP "
+             "Fixed before any run (`augserve/experiments/tables.py`): every run is an MLP "
              f"({' -> '.join(map(str, recipe.hidden))} hidden, ReLU), AdamW lr {recipe.learning_rate:g} "
              f"(weight decay {recipe.weight_decay:g}, cosine decay to 0, no warmup), batch {recipe.batch_size}, "
              f"{recipe.epochs} epochs, the last epoch's weights kept; features standardized on each seed's training "

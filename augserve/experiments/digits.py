@@ -18,11 +18,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from augserve.client.loader import IndexedDataset, RemoteAugment
-from augserve.trainer.data import InProcessAugmenter
+from augserve.experiments.models import small_cnn, small_mlp
+from augserve.in_process import InProcessAugmenter
 from augserve.trainer.decay import param_groups
 from augserve.trainer.early_stopping import EarlyStopping
 from augserve.trainer.losses import SoftTargetCrossEntropy
-from augserve.trainer.models import small_cnn, small_mlp
 from augserve.trainer.monitor import History, kept_epoch_table, plot_learning_curves, seeds_text
 from augserve.trainer.pruning import iterative_magnitude_pruning, make_permanent, sparsity_report
 from augserve.trainer.trainer import Trainer

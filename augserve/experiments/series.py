@@ -22,18 +22,18 @@ import torch
 from torch.utils.data import DataLoader
 
 from augserve.client.loader import IndexedDataset, RemoteAugment
+from augserve.experiments.models import fcn
+from augserve.experiments.ucr import PUBLISHED_SOURCE, SeriesSplit, load_ucr, validation_split
+from augserve.in_process import InProcessAugmenter
 from augserve.pipeline import Pipeline
 from augserve.trainer.adaptive import AdaptiveStrength
-from augserve.trainer.data import InProcessAugmenter
 from augserve.trainer.decay import param_groups
 from augserve.trainer.early_stopping import EarlyStopping
 from augserve.trainer.losses import SoftTargetCrossEntropy
-from augserve.trainer.models import fcn
 from augserve.trainer.monitor import (History, kept_epoch_table, mean_sd_header, percent_mean_sd, plot_learning_curves,
                                       seeds_text)
 from augserve.trainer.schedule import warmup_cosine_scheduler
 from augserve.trainer.trainer import Trainer
-from augserve.trainer.ucr import PUBLISHED_SOURCE, SeriesSplit, load_ucr, validation_split
 
 SERIES_PIPELINE = [
     {"op": "jitter", "sigma": 0.03},

@@ -27,14 +27,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from augserve.experiments.spoken_digits import (TEST_CONDITIONS, Clips, Corpus, TestConditions, corpus_record, corrupt,
+                                                load_spoken_digits)
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.trainer.losses import SoftTargetCrossEntropy
 from augserve.trainer.monitor import (History, kept_epoch_table, mean_sd_header, percent_mean_sd, plot_learning_curves,
                                       seeds_text)
 from augserve.trainer.schedule import warmup_cosine_scheduler
-from augserve.trainer.spoken_digits import (TEST_CONDITIONS, Clips, Corpus, TestConditions, corpus_record,
-                                            corrupt, load_spoken_digits)
 from augserve.trainer.trainer import Trainer
 
 # The augmented arm's pipeline: speed perturbation, noise, reverb, log_mel, SpecAugment masks

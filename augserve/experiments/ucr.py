@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from augserve.experiments.archives import SeriesSplit, load_ucr_archive, ucr_archive_names, ucr_roots
+from augserve.experiments.published import FCN_ACCURACY
 from augserve.extras import require
-from augserve.trainer.archives import SeriesSplit, load_ucr_archive, ucr_archive_names, ucr_roots
-from augserve.trainer.published import FCN_ACCURACY
 
 # name -> (sktime loader, FCN test accuracy on the archive's split: mean of 5 runs in Ismail Fawaz et al.
 # 2019, "Deep learning for time series classification: a review", results/results-ucr-128.csv of

@@ -1,0 +1,1 @@
+"""The experiments ``augserve train`` runs, with their data loaders and models."""
