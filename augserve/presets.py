@@ -81,4 +81,8 @@ PRESETS: dict[str, tuple[str, list[dict]]] = {
     "timeseries-um": ("Time series (Um et al. 2017): jitter, scaling, magnitude warp, time warp",
                       [{"op": "jitter", "sigma": 0.03}, {"op": "scaling", "sigma": 0.1},
                        {"op": "magnitude_warp", "sigma": 0.2, "knots": 4}, {"op": "time_warp", "sigma": 0.2, "knots": 4}]),
+    "timeseries": ("Time series (Iwana & Uchida 2021's best for CNNs): window warp (10% by 0.5 or 2) or window slice "
+                   "(90%), one per sample, p=0.8",
+                   [{"op": "window_warp_or_slice", "warp_ratio": 0.1, "scales": [0.5, 2.0], "slice_ratio": 0.9,
+                     "p": 0.8}]),
 }

@@ -45,6 +45,7 @@ OP_SPECS = {
     "freq_mask": {"F": 8, "count": 2}, "time_mask": {"T": 10, "count": 2}, "spec_time_warp": {"W": 8},
     "log_mel": {"n_mels": 16, "n_fft": 128, "hop_length": 64},
     "jitter": {}, "scaling": {}, "magnitude_warp": {}, "time_warp": {}, "window_slice": {}, "window_warp": {},
+    "window_warp_or_slice": {"p": 0.8},
     "permutation": {}, "drift": {},
     "gain": {"p": 0.8}, "polarity_inversion": {}, "background_noise": {"sounds": "replay-noise"}, "time_shift": {"rollover": False}, "noise": {"color": "pink"},
     "reverb": {"max_rt60": 0.3}, "lowpass": {}, "highpass": {}, "bandpass": {}, "speed": {"range": [0.8, 1.2]},

@@ -46,7 +46,8 @@ def test_resizing_ops_produce_their_size(photo_batch, op):
 
 
 SPECTROGRAM_OPS = ("freq_mask", "time_mask", "spec_time_warp")
-SERIES_OPS = ("jitter", "scaling", "magnitude_warp", "time_warp", "window_slice", "window_warp", "permutation", "drift")
+SERIES_OPS = ("jitter", "scaling", "magnitude_warp", "time_warp", "window_slice", "window_warp", "window_warp_or_slice",
+              "permutation", "drift")
 
 
 def _predicted_cases(photo_batch):

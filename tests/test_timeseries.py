@@ -7,7 +7,8 @@ from sktime.datasets import load_basic_motions, load_gunpoint
 
 from augserve import Pipeline
 
-OPS = ["jitter", "scaling", "magnitude_warp", "time_warp", "window_slice", "window_warp", "permutation", "drift"]
+OPS = ["jitter", "scaling", "magnitude_warp", "time_warp", "window_slice", "window_warp", "window_warp_or_slice",
+       "permutation", "drift"]
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,7 @@ def test_replay_by_seed_and_key(motions, op):
 @pytest.mark.parametrize("op, options", [
     ("jitter", {"sigma": 0}), ("scaling", {"sigma": 0}), ("magnitude_warp", {"sigma": 0}),
     ("time_warp", {"sigma": 0}), ("window_slice", {"ratio": 1.0}), ("window_warp", {"scales": [1.0]}),
+    ("window_warp_or_slice", {"scales": [1.0], "slice_ratio": 1.0}),
     ("permutation", {"max_segments": 1}), ("drift", {"max_drift": 0}),
 ])
 def test_zero_strength_is_identity(gunpoint, op, options):
@@ -129,6 +131,21 @@ def test_p_applies_the_same_change_to_a_drawn_share_of_samples(motions, op):
     assert torch.equal(part, gated[[300, 7, 123]]) and torch.equal(part_params["applied"], applied[[300, 7, 123]])
     never, params = run(op, x, seed=9, keys=keys, p=0.0)
     assert torch.equal(never, x) and not params["applied"].any()
+
+
+def test_window_warp_or_slice_gives_each_sample_one_of_the_two():
+    """Read off a ramp, the output is the source positions: a sliced sample is one straight stretch of its
+    window (constant slope), a warped one keeps its first and last step and changes slope at its window."""
+    ramp = torch.arange(200, dtype=torch.float64).expand(400, 1, 200).contiguous()
+    out, p = run("window_warp_or_slice", ramp, slice_ratio=0.9, warp_ratio=0.1)
+    sliced, slopes = p["sliced"], out[:, 0].diff(dim=1)
+    assert 0.4 < sliced.float().mean() < 0.6 and "applied" not in p
+    assert torch.allclose(slopes[sliced], torch.full_like(slopes[sliced], 179 / 199))
+    warped = out[~sliced, 0]
+    assert warped[:, 0].eq(0).all() and torch.allclose(warped[:, -1], torch.full((len(warped),), 199.0, dtype=torch.float64))
+    ratio = slopes[~sliced].amax(dim=1) / slopes[~sliced].amin(dim=1)  # the window against the rest: 2 or 1 / 0.5
+    assert torch.allclose(ratio, torch.full_like(ratio, 2.0), rtol=0.01)
+    assert set(p["scale"][~sliced].tolist()) == {0.5, 2.0} and p["scale"][sliced].eq(1).all()
 
 
 def test_window_slice_starts_at_its_window_and_keeps_length(gunpoint):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 
 import torch
@@ -206,6 +207,43 @@ class WindowWarp(_SeriesStep):
         positions = timeseries.window_warp_positions(rng.uniform(self.Draw.START), scale, self.args["ratio"],
                                                      batch.shape[-1])
         return {"scale": scale, "_positions": positions}
+
+    def change(self, x, params):
+        return self.resample(x, params)
+
+
+@register
+class WindowWarpOrSlice(_SeriesStep):
+    """One of window warping or window slicing per sample, each with probability 1/2: the two transforms that
+    helped CNNs most across the UCR archive (Iwana & Uchida 2021), one per sample as the survey applied them."""
+
+    class Draw(Draw):
+        OPERATION = 0
+        APPLIED = 8
+
+    op = "window_warp_or_slice"
+    fields = {
+        "warp_ratio": dataclasses.replace(WindowWarp.fields["ratio"], doc="window_warp's window, a fraction of the series"),
+        "scales": WindowWarp.fields["scales"],
+        "slice_ratio": dataclasses.replace(WindowSlice.fields["ratio"], doc="window_slice's window, a fraction of the series"),
+        "interpolation": _INTERPOLATION,
+        "p": _P,
+    }
+
+    def check(self):
+        self.warp = WindowWarp(f"{self.where} window_warp", ratio=self.args["warp_ratio"], scales=self.args["scales"])
+        self.slice = WindowSlice(f"{self.where} window_slice", ratio=self.args["slice_ratio"])
+
+    def needs_length(self):
+        return self.warp.needs_length()
+
+    def draw_change(self, rng, batch):
+        sliced = rng.index(self.Draw.OPERATION, 2).bool()
+        warp = self.warp.draw_change(rng.fork(1), batch)
+        window = self.slice.draw_change(rng.fork(2), batch)
+        positions = torch.where(sliced[:, None], window["_positions"], warp["_positions"])
+        return {"sliced": sliced, "scale": torch.where(sliced, torch.ones_like(warp["scale"]), warp["scale"]),
+                "_positions": positions}
 
     def change(self, x, params):
         return self.resample(x, params)
