@@ -153,6 +153,7 @@ def _train(args: argparse.Namespace) -> int:
 def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
     from augserve.experiments.series import run_series_experiments
     from augserve.experiments.ucr import RULE, UCR_SETS, rule_sets
+    from augserve.presets import PRESETS
 
     datasets = [chosen for name in datasets for chosen in (rule_sets() if name == RULE else [name])]
     unknown = [name for name in datasets if name not in UCR_SETS and not name.startswith("ucr:")]
@@ -163,13 +164,23 @@ def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        strengths = tuple(float(s) for s in args.strengths.split(","))
+        strengths = tuple(float(s) for s in args.strengths.split(",") if s.strip() and s.strip() != "none")
     except ValueError:
-        print(f"augserve train: --strengths: expected numbers separated by commas, got {args.strengths!r}",
+        print(f"augserve train: --strengths: expected numbers separated by commas or none, got {args.strengths!r}",
               file=sys.stderr)
         return 2
+    presets = tuple(name.strip() for name in args.presets.split(",") if name.strip())
+    unknown = [name for name in presets if name not in PRESETS]
+    if unknown:
+        print(f"augserve train: --presets: unknown {unknown[0]!r}; expected names `augserve pipelines` lists",
+              file=sys.stderr)
+        return 2
+    if not (strengths or presets):
+        print("augserve train: --strengths none and no --presets: nothing to compare with plain", file=sys.stderr)
+        return 2
     summary = run_series_experiments(datasets, out=args.out, seeds=args.seeds or 5, epochs=args.epochs,
-                                     strengths=strengths, workers=args.workers, server=args.server, token=args.token)
+                                     strengths=strengths, presets=presets, workers=args.workers, server=args.server,
+                                     token=args.token)
     print(summary)
     print(f"wrote {args.out}/summary.md, {args.out}/results.json and a <dataset>_curves.png per dataset")
     return 0
@@ -329,8 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-fraction", type=float, default=0.2,
                        help="fraction of digits used for training (default: %(default)s)")
     train.add_argument("--strengths", default="0.5,1,2",
-                       help="series: fixed augmentation strengths to compare with plain and adaptive "
+                       help="series: fixed augmentation strengths to compare with plain and adaptive; none: neither "
                             "(default: %(default)s)")
+    train.add_argument("--presets", default="",
+                       help="series: presets to train with alone, each a configuration of plain's loop and budget on "
+                            "batches that preset augments, e.g. timeseries,timeseries-um (default: none)")
     train.add_argument("--workers", type=int, default=2,
                        help="series, spoken-digits, tables and fortunes: runs side by side (default: %(default)s)")
     train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")

@@ -8,7 +8,7 @@ from PIL import Image
 
 from augserve.client import Client
 from augserve.experiments.digits import run_regularization
-from augserve.experiments.series import verdicts
+from augserve.experiments.series import across_sets, verdicts
 from server_harness import RunningServer
 
 
@@ -49,15 +49,18 @@ def test_training_fed_by_a_server_equals_training_in_process():
 def test_train_on_a_ucr_set_writes_summary_results_and_curves(tmp_path):
     out = tmp_path / "train"
     result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--seeds", "1",
-                             "--epochs", "3", "--strengths", "0.5,2", "--workers", "1", "--out", str(out)],
+                             "--epochs", "3", "--strengths", "0.5,2", "--presets", "timeseries", "--workers", "1",
+                             "--out", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     summary = (out / "summary.md").read_text()
     for words in ("## gunpoint", "| plain |", "| strength 0.5 |", "| strength 2 |", "| adaptive", "published FCN",
-                  "Ismail Fawaz", "- strength 2 beats plain in", "- best fixed strength"):
+                  "Ismail Fawaz", "- strength 2 beats plain in", "- best fixed strength", "| preset timeseries |",
+                  "- preset timeseries beats plain in"):
         assert words in summary
     runs = json.loads((out / "results.json").read_text())
-    assert {r["configuration"] for r in runs} == {"plain", "strength 0.5", "strength 2", "adaptive"}
+    assert {r["configuration"] for r in runs} == {"plain", "strength 0.5", "strength 2", "adaptive",
+                                                  "preset timeseries"}
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["epochs"] <= 3 for r in runs)
     assert (out / "gunpoint_curves.png").stat().st_size > 10_000
 
@@ -74,6 +77,18 @@ def test_verdicts_count_wins_and_ties_seed_by_seed():
                         "+11.7 from strength 1)")
 
 
+def test_across_sets_counts_sets_a_configuration_wins_on_by_its_seed_mean():
+    accuracy = {("a", "plain"): [0.5, 0.7], ("a", "preset timeseries"): [0.7, 0.6],
+                ("b", "plain"): [0.9, 0.9], ("b", "preset timeseries"): [0.8, 0.9]}
+    runs = [{"dataset": name, "seed": seed, "configuration": config, "test_accuracy": value}
+            for (name, config), values in accuracy.items() for seed, value in enumerate(values)]
+    lines = across_sets(runs, ["a", "b"], ["plain", "preset timeseries"])
+    assert lines[2:] == ["| a | 60.0 | 65.0 |", "| b | 90.0 | 85.0 |", "| **mean difference from plain** | | +0.0 |",
+                         "| **sets better than plain** | | 1 of 2 |"]
+    assert verdicts([r for r in runs if r["dataset"] == "a"], ["plain", "preset timeseries"]) == [
+        "- preset timeseries beats plain in 1 of 2 seeds, by +5.0 points on average"]
+
+
 def test_train_refuses_an_unknown_dataset():
     result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "arrowhed"],
                             capture_output=True, text=True, timeout=300)
@@ -82,3 +97,6 @@ def test_train_refuses_an_unknown_dataset():
                              "0.5,11"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "strength: expected a number in [0, 10], got 11.0" in result.stderr
     assert "training runs" not in result.stderr  # refused before any work
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--presets",
+                             "imagenet-randaug"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "'imagenet-randaug' is for image data, not series" in result.stderr

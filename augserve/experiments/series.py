@@ -74,18 +74,31 @@ def _loader(dataset, shuffle: bool, seed: int, batch_size: int) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
 
 
-def configurations(strengths: tuple[float, ...]) -> list[str]:
-    return ["plain", *(f"strength {s:g}" for s in strengths), "adaptive"]
+PRESET = "preset "  # a configuration "preset <name>": plain's loop and budget, the batches augmented by <name> alone
+
+
+def configurations(strengths: tuple[float, ...], presets: tuple[str, ...] = ()) -> list[str]:
+    """plain; the regularized recipe at each strength and adaptively (none without strengths); each preset alone."""
+    regularized = [*(f"strength {s:g}" for s in strengths), "adaptive"] if strengths else []
+    return ["plain", *regularized, *(f"{PRESET}{name}" for name in presets)]
+
+
+def _augmenter(server: str | None, token: str | None):
+    if not server:
+        return InProcessAugmenter()
+    from augserve.client import Client
+
+    return Client(server, token=token)
 
 
 def run_series(name: str, seed: int, configuration: str, *, epochs: int | None = None, recipe: Recipe = RECIPE,
                server: str | None = None, token: str | None = None) -> dict:
-    """One run: ``configuration`` is 'plain', 'strength S' or 'adaptive'; ``epochs`` caps the recipe's
-    budget. Returns accuracies and history."""
+    """One run: ``configuration`` is 'plain', 'strength S', 'adaptive' or 'preset <name>'; ``epochs`` caps the
+    recipe's budget. Returns accuracies and history."""
     torch.set_num_threads(1)  # runs go side by side, one per core
     split = load_ucr(name)
     fit, val = validation_split(split.train, recipe.validation_fraction, seed)
-    regularized = configuration != "plain"
+    regularized = configuration != "plain" and not configuration.startswith(PRESET)
     torch.manual_seed(seed)
     model = fcn(split.channels, split.num_classes, width=recipe.width, dropout=recipe.dropout if regularized else 0.0)
     optimizer = torch.optim.AdamW(param_groups(model, recipe.weight_decay if regularized else 0.0),
@@ -100,11 +113,7 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
 
     callbacks, adaptive = [], None
     if regularized:
-        augmenter = InProcessAugmenter()
-        if server:
-            from augserve.client import Client
-
-            augmenter = Client(server, token=token)
+        augmenter = _augmenter(server, token)
         strength = None if configuration == "adaptive" else float(configuration.split()[1])
         train = RemoteAugment(loader(IndexedDataset(fit), True), augmenter, list(recipe.pipeline), seed=seed,
                               num_classes=split.num_classes, strength=strength)
@@ -117,10 +126,13 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
                           callbacks=callbacks, progress=False)
     else:
         train = loader(fit, True)
+        if configuration.startswith(PRESET):
+            train = RemoteAugment(loader(IndexedDataset(fit), True), _augmenter(server, token),
+                                  configuration.removeprefix(PRESET), seed=seed, num_classes=split.num_classes)
         trainer = Trainer(model, optimizer, SoftTargetCrossEntropy(), device="cpu", scheduler=scheduler, progress=False)
     # seed 0's runs are drawn as curves: they also score the clean fit series after every epoch
     history = trainer.fit(train, loader(val), epochs=epochs, train_eval=loader(fit) if seed == 0 else None)
-    history.augmented = regularized
+    history.augmented = configuration != "plain"
     _, train_accuracy = trainer.evaluate(loader(fit))
     _, test_accuracy = trainer.evaluate(loader(split.test))
     return {"dataset": name, "seed": seed, "configuration": configuration, "epochs": len(history.records),
@@ -149,8 +161,8 @@ def dataset_table(split: SeriesSplit, runs: list[dict], configs: list[str]) -> l
 
 
 def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
-    """The goals, read off the runs of one dataset: each fixed strength against plain, seed by seed, and
-    adaptive against the best fixed strength (and strength 1 when it ran)."""
+    """The goals, read off the runs of one dataset: each fixed strength and preset against plain, seed by seed,
+    and adaptive against the best fixed strength (and strength 1 when it ran)."""
     def accuracies(config: str) -> list[float]:
         return [r["test_accuracy"] for r in sorted(runs, key=lambda r: r["seed"]) if r["configuration"] == config]
 
@@ -164,29 +176,52 @@ def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
                 f"{f' ({ties} tied)' if ties else ''}, by {100 * (mean(config) - mean('plain')):+.1f} points on average")
 
     plain, fixed = accuracies("plain"), [c for c in configs if c.startswith("strength")]
-    lines = [against_plain(config) for config in fixed]
-    best = max(fixed, key=mean)
-    against_one = f", {100 * (mean('adaptive') - mean('strength 1')):+.1f} from strength 1" \
-        if "strength 1" in fixed else ""
-    lines.append(f"- best fixed strength: {best} ({100 * mean(best):.1f}%); adaptive {100 * mean('adaptive'):.1f}% "
-                 f"({100 * (mean('adaptive') - mean(best)):+.1f} points from it{against_one})")
+    lines = [against_plain(config) for config in configs if config.startswith(("strength", PRESET))]
+    if fixed:
+        best = max(fixed, key=mean)
+        against_one = f", {100 * (mean('adaptive') - mean('strength 1')):+.1f} from strength 1" \
+            if "strength 1" in fixed else ""
+        lines.append(f"- best fixed strength: {best} ({100 * mean(best):.1f}%); adaptive {100 * mean('adaptive'):.1f}% "
+                     f"({100 * (mean('adaptive') - mean(best)):+.1f} points from it{against_one})")
+    return lines
+
+
+def across_sets(runs: list[dict], datasets: list[str], configs: list[str]) -> list[str]:
+    """Mean test accuracy per set and configuration, then what each configuration did against plain over the
+    sets: its mean difference and on how many sets its mean was higher."""
+    def mean(name: str, config: str) -> float:
+        return 100 * statistics.mean(r["test_accuracy"] for r in runs
+                                     if r["dataset"] == name and r["configuration"] == config)
+
+    lines = [f"| set | {' | '.join(configs)} |", f"|---|{'---:|' * len(configs)}"]
+    lines += [f"| {name} | {' | '.join(f'{mean(name, c):.1f}' for c in configs)} |" for name in datasets]
+    differences = {c: [mean(name, c) - mean(name, "plain") for name in datasets] for c in configs}
+    others = [c for c in configs if c != "plain"]
+    lines.append(f"| **mean difference from plain** | | {' | '.join(f'{statistics.mean(differences[c]):+.1f}' for c in others)} |")
+    lines.append(f"| **sets better than plain** | | "
+                 f"{' | '.join(f'{sum(d > 0 for d in differences[c])} of {len(datasets)}' for c in others)} |")
     return lines
 
 
 def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
-                           strengths: tuple[float, ...] = (0.5, 1.0, 2.0), workers: int = 2, recipe: Recipe = RECIPE,
-                           server: str | None = None, token: str | None = None, progress: bool = True) -> str:
-    """Every dataset x configuration x seed, ``workers`` runs at a time; writes summary.md, results.json and
-    one learning-curve PNG per dataset under ``out``; returns the summary."""
+                           strengths: tuple[float, ...] = (0.5, 1.0, 2.0), presets: tuple[str, ...] = (), workers: int = 2,
+                           recipe: Recipe = RECIPE, server: str | None = None, token: str | None = None,
+                           progress: bool = True) -> str:
+    """Every dataset x configuration x seed, ``workers`` runs at a time; writes summary.md, results.json (as each
+    run finishes, so an interrupted run keeps what it finished) and one learning-curve PNG per dataset under
+    ``out``; returns the summary."""
     from tqdm import tqdm
 
-    if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1 or not strengths:
-        raise ValueError(f"expected --seeds >= 1, --epochs >= 1, --workers >= 1 and at least one strength, "
-                         f"got {seeds}, {epochs}, {workers}, {strengths}")
+    if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1 or not (strengths or presets):
+        raise ValueError(f"expected --seeds >= 1, --epochs >= 1, --workers >= 1 and a strength or a preset, "
+                         f"got {seeds}, {epochs}, {workers}, {strengths}, {presets}")
     splits = {name: load_ucr(name) for name in datasets}  # refuses unknown names before any work
     for strength in strengths:  # and strengths the pipeline cannot take
         Pipeline.from_spec(list(recipe.pipeline)).at_strength(strength)
-    configs = configurations(strengths)
+    for name in presets:  # and presets that are not for series
+        if Pipeline.from_spec(name).modality != "timeseries":
+            raise ValueError(f"preset {name!r} is for {Pipeline.from_spec(name).modality} data, not series")
+    configs = configurations(strengths, presets)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(name, seed, config) for name in datasets for seed in range(seeds) for config in configs]
@@ -194,10 +229,12 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = [pool.submit(run_series, name, seed, config, epochs=epochs, recipe=recipe, server=server, token=token)
                    for name, seed, config in jobs]
-        runs = [future.result() for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
-                                                   desc="training runs", disable=not progress)]
-    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
-                                                 indent=1))  # first: the runs are kept whatever comes after
+        runs = []
+        for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="training runs",
+                           disable=not progress):
+            runs.append(future.result())
+            (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"}
+                                                          for r in runs], indent=1))
     adaptive = ", ".join(f"{key}={value}" for key, value in recipe.adaptive)
     budget = f"at most {epochs} epochs" if epochs else f"{recipe.steps} optimizer steps (the epochs column)"
     lines = [f"# augserve train: {', '.join(datasets)}, {seeds_text(seeds)}", "",
@@ -205,19 +242,25 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
              f"{recipe.validation_fraction:.0%} of the training set (stratified, per seed) is the validation split, "
              f"the rest is fit on. Every run: AdamW (lr {recipe.learning_rate:g}, batch {recipe.batch_size}), "
              f"{budget}, warmup then cosine decay to 0. plain: no decay, nothing else, the whole budget. "
-             f"regularized: augmentation {'from the server at ' + server if server else 'in process'} "
+             + (f"regularized: augmentation {'from the server at ' + server if server else 'in process'} "
              f"(`{json.dumps(list(recipe.pipeline))}` at the strength named), decay {recipe.weight_decay:g} on "
              f"conv/linear weights, dropout {recipe.dropout:g} before the classifier, label smoothing "
              f"{recipe.label_smoothing:g}, early stopping on validation loss (patience {recipe.patience:.0%} of the "
              "budget; the last weights are kept: on validation splits of 9 to 50 series the best-loss epoch is "
              f"mostly noise). adaptive: regularized with `AdaptiveStrength({adaptive})` (the gap read from the "
-             "training batches), the same setting for every dataset. Accuracies in %; test on the archive's test "
-             "split; train on the fit part, unaugmented; epochs as run (early stopping ends some sooner).", "",
+             "training batches), the same setting for every dataset. " if strengths else "")
+             + "Accuracies in %; test on the archive's test split; train on the fit part, unaugmented; epochs as "
+             "run (early stopping ends some sooner)."
+             + (" preset <name>: plain's loop and budget (no decay, dropout, smoothing or early stopping) on batches "
+                "augmented by that preset alone." if presets else ""), "",
              f"Published accuracy: {PUBLISHED_SOURCE}.", ""]
+    if len(datasets) > 1:
+        lines += ["## Across the sets (test accuracy %, mean of the seeds)", "", *across_sets(runs, datasets, configs),
+                  ""]
     for name in datasets:
         chosen = [r for r in runs if r["dataset"] == name]
         split, picture = splits[name], f"{name.replace(':', '-')}_curves.png"  # ucr:<Name>: no colon in a file name
-        curves: dict[str, History] = {config: r["history"] for config in ("plain", "strength 1", "adaptive")
+        curves: dict[str, History] = {config: r["history"] for config in ("plain", "strength 1", "adaptive", *(PRESET + p for p in presets))
                                       for r in chosen if r["seed"] == 0 and r["configuration"] == config}
         plot_learning_curves(curves, out / picture, f"{name}, seed 0: {', '.join(curves)}")
         lines += [f"## {name} ({len(split.train)} train / {len(split.test)} test, {split.num_classes} classes, "
