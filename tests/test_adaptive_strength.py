@@ -58,10 +58,10 @@ def test_by_default_the_gap_is_read_from_the_training_batches_as_ada_does():
     callback = AdaptiveStrength(carrier, target_gap=0.05, step=0.1, ema=0.0)
     record = EpochRecord(0, 1.0, 0.9, 1.0, 0.7)  # augmented batches 90%, validation 70%: overfitting, go up
     callback(None, record)
-    assert record.gap == pytest.approx(0.2) and carrier.strength == pytest.approx(1.1)
+    assert record.signal == pytest.approx(0.2) and carrier.strength == pytest.approx(1.1)
     record = EpochRecord(1, 1.0, 0.6, 1.0, 0.7)  # the augmented batches are now harder than unseen data: go down
     callback(None, record)
-    assert record.gap == pytest.approx(-0.1) and record.strength == pytest.approx(1.1)
+    assert record.signal == pytest.approx(-0.1) and record.strength == pytest.approx(1.1)
     assert carrier.strength == pytest.approx(1.0)
 
 
@@ -72,7 +72,51 @@ def test_the_gap_is_smoothed_so_one_noisy_epoch_does_not_flip_the_direction():
         _epoch(callback, 1.0, 0.6, epoch)  # gap 0.4
     before = carrier.strength
     record = _epoch(callback, 1.0, 1.0, 5)  # one epoch with no gap: smoothed 0.8 * ~0.4 stays above target
-    assert record.gap > 0.1 and carrier.strength == pytest.approx(before + 0.1)
+    assert record.signal > 0.1 and carrier.strength == pytest.approx(before + 0.1)
+
+
+class _ViewsTrainer:
+    """Scores views the harder the stronger they are: accuracy 1 - strength / 4 at any pass."""
+
+    def __init__(self, views):
+        self.views, self.passes = views, 0
+
+    def evaluate(self, loader):
+        assert loader is self.views
+        self.passes += 1
+        return 0.0, 1.0 - loader.strength / 4
+
+
+def test_on_augmented_validation_views_the_strength_settles_at_the_target_ratio():
+    """Clean validation 0.8; views at strength s score 1 - s/4, a ratio of (1 - s/4) / 0.8: 0.75 at s = 1.6. The
+    strength climbs by fixed steps until the ratio falls below the target, then steps around that point."""
+    carrier, views = _Carrier(), _Carrier()
+    callback = AdaptiveStrength(carrier, views=views, target_ratio=0.75, passes=3, step=0.1, start=0.0,
+                                limits=(0.0, 3.0), ema=0.0)
+    trainer = _ViewsTrainer(views)
+    records = [EpochRecord(epoch, 1.0, 1.0, 1.0, 0.8) for epoch in range(40)]
+    for record in records:
+        callback(trainer, record)
+    used = [r.strength for r in records]
+    assert used[:3] == pytest.approx([0.0, 0.1, 0.2]) and trainer.passes == 3 * 40
+    assert all(1.5 <= s <= 1.75 for s in used[20:])  # around 1.6, never at a limit
+    assert records[0].signal == pytest.approx(1.25) and records[0].signal_name.startswith("augmented")
+    assert views.strength == pytest.approx(used[-1])  # the views were drawn at the strength just trained with
+
+
+def test_nothing_recognized_on_validation_reads_as_no_signal_to_lower_the_strength():
+    carrier, views = _Carrier(), _Carrier()
+    callback = AdaptiveStrength(carrier, views=views, target_ratio=0.5, step=0.1, start=1.0, ema=0.0)
+    record = EpochRecord(0, 1.0, 1.0, 1.0, 0.0)
+    callback(_ViewsTrainer(views), record)
+    assert record.signal == 1.0 and carrier.strength == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize("kwargs", [{"views": [], "target_ratio": 1.0}, {"views": [], "passes": 0},
+                                    {"views": [], "clean_train": []}])
+def test_bad_view_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match="expected views"):
+        AdaptiveStrength(_Carrier(), **kwargs)
 
 
 @pytest.mark.parametrize("kwargs", [{"target_gap": -2.0}, {"step": 0}, {"start": 4.0}, {"ema": 1.0},
@@ -90,7 +134,7 @@ def test_with_the_trainer_in_process_the_strength_is_used_recorded_and_plotted(t
     assert strengths[0] == setting["start"] and all(low <= s <= high for s in strengths)
     assert all(abs(b - a) == pytest.approx(setting["step"]) or b in (low, high)  # a step, or held at a limit
                for a, b in zip(strengths, strengths[1:]))
-    assert all(r.gap is not None for r in history.records)
+    assert all(r.signal is not None for r in history.records)
     path = plot_learning_curves({"adaptive": history}, tmp_path / "curves.png")
     assert path.stat().st_size > 10_000
 

@@ -56,11 +56,12 @@ def test_train_on_a_ucr_set_writes_summary_results_and_curves(tmp_path):
     summary = (out / "summary.md").read_text()
     for words in ("## gunpoint", "| plain |", "| strength 0.5 |", "| strength 2 |", "| adaptive", "published FCN",
                   "Ismail Fawaz", "- strength 2 beats plain in", "- best fixed strength", "| preset timeseries |",
-                  "- preset timeseries beats plain in"):
+                  "- preset timeseries beats plain in", "| adaptive views (mean strength", "- adaptive views"):
         assert words in summary
     runs = json.loads((out / "results.json").read_text())
-    assert {r["configuration"] for r in runs} == {"plain", "strength 0.5", "strength 2", "adaptive",
+    assert {r["configuration"] for r in runs} == {"plain", "strength 0.5", "strength 2", "adaptive", "adaptive views",
                                                   "preset timeseries"}
+    assert all(0 <= r["at_limit"] <= 1 for r in runs if r["configuration"].startswith("adaptive"))
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["epochs"] <= 3 for r in runs)
     assert (out / "gunpoint_curves.png").stat().st_size > 10_000
 
@@ -75,6 +76,11 @@ def test_verdicts_count_wins_and_ties_seed_by_seed():
     assert lines[1] == "- strength 1 beats plain in 0 of 3 seeds, by -10.0 points on average"
     assert lines[2] == ("- best fixed strength: strength 0.5 (86.7%); adaptive 85.0% (-1.7 points from it, "
                         "+11.7 from strength 1)")
+    views = [{"seed": seed, "configuration": "adaptive views", "test_accuracy": value, "at_limit": at_limit}
+             for seed, (value, at_limit) in enumerate([(0.895, 0.02), (0.7, 0.3), (0.98, 0.0)])]
+    lines = verdicts(runs + views, ["plain", "strength 0.5", "strength 1", "adaptive", "adaptive views"])
+    assert lines[3] == ("- adaptive views 85.8% (-0.8 points from strength 0.5), no more than 1 point below it in "
+                        "2 of 3 seeds; at a strength limit for at most 30% of a run's epochs")
 
 
 def test_across_sets_counts_sets_a_configuration_wins_on_by_its_seed_mean():

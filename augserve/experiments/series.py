@@ -61,6 +61,9 @@ class Recipe:
     # cut sooner keeps weights the cosine schedule has not annealed yet
     validation_fraction: float = 0.25
     adaptive: tuple = (("target_gap", 0.1), ("step", 0.02), ("start", 0.0), ("limits", (0.0, 2.0)), ("ema", 0.8))
+    # "adaptive views": the strength at which augmented validation views score this share of the clean ones
+    adaptive_views: tuple = (("target_ratio", 0.9), ("passes", 4), ("step", 0.02), ("start", 0.0),
+                             ("limits", (0.0, 2.0)), ("ema", 0.8))
 
     def epochs(self, samples: int) -> int:
         """The epoch budget for a fit set of ``samples``: ``steps`` optimizer steps."""
@@ -74,12 +77,14 @@ def _loader(dataset, shuffle: bool, seed: int, batch_size: int) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
 
 
+ADAPTIVE = ("adaptive", "adaptive views")  # AdaptiveStrength on the gap, and on augmented validation views
+VIEW_SEED = 1 << 40  # added to a run's seed for its validation views
 PRESET = "preset "  # a configuration "preset <name>": plain's loop and budget, the batches augmented by <name> alone
 
 
 def configurations(strengths: tuple[float, ...], presets: tuple[str, ...] = ()) -> list[str]:
     """plain; the regularized recipe at each strength and adaptively (none without strengths); each preset alone."""
-    regularized = [*(f"strength {s:g}" for s in strengths), "adaptive"] if strengths else []
+    regularized = [*(f"strength {s:g}" for s in strengths), *ADAPTIVE] if strengths else []
     return ["plain", *regularized, *(f"{PRESET}{name}" for name in presets)]
 
 
@@ -93,8 +98,8 @@ def _augmenter(server: str | None, token: str | None):
 
 def run_series(name: str, seed: int, configuration: str, *, epochs: int | None = None, recipe: Recipe = RECIPE,
                server: str | None = None, token: str | None = None) -> dict:
-    """One run: ``configuration`` is 'plain', 'strength S', 'adaptive' or 'preset <name>'; ``epochs`` caps the
-    recipe's budget. Returns accuracies and history."""
+    """One run: ``configuration`` is 'plain', 'strength S', 'adaptive', 'adaptive views' or 'preset <name>';
+    ``epochs`` caps the recipe's budget. Returns accuracies and history."""
     torch.set_num_threads(1)  # runs go side by side, one per core
     split = load_ucr(name)
     fit, val = validation_split(split.train, recipe.validation_fraction, seed)
@@ -114,12 +119,16 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
     callbacks, adaptive = [], None
     if regularized:
         augmenter = _augmenter(server, token)
-        strength = None if configuration == "adaptive" else float(configuration.split()[1])
+        strength = None if configuration in ADAPTIVE else float(configuration.split()[1])
         train = RemoteAugment(loader(IndexedDataset(fit), True), augmenter, list(recipe.pipeline), seed=seed,
                               num_classes=split.num_classes, strength=strength)
         if configuration == "adaptive":
             adaptive = AdaptiveStrength(train, **dict(recipe.adaptive))
-            callbacks.append(adaptive)
+        elif configuration == "adaptive views":  # other draws than training's: the seed's second stream
+            views = RemoteAugment(loader(IndexedDataset(val)), augmenter, list(recipe.pipeline),
+                                  seed=seed + VIEW_SEED, num_classes=split.num_classes)
+            adaptive = AdaptiveStrength(train, views=views, **dict(recipe.adaptive_views))
+        callbacks += [adaptive] if adaptive else []
         trainer = Trainer(model, optimizer, SoftTargetCrossEntropy(label_smoothing=recipe.label_smoothing),
                           device="cpu", scheduler=scheduler,
                           early_stopping=EarlyStopping(max(1, round(recipe.patience * epochs)), restore_best=False),
@@ -138,6 +147,7 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
     return {"dataset": name, "seed": seed, "configuration": configuration, "epochs": len(history.records),
             "train_accuracy": train_accuracy, "test_accuracy": test_accuracy, "gap": train_accuracy - test_accuracy,
             "mean_strength": None if adaptive is None else statistics.mean(s for s, _ in adaptive.history),
+            "at_limit": None if adaptive is None else statistics.mean(s in adaptive.limits for s, _ in adaptive.history),
             "history": history}
 
 
@@ -148,7 +158,7 @@ def dataset_table(split: SeriesSplit, runs: list[dict], configs: list[str]) -> l
     for config in configs:
         chosen = sorted((r for r in runs if r["configuration"] == config), key=lambda r: r["seed"])
         strengths = ""
-        if config == "adaptive":
+        if config in ADAPTIVE:
             strengths = f" (mean strength {statistics.mean(r['mean_strength'] for r in chosen):.2f})"
         per_seed = " ".join(f"{100 * r['test_accuracy']:.1f}" for r in chosen)
         lines.append(f"| {config}{strengths} | {percent_mean_sd([r['test_accuracy'] for r in chosen])} | {per_seed} | "
@@ -183,6 +193,13 @@ def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
             if "strength 1" in fixed else ""
         lines.append(f"- best fixed strength: {best} ({100 * mean(best):.1f}%); adaptive {100 * mean('adaptive'):.1f}% "
                      f"({100 * (mean('adaptive') - mean(best)):+.1f} points from it{against_one})")
+        if "adaptive views" in configs:
+            near = sum(a >= b - 0.01 for a, b in zip(accuracies("adaptive views"), accuracies(best)))
+            at_limit = max(r["at_limit"] for r in runs if r["configuration"] == "adaptive views")
+            lines.append(f"- adaptive views {100 * mean('adaptive views'):.1f}% "
+                         f"({100 * (mean('adaptive views') - mean(best)):+.1f} points from {best}), no more than 1 "
+                         f"point below it in {near} of {seeds_text(len(plain))}; at a strength limit for at most "
+                         f"{at_limit:.0%} of a run's epochs")
     return lines
 
 
@@ -235,7 +252,8 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
             runs.append(future.result())
             (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"}
                                                           for r in runs], indent=1))
-    adaptive = ", ".join(f"{key}={value}" for key, value in recipe.adaptive)
+    adaptive, views = (", ".join(f"{key}={value}" for key, value in setting)
+                       for setting in (recipe.adaptive, recipe.adaptive_views))
     budget = f"at most {epochs} epochs" if epochs else f"{recipe.steps} optimizer steps (the epochs column)"
     lines = [f"# augserve train: {', '.join(datasets)}, {seeds_text(seeds)}", "",
              f"FCN ({recipe.width}-{2 * recipe.width}-{recipe.width} filters) on each set's own train/test split; "
@@ -248,7 +266,10 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
              f"{recipe.label_smoothing:g}, early stopping on validation loss (patience {recipe.patience:.0%} of the "
              "budget; the last weights are kept: on validation splits of 9 to 50 series the best-loss epoch is "
              f"mostly noise). adaptive: regularized with `AdaptiveStrength({adaptive})` (the gap read from the "
-             "training batches), the same setting for every dataset. " if strengths else "")
+             "training batches), the same setting for every dataset. adaptive views: regularized with "
+             f"`AdaptiveStrength(views=..., {views})`: the signal is accuracy on augmented views of the validation "
+             "split (at the strength just trained with, other draws each pass) over clean validation accuracy. "
+             if strengths else "")
              + "Accuracies in %; test on the archive's test split; train on the fit part, unaugmented; epochs as "
              "run (early stopping ends some sooner)."
              + (" preset <name>: plain's loop and budget (no decay, dropout, smoothing or early stopping) on batches "
@@ -260,7 +281,7 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
     for name in datasets:
         chosen = [r for r in runs if r["dataset"] == name]
         split, picture = splits[name], f"{name.replace(':', '-')}_curves.png"  # ucr:<Name>: no colon in a file name
-        curves: dict[str, History] = {config: r["history"] for config in ("plain", "strength 1", "adaptive", *(PRESET + p for p in presets))
+        curves: dict[str, History] = {config: r["history"] for config in ("plain", "strength 1", *ADAPTIVE, *(PRESET + p for p in presets))
                                       for r in chosen if r["seed"] == 0 and r["configuration"] == config}
         plot_learning_curves(curves, out / picture, f"{name}, seed 0: {', '.join(curves)}")
         lines += [f"## {name} ({len(split.train)} train / {len(split.test)} test, {split.num_classes} classes, "

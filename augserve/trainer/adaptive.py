@@ -1,18 +1,23 @@
-"""Augmentation strength that follows the generalization gap (the idea of StyleGAN2-ADA, Karras et al. 2020).
+"""Augmentation strength that follows a signal of overfitting (the idea of StyleGAN2-ADA, Karras et al. 2020).
 
 ADA raises its augmentation probability while the discriminator overfits, read from a signal on
-its training batches, and lowers it while it does not. ``AdaptiveStrength`` does the same for a
-classifier's pipeline: after every epoch it reads how far accuracy on the training batches (as
-augmented) runs ahead of validation accuracy, and moves the pipeline's ``strength`` (see
-``Pipeline.at_strength``) one step towards the target. The signal limits itself where stronger
-augmentation makes the training batches harder to fit: the strength settles where the model fits
-its augmented data about as well as unseen data. Where the model fits them as well at any strength
-(a small CNN given 200 epochs on 900 images), the gap stays above a target it cannot reach and the
-strength climbs to ``limits[1]``: set that to the strongest pipeline you would train with.
+its training batches, and lowers it while it does not, by fixed-size steps. ``AdaptiveStrength``
+does the same for a classifier's pipeline, moving its ``strength`` (see ``Pipeline.at_strength``)
+one step towards a target after every epoch, on one of two signals:
+
+- the gap (default): accuracy on the training batches (as augmented) minus validation accuracy.
+  It limits itself only where stronger augmentation makes the training batches harder to fit;
+  a model that fits them at any strength (a small CNN given 200 epochs on 900 images) keeps a gap
+  above any target it can reach, and the strength climbs to ``limits[1]``.
+- views: accuracy on augmented views of the validation images over accuracy on the clean ones.
+  Stronger augmentation lowers it and the model never trains on those images, so it cannot
+  memorize them: any target in (0, 1) is reachable, and the strength settles where augmented
+  views are recognized ``target_ratio`` as well as clean ones.
 """
 
 from __future__ import annotations
 
+import statistics
 from typing import Iterable
 
 
@@ -20,36 +25,57 @@ class AdaptiveStrength:
     """``Trainer(..., callbacks=[AdaptiveStrength(augment, target_gap=0.05)])``.
 
     ``augment`` carries the strength: ``RemoteAugment``, ``RemoteDataset`` or anything with a
-    ``strength`` attribute read at the start of each epoch. Each epoch the gap is training accuracy
+    ``strength`` attribute read at the start of each epoch. The gap signal is training accuracy
     minus validation accuracy: on the epoch's (augmented) training batches, or with
     ``clean_train`` on that loader without augmentation (``trainer.evaluate``: the classic
-    generalization gap), smoothed as ``ema`` * previous + (1 - ``ema``) * new. The strength rises by
-    ``step`` when the smoothed gap is above ``target_gap`` and falls by ``step`` when below, within
-    ``limits``. Each epoch's record gets the strength it was trained with (``record.strength``) and
-    the gap read (``record.gap``).
+    generalization gap). The views signal, chosen by passing ``views`` (the validation data
+    augmented as training is, e.g. a ``RemoteAugment`` over the validation loader; its strength
+    is set to the one just trained with), is the mean accuracy of ``passes`` passes over it (each
+    pass draws new views) divided by the epoch's clean validation accuracy. Either is smoothed as
+    ``ema`` * previous + (1 - ``ema``) * new; the strength rises by ``step`` while the smoothed
+    signal is above its target (``target_gap``, ``target_ratio``) and falls by ``step`` while it
+    is below, within ``limits``. Each epoch's record gets the strength it was trained with
+    (``record.strength``) and the smoothed signal (``record.signal``).
     """
 
     def __init__(self, augment, target_gap: float = 0.05, *, clean_train: Iterable | None = None,
-                 step: float = 0.05, start: float = 1.0, limits: tuple[float, float] = (0.0, 3.0), ema: float = 0.5):
+                 views: Iterable | None = None, target_ratio: float = 0.9, passes: int = 4, step: float = 0.05,
+                 start: float = 1.0, limits: tuple[float, float] = (0.0, 3.0), ema: float = 0.5):
         low, high = limits
         if not 0.0 <= low <= start <= high or step <= 0 or not 0.0 <= ema < 1.0 or not -1.0 <= target_gap <= 1.0:
             raise ValueError(f"expected 0 <= limits[0] <= start <= limits[1], step > 0, 0 <= ema < 1 and "
                              f"target_gap in [-1, 1]; got limits {limits}, start {start}, step {step}, ema {ema}, "
                              f"target_gap {target_gap}")
-        self.augment, self.target_gap, self.clean_train = augment, target_gap, clean_train
-        self.step, self.limits, self.ema = step, (low, high), ema
-        self.gap: float | None = None
-        self.history: list[tuple[float, float]] = []  # (strength trained with, smoothed gap) per epoch
+        if views is not None and (clean_train is not None or not 0.0 < target_ratio < 1.0 or passes < 1):
+            raise ValueError(f"expected views without clean_train (they are two signals), target_ratio in (0, 1) "
+                             f"and passes >= 1; got target_ratio {target_ratio}, passes {passes}")
+        self.augment, self.clean_train, self.views = augment, clean_train, views
+        self.target = target_gap if views is None else target_ratio
+        self.passes, self.step, self.limits, self.ema = passes, step, (low, high), ema
+        self.signal: float | None = None
+        self.history: list[tuple[float, float]] = []  # (strength trained with, smoothed signal) per epoch
         augment.strength = start
+
+    @property
+    def signal_name(self) -> str:
+        """What ``signal`` reads, for plots and tables."""
+        return "gap" if self.views is None else "augmented / clean validation accuracy"
+
+    def _reading(self, trainer, record) -> float:
+        if self.views is None:
+            train = record.train_accuracy if self.clean_train is None else trainer.evaluate(self.clean_train)[1]
+            return train - record.val_accuracy
+        self.views.strength = self.augment.strength
+        augmented = statistics.mean(trainer.evaluate(self.views)[1] for _ in range(self.passes))
+        return augmented / record.val_accuracy if record.val_accuracy > 0 else 1.0  # nothing recognized: no signal
 
     def __call__(self, trainer, record) -> None:
         if record.val_accuracy is None:
             raise ValueError("AdaptiveStrength needs a validation loader: Trainer.fit(train, val, ...)")
-        train_accuracy = record.train_accuracy if self.clean_train is None else trainer.evaluate(self.clean_train)[1]
-        gap = train_accuracy - record.val_accuracy
-        self.gap = gap if self.gap is None else self.ema * self.gap + (1.0 - self.ema) * gap
+        reading = self._reading(trainer, record)
+        self.signal = reading if self.signal is None else self.ema * self.signal + (1.0 - self.ema) * reading
         used = self.augment.strength
-        record.strength, record.gap = used, self.gap
-        self.history.append((used, self.gap))
-        direction = 1.0 if self.gap > self.target_gap else -1.0
+        record.strength, record.signal, record.signal_name = used, self.signal, self.signal_name
+        self.history.append((used, self.signal))
+        direction = 1.0 if self.signal > self.target else -1.0
         self.augment.strength = min(max(used + direction * self.step, self.limits[0]), self.limits[1])

@@ -23,7 +23,8 @@ class EpochRecord:
     val_accuracy: float | None = None
     lr: float | None = None
     strength: float | None = None  # augmentation strength trained with, when a callback sets one
-    gap: float | None = None  # the generalization gap that callback read
+    signal: float | None = None  # what that callback read (smoothed), and what it is
+    signal_name: str | None = None
     train_clean_loss: float | None = None  # the training data unaugmented, scored after the epoch (``train_eval``)
     train_clean_accuracy: float | None = None
 
@@ -131,8 +132,9 @@ def curve_series(histories: dict[str, History]) -> list[dict]:
         if history.has("strength"):
             series.append({"run": name, "series": "strength", "metric": "strength", "epoch": epochs,
                            "values": history.column("strength").tolist(), "kept_epoch": kept})
-            series.append({"run": name, "series": "gap read by AdaptiveStrength (smoothed)", "metric": "strength",
-                           "epoch": epochs, "values": history.column("gap").tolist(), "kept_epoch": kept})
+            series.append({"run": name, "series": f"{history.records[0].signal_name} read by AdaptiveStrength "
+                           "(smoothed)", "metric": "strength", "epoch": epochs,
+                           "values": history.column("signal").tolist(), "kept_epoch": kept})
     return series
 
 
