@@ -81,7 +81,8 @@ def rows(sizes: list[int], image_side: int) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """``augserve device-counts``: ``args.sizes`` (comma-separated batch sizes), ``args.image_side``, ``args.out``."""
     sizes = [int(size) for size in args.sizes.split(",")]
-    lines = [f"Images 3x{args.image_side}x{args.image_side} uint8, spectrograms 80x300, series 3x500; copies to "
+    lines = [f"Images 3x{args.image_side}x{args.image_side} uint8, spectrograms 80x300, series 3x500, waveforms 1 s at "
+             "16 kHz, tables of 30 columns; copies to "
              "the device: the batch, its labels and one buffer of every draw.", "", *rows(sizes, args.image_side)]
     print("\n".join(lines))
     if args.out:
