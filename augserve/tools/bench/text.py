@@ -107,6 +107,9 @@ def _textaugment_eda():
 
 
 def _nlpaug_engines(sentences: list[str]) -> dict[str, list[Engine]]:
+    if importlib.util.find_spec("nlpaug") is None:
+        print("bench: nlpaug is not installed (pip install 'augserve[bench]'): its rows are left out", file=sys.stderr)
+        return {}
     import nlpaug.augmenter.word as naw
 
     counts = {"aug_p": ALPHA, "aug_min": 1, "aug_max": None}
