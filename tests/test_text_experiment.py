@@ -60,7 +60,7 @@ def test_a_tiny_run_writes_a_summary_that_agrees_with_its_results(tmp_path):
     assert f"by {eda - plain:+.1f} points" in summary
     curves = json.loads((tmp_path / "learning_curves.json").read_text())["series"]
     test = {s["run"]: s["values"][-1] for s in curves if s["series"].startswith("test")}
-    assert test == pytest.approx({"plain": plain, "eda": eda})  # the picture's last test point is the table's
+    assert test == pytest.approx({"plain": plain, "eda": eda}, abs=1e-4)  # the table's, to the 4 decimals kept
     assert (tmp_path / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
