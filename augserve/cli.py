@@ -151,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
-    from augserve.experiments.series import run_series_experiments
+    from augserve.experiments.series import ADAPTIVE, run_series_experiments
     from augserve.experiments.ucr import RULE, UCR_SETS, rule_sets
     from augserve.presets import PRESETS
 
@@ -178,9 +178,10 @@ def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
     if not (strengths or presets):
         print("augserve train: --strengths none and no --presets: nothing to compare with plain", file=sys.stderr)
         return 2
+    adaptive = {"both": ADAPTIVE, "gap": ADAPTIVE[:1], "views": ADAPTIVE[1:], "none": ()}[args.adaptive]
     summary = run_series_experiments(datasets, out=args.out, seeds=args.seeds or 5, epochs=args.epochs,
-                                     strengths=strengths, presets=presets, workers=args.workers, server=args.server,
-                                     token=args.token)
+                                     strengths=strengths, presets=presets, adaptive=adaptive, workers=args.workers,
+                                     server=args.server, token=args.token)
     print(summary)
     print(f"wrote {args.out}/summary.md, {args.out}/results.json and a <dataset>_curves.png per dataset")
     return 0
@@ -342,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--strengths", default="0.5,1,2",
                        help="series: fixed augmentation strengths to compare with plain and adaptive; none: neither "
                             "(default: %(default)s)")
+    train.add_argument("--adaptive", choices=("both", "gap", "views", "none"), default="both",
+                       help="series: adaptive strengths run beside the fixed ones: AdaptiveStrength on the training "
+                            "gap, on augmented validation views, both or none (default: %(default)s)")
     train.add_argument("--presets", default="",
                        help="series: presets to train with alone, each a configuration of plain's loop and budget on "
                             "batches that preset augments, e.g. timeseries,timeseries-um (default: none)")

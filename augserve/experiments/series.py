@@ -82,9 +82,11 @@ VIEW_SEED = 1 << 40  # added to a run's seed for its validation views
 PRESET = "preset "  # a configuration "preset <name>": plain's loop and budget, the batches augmented by <name> alone
 
 
-def configurations(strengths: tuple[float, ...], presets: tuple[str, ...] = ()) -> list[str]:
-    """plain; the regularized recipe at each strength and adaptively (none without strengths); each preset alone."""
-    regularized = [*(f"strength {s:g}" for s in strengths), *ADAPTIVE] if strengths else []
+def configurations(strengths: tuple[float, ...], presets: tuple[str, ...] = (),
+                   adaptive: tuple[str, ...] = ADAPTIVE) -> list[str]:
+    """plain; the regularized recipe at each strength and by each of ``adaptive`` (none without strengths); each
+    preset alone."""
+    regularized = [*(f"strength {s:g}" for s in strengths), *adaptive] if strengths else []
     return ["plain", *regularized, *(f"{PRESET}{name}" for name in presets)]
 
 
@@ -189,10 +191,12 @@ def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
     lines = [against_plain(config) for config in configs if config.startswith(("strength", PRESET))]
     if fixed:
         best = max(fixed, key=mean)
-        against_one = f", {100 * (mean('adaptive') - mean('strength 1')):+.1f} from strength 1" \
-            if "strength 1" in fixed else ""
-        lines.append(f"- best fixed strength: {best} ({100 * mean(best):.1f}%); adaptive {100 * mean('adaptive'):.1f}% "
-                     f"({100 * (mean('adaptive') - mean(best)):+.1f} points from it{against_one})")
+        lines.append(f"- best fixed strength: {best} ({100 * mean(best):.1f}%)")
+        if "adaptive" in configs:
+            against_one = f", {100 * (mean('adaptive') - mean('strength 1')):+.1f} from strength 1" \
+                if "strength 1" in fixed else ""
+            lines.append(f"- adaptive {100 * mean('adaptive'):.1f}% ({100 * (mean('adaptive') - mean(best)):+.1f} "
+                         f"points from {best}{against_one})")
         if "adaptive views" in configs:
             near = sum(a >= b - 0.01 for a, b in zip(accuracies("adaptive views"), accuracies(best)))
             at_limit = max(r["at_limit"] for r in runs if r["configuration"] == "adaptive views")
@@ -221,7 +225,8 @@ def across_sets(runs: list[dict], datasets: list[str], configs: list[str]) -> li
 
 
 def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
-                           strengths: tuple[float, ...] = (0.5, 1.0, 2.0), presets: tuple[str, ...] = (), workers: int = 2,
+                           strengths: tuple[float, ...] = (0.5, 1.0, 2.0), presets: tuple[str, ...] = (),
+                           adaptive: tuple[str, ...] = ADAPTIVE, workers: int = 2,
                            recipe: Recipe = RECIPE, server: str | None = None, token: str | None = None,
                            progress: bool = True) -> str:
     """Every dataset x configuration x seed, ``workers`` runs at a time; writes summary.md, results.json (as each
@@ -238,7 +243,7 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
     for name in presets:  # and presets that are not for series
         if Pipeline.from_spec(name).modality != "timeseries":
             raise ValueError(f"preset {name!r} is for {Pipeline.from_spec(name).modality} data, not series")
-    configs = configurations(strengths, presets)
+    configs = configurations(strengths, presets, adaptive)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(name, seed, config) for name in datasets for seed in range(seeds) for config in configs]
@@ -252,8 +257,13 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
             runs.append(future.result())
             (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"}
                                                           for r in runs], indent=1))
-    adaptive, views = (", ".join(f"{key}={value}" for key, value in setting)
-                       for setting in (recipe.adaptive, recipe.adaptive_views))
+    gap_setting, views_setting = (", ".join(f"{key}={value}" for key, value in setting)
+                                  for setting in (recipe.adaptive, recipe.adaptive_views))
+    described = {"adaptive": f"adaptive: regularized with `AdaptiveStrength({gap_setting})` (the gap read from the "
+                             "training batches), the same setting for every dataset. ",
+                 "adaptive views": f"adaptive views: regularized with `AdaptiveStrength(views=..., {views_setting})`: "
+                                   "the signal is accuracy on augmented views of the validation split (at the strength "
+                                   "just trained with, other draws each pass) over clean validation accuracy. "}
     budget = f"at most {epochs} epochs" if epochs else f"{recipe.steps} optimizer steps (the epochs column)"
     lines = [f"# augserve train: {', '.join(datasets)}, {seeds_text(seeds)}", "",
              f"FCN ({recipe.width}-{2 * recipe.width}-{recipe.width} filters) on each set's own train/test split; "
@@ -265,11 +275,7 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
              f"conv/linear weights, dropout {recipe.dropout:g} before the classifier, label smoothing "
              f"{recipe.label_smoothing:g}, early stopping on validation loss (patience {recipe.patience:.0%} of the "
              "budget; the last weights are kept: on validation splits of 9 to 50 series the best-loss epoch is "
-             f"mostly noise). adaptive: regularized with `AdaptiveStrength({adaptive})` (the gap read from the "
-             "training batches), the same setting for every dataset. adaptive views: regularized with "
-             f"`AdaptiveStrength(views=..., {views})`: the signal is accuracy on augmented views of the validation "
-             "split (at the strength just trained with, other draws each pass) over clean validation accuracy. "
-             if strengths else "")
+             "mostly noise). " + "".join(described[config] for config in adaptive) if strengths else "")
              + "Accuracies in %; test on the archive's test split; train on the fit part, unaugmented; epochs as "
              "run (early stopping ends some sooner)."
              + (" preset <name>: plain's loop and budget (no decay, dropout, smoothing or early stopping) on batches "
