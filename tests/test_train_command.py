@@ -10,7 +10,7 @@ from PIL import Image
 
 from augserve.client import Client
 from augserve.experiments.digits import run_regularization
-from augserve.experiments.series import across_sets, verdicts
+from augserve.experiments.series import across_sets, configurations, verdicts
 from server_harness import RunningServer
 
 
@@ -77,13 +77,17 @@ def test_verdicts_count_wins_and_ties_seed_by_seed():
     lines = verdicts(runs, ["plain", "strength 0.5", "strength 1", "adaptive"])
     assert lines[0] == "- strength 0.5 beats plain in 1 of 3 seeds (2 tied), by +3.3 points on average"
     assert lines[1] == "- strength 1 beats plain in 0 of 3 seeds, by -10.0 points on average"
-    assert lines[2] == ("- best fixed strength: strength 0.5 (86.7%); adaptive 85.0% (-1.7 points from it, "
-                        "+11.7 from strength 1)")
+    assert lines[2:] == ["- best fixed strength: strength 0.5 (86.7%)",
+                         "- adaptive 85.0% (-1.7 points from strength 0.5, +11.7 from strength 1)"]
     views = [{"seed": seed, "configuration": "adaptive views", "test_accuracy": value, "at_limit": at_limit}
              for seed, (value, at_limit) in enumerate([(0.895, 0.02), (0.7, 0.3), (0.98, 0.0)])]
     lines = verdicts(runs + views, ["plain", "strength 0.5", "strength 1", "adaptive", "adaptive views"])
-    assert lines[3] == ("- adaptive views 85.8% (-0.8 points from strength 0.5), no more than 1 point below it in "
+    assert lines[4] == ("- adaptive views 85.8% (-0.8 points from strength 0.5), no more than 1 point below it in "
                         "2 of 3 seeds; at a strength limit for at most 30% of a run's epochs")
+    configs = configurations((0.5, 1.0), adaptive=("adaptive views",))  # --adaptive views: the gap's runs not made
+    assert configs == ["plain", "strength 0.5", "strength 1", "adaptive views"]
+    without_gap = [r for r in runs + views if r["configuration"] != "adaptive"]
+    assert verdicts(without_gap, configs)[2:] == [lines[2], lines[4]]
 
 
 def test_across_sets_counts_sets_a_configuration_wins_on_by_its_seed_mean():

@@ -13,6 +13,7 @@ epoch is checked against the same pipeline run in this process: bit for bit, by 
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import statistics
@@ -26,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from augserve.experiments.archives import ImageSplit, load_fashion_mnist
+from augserve.experiments.runs import run_all, without_history
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.trainer.adaptive import AdaptiveStrength
@@ -246,9 +248,7 @@ def curves_text(curves: dict[str, History]) -> list[str]:
 def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
                             root: str | None = None, progress: bool = True) -> str:
     """Every seed x configuration, one after another (each run takes both cores); writes summary.md,
-    results.json and learning_curves.png under ``out``; returns the summary."""
-    from tqdm import tqdm
-
+    results.json (as each run finishes) and learning_curves.png under ``out``; returns the summary."""
     recipe = RECIPE if epochs is None else FashionRecipe(epochs=epochs)
     split = load_fashion_mnist(root)
     out = pathlib.Path(out)
@@ -265,13 +265,11 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
         with Client(server.target, timeout=600) as client:
             replay = [replays_in_process(client, f"fashion-{seed}", served_order(draw_subset(split, seed, recipe)[0]),
                                          seed, recipe.batch_size) for seed in range(seeds)]
-        jobs = [(seed, config) for seed in range(seeds) for config in CONFIGURATIONS]
-        runs = [run_fashion(split, seed, config, target=server.target, recipe=recipe)
-                for seed, config in tqdm(jobs, desc="training runs", disable=not progress)]
+        calls = [functools.partial(run_fashion, split, seed, config, target=server.target, recipe=recipe)
+                 for seed in range(seeds) for config in CONFIGURATIONS]
+        runs = run_all(calls, workers=1, results=out / "results.json", progress=progress)
     finally:
         server.close()
-    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
-                                                 indent=1))
     curves: dict[str, History] = {r["configuration"]: r["history"] for r in runs if r["seed"] == 0}
     plot_learning_curves(curves, out / "learning_curves.png",
                          f"Fashion-MNIST, {(recipe.per_class - recipe.val_per_class) * split.num_classes} fit images, "
@@ -304,8 +302,7 @@ def run_fashion_reference(*, out: str | pathlib.Path, seeds: int = 1, epochs: in
     runs = [run_fashion(split, seed, "plain", target=None, recipe=recipe, progress=progress) for seed in range(seeds)]
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in runs],
-                                                 indent=1))
+    (out / "results.json").write_text(json.dumps([without_history(r) for r in runs], indent=1))
     curves = {"plain": runs[0]["history"]}
     plot_learning_curves(curves, out / "learning_curves.png",
                          f"Fashion-MNIST, all {len(split.train):,} training images, seed 0")

@@ -10,10 +10,9 @@ initial weights; test accuracy is on the archive's own test split.
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import json
 import math
-import multiprocessing
 import pathlib
 import statistics
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from augserve.client.loader import IndexedDataset, RemoteAugment
 from augserve.experiments.models import fcn
+from augserve.experiments.runs import run_all
 from augserve.experiments.ucr import PUBLISHED_SOURCE, SeriesSplit, load_ucr, validation_split
 from augserve.in_process import InProcessAugmenter
 from augserve.pipeline import Pipeline
@@ -232,8 +232,6 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
     """Every dataset x configuration x seed, ``workers`` runs at a time; writes summary.md, results.json (as each
     run finishes, so an interrupted run keeps what it finished) and one learning-curve PNG per dataset under
     ``out``; returns the summary."""
-    from tqdm import tqdm
-
     if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1 or not (strengths or presets):
         raise ValueError(f"expected --seeds >= 1, --epochs >= 1, --workers >= 1 and a strength or a preset, "
                          f"got {seeds}, {epochs}, {workers}, {strengths}, {presets}")
@@ -246,17 +244,9 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
     configs = configurations(strengths, presets, adaptive)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(name, seed, config) for name in datasets for seed in range(seeds) for config in configs]
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or gRPC threads
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(run_series, name, seed, config, epochs=epochs, recipe=recipe, server=server, token=token)
-                   for name, seed, config in jobs]
-        runs = []
-        for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="training runs",
-                           disable=not progress):
-            runs.append(future.result())
-            (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"}
-                                                          for r in runs], indent=1))
+    calls = [functools.partial(run_series, name, seed, config, epochs=epochs, recipe=recipe, server=server, token=token)
+             for name in datasets for seed in range(seeds) for config in configs]
+    runs = run_all(calls, workers=workers, results=out / "results.json", progress=progress)
     gap_setting, views_setting = (", ".join(f"{key}={value}" for key, value in setting)
                                   for setting in (recipe.adaptive, recipe.adaptive_views))
     described = {"adaptive": f"adaptive: regularized with `AdaptiveStrength({gap_setting})` (the gap read from the "

@@ -12,11 +12,9 @@ and by at least ``GOAL_POINTS`` on average.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import json
 import math
-import multiprocessing
 import pathlib
 import statistics
 import time
@@ -27,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from augserve.experiments.runs import run_all, without_history
 from augserve.experiments.spoken_digits import (TEST_CONDITIONS, Clips, Corpus, TestConditions, corpus_record, corrupt,
                                                 load_spoken_digits)
 from augserve.pipeline import Pipeline
@@ -237,8 +236,6 @@ def run_speech_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: i
                            conditions: TestConditions = TEST_CONDITIONS, progress: bool = True) -> str:
     """Every seed x arm, ``workers`` runs at a time (one thread each); writes summary.md, results.json and
     learning_curves.png (+ .json) under ``out``; returns the summary."""
-    from tqdm import tqdm
-
     if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1:
         raise ValueError(f"expected --seeds >= 1, --epochs >= 1 and --workers >= 1, got {seeds}, {epochs}, {workers}")
     augmented = AUGMENTED if augmented is None else augmented
@@ -248,20 +245,15 @@ def run_speech_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: i
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    jobs = [(seed, arm) for seed in range(seeds) for arm in ARMS]
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(run_speech, seed, arm, recipe=recipe, augmented=augmented, corpus=corpus,
-                               folder=folder, conditions=conditions, curves=seed == 0) for seed, arm in jobs]
-        runs = [future.result() for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
-                                                   desc="training runs", disable=not progress)]
-    runs.sort(key=lambda r: (r["seed"], ARMS.index(r["arm"])))
+    calls = [functools.partial(run_speech, seed, arm, recipe=recipe, augmented=augmented, corpus=corpus, folder=folder,
+                               conditions=conditions, curves=seed == 0) for seed in range(seeds) for arm in ARMS]
+    header = {**corpus_record(corpus, conditions), "recipe": asdict(recipe), "features": features,
+              "augmented": augmented, "augmented_steps": pipeline_steps(augmented)}
+    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
     wall = time.perf_counter() - started
     met, sentence = verdict(runs)
     (out / "results.json").write_text(json.dumps(
-        {**corpus_record(corpus, conditions), "recipe": asdict(recipe), "features": features,
-         "augmented": augmented, "augmented_steps": pipeline_steps(augmented), "goal_met": met,
-         "wall_seconds": wall, "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs]}, indent=1))
+        {**header, "goal_met": met, "wall_seconds": wall, "runs": [without_history(r) for r in runs]}, indent=1))
     histories = plot_speech_curves(runs, out / "learning_curves.png",
                                    f"spoken digits, seed 0: plain vs augmented ({augmented})"
                                    if isinstance(augmented, str) else "spoken digits, seed 0: plain vs augmented")

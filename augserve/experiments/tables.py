@@ -21,10 +21,9 @@ epoch)``, as a server would run them.
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import json
 import math
-import multiprocessing
 import pathlib
 import statistics
 import time
@@ -36,6 +35,7 @@ import torch
 from torch import nn
 
 from augserve import table_stats
+from augserve.experiments.runs import run_all, without_history
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.smote import Smote, class_counts
@@ -306,7 +306,6 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: in
                           recipe: TableRecipe = RECIPE, progress: bool = True) -> str:
     """Every part x seed x arm, ``workers`` runs at a time (one thread each; 1: in this process); writes
     summary.md, results.json and a ``<part>_curves.png`` (+ .json) per part under ``out``; returns the summary."""
-    from tqdm import tqdm
 
     if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1:
         raise ValueError(f"expected --seeds >= 1, --epochs >= 1 and --workers >= 1, got {seeds}, {epochs}, {workers}")
@@ -314,30 +313,16 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: in
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    jobs = [(seed, part, arm) for part in ARMS for seed in range(seeds) for arm in ARMS[part]]
-    bar = tqdm(total=len(jobs), desc="training runs", disable=not progress)
-    if workers == 1:
-        threads = torch.get_num_threads()
-        runs = []
-        for seed, part, arm in jobs:
-            runs.append(run_table(seed, part, arm, recipe=recipe, threads=threads))
-            bar.update()
-        torch.set_num_threads(threads)
-    else:
-        context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(run_table, seed, part, arm, recipe=recipe) for seed, part, arm in jobs]
-            runs = []
-            for future in concurrent.futures.as_completed(futures):
-                runs.append(future.result())
-                bar.update()
-    bar.close()
-    runs.sort(key=lambda r: (list(ARMS).index(r["part"]), r["seed"], list(ARMS[r["part"]]).index(r["arm"])))
+    threads = torch.get_num_threads() if workers == 1 else 1  # side by side: one core each
+    calls = [functools.partial(run_table, seed, part, arm, recipe=recipe, threads=threads)
+             for part in ARMS for seed in range(seeds) for arm in ARMS[part]]
+    header = {"recipe": asdict(recipe), "arms": ARMS}
+    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
     wall = time.perf_counter() - started
     met, sentences = verdicts(runs)
     (out / "results.json").write_text(json.dumps(
-        {"recipe": asdict(recipe), "arms": ARMS, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,
-         "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs]}, indent=1, default=str))
+        {**header, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,
+         "runs": [without_history(r) for r in runs]}, indent=1, default=str))
     for part in ARMS:
         plot_table_curves(runs, part, out / f"{part}_curves.png",
                           f"{part}, seed 0: plain vs " + ", ".join(list(ARMS[part])[1:]))

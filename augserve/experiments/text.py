@@ -12,11 +12,9 @@ seed, and by at least ``GOAL_POINTS`` on average.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import json
 import math
-import multiprocessing
 import pathlib
 import statistics
 import time
@@ -26,6 +24,7 @@ import torch
 from torch import nn
 
 from augserve.experiments.fortunes import Sentences, dataset_record, draw_training, load_fortunes
+from augserve.experiments.runs import run_all, without_history
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.text import paraphrases
@@ -260,8 +259,6 @@ def run_text_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int
                          progress: bool = True) -> str:
     """Every seed x arm, ``workers`` runs at a time (one thread each; 1: in this process); writes summary.md,
     results.json and learning_curves.png (+ .json) under ``out``; returns the summary."""
-    from tqdm import tqdm
-
     if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1:
         raise ValueError(f"expected --seeds >= 1, --epochs >= 1 and --workers >= 1, got {seeds}, {epochs}, {workers}")
     if arms[0] != "plain" or not set(arms) <= set(ARMS):
@@ -274,32 +271,16 @@ def run_text_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    jobs = [(seed, arm) for seed in range(seeds) for arm in arms]
-    run = functools.partial(run_text, recipe=recipe, folder=folder)
-    bar = tqdm(total=len(jobs), desc="training runs", disable=not progress)
-    runs = []
-    if workers == 1:
-        threads = torch.get_num_threads()
-        for seed, arm in jobs:
-            runs.append(run(seed, arm, curves=seed == 0, threads=1))
-            bar.update()
-        torch.set_num_threads(threads)
-    else:
-        context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(run, seed, arm, curves=seed == 0) for seed, arm in jobs]
-            for future in concurrent.futures.as_completed(futures):
-                runs.append(future.result())
-                bar.update()
-    bar.close()
-    runs.sort(key=lambda r: (r["seed"], arms.index(r["arm"])))
+    calls = [functools.partial(run_text, seed, arm, recipe=recipe, folder=folder, curves=seed == 0, threads=1)
+             for seed in range(seeds) for arm in arms]
+    header = {"dataset": dataset_record(data), "recipe": asdict(recipe), "arms": {arm: ARMS[arm] for arm in arms},
+              "goal_points": GOAL_POINTS}
+    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
     wall = time.perf_counter() - started
-    met, sentences = verdicts(runs, arms)
-    record = dataset_record(data)
+    met, sentences, record = *verdicts(runs, arms), header["dataset"]
     (out / "results.json").write_text(json.dumps(
-        {"dataset": record, "recipe": asdict(recipe), "arms": {arm: ARMS[arm] for arm in arms},
-         "goal_points": GOAL_POINTS, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,
-         "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs]}, indent=1))
+        {**header, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,
+         "runs": [without_history(r) for r in runs]}, indent=1))
     plot_text_curves(runs, out / "learning_curves.png",
                      f"fortunes, {runs[0]['train_sentences']} training sentences, seed 0: " + " vs ".join(arms))
     first = runs[0]
