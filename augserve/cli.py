@@ -151,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
-    from augserve.experiments.series import ADAPTIVE, run_series_experiments
+    from augserve.experiments.series import ADAPTIVE, REGULARIZERS, run_series_experiments
     from augserve.experiments.ucr import RULE, UCR_SETS, rule_sets
     from augserve.presets import PRESETS
 
@@ -175,13 +175,21 @@ def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
         print(f"augserve train: --presets: unknown {unknown[0]!r}; expected names `augserve pipelines` lists",
               file=sys.stderr)
         return 2
-    if not (strengths or presets):
-        print("augserve train: --strengths none and no --presets: nothing to compare with plain", file=sys.stderr)
+    alone = REGULARIZERS if args.alone == "all" else \
+        tuple(name.strip().replace("-", " ") for name in args.alone.split(",") if name.strip())
+    unknown = [name for name in alone if name not in REGULARIZERS]
+    if unknown:
+        print(f"augserve train: --alone: unknown {unknown[0]!r}; expected all or some of "
+              f"{', '.join(name.replace(' ', '-') for name in REGULARIZERS)}", file=sys.stderr)
+        return 2
+    if not (strengths or presets or alone):
+        print("augserve train: --strengths none, no --presets and no --alone: nothing to compare with plain",
+              file=sys.stderr)
         return 2
     adaptive = {"both": ADAPTIVE, "gap": ADAPTIVE[:1], "views": ADAPTIVE[1:], "none": ()}[args.adaptive]
     summary = run_series_experiments(datasets, out=args.out, seeds=args.seeds or 5, epochs=args.epochs,
-                                     strengths=strengths, presets=presets, adaptive=adaptive, workers=args.workers,
-                                     server=args.server, token=args.token)
+                                     strengths=strengths, presets=presets, adaptive=adaptive, alone=alone,
+                                     workers=args.workers, server=args.server, token=args.token)
     print(summary)
     print(f"wrote {args.out}/summary.md, {args.out}/results.json and a <dataset>_curves.png per dataset")
     return 0
@@ -349,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--presets", default="",
                        help="series: presets to train with alone, each a configuration of plain's loop and budget on "
                             "batches that preset augments, e.g. timeseries,timeseries-um (default: none)")
+    train.add_argument("--alone", default="",
+                       help="series: the regularized recipe's parts to train with one at a time, each a configuration "
+                            "of plain's loop and budget plus that part: all or some of augmentation, mixing, decay, "
+                            "dropout, smoothing, early-stopping (default: none)")
     train.add_argument("--workers", type=int, default=2,
                        help="series, spoken-digits, tables and fortunes: runs side by side (default: %(default)s)")
     train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")

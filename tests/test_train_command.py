@@ -1,5 +1,6 @@
 """`augserve train` as a user runs it, and the same run fed by a server instead of in process."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -10,7 +11,8 @@ from PIL import Image
 
 from augserve.client import Client
 from augserve.experiments.digits import run_regularization
-from augserve.experiments.series import across_sets, configurations, verdicts
+from augserve.experiments.series import (RECIPE, REGULARIZERS, Ingredients, across_sets, configurations, ingredients,
+                                        verdicts)
 from server_harness import RunningServer
 
 
@@ -52,18 +54,20 @@ def test_training_fed_by_a_server_equals_training_in_process():
 def test_train_on_a_ucr_set_writes_summary_results_and_curves(tmp_path):
     out = tmp_path / "train"
     result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--seeds", "1",
-                             "--epochs", "3", "--strengths", "0.5,2", "--presets", "timeseries", "--workers", "1",
+                             "--epochs", "3", "--strengths", "0.5,2", "--presets", "timeseries", "--alone", "dropout",
+                             "--workers", "1",
                              "--out", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     summary = (out / "summary.md").read_text()
     for words in ("## gunpoint", "| plain |", "| strength 0.5 |", "| strength 2 |", "| adaptive", "published FCN",
                   "Ismail Fawaz", "- strength 2 beats plain in", "- best fixed strength", "| preset timeseries |",
-                  "- preset timeseries beats plain in", "| adaptive views (mean strength", "- adaptive views"):
+                  "- preset timeseries beats plain in", "| adaptive views (mean strength", "- adaptive views",
+                  "| dropout alone |", "- dropout alone beats plain in"):
         assert words in summary
     runs = json.loads((out / "results.json").read_text())
     assert {r["configuration"] for r in runs} == {"plain", "strength 0.5", "strength 2", "adaptive", "adaptive views",
-                                                  "preset timeseries"}
+                                                  "preset timeseries", "dropout alone"}
     assert all(0 <= r["at_limit"] <= 1 for r in runs if r["configuration"].startswith("adaptive"))
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["epochs"] <= 3 for r in runs)
     assert (out / "gunpoint_curves.png").stat().st_size > 10_000
@@ -90,6 +94,21 @@ def test_verdicts_count_wins_and_ties_seed_by_seed():
     assert verdicts(without_gap, configs)[2:] == [lines[2], lines[4]]
 
 
+def test_each_regularizer_alone_is_one_part_of_the_recipe_and_the_parts_make_it_whole():
+    plain, whole = ingredients("plain", RECIPE), ingredients("strength 0.5", RECIPE)
+    assert plain == Ingredients() and whole.strength == 0.5 and ingredients("adaptive views", RECIPE).strength is None
+    fields = [field.name for field in dataclasses.fields(Ingredients)]
+    parts = {name: ingredients(name + " alone", RECIPE) for name in REGULARIZERS}
+    for name, part in parts.items():
+        changed = [field for field in fields if getattr(part, field) != getattr(plain, field)]
+        assert changed == (["pipeline"] if name in ("augmentation", "mixing") else [changed[0]]) and len(changed) == 1
+        assert changed == ["pipeline"] or getattr(part, changed[0]) == getattr(whole, changed[0])  # the recipe's own
+    steps = parts["augmentation"].pipeline + parts["mixing"].pipeline
+    assert sorted(map(str, steps)) == sorted(map(str, whole.pipeline)) and parts["mixing"].pipeline[0]["op"] == "mix"
+    assert {field for part in parts.values() for field in fields if getattr(part, field) != getattr(plain, field)} \
+        == {field for field in fields if getattr(whole, field) != getattr(plain, field)} - {"strength"}
+
+
 def test_across_sets_counts_sets_a_configuration_wins_on_by_its_seed_mean():
     accuracy = {("a", "plain"): [0.5, 0.7], ("a", "preset timeseries"): [0.7, 0.6],
                 ("b", "plain"): [0.9, 0.9], ("b", "preset timeseries"): [0.8, 0.9]}
@@ -113,3 +132,6 @@ def test_train_refuses_an_unknown_dataset():
     result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--presets",
                              "imagenet-randaug"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "'imagenet-randaug' is for image data, not series" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--alone",
+                             "decay,weights"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--alone: unknown 'weights'" in result.stderr and "early-stopping" in result.stderr

@@ -4,7 +4,8 @@ at which strength, and does a strength that follows the gap find it without tuni
 Per dataset and seed: a small FCN trained plainly; regularized at fixed augmentation strengths
 (time-series augmentation + mixup/cutmix along time, decoupled weight decay, dropout, label
 smoothing, early stopping on a validation split carved from the training set); and regularized
-with ``AdaptiveStrength``. Every run of a seed shares the same fit/validation split and the same
+with ``AdaptiveStrength``; each preset, and each of the recipe's regularizers, alone (the chapter's
+table). Every run of a seed shares the same fit/validation split and the same
 initial weights; test accuracy is on the archive's own test split.
 """
 
@@ -15,7 +16,7 @@ import json
 import math
 import pathlib
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.data import DataLoader
@@ -80,14 +81,49 @@ def _loader(dataset, shuffle: bool, seed: int, batch_size: int) -> DataLoader:
 ADAPTIVE = ("adaptive", "adaptive views")  # AdaptiveStrength on the gap, and on augmented validation views
 VIEW_SEED = 1 << 40  # added to a run's seed for its validation views
 PRESET = "preset "  # a configuration "preset <name>": plain's loop and budget, the batches augmented by <name> alone
+ALONE = " alone"  # a configuration "<regularizer> alone": plain's loop and budget with that one regularizer added
+REGULARIZERS = ("augmentation", "mixing", "decay", "dropout", "smoothing", "early stopping")  # the recipe's parts
 
 
 def configurations(strengths: tuple[float, ...], presets: tuple[str, ...] = (),
-                   adaptive: tuple[str, ...] = ADAPTIVE) -> list[str]:
+                   adaptive: tuple[str, ...] = ADAPTIVE, alone: tuple[str, ...] = ()) -> list[str]:
     """plain; the regularized recipe at each strength and by each of ``adaptive`` (none without strengths); each
-    preset alone."""
+    preset alone; each of the recipe's regularizers alone."""
     regularized = [*(f"strength {s:g}" for s in strengths), *adaptive] if strengths else []
-    return ["plain", *regularized, *(f"{PRESET}{name}" for name in presets)]
+    return ["plain", *regularized, *(f"{PRESET}{name}" for name in presets), *(name + ALONE for name in alone)]
+
+
+@dataclass(frozen=True)
+class Ingredients:
+    """What a configuration adds to plain's loop: the batches' augmentation and the recipe's other regularizers."""
+
+    pipeline: list | str | None = None  # steps or a preset name; None: the batches as they are
+    strength: float | None = None  # None: as specified, or adaptive
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    early_stopping: bool = False
+
+
+def ingredients(configuration: str, recipe: Recipe) -> Ingredients:
+    """plain: nothing; a preset: its augmentation; a strength or adaptive: the whole recipe; a regularizer alone:
+    that part of the recipe (augmentation: its steps but mixing, at strength 1; mixing: its mix step)."""
+    steps = list(recipe.pipeline)
+    whole = Ingredients(steps, None, recipe.weight_decay, recipe.dropout, recipe.label_smoothing, True)
+    parts = {"augmentation": Ingredients([s for s in steps if s["op"] != "mix"]),
+             "mixing": Ingredients([s for s in steps if s["op"] == "mix"]),
+             "decay": Ingredients(weight_decay=recipe.weight_decay), "dropout": Ingredients(dropout=recipe.dropout),
+             "smoothing": Ingredients(label_smoothing=recipe.label_smoothing),
+             "early stopping": Ingredients(early_stopping=True)}
+    if configuration == "plain":
+        return Ingredients()
+    if configuration.startswith(PRESET):
+        return Ingredients(configuration.removeprefix(PRESET))
+    if configuration.endswith(ALONE):
+        return parts[configuration.removesuffix(ALONE)]
+    if configuration in ADAPTIVE:
+        return whole
+    return replace(whole, strength=float(configuration.removeprefix("strength ")))
 
 
 def _augmenter(server: str | None, token: str | None):
@@ -105,11 +141,10 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
     torch.set_num_threads(1)  # runs go side by side, one per core
     split = load_ucr(name)
     fit, val = validation_split(split.train, recipe.validation_fraction, seed)
-    regularized = configuration != "plain" and not configuration.startswith(PRESET)
+    uses = ingredients(configuration, recipe)
     torch.manual_seed(seed)
-    model = fcn(split.channels, split.num_classes, width=recipe.width, dropout=recipe.dropout if regularized else 0.0)
-    optimizer = torch.optim.AdamW(param_groups(model, recipe.weight_decay if regularized else 0.0),
-                                  lr=recipe.learning_rate)
+    model = fcn(split.channels, split.num_classes, width=recipe.width, dropout=uses.dropout)
+    optimizer = torch.optim.AdamW(param_groups(model, uses.weight_decay), lr=recipe.learning_rate)
     epochs = min(recipe.epochs(len(fit)), epochs or math.inf)
     per_epoch = math.ceil(len(fit) / recipe.batch_size)
     scheduler = warmup_cosine_scheduler(optimizer, total_steps=epochs * per_epoch,
@@ -118,32 +153,25 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
     def loader(dataset, shuffle: bool = False) -> DataLoader:
         return _loader(dataset, shuffle, seed, recipe.batch_size)
 
-    callbacks, adaptive = [], None
-    if regularized:
+    train, adaptive = loader(fit, True), None
+    if uses.pipeline is not None:
         augmenter = _augmenter(server, token)
-        strength = None if configuration in ADAPTIVE else float(configuration.split()[1])
-        train = RemoteAugment(loader(IndexedDataset(fit), True), augmenter, list(recipe.pipeline), seed=seed,
-                              num_classes=split.num_classes, strength=strength)
+        train = RemoteAugment(loader(IndexedDataset(fit), True), augmenter, uses.pipeline, seed=seed,
+                              num_classes=split.num_classes, strength=uses.strength)
         if configuration == "adaptive":
             adaptive = AdaptiveStrength(train, **dict(recipe.adaptive))
         elif configuration == "adaptive views":  # other draws than training's: the seed's second stream
-            views = RemoteAugment(loader(IndexedDataset(val)), augmenter, list(recipe.pipeline),
+            views = RemoteAugment(loader(IndexedDataset(val)), augmenter, uses.pipeline,
                                   seed=seed + VIEW_SEED, num_classes=split.num_classes)
             adaptive = AdaptiveStrength(train, views=views, **dict(recipe.adaptive_views))
-        callbacks += [adaptive] if adaptive else []
-        trainer = Trainer(model, optimizer, SoftTargetCrossEntropy(label_smoothing=recipe.label_smoothing),
-                          device="cpu", scheduler=scheduler,
-                          early_stopping=EarlyStopping(max(1, round(recipe.patience * epochs)), restore_best=False),
-                          callbacks=callbacks, progress=False)
-    else:
-        train = loader(fit, True)
-        if configuration.startswith(PRESET):
-            train = RemoteAugment(loader(IndexedDataset(fit), True), _augmenter(server, token),
-                                  configuration.removeprefix(PRESET), seed=seed, num_classes=split.num_classes)
-        trainer = Trainer(model, optimizer, SoftTargetCrossEntropy(), device="cpu", scheduler=scheduler, progress=False)
+    stopping = EarlyStopping(max(1, round(recipe.patience * epochs)), restore_best=False) if uses.early_stopping \
+        else None
+    trainer = Trainer(model, optimizer, SoftTargetCrossEntropy(label_smoothing=uses.label_smoothing), device="cpu",
+                      scheduler=scheduler, early_stopping=stopping, callbacks=[adaptive] if adaptive else [],
+                      progress=False)
     # seed 0's runs are drawn as curves: they also score the clean fit series after every epoch
     history = trainer.fit(train, loader(val), epochs=epochs, train_eval=loader(fit) if seed == 0 else None)
-    history.augmented = configuration != "plain"
+    history.augmented = uses.pipeline is not None
     _, train_accuracy = trainer.evaluate(loader(fit))
     _, test_accuracy = trainer.evaluate(loader(split.test))
     return {"dataset": name, "seed": seed, "configuration": configuration, "epochs": len(history.records),
@@ -173,8 +201,8 @@ def dataset_table(split: SeriesSplit, runs: list[dict], configs: list[str]) -> l
 
 
 def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
-    """The goals, read off the runs of one dataset: each fixed strength and preset against plain, seed by seed,
-    and adaptive against the best fixed strength (and strength 1 when it ran)."""
+    """The goals, read off the runs of one dataset: each fixed strength, preset and regularizer alone against
+    plain, seed by seed, and adaptive against the best fixed strength (and strength 1 when it ran)."""
     def accuracies(config: str) -> list[float]:
         return [r["test_accuracy"] for r in sorted(runs, key=lambda r: r["seed"]) if r["configuration"] == config]
 
@@ -188,7 +216,8 @@ def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
                 f"{f' ({ties} tied)' if ties else ''}, by {100 * (mean(config) - mean('plain')):+.1f} points on average")
 
     plain, fixed = accuracies("plain"), [c for c in configs if c.startswith("strength")]
-    lines = [against_plain(config) for config in configs if config.startswith(("strength", PRESET))]
+    lines = [against_plain(config) for config in configs
+             if config.startswith(("strength", PRESET)) or config.endswith(ALONE)]
     if fixed:
         best = max(fixed, key=mean)
         lines.append(f"- best fixed strength: {best} ({100 * mean(best):.1f}%)")
@@ -226,22 +255,24 @@ def across_sets(runs: list[dict], datasets: list[str], configs: list[str]) -> li
 
 def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
                            strengths: tuple[float, ...] = (0.5, 1.0, 2.0), presets: tuple[str, ...] = (),
-                           adaptive: tuple[str, ...] = ADAPTIVE, workers: int = 2,
+                           adaptive: tuple[str, ...] = ADAPTIVE, alone: tuple[str, ...] = (), workers: int = 2,
                            recipe: Recipe = RECIPE, server: str | None = None, token: str | None = None,
                            progress: bool = True) -> str:
     """Every dataset x configuration x seed, ``workers`` runs at a time; writes summary.md, results.json (as each
     run finishes, so an interrupted run keeps what it finished) and one learning-curve PNG per dataset under
     ``out``; returns the summary."""
-    if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1 or not (strengths or presets):
-        raise ValueError(f"expected --seeds >= 1, --epochs >= 1, --workers >= 1 and a strength or a preset, "
-                         f"got {seeds}, {epochs}, {workers}, {strengths}, {presets}")
+    if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1 or not (strengths or presets or alone):
+        raise ValueError(f"expected --seeds >= 1, --epochs >= 1, --workers >= 1 and a strength, a preset or a "
+                         f"regularizer alone, got {seeds}, {epochs}, {workers}, {strengths}, {presets}, {alone}")
+    if not set(alone) <= set(REGULARIZERS):
+        raise ValueError(f"alone: expected some of {', '.join(REGULARIZERS)}, got {', '.join(alone)}")
     splits = {name: load_ucr(name) for name in datasets}  # refuses unknown names before any work
     for strength in strengths:  # and strengths the pipeline cannot take
         Pipeline.from_spec(list(recipe.pipeline)).at_strength(strength)
     for name in presets:  # and presets that are not for series
         if Pipeline.from_spec(name).modality != "timeseries":
             raise ValueError(f"preset {name!r} is for {Pipeline.from_spec(name).modality} data, not series")
-    configs = configurations(strengths, presets, adaptive)
+    configs = configurations(strengths, presets, adaptive, alone)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     calls = [functools.partial(run_series, name, seed, config, epochs=epochs, recipe=recipe, server=server, token=token)
@@ -269,7 +300,11 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
              + "Accuracies in %; test on the archive's test split; train on the fit part, unaugmented; epochs as "
              "run (early stopping ends some sooner)."
              + (" preset <name>: plain's loop and budget (no decay, dropout, smoothing or early stopping) on batches "
-                "augmented by that preset alone." if presets else ""), "",
+                "augmented by that preset alone." if presets else "")
+             + (f" <regularizer> alone: plain's loop and budget with one part of the regularized recipe (`"
+                f"{json.dumps(list(recipe.pipeline))}`, decay {recipe.weight_decay:g}, dropout {recipe.dropout:g}, "
+                f"smoothing {recipe.label_smoothing:g}, early stopping at patience {recipe.patience:.0%}): "
+                "augmentation is its steps but mix, at strength 1; mixing its mix step." if alone else ""), "",
              f"Published accuracy: {PUBLISHED_SOURCE}.", ""]
     if len(datasets) > 1:
         lines += ["## Across the sets (test accuracy %, mean of the seeds)", "", *across_sets(runs, datasets, configs),
