@@ -116,6 +116,18 @@ def _train(args: argparse.Namespace) -> int:
             print(run_fashion_reference(out=args.out, seeds=args.seeds or 1, epochs=args.epochs))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
         return 0
+    if datasets == ["fashion-mnist-dev"]:
+        from augserve.experiments.fashion import CANDIDATES, run_fashion_development
+
+        candidates = tuple(name.strip() for name in args.recipes.split(",") if name.strip()) or tuple(CANDIDATES)
+        unknown = [name for name in candidates if name not in CANDIDATES]
+        if unknown:
+            print(f"augserve train: --recipes: unknown {unknown[0]!r}; expected some of {', '.join(CANDIDATES)}",
+                  file=sys.stderr)
+            return 2
+        print(run_fashion_development(out=args.out, seeds=args.seeds or 2, epochs=args.epochs, candidates=candidates))
+        print(f"wrote {args.out}/summary.md and {args.out}/results.json")
+        return 0
     if datasets == ["spoken-digits"]:
         from augserve.experiments.speech import run_speech_experiments
 
@@ -326,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "learning curves and a summary table")
     train.add_argument("--dataset", default="digits",
                        help="digits, fashion-mnist (1,000 training images through a served folder), "
+                            "fashion-mnist-dev (plain and candidate recipes on the same images, scored on a "
+                            "development split of 5,000 training images: how the recipe is chosen), "
                             "fashion-mnist-60k (plain on all 60,000: the reference row), spoken-digits (espeak-ng "
                             "voices, plain vs the speech-perturb preset, tested on held-out voices with noise and "
                             "reverb), tables (breast-cancer made 1:10 imbalanced: plain vs SMOTE vs feature noise; "
@@ -340,9 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", choices=("all", "regularization", "pruning"), default="all",
                        help="digits: which experiment to run (default: %(default)s)")
     train.add_argument("--seeds", type=int, help="runs per configuration (default: 3 for digits, 5 for series, "
-                                                  "fashion-mnist, spoken-digits, tables and fortunes, 1 for "
-                                                  "fashion-mnist-60k)")
-    train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 200 for fashion-mnist, 5 "
+                                                  "fashion-mnist, spoken-digits, tables and fortunes, 2 for "
+                                                  "fashion-mnist-dev, 1 for fashion-mnist-60k)")
+    train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 200 for fashion-mnist and "
+                                                   "fashion-mnist-dev, 5 "
                                                    "for fashion-mnist-60k, 8 for spoken-digits, 100 for tables, 40 "
                                                    "for fortunes; for series what 3000 optimizer steps take on the "
                                                    "set)")
@@ -361,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="series: the regularized recipe's parts to train with one at a time, each a configuration "
                             "of plain's loop and budget plus that part: all or some of augmentation, mixing, decay, "
                             "dropout, smoothing, early-stopping (default: none)")
+    train.add_argument("--recipes", default="",
+                       help="fashion-mnist-dev: candidate recipes, comma-separated: some of crop-flip-erase, trivial, "
+                            "randaug, affine, trivial-mix (default: all)")
     train.add_argument("--workers", type=int, default=2,
                        help="series, spoken-digits, tables and fortunes: runs side by side (default: %(default)s)")
     train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")

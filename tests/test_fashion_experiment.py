@@ -10,11 +10,13 @@ from torch.utils.data import TensorDataset
 
 from augserve.client import Client
 from augserve.experiments.archives import ImageSplit
-from augserve.experiments.fashion import (FashionRecipe, ServedFolders, draw_subset, replays_in_process, run_fashion,
-                                          served_order, write_png_folder)
+from augserve.experiments import fashion
+from augserve.experiments.fashion import (FashionRecipe, ServedFolders, development_split, draw_subset,
+                                          replays_in_process, run_fashion, run_fashion_development, served_order,
+                                          write_png_folder)
 from augserve.experiments.ucr import RULE_BELOW, RULE_MAX_LENGTH, RULE_MAX_TRAIN
 
-RECIPE = FashionRecipe(per_class=8, val_per_class=2, epochs=2, batch_size=8)
+RECIPE = FashionRecipe(per_class=8, val_per_class=2, development_per_class=4, epochs=2, batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +30,36 @@ def split() -> ImageSplit:
 def test_a_seed_draws_its_own_subset_per_class_with_a_disjoint_validation_split(split):
     fit, val = draw_subset(split, 0, RECIPE)
     assert torch.bincount(fit.tensors[1]).tolist() == [6, 6, 6] and torch.bincount(val.tensors[1]).tolist() == [2] * 3
-    all_x = split.train.tensors[0].flatten(1)
-    rows = lambda x: {int((all_x == row).all(1).nonzero()[0]) for row in x.flatten(1)}  # noqa: E731
-    assert not rows(fit.tensors[0]) & rows(val.tensors[0])
+    assert not rows(split, fit) & rows(split, val)
     again, other = draw_subset(split, 0, RECIPE)[0], draw_subset(split, 1, RECIPE)[0]
     assert torch.equal(again.tensors[0], fit.tensors[0]) and not torch.equal(other.tensors[0], fit.tensors[0])
+
+
+def rows(split: ImageSplit, data: TensorDataset) -> set[int]:
+    """Which training images ``data`` holds (the random images are distinct)."""
+    every = split.train.tensors[0].flatten(1)
+    return {int((every == row).all(1).nonzero()[0]) for row in data.tensors[0].flatten(1)}
+
+
+def test_recipes_are_chosen_on_a_development_split_no_seed_draws_and_the_test_set_is_not_read(split, tmp_path,
+                                                                                               monkeypatch):
+    import json
+    import re
+
+    development = development_split(split, RECIPE)
+    assert torch.bincount(development.tensors[1]).tolist() == [4, 4, 4]
+    for seed in range(4):
+        assert not rows(split, development) & set.union(*(rows(split, part) for part in draw_subset(split, seed, RECIPE)))
+    monkeypatch.setattr(fashion, "load_fashion_mnist", lambda root=None: split)  # the small images made here
+    monkeypatch.setattr(split, "test", None)  # reading the test set would fail the run
+    summary = run_fashion_development(out=tmp_path, seeds=1, candidates=("crop-flip-erase", "trivial-mix"),
+                                      recipe=RECIPE, progress=False)
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [r["configuration"] for r in runs] == ["plain", "crop-flip-erase", "trivial-mix"]
+    for run in runs:
+        shown = re.search(rf"^\| {run['configuration']} \| ([\d.]+) \| ([\d.]+) \|", summary, re.M).groups()
+        assert shown == (f"{100 * run['development_accuracy']:.1f}",) * 2 and "test_accuracy" not in run
+    assert "| trivial-mix |" in summary and '"op": "mix"' in summary and "Highest mean development accuracy" in summary
 
 
 def test_the_served_folder_replays_the_pipeline_in_process_and_feeds_a_run(split, tmp_path):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from augserve.client import Client
+from augserve.experiments.fashion import CANDIDATES
 from augserve.experiments.digits import run_regularization
 from augserve.experiments.series import (RECIPE, REGULARIZERS, Ingredients, across_sets, configurations, ingredients,
                                         verdicts)
@@ -135,3 +137,10 @@ def test_train_refuses_an_unknown_dataset():
     result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--alone",
                              "decay,weights"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--alone: unknown 'weights'" in result.stderr and "early-stopping" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "fashion-mnist-dev",
+                             "--recipes", "trivial,cutout"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--recipes: unknown 'cutout'" in result.stderr
+    assert all(name in result.stderr for name in CANDIDATES)
+    help_text = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--help"], capture_output=True,
+                               text=True, timeout=300, env={**os.environ, "COLUMNS": "1000"}).stdout  # no wrapping
+    assert all(name in help_text for name in CANDIDATES)  # --recipes names what exists

@@ -19,7 +19,7 @@ import pathlib
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -47,12 +47,29 @@ FASHION_PIPELINE = [
     {"op": "random_erasing", "p": 0.25},
 ]
 CONFIGURATIONS = ("plain", "strength 1", "adaptive")
+# The recipes the development split chooses among (the test set never): the first round's, the automated
+# policies with a padded crop and flips, a few pixels and degrees of affine, each with erasing at p 0.5, and
+# TrivialAugment with mixup/cutmix (labels mixed by the server).
+_CROP_FLIP = [{"op": "resize", "size": [28, 28]}, {"op": "random_crop", "size": 28, "padding": 2}, {"op": "hflip"}]
+_ERASE = {"op": "random_erasing", "p": 0.5}
+CANDIDATES = {
+    "crop-flip-erase": FASHION_PIPELINE,
+    "trivial": [*_CROP_FLIP, {"op": "trivial_augment"}, _ERASE],
+    "randaug": [*_CROP_FLIP, {"op": "rand_augment", "n": 2, "m": 9}, _ERASE],
+    "affine": [{"op": "resize", "size": [28, 28]}, {"op": "random_affine", "degrees": 10, "translate": [0.1, 0.1]},
+               {"op": "hflip"}, _ERASE],
+    "trivial-mix": [*_CROP_FLIP, {"op": "trivial_augment"}, _ERASE,
+                    {"op": "mix", "mixup_alpha": 0.2, "cutmix_alpha": 1.0, "prob": 0.5}],
+}
+DEVELOPMENT_SEED = 1 << 41  # draws the development split, the same for every seed
 
 
 @dataclass(frozen=True)
 class FashionRecipe:
     per_class: int = 100  # training images per class (of which val_per_class are the validation split)
     val_per_class: int = 10
+    development_per_class: int = 500  # held out of every seed's draw: the recipes are chosen on these
+    pipeline: tuple = tuple(FASHION_PIPELINE)  # what the server does to the regularized runs' images
     epochs: int = 200
     batch_size: int = 100
     learning_rate: float = 3e-3  # AdamW, one-cycle over the budget
@@ -78,13 +95,33 @@ def _rgb(images: torch.Tensor) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1).contiguous()
 
 
-def draw_subset(split: ImageSplit, seed: int, recipe: FashionRecipe = RECIPE) -> tuple[TensorDataset, TensorDataset]:
-    """(fit, validation) drawn by ``seed``: ``per_class`` training images per class, ``val_per_class`` of them held."""
-    x, y = split.train.tensors
-    generator = torch.Generator().manual_seed(seed)
-    fit, val = [], []
+def _development_index(split: ImageSplit, recipe: FashionRecipe) -> torch.Tensor:
+    """The training images of the development split: ``development_per_class`` per class, one draw for all seeds."""
+    y = split.train.tensors[1]
+    generator = torch.Generator().manual_seed(DEVELOPMENT_SEED)
+    chosen = []
     for label in range(split.num_classes):
         members = torch.nonzero(y == label).flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:recipe.development_per_class]])
+    return torch.cat(chosen).sort().values
+
+
+def development_split(split: ImageSplit, recipe: FashionRecipe = RECIPE) -> TensorDataset:
+    """The images recipes are scored on while they are chosen; no seed's fit or validation images are among them."""
+    index = _development_index(split, recipe)
+    return TensorDataset(split.train.tensors[0][index], split.train.tensors[1][index])
+
+
+def draw_subset(split: ImageSplit, seed: int, recipe: FashionRecipe = RECIPE) -> tuple[TensorDataset, TensorDataset]:
+    """(fit, validation) drawn by ``seed``: ``per_class`` training images per class outside the development split,
+    ``val_per_class`` of them held."""
+    x, y = split.train.tensors
+    generator = torch.Generator().manual_seed(seed)
+    available = torch.ones(len(y), dtype=torch.bool)
+    available[_development_index(split, recipe)] = False
+    fit, val = [], []
+    for label in range(split.num_classes):
+        members = torch.nonzero((y == label) & available).flatten()
         chosen = members[torch.randperm(len(members), generator=generator)[:recipe.per_class]]
         val.append(chosen[:recipe.val_per_class])
         fit.append(chosen[recipe.val_per_class:])
@@ -146,13 +183,14 @@ class ServedFolders:
         self.process.wait(timeout=60)
 
 
-def replays_in_process(client, name: str, fit: TensorDataset, seed: int, batch_size: int) -> tuple[int, int]:
-    """(batches equal bit for bit, batches) of the served epoch 0 against the pipeline run here on the same
-    images with the keys the server gives them."""
-    pipeline = Pipeline.from_spec(FASHION_PIPELINE)
+def replays_in_process(client, name: str, fit: TensorDataset, seed: int, batch_size: int,
+                       steps: list = FASHION_PIPELINE) -> tuple[int, int]:
+    """(batches equal bit for bit, batches) of the served epoch 0 of ``steps`` against the same steps run here on
+    the same images with the keys the server gives them."""
+    pipeline = Pipeline.from_spec(list(steps))
     x = _rgb(served_order(fit).tensors[0])
     equal = total = 0
-    for batch in client.stream_dataset(name, FASHION_PIPELINE, batch_size, seed=seed, epoch=0):
+    for batch in client.stream_dataset(name, list(steps), batch_size, seed=seed, epoch=0):
         indices = torch.from_numpy(batch.indices)
         local = pipeline(x[indices], seed=seed, keys=sample_keys(indices, 0)).x
         equal += int(np.array_equal(np.asarray(batch.x), local.numpy()))
@@ -171,9 +209,10 @@ class _NextEpoch:
 
 
 def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str | None,
-                recipe: FashionRecipe = RECIPE, progress: bool = False) -> dict:
+                recipe: FashionRecipe = RECIPE, development: bool = False, progress: bool = False) -> dict:
     """One run; ``target`` serves ``fashion-<seed>`` (the augmented configurations read it). A recipe with
-    no validation images per class trains without a validation split."""
+    no validation images per class trains without a validation split. ``development``: scored on the
+    development split (``development_accuracy``), the test set left untouched."""
     fit, val = draw_subset(split, seed, recipe)
     regularized = configuration != "plain"
     torch.manual_seed(seed)
@@ -192,7 +231,7 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
     if regularized:
         from augserve.client import Client, RemoteDataset
 
-        served = RemoteDataset(Client(target, timeout=600), f"fashion-{seed}", FASHION_PIPELINE, recipe.batch_size,
+        served = RemoteDataset(Client(target, timeout=600), f"fashion-{seed}", list(recipe.pipeline), recipe.batch_size,
                                seed=seed, strength=None if configuration == "adaptive" else
                                float(configuration.split()[1]))
         train = DataLoader(served, batch_size=None)
@@ -210,10 +249,11 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
                           train_eval=loader(fit) if seed == 0 else None)
     history.augmented = regularized
     _, train_accuracy = trainer.evaluate(loader(fit))
-    _, test_accuracy = trainer.evaluate(loader(split.test))
+    scored = "development_accuracy" if development else "test_accuracy"
+    _, accuracy = trainer.evaluate(loader(development_split(split, recipe) if development else split.test))
     return {"seed": seed, "configuration": configuration, "fit_images": len(fit), "epochs": len(history.records),
             "train_accuracy": train_accuracy, "val_accuracy": history.records[-1].val_accuracy,
-            "test_accuracy": test_accuracy, "seconds": time.perf_counter() - started,
+            scored: accuracy, "seconds": time.perf_counter() - started,
             "mean_strength": None if adaptive is None else statistics.mean(s for s, _ in adaptive.history),
             "history": history}
 
@@ -245,6 +285,86 @@ def curves_text(curves: dict[str, History]) -> list[str]:
             *kept_epoch_table(curves)]
 
 
+def serve_seeds(split: ImageSplit, seeds: int, recipe: FashionRecipe, out: pathlib.Path) -> ServedFolders:
+    """Each seed's fit images written afresh under ``out/served`` and served as ``fashion-<seed>``."""
+    import shutil
+
+    folders = {f"fashion-{seed}": out / "served" / f"seed{seed}" for seed in range(seeds)}
+    for seed, folder in enumerate(folders.values()):
+        shutil.rmtree(folder, ignore_errors=True)  # another recipe or draw may have written it
+        write_png_folder(draw_subset(split, seed, recipe)[0], folder)
+    return ServedFolders(folders, out)
+
+
+def _development_run(split: ImageSplit, seed: int, name: str, *, target: str, recipe: FashionRecipe) -> dict:
+    """plain, or candidate ``name`` at strength 1 with the regularized runs' decay and smoothing, scored on the
+    development split."""
+    if name == "plain":
+        return run_fashion(split, seed, "plain", target=target, recipe=recipe, development=True)
+    run = run_fashion(split, seed, "strength 1", target=target, development=True,
+                      recipe=replace(recipe, pipeline=tuple(CANDIDATES[name])))
+    return {**run, "configuration": name}
+
+
+def run_fashion_development(*, out: str | pathlib.Path, seeds: int = 2, epochs: int | None = None,
+                            candidates: tuple[str, ...] = tuple(CANDIDATES), recipe: FashionRecipe = RECIPE,
+                            root: str | None = None, progress: bool = True) -> str:
+    """Plain and each candidate recipe per seed on the seed's fit images, scored on the development split (the
+    test set is not read); writes summary.md and results.json (as each run finishes); returns the summary."""
+    unknown = [name for name in candidates if name not in CANDIDATES]
+    if seeds < 1 or (epochs is not None and epochs < 1) or unknown or not candidates:
+        raise ValueError(f"expected --seeds >= 1, --epochs >= 1 and recipes among {', '.join(CANDIDATES)}, got "
+                         f"{seeds}, {epochs}, {', '.join(candidates) or 'none'}")
+    recipe = recipe if epochs is None else replace(recipe, epochs=epochs)
+    split = load_fashion_mnist(root)
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    server = serve_seeds(split, seeds, recipe, out)
+    try:
+        names = ("plain", *candidates)
+        calls = [functools.partial(_development_run, split, seed, name, target=server.target, recipe=recipe)
+                 for seed in range(seeds) for name in names]
+        runs = run_all(calls, workers=1, results=out / "results.json", header={"candidates": CANDIDATES},
+                       progress=progress)
+    finally:
+        server.close()
+    development = len(development_split(split, recipe))
+    lines = [f"# augserve train: Fashion-MNIST recipes on the development split, {seeds_text(seeds)}", "",
+             f"`augserve train --dataset fashion-mnist-dev --seeds {seeds} --epochs {recipe.epochs} --recipes "
+             f"{','.join(candidates)}`", "",
+             f"Per seed, the {recipe.per_class - recipe.val_per_class} fit images per class the test runs train on "
+             f"(the same draw); every run scored on the development split: {development:,} training images "
+             f"({recipe.development_per_class} per class) no seed draws. The test set is not read. plain and the "
+             f"candidates as in the test runs (a candidate: its pipeline served at strength 1, decay "
+             f"{recipe.weight_decay:g}, label smoothing {recipe.label_smoothing:g}), {recipe.epochs} epochs.", "",
+             *development_table(runs, names), ""]
+    summary = "\n".join(lines)
+    (out / "summary.md").write_text(summary)
+    return summary
+
+
+def development_table(runs: list[dict], names: tuple[str, ...]) -> list[str]:
+    """Per recipe: development accuracy (mean ± sd, per seed), its difference from plain and the seeds it wins;
+    the candidates' pipelines below."""
+    def accuracies(name: str) -> list[float]:
+        return [r["development_accuracy"] for r in sorted(runs, key=lambda r: r["seed"]) if r["configuration"] == name]
+
+    plain = accuracies("plain")
+    spread = mean_sd_header(len(plain))
+    lines = [f"| recipe | development acc %{spread} | per seed | vs plain (points) | seeds better than plain |",
+             "|---|---:|---|---:|---:|"]
+    for name in names:
+        mine = accuracies(name)
+        versus = "" if name == "plain" else f"{100 * (statistics.mean(mine) - statistics.mean(plain)):+.1f}"
+        wins = "" if name == "plain" else f"{sum(a > b for a, b in zip(mine, plain))} of {len(plain)}"
+        lines.append(f"| {name} | {percent_mean_sd(mine)} | {' '.join(f'{100 * a:.1f}' for a in mine)} | {versus} | "
+                     f"{wins} |")
+    best = max(names[1:], key=lambda name: statistics.mean(accuracies(name)))
+    lines += ["", f"Highest mean development accuracy: {best}.", "",
+              *(f"- {name}: `{json.dumps(CANDIDATES[name])}`" for name in names[1:])]
+    return lines
+
+
 def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
                             root: str | None = None, progress: bool = True) -> str:
     """Every seed x configuration, one after another (each run takes both cores); writes summary.md,
@@ -252,19 +372,13 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
     recipe = RECIPE if epochs is None else FashionRecipe(epochs=epochs)
     split = load_fashion_mnist(root)
     out = pathlib.Path(out)
-    served = out / "served"
-    folders = {}
-    for seed in range(seeds):
-        folders[f"fashion-{seed}"] = served / f"seed{seed}"
-        if not folders[f"fashion-{seed}"].is_dir():
-            write_png_folder(draw_subset(split, seed, recipe)[0], folders[f"fashion-{seed}"])
-    server = ServedFolders(folders, out)
+    server = serve_seeds(split, seeds, recipe, out)
     try:
         from augserve.client import Client
 
         with Client(server.target, timeout=600) as client:
             replay = [replays_in_process(client, f"fashion-{seed}", served_order(draw_subset(split, seed, recipe)[0]),
-                                         seed, recipe.batch_size) for seed in range(seeds)]
+                                         seed, recipe.batch_size, recipe.pipeline) for seed in range(seeds)]
         calls = [functools.partial(run_fashion, split, seed, config, target=server.target, recipe=recipe)
                  for seed in range(seeds) for config in CONFIGURATIONS]
         runs = run_all(calls, workers=1, results=out / "results.json", progress=progress)
@@ -281,7 +395,7 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
              "per class of them are the validation split, the rest is fit on. Every run: a 3-conv CNN, AdamW (lr "
              f"{recipe.learning_rate:g}, one-cycle), batch {recipe.batch_size}, {recipe.epochs} epochs. plain: the fit "
              "images as they are, no decay, no smoothing. regularized: the fit images served as a PNG folder by an "
-             f"`augserve serve` process and streamed by `RemoteDataset` through `{json.dumps(FASHION_PIPELINE)}` at "
+             f"`augserve serve` process and streamed by `RemoteDataset` through `{json.dumps(list(recipe.pipeline))}` at "
              f"the strength named, decay {recipe.weight_decay:g} on conv/linear weights, label smoothing "
              f"{recipe.label_smoothing:g}. adaptive: regularized with `AdaptiveStrength("
              f"{', '.join(f'{k}={v}' for k, v in recipe.adaptive)})`. Test accuracy on all 10,000 test images.", "",
@@ -298,7 +412,7 @@ def run_fashion_reference(*, out: str | pathlib.Path, seeds: int = 1, epochs: in
     the 1,000-image runs against; writes summary.md, results.json and learning_curves.png under ``out``."""
     split = load_fashion_mnist(root)
     per_class = int(torch.bincount(split.train.tensors[1]).max())
-    recipe = FashionRecipe(per_class=per_class, val_per_class=0, epochs=epochs or 5)
+    recipe = FashionRecipe(per_class=per_class, val_per_class=0, development_per_class=0, epochs=epochs or 5)
     runs = [run_fashion(split, seed, "plain", target=None, recipe=recipe, progress=progress) for seed in range(seeds)]
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
