@@ -111,7 +111,12 @@ def _train(args: argparse.Namespace) -> int:
         from augserve.experiments.fashion import run_fashion_experiments, run_fashion_reference
 
         if datasets == ["fashion-mnist"]:
-            print(run_fashion_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs))
+            strengths = _strengths(args.strengths or "1")
+            if strengths is None:
+                return 2
+            configurations = ("plain", *(f"strength {s:g}" for s in strengths), *_adaptive(args.adaptive or "gap"))
+            print(run_fashion_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs,
+                                          configurations=configurations))
         else:
             print(run_fashion_reference(out=args.out, seeds=args.seeds or 1, epochs=args.epochs))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
@@ -162,8 +167,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _strengths(text: str) -> tuple[float, ...] | None:
+    """--strengths as numbers (none: no fixed strength); None, said on stderr, when it is not numbers."""
+    try:
+        return tuple(float(s) for s in text.split(",") if s.strip() and s.strip() != "none")
+    except ValueError:
+        print(f"augserve train: --strengths: expected numbers separated by commas or none, got {text!r}",
+              file=sys.stderr)
+        return None
+
+
+def _adaptive(choice: str) -> tuple[str, ...]:
+    """--adaptive as the adaptive configurations it runs."""
+    from augserve.experiments.series import ADAPTIVE
+
+    return {"both": ADAPTIVE, "gap": ADAPTIVE[:1], "views": ADAPTIVE[1:], "none": ()}[choice]
+
+
 def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
-    from augserve.experiments.series import ADAPTIVE, REGULARIZERS, run_series_experiments
+    from augserve.experiments.series import REGULARIZERS, run_series_experiments
     from augserve.experiments.ucr import RULE, UCR_SETS, rule_sets
     from augserve.presets import PRESETS
 
@@ -175,11 +197,8 @@ def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
               f"{RULE} (the sets the archive-scale rule picks)",
               file=sys.stderr)
         return 2
-    try:
-        strengths = tuple(float(s) for s in args.strengths.split(",") if s.strip() and s.strip() != "none")
-    except ValueError:
-        print(f"augserve train: --strengths: expected numbers separated by commas or none, got {args.strengths!r}",
-              file=sys.stderr)
+    strengths = _strengths(args.strengths or "0.5,1,2")
+    if strengths is None:
         return 2
     presets = tuple(name.strip() for name in args.presets.split(",") if name.strip())
     unknown = [name for name in presets if name not in PRESETS]
@@ -198,7 +217,7 @@ def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
         print("augserve train: --strengths none, no --presets and no --alone: nothing to compare with plain",
               file=sys.stderr)
         return 2
-    adaptive = {"both": ADAPTIVE, "gap": ADAPTIVE[:1], "views": ADAPTIVE[1:], "none": ()}[args.adaptive]
+    adaptive = _adaptive(args.adaptive or "both")
     summary = run_series_experiments(datasets, out=args.out, seeds=args.seeds or 5, epochs=args.epochs,
                                      strengths=strengths, presets=presets, adaptive=adaptive, alone=alone,
                                      workers=args.workers, server=args.server, token=args.token)
@@ -363,12 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "set)")
     train.add_argument("--train-fraction", type=float, default=0.2,
                        help="fraction of digits used for training (default: %(default)s)")
-    train.add_argument("--strengths", default="0.5,1,2",
-                       help="series: fixed augmentation strengths to compare with plain and adaptive; none: neither "
-                            "(default: %(default)s)")
-    train.add_argument("--adaptive", choices=("both", "gap", "views", "none"), default="both",
-                       help="series: adaptive strengths run beside the fixed ones: AdaptiveStrength on the training "
-                            "gap, on augmented validation views, both or none (default: %(default)s)")
+    train.add_argument("--strengths",
+                       help="series and fashion-mnist: fixed augmentation strengths to compare with plain and "
+                            "adaptive; none: neither (default: 0.5,1,2 for series, 1 for fashion-mnist)")
+    train.add_argument("--adaptive", choices=("both", "gap", "views", "none"),
+                       help="series and fashion-mnist: adaptive strengths run beside the fixed ones: AdaptiveStrength "
+                            "on the training gap, on augmented validation views, both or none (default: both for "
+                            "series, gap for fashion-mnist)")
     train.add_argument("--presets", default="",
                        help="series: presets to train with alone, each a configuration of plain's loop and budget on "
                             "batches that preset augments, e.g. timeseries,timeseries-um (default: none)")

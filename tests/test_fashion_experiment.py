@@ -62,6 +62,13 @@ def test_recipes_are_chosen_on_a_development_split_no_seed_draws_and_the_test_se
     assert "| trivial-mix |" in summary and '"op": "mix"' in summary and "Highest mean development accuracy" in summary
 
 
+def test_the_experiment_refuses_configurations_it_cannot_run_before_any_work(tmp_path):
+    for configurations in (("plain", "strength one"), ("strength 1", "plain"), ("plain", "adaptive gap")):
+        with pytest.raises(ValueError, match="configurations plain, then strength S, adaptive or adaptive views"):
+            fashion.run_fashion_experiments(out=tmp_path, configurations=configurations, root=str(tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_served_folder_replays_the_pipeline_in_process_and_feeds_a_run(split, tmp_path):
     fit, _ = draw_subset(split, 0, RECIPE)
     write_png_folder(fit, tmp_path / "seed0")
@@ -72,9 +79,12 @@ def test_the_served_folder_replays_the_pipeline_in_process_and_feeds_a_run(split
             info = {d["name"]: d for d in client.datasets()}
         assert (equal, total) == (3, 3)  # 18 images in batches of 8
         assert info["fashion-0"]["size"] == 18 and info["fashion-0"]["num_classes"] == 3
-        run = run_fashion(split, 0, "adaptive", target=server.target, recipe=RECIPE)
-        assert run["epochs"] == RECIPE.epochs and 0.0 <= run["test_accuracy"] <= 1.0
-        assert run["mean_strength"] is not None
+        for configuration in ("adaptive", "adaptive views"):
+            run = run_fashion(split, 0, configuration, target=server.target, recipe=RECIPE)
+            assert run["epochs"] == RECIPE.epochs and 0.0 <= run["test_accuracy"] <= 1.0
+            assert run["mean_strength"] is not None and 0.0 <= run["at_limit"] <= 1.0
+            signal = {record.signal_name for record in run["history"].records}
+            assert signal == {"gap" if configuration == "adaptive" else "augmented / clean validation accuracy"}
     finally:
         server.close()
 

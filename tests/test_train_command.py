@@ -137,6 +137,9 @@ def test_train_refuses_an_unknown_dataset():
     result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--alone",
                              "decay,weights"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--alone: unknown 'weights'" in result.stderr and "early-stopping" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "fashion-mnist", "--strengths",
+                             "1,strong"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--strengths: expected numbers separated by commas or none" in result.stderr
     result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "fashion-mnist-dev",
                              "--recipes", "trivial,cutout"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--recipes: unknown 'cutout'" in result.stderr

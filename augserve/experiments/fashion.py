@@ -26,8 +26,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from augserve.client.loader import IndexedDataset, RemoteAugment
 from augserve.experiments.archives import ImageSplit, load_fashion_mnist
 from augserve.experiments.runs import run_all, without_history
+from augserve.experiments.series import ADAPTIVE, VIEW_SEED, verdicts
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.trainer.adaptive import AdaptiveStrength
@@ -46,7 +48,7 @@ FASHION_PIPELINE = [
     {"op": "hflip"},
     {"op": "random_erasing", "p": 0.25},
 ]
-CONFIGURATIONS = ("plain", "strength 1", "adaptive")
+CONFIGURATIONS = ("plain", "strength 1", "adaptive")  # the default; any "strength S" and "adaptive views" also run
 # The recipes the development split chooses among (the test set never): the first round's, the automated
 # policies with a padded crop and flips, a few pixels and degrees of affine, each with erasing at p 0.5, and
 # TrivialAugment with mixup/cutmix (labels mixed by the server).
@@ -76,6 +78,9 @@ class FashionRecipe:
     weight_decay: float = 0.05  # regularized runs only, on conv/linear weights
     label_smoothing: float = 0.1
     adaptive: tuple = (("target_gap", 0.05), ("step", 0.05), ("start", 0.5), ("limits", (0.0, 2.0)), ("ema", 0.8))
+    # "adaptive views": the strength at which augmented validation views score this share of the clean ones
+    adaptive_views: tuple = (("target_ratio", 0.9), ("passes", 4), ("step", 0.05), ("start", 0.5),
+                             ("limits", (0.0, 2.0)), ("ema", 0.8))
 
 
 RECIPE = FashionRecipe()
@@ -222,23 +227,27 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
     steps = recipe.epochs * -(-len(fit.tensors[1]) // recipe.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.learning_rate, total_steps=steps)
 
-    def loader(data: TensorDataset, shuffle: bool = False) -> DataLoader:
-        x, y = data.tensors
-        return DataLoader(TensorDataset(_rgb(x), y), batch_size=recipe.batch_size, shuffle=shuffle,
+    def loader(data: TensorDataset, shuffle: bool = False, indexed: bool = False) -> DataLoader:
+        rgb = TensorDataset(_rgb(data.tensors[0]), data.tensors[1])
+        return DataLoader(IndexedDataset(rgb) if indexed else rgb, batch_size=recipe.batch_size, shuffle=shuffle,
                           generator=torch.Generator().manual_seed(seed))
 
     callbacks, adaptive = [], None
     if regularized:
         from augserve.client import Client, RemoteDataset
 
-        served = RemoteDataset(Client(target, timeout=600), f"fashion-{seed}", list(recipe.pipeline), recipe.batch_size,
-                               seed=seed, strength=None if configuration == "adaptive" else
-                               float(configuration.split()[1]))
+        client = Client(target, timeout=600)
+        served = RemoteDataset(client, f"fashion-{seed}", list(recipe.pipeline), recipe.batch_size, seed=seed,
+                               strength=None if configuration in ADAPTIVE else float(configuration.split()[1]))
         train = DataLoader(served, batch_size=None)
         callbacks.append(_NextEpoch(served))
         if configuration == "adaptive":
             adaptive = AdaptiveStrength(served, **dict(recipe.adaptive))
-            callbacks.append(adaptive)
+        elif configuration == "adaptive views":  # the validation images augmented here, by the seed's second stream
+            views = RemoteAugment(loader(val, indexed=True), client, list(recipe.pipeline), seed=seed + VIEW_SEED,
+                                  num_classes=split.num_classes)
+            adaptive = AdaptiveStrength(served, views=views, **dict(recipe.adaptive_views))
+        callbacks += [adaptive] if adaptive else []
         loss = SoftTargetCrossEntropy(label_smoothing=recipe.label_smoothing)
     else:
         train, loss = loader(fit, shuffle=True), SoftTargetCrossEntropy()
@@ -255,21 +264,20 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
             "train_accuracy": train_accuracy, "val_accuracy": history.records[-1].val_accuracy,
             scored: accuracy, "seconds": time.perf_counter() - started,
             "mean_strength": None if adaptive is None else statistics.mean(s for s, _ in adaptive.history),
+            "at_limit": None if adaptive is None else statistics.mean(s in adaptive.limits for s, _ in adaptive.history),
             "history": history}
 
 
-def summary_table(runs: list[dict]) -> list[str]:
+def summary_table(runs: list[dict], configurations: tuple[str, ...]) -> list[str]:
     """Per configuration: test accuracy (mean ± sd over seeds, or the one seed's), the clean fit images' and
     validation accuracy at the last epoch."""
     spread = mean_sd_header(len({r["seed"] for r in runs}))
     lines = [f"| configuration | test acc %{spread} | per seed | train acc % (clean){spread} | "
              f"val acc % (clean){spread} |", "|---|---:|---|---:|---:|"]
-    for config in CONFIGURATIONS:
+    for config in configurations:
         chosen = sorted((r for r in runs if r["configuration"] == config), key=lambda r: r["seed"])
-        if not chosen:
-            continue
         name = config + (f" (mean strength {statistics.mean(r['mean_strength'] for r in chosen):.2f})"
-                         if config == "adaptive" else "")
+                         if config in ADAPTIVE else "")
         per_seed = " ".join(f"{100 * r['test_accuracy']:.1f}" for r in chosen)
         lines.append(f"| {name} | {percent_mean_sd([r['test_accuracy'] for r in chosen])} | {per_seed} | "
                      f"{percent_mean_sd([r['train_accuracy'] for r in chosen])} | {percent_mean_sd([r['val_accuracy'] for r in chosen])} |")
@@ -365,11 +373,25 @@ def development_table(runs: list[dict], names: tuple[str, ...]) -> list[str]:
     return lines
 
 
+def _is_strength(configuration: str) -> bool:
+    """'strength S' with S a number."""
+    try:
+        return configuration.startswith("strength ") and float(configuration.removeprefix("strength ")) >= 0
+    except ValueError:
+        return False
+
+
 def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
+                            configurations: tuple[str, ...] = CONFIGURATIONS, recipe: FashionRecipe = RECIPE,
                             root: str | None = None, progress: bool = True) -> str:
-    """Every seed x configuration, one after another (each run takes both cores); writes summary.md,
-    results.json (as each run finishes) and learning_curves.png under ``out``; returns the summary."""
-    recipe = RECIPE if epochs is None else FashionRecipe(epochs=epochs)
+    """Every seed x configuration ('plain', 'strength S', 'adaptive', 'adaptive views'), one after another (each
+    run takes both cores); writes summary.md, results.json (as each run finishes) and learning_curves.png under
+    ``out``; returns the summary."""
+    unknown = [c for c in configurations if c not in ("plain", *ADAPTIVE) and not _is_strength(c)]
+    if seeds < 1 or (epochs is not None and epochs < 1) or unknown or configurations[:1] != ("plain",):
+        raise ValueError(f"expected --seeds >= 1, --epochs >= 1 and configurations plain, then strength S, adaptive "
+                         f"or adaptive views; got {seeds}, {epochs}, {', '.join(configurations)}")
+    recipe = recipe if epochs is None else replace(recipe, epochs=epochs)
     split = load_fashion_mnist(root)
     out = pathlib.Path(out)
     server = serve_seeds(split, seeds, recipe, out)
@@ -380,7 +402,7 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
             replay = [replays_in_process(client, f"fashion-{seed}", served_order(draw_subset(split, seed, recipe)[0]),
                                          seed, recipe.batch_size, recipe.pipeline) for seed in range(seeds)]
         calls = [functools.partial(run_fashion, split, seed, config, target=server.target, recipe=recipe)
-                 for seed in range(seeds) for config in CONFIGURATIONS]
+                 for seed in range(seeds) for config in configurations]
         runs = run_all(calls, workers=1, results=out / "results.json", progress=progress)
     finally:
         server.close()
@@ -389,8 +411,12 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
                          f"Fashion-MNIST, {(recipe.per_class - recipe.val_per_class) * split.num_classes} fit images, "
                          "seed 0")
     equal, total = sum(e for e, _ in replay), sum(t for _, t in replay)
+    strengths = [c.removeprefix("strength ") for c in configurations if c.startswith("strength ")]
+    adaptive = {(): "none", ADAPTIVE[:1]: "gap", ADAPTIVE[1:]: "views", ADAPTIVE: "both"}[
+        tuple(c for c in ADAPTIVE if c in configurations)]
     lines = [f"# augserve train: Fashion-MNIST, {recipe.per_class * 10} training images, {seeds_text(seeds)}", "",
-             f"`augserve train --dataset fashion-mnist --seeds {seeds} --epochs {recipe.epochs}`",
+             f"`augserve train --dataset fashion-mnist --seeds {seeds} --epochs {recipe.epochs} --strengths "
+             f"{','.join(strengths) or 'none'} --adaptive {adaptive}`",
              "", f"Per seed, {recipe.per_class} training images per class drawn by the seed; {recipe.val_per_class} "
              "per class of them are the validation split, the rest is fit on. Every run: a 3-conv CNN, AdamW (lr "
              f"{recipe.learning_rate:g}, one-cycle), batch {recipe.batch_size}, {recipe.epochs} epochs. plain: the fit "
@@ -398,9 +424,14 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
              f"`augserve serve` process and streamed by `RemoteDataset` through `{json.dumps(list(recipe.pipeline))}` at "
              f"the strength named, decay {recipe.weight_decay:g} on conv/linear weights, label smoothing "
              f"{recipe.label_smoothing:g}. adaptive: regularized with `AdaptiveStrength("
-             f"{', '.join(f'{k}={v}' for k, v in recipe.adaptive)})`. Test accuracy on all 10,000 test images.", "",
+             f"{', '.join(f'{k}={v}' for k, v in recipe.adaptive)})` (the gap read from the served batches). adaptive "
+             f"views: regularized with `AdaptiveStrength(views=..., {', '.join(f'{k}={v}' for k, v in recipe.adaptive_views)})`: "
+             "the signal is accuracy on augmented views of the validation images (the same pipeline at the strength "
+             "just trained with, other draws each pass) over clean validation accuracy. Test accuracy on all 10,000 "
+             "test images.", "",
              f"Replay: the first served epoch of every seed against the same pipeline in process: {equal} of {total} "
-             "batches bit for bit.", "", *summary_table(runs), "", *curves_text(curves), ""]
+             "batches bit for bit.", "", *summary_table(runs, configurations), "",
+             *verdicts(runs, list(configurations)), "", *curves_text(curves), ""]
     summary = "\n".join(lines)
     (out / "summary.md").write_text(summary)
     return summary
