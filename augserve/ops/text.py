@@ -56,8 +56,12 @@ def expand(phrase: torch.Tensor, active: torch.Tensor, phrases: torch.Tensor, ph
     lengths = total.clamp(max=max_words)
     width = max(int(lengths.max()), 1)
     out = torch.zeros(phrase.shape[0], width + 1, dtype=phrases.dtype, device=phrase.device)
-    for k in range(phrases.shape[1]):  # K words per phrase at most: a loop over phrase positions, not samples
-        position = ends - size + k
-        write = (k < size) & (position < lengths[:, None])
-        out.scatter_(1, torch.where(write, position, width), phrases[phrase, k])
+    row, column = active.nonzero(as_tuple=True)  # the active entries alone: padding is most of a ragged batch
+    entry, count, start = phrase[row, column], size[row, column], (ends - size)[row, column]
+    room = lengths[row]
+    longest = int(count.max()) if count.numel() else 0  # the longest phrase written, not the table's
+    for k in range(min(phrases.shape[1], longest)):  # a loop over phrase positions, not samples
+        position = start + k
+        write = (k < count) & (position < room)
+        out[row, torch.where(write, position, width)] = phrases[entry, k]  # column ``width``: dropped below
     return out[:, :width], lengths, total - lengths

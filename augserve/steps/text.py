@@ -113,7 +113,7 @@ class SynonymReplacement(SynonymStep):
         replaced = chosen.gather(1, first)
         phrase = torch.where(replaced, synonym.gather(1, first), ids)
         sample, position = chosen.nonzero(as_tuple=True)
-        old = np.asarray(batch.words, dtype=object)[ids[sample, position].cpu().numpy()].tolist()
+        old = batch.words_of(ids[sample, position]).tolist()
         return _with_synonyms(batch, table, phrase, inside, options, "replaced", (sample, position),
                               synonym[sample, position], chosen.sum(1), old)
 
@@ -214,8 +214,7 @@ class RandomDeletion(TextStep):
         rows = torch.where(ops.valid(new_lengths, rows.shape[1]), rows, 0)
         dropped = inside & ~keep
         sample, position = dropped.nonzero(as_tuple=True)
-        words = np.asarray(batch.words, dtype=object)[ids[sample, position].cpu().numpy()]
-        entries = [[p, w] for p, w in zip(position.tolist(), words.tolist())]
+        entries = [[p, w] for p, w in zip(position.tolist(), batch.words_of(ids[sample, position]).tolist())]
         return _written(batch, rows, new_lengths, torch.zeros_like(lengths),
                         {"deleted": _by_sample(sample, len(batch), entries)}, dropped.sum(1))
 
@@ -350,8 +349,7 @@ class ContextualSubstitution(TextStep):
             batch.add_words([added])
         changed = new_ids != ids
         sample, position = changed.nonzero(as_tuple=True)
-        words = np.asarray(batch.words, dtype=object)
-        entries = [[p, old, new] for p, old, new in zip(position.tolist(), words[ids[sample, position].cpu().numpy()],
-                                                        words[new_ids[sample, position].cpu().numpy()])]
+        entries = [[p, old, new] for p, old, new in zip(position.tolist(), batch.words_of(ids[sample, position]),
+                                                        batch.words_of(new_ids[sample, position]))]
         return _written(batch, new_ids, lengths, torch.zeros_like(lengths),
                         {"replaced": _by_sample(sample, len(batch), entries)}, changed.sum(1))

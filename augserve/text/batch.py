@@ -51,6 +51,8 @@ class TextBatch:
     called: str = "x"  # what the caller calls the sentences, in errors that name one (the wire's "texts")
     # the synonym table and how many of ``words`` it looked up: made on first use, made again for words added since
     _synonyms: list[tuple[SynonymTable, int]] = field(default_factory=list, repr=False)
+    # ``words`` as a numpy object array, extended when words were added: shared by the batch's copies
+    _array: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -69,10 +71,17 @@ class TextBatch:
         """The sentences as text: words joined by one space."""
         return self.joined(self.ids, self.lengths)
 
+    def words_of(self, ids: torch.Tensor) -> np.ndarray:
+        """The words of ``ids`` (any shape) as a numpy object array of that shape."""
+        known = self._array[0] if self._array else np.empty(0, dtype=object)
+        if len(known) < len(self.words):  # words only grow: the array so far is a prefix
+            known = np.concatenate([known, np.asarray(self.words[len(known):], dtype=object)])
+            self._array[:] = [known]
+        return known[ids.cpu().numpy()]
+
     def joined(self, rows: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """Rows of word ids (each its first ``lengths`` ones) as text: words joined by one space."""
-        words = np.asarray(self.words, dtype=object)[rows.cpu().numpy()]
-        return [" ".join(row[:length]) for row, length in zip(words, lengths.tolist())]
+        return [" ".join(row[:length]) for row, length in zip(self.words_of(rows), lengths.tolist())]
 
     def add_words(self, sentences: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Sentences of words as ids (B', L') and lengths, their new words appended to ``words`` (a synonym

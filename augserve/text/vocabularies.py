@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from augserve.named import Named
@@ -24,6 +25,7 @@ class Vocabulary:
     name: str
     words: list[str]
     _tables: dict[torch.device, SynonymTable] = field(default_factory=dict, repr=False)
+    _array: np.ndarray | None = field(default=None, repr=False)  # ``words`` as the array batches look words up in
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def table(self, device: torch.device) -> SynonymTable:
@@ -42,8 +44,10 @@ class Vocabulary:
             raise ValueError(f"x[{sample}]: word ids must lie in [0, {len(self.words)}) (vocabulary {self.name!r} "
                              f"has {len(self.words)} words), got {int(ids[sample][bad[sample]][0])}")
         ids = torch.where(inside, ids, 0)
+        if self._array is None:
+            self._array = np.asarray(self.words, dtype=object)
         return TextBatch(ids, lengths, list(self.words), closed=True,
-                         _synonyms=[(self.table(ids.device), len(self.words))])
+                         _synonyms=[(self.table(ids.device), len(self.words))], _array=[self._array])
 
 
 def _closed(table: SynonymTable, size: int) -> SynonymTable:

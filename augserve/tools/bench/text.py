@@ -6,7 +6,9 @@ cleans them with EDA's tokenizer inside the timed call, as EDA's script does bef
 at EDA's default alpha = p = 0.1 on one thread (augserve's calls with one torch thread; the others are plain
 Python). Warm on every side: the harness runs each engine once untimed before its timed calls, so augserve's
 per-word synonym cache is full and nltk's WordNet reader (which textaugment and nlpaug query for every lookup,
-keeping no cache of their own) has read what it reads. augserve takes 256 sentences a call, keys per sentence.
+keeping no cache of their own) has read what it reads. augserve takes 256 sentences a call, keys per sentence;
+its "word ids" rows take the same fortunes numbered once, outside the timed call, by a registered vocabulary (their
+words and their synonyms' words), as a training job that numbers its corpus for its model does, and give ids back.
 
 What differs: textaugment is given EDA's stop words as a set (its default is a list, slower to search). nlpaug
 counts ceil(alpha * words) words, not EDA's max(1, int(alpha * words)); its delete drops exactly that many (EDA:
@@ -59,7 +61,9 @@ def text_cases(wanted: Wanted) -> dict[str, list[Engine]]:
         raise ValueError(str(error)) from None
     sentences = [pool[i * len(pool) // COUNT] for i in range(COUNT)]
     textaugment, nlpaug = _textaugment_engines(sentences), _nlpaug_engines(sentences)
-    cases = {_case(op): [*textaugment.get(op, []), *nlpaug.get(op, []), _augserve(op, sentences)] for op in ops}
+    ids = _numbered(sentences)
+    cases = {_case(op): [*textaugment.get(op, []), *nlpaug.get(op, []), _augserve(op, sentences),
+                         _augserve_ids(op, *ids)] for op in ops}
     return {case: engines for case, engines in cases.items() if len(engines) > 1}
 
 
@@ -125,6 +129,39 @@ def _nlpaug_engines(sentences: list[str]) -> dict[str, list[Engine]]:
                                    "ceil(0.1 * words) words, each with a neighbour")],
             "random_deletion": [engine("nlpaug RandomWordAug(delete)", naw.RandomWordAug("delete", **counts),
                                        "exactly ceil(0.1 * words) words")]}
+
+
+def _numbered(sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fortunes as word ids (COUNT, L) and lengths of a vocabulary registered as ``fortunes``: their words and
+    every word of their WordNet synonyms, so that no synonym is left out for lying outside it."""
+    from augserve.text import vocabularies
+
+    rows = [eda_words(sentence) for sentence in sentences]
+    words = sorted({word for row in rows for word in row})
+    words += sorted({part for word in words for phrase in wordnet.synonyms(word) for part in phrase} - set(words))
+    number = {word: i for i, word in enumerate(vocabularies.register("fortunes", words).words)}
+    lengths = torch.tensor([len(row) for row in rows])
+    ids = torch.zeros(len(rows), int(lengths.max()), dtype=torch.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor([number[word] for word in row])
+    return ids, lengths
+
+
+def _augserve_ids(op: str, ids: torch.Tensor, lengths: torch.Tensor) -> Engine:
+    pipeline = Pipeline.from_spec({"modality": "text", "vocabulary": "fortunes", "steps": [{"op": op}]})
+    keys, seeds = torch.arange(COUNT), itertools.count()
+    calls = [(slice(start, start + CALL), int(lengths[start:start + CALL].max())) for start in range(0, COUNT, CALL)]
+
+    def run() -> list[torch.Tensor]:
+        seed, threads = next(seeds), torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return [pipeline(ids[rows, :width], seed=seed, keys=keys[rows], lengths=lengths[rows]).x
+                    for rows, width in calls]
+        finally:
+            torch.set_num_threads(threads)
+
+    return Engine("augserve, word ids", run, f"{CALL} a call; the job numbered its sentences once", COUNT)
 
 
 def _augserve(op: str, sentences: list[str]) -> Engine:
