@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fraction of digits used for training (default: %(default)s)")
     train.add_argument("--strengths",
                        help="series and fashion-mnist: fixed augmentation strengths to compare with plain and "
-                            "adaptive; none: neither (default: 0.5,1,2 for series, 1 for fashion-mnist)")
+                            "adaptive; none: no fixed strength (series: nor the regularized recipe) (default: 0.5,1,2 "
+                            "for series, 1 for fashion-mnist)")
     train.add_argument("--adaptive", choices=("both", "gap", "views", "none"),
                        help="series and fashion-mnist: adaptive strengths run beside the fixed ones: AdaptiveStrength "
                             "on the training gap, on augmented validation views, both or none (default: both for "

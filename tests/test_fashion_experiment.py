@@ -63,8 +63,12 @@ def test_recipes_are_chosen_on_a_development_split_no_seed_draws_and_the_test_se
 
 
 def test_the_experiment_refuses_configurations_it_cannot_run_before_any_work(tmp_path):
-    for configurations in (("plain", "strength one"), ("strength 1", "plain"), ("plain", "adaptive gap")):
-        with pytest.raises(ValueError, match="configurations plain, then strength S, adaptive or adaptive views"):
+    expected = "configurations plain, then strength S, adaptive or adaptive views"
+    for configurations, message in (((("plain", "strength one"), "'strength one': expected strength and a number"),
+                                     (("plain", "strength 11"), r"strength: expected a number in \[0, 10\]"),
+                                     (("strength 1", "plain"), expected), (("plain", "adaptive gap"), expected),
+                                     (("plain",), expected))):
+        with pytest.raises(ValueError, match=message):
             fashion.run_fashion_experiments(out=tmp_path, configurations=configurations, root=str(tmp_path))
     assert not any(tmp_path.iterdir())
 

@@ -101,10 +101,12 @@ def test_each_regularizer_alone_is_one_part_of_the_recipe_and_the_parts_make_it_
     assert plain == Ingredients() and whole.strength == 0.5 and ingredients("adaptive views", RECIPE).strength is None
     fields = [field.name for field in dataclasses.fields(Ingredients)]
     parts = {name: ingredients(name + " alone", RECIPE) for name in REGULARIZERS}
+    expected = {"augmentation": "pipeline", "mixing": "pipeline", "decay": "weight_decay", "dropout": "dropout",
+                "smoothing": "label_smoothing", "early stopping": "early_stopping"}
     for name, part in parts.items():
-        changed = [field for field in fields if getattr(part, field) != getattr(plain, field)]
-        assert changed == (["pipeline"] if name in ("augmentation", "mixing") else [changed[0]]) and len(changed) == 1
-        assert changed == ["pipeline"] or getattr(part, changed[0]) == getattr(whole, changed[0])  # the recipe's own
+        assert [field for field in fields if getattr(part, field) != getattr(plain, field)] == [expected[name]]
+        if expected[name] != "pipeline":  # at the recipe's own setting
+            assert getattr(part, expected[name]) == getattr(whole, expected[name])
     steps = parts["augmentation"].pipeline + parts["mixing"].pipeline
     assert sorted(map(str, steps)) == sorted(map(str, whole.pipeline)) and parts["mixing"].pipeline[0]["op"] == "mix"
     assert {field for part in parts.values() for field in fields if getattr(part, field) != getattr(plain, field)} \

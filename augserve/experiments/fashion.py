@@ -19,7 +19,7 @@ import pathlib
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from augserve.client.loader import IndexedDataset, RemoteAugment
 from augserve.experiments.archives import ImageSplit, load_fashion_mnist
-from augserve.experiments.runs import run_all, without_history
+from augserve.experiments.runs import run_all, without_history, write_json
 from augserve.experiments.series import ADAPTIVE, VIEW_SEED, verdicts
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
@@ -332,11 +332,13 @@ def run_fashion_development(*, out: str | pathlib.Path, seeds: int = 2, epochs: 
         names = ("plain", *candidates)
         calls = [functools.partial(_development_run, split, seed, name, target=server.target, recipe=recipe)
                  for seed in range(seeds) for name in names]
-        runs = run_all(calls, workers=1, results=out / "results.json", header={"candidates": CANDIDATES},
-                       progress=progress)
+        header = {"recipe": {k: v for k, v in asdict(recipe).items() if k != "pipeline"},  # the candidates' own
+                  "candidates": {name: CANDIDATES[name] for name in candidates},
+                  "development_images": len(development_split(split, recipe))}
+        runs = run_all(calls, workers=1, results=out / "results.json", header=header, progress=progress)
     finally:
         server.close()
-    development = len(development_split(split, recipe))
+    development = header["development_images"]
     lines = [f"# augserve train: Fashion-MNIST recipes on the development split, {seeds_text(seeds)}", "",
              f"`augserve train --dataset fashion-mnist-dev --seeds {seeds} --epochs {recipe.epochs} --recipes "
              f"{','.join(candidates)}`", "",
@@ -373,25 +375,25 @@ def development_table(runs: list[dict], names: tuple[str, ...]) -> list[str]:
     return lines
 
 
-def _is_strength(configuration: str) -> bool:
-    """'strength S' with S a number."""
-    try:
-        return configuration.startswith("strength ") and float(configuration.removeprefix("strength ")) >= 0
-    except ValueError:
-        return False
-
-
 def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
                             configurations: tuple[str, ...] = CONFIGURATIONS, recipe: FashionRecipe = RECIPE,
                             root: str | None = None, progress: bool = True) -> str:
     """Every seed x configuration ('plain', 'strength S', 'adaptive', 'adaptive views'), one after another (each
     run takes both cores); writes summary.md, results.json (as each run finishes) and learning_curves.png under
     ``out``; returns the summary."""
-    unknown = [c for c in configurations if c not in ("plain", *ADAPTIVE) and not _is_strength(c)]
-    if seeds < 1 or (epochs is not None and epochs < 1) or unknown or configurations[:1] != ("plain",):
+    unknown = [c for c in configurations if c not in ("plain", *ADAPTIVE) and not c.startswith("strength ")]
+    if seeds < 1 or (epochs is not None and epochs < 1) or unknown or configurations[:1] != ("plain",) \
+            or len(configurations) < 2:
         raise ValueError(f"expected --seeds >= 1, --epochs >= 1 and configurations plain, then strength S, adaptive "
-                         f"or adaptive views; got {seeds}, {epochs}, {', '.join(configurations)}")
+                         f"or adaptive views (at least one); got {seeds}, {epochs}, {', '.join(configurations)}")
     recipe = recipe if epochs is None else replace(recipe, epochs=epochs)
+    for config in configurations:  # strengths the pipeline cannot take, refused before any work
+        if config.startswith("strength "):
+            try:
+                strength = float(config.removeprefix("strength "))
+            except ValueError:
+                raise ValueError(f"{config!r}: expected strength and a number") from None
+            Pipeline.from_spec(list(recipe.pipeline)).at_strength(strength)
     split = load_fashion_mnist(root)
     out = pathlib.Path(out)
     server = serve_seeds(split, seeds, recipe, out)
@@ -414,6 +416,14 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
     strengths = [c.removeprefix("strength ") for c in configurations if c.startswith("strength ")]
     adaptive = {(): "none", ADAPTIVE[:1]: "gap", ADAPTIVE[1:]: "views", ADAPTIVE: "both"}[
         tuple(c for c in ADAPTIVE if c in configurations)]
+    setting = {name: ", ".join(f"{k}={v}" for k, v in values)
+               for name, values in (("adaptive", recipe.adaptive), ("adaptive views", recipe.adaptive_views))}
+    described = {"adaptive": f"adaptive: regularized with `AdaptiveStrength({setting['adaptive']})` (the gap read "
+                             "from the served batches). ",
+                 "adaptive views": f"adaptive views: regularized with `AdaptiveStrength(views=..., "
+                                   f"{setting['adaptive views']})`: the signal is accuracy on augmented views of the "
+                                   "validation images (the same pipeline at the strength just trained with, other "
+                                   "draws each pass) over clean validation accuracy. "}
     lines = [f"# augserve train: Fashion-MNIST, {recipe.per_class * 10} training images, {seeds_text(seeds)}", "",
              f"`augserve train --dataset fashion-mnist --seeds {seeds} --epochs {recipe.epochs} --strengths "
              f"{','.join(strengths) or 'none'} --adaptive {adaptive}`",
@@ -423,12 +433,8 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
              "images as they are, no decay, no smoothing. regularized: the fit images served as a PNG folder by an "
              f"`augserve serve` process and streamed by `RemoteDataset` through `{json.dumps(list(recipe.pipeline))}` at "
              f"the strength named, decay {recipe.weight_decay:g} on conv/linear weights, label smoothing "
-             f"{recipe.label_smoothing:g}. adaptive: regularized with `AdaptiveStrength("
-             f"{', '.join(f'{k}={v}' for k, v in recipe.adaptive)})` (the gap read from the served batches). adaptive "
-             f"views: regularized with `AdaptiveStrength(views=..., {', '.join(f'{k}={v}' for k, v in recipe.adaptive_views)})`: "
-             "the signal is accuracy on augmented views of the validation images (the same pipeline at the strength "
-             "just trained with, other draws each pass) over clean validation accuracy. Test accuracy on all 10,000 "
-             "test images.", "",
+             f"{recipe.label_smoothing:g}. " + "".join(described[config] for config in ADAPTIVE if config in configurations)
+             + "Test accuracy on all 10,000 test images.", "",
              f"Replay: the first served epoch of every seed against the same pipeline in process: {equal} of {total} "
              "batches bit for bit.", "", *summary_table(runs, configurations), "",
              *verdicts(runs, list(configurations)), "", *curves_text(curves), ""]
@@ -447,7 +453,7 @@ def run_fashion_reference(*, out: str | pathlib.Path, seeds: int = 1, epochs: in
     runs = [run_fashion(split, seed, "plain", target=None, recipe=recipe, progress=progress) for seed in range(seeds)]
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps([without_history(r) for r in runs], indent=1))
+    write_json(out / "results.json", [without_history(r) for r in runs])
     curves = {"plain": runs[0]["history"]}
     plot_learning_curves(curves, out / "learning_curves.png",
                          f"Fashion-MNIST, all {len(split.train):,} training images, seed 0")

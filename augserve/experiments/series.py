@@ -136,8 +136,8 @@ def _augmenter(server: str | None, token: str | None):
 
 def run_series(name: str, seed: int, configuration: str, *, epochs: int | None = None, recipe: Recipe = RECIPE,
                server: str | None = None, token: str | None = None) -> dict:
-    """One run: ``configuration`` is 'plain', 'strength S', 'adaptive', 'adaptive views' or 'preset <name>';
-    ``epochs`` caps the recipe's budget. Returns accuracies and history."""
+    """One run: ``configuration`` is 'plain', 'strength S', 'adaptive', 'adaptive views', 'preset <name>' or
+    '<regularizer> alone'; ``epochs`` caps the recipe's budget. Returns accuracies and history."""
     torch.set_num_threads(1)  # runs go side by side, one per core
     split = load_ucr(name)
     fit, val = validation_split(split.train, recipe.validation_fraction, seed)
@@ -312,7 +312,8 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
     for name in datasets:
         chosen = [r for r in runs if r["dataset"] == name]
         split, picture = splits[name], f"{name.replace(':', '-')}_curves.png"  # ucr:<Name>: no colon in a file name
-        curves: dict[str, History] = {config: r["history"] for config in ("plain", "strength 1", *ADAPTIVE, *(PRESET + p for p in presets))
+        drawn = ("plain", "strength 1", *ADAPTIVE, *(PRESET + p for p in presets), *(name + ALONE for name in alone))
+        curves: dict[str, History] = {config: r["history"] for config in drawn
                                       for r in chosen if r["seed"] == 0 and r["configuration"] == config}
         plot_learning_curves(curves, out / picture, f"{name}, seed 0: {', '.join(curves)}")
         lines += [f"## {name} ({len(split.train)} train / {len(split.test)} test, {split.num_classes} classes, "

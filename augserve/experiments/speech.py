@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from augserve.experiments.runs import run_all, without_history
+from augserve.experiments.runs import run_all, without_history, write_json
 from augserve.experiments.spoken_digits import (TEST_CONDITIONS, Clips, Corpus, TestConditions, corpus_record, corrupt,
                                                 load_spoken_digits)
 from augserve.pipeline import Pipeline
@@ -252,8 +252,8 @@ def run_speech_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: i
     runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
     wall = time.perf_counter() - started
     met, sentence = verdict(runs)
-    (out / "results.json").write_text(json.dumps(
-        {**header, "goal_met": met, "wall_seconds": wall, "runs": [without_history(r) for r in runs]}, indent=1))
+    write_json(out / "results.json", {**header, "goal_met": met, "wall_seconds": wall, "finished": len(runs),
+                                      "of": len(runs), "runs": [without_history(r) for r in runs]})
     histories = plot_speech_curves(runs, out / "learning_curves.png",
                                    f"spoken digits, seed 0: plain vs augmented ({augmented})"
                                    if isinstance(augmented, str) else "spoken digits, seed 0: plain vs augmented")

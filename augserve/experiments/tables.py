@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from augserve import table_stats
-from augserve.experiments.runs import run_all, without_history
+from augserve.experiments.runs import run_all, without_history, write_json
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.smote import Smote, class_counts
@@ -306,7 +306,6 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: in
                           recipe: TableRecipe = RECIPE, progress: bool = True) -> str:
     """Every part x seed x arm, ``workers`` runs at a time (one thread each; 1: in this process); writes
     summary.md, results.json and a ``<part>_curves.png`` (+ .json) per part under ``out``; returns the summary."""
-
     if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1:
         raise ValueError(f"expected --seeds >= 1, --epochs >= 1 and --workers >= 1, got {seeds}, {epochs}, {workers}")
     recipe = recipe if epochs is None else TableRecipe(**{**asdict(recipe), "epochs": epochs})
@@ -320,9 +319,8 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: in
     runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
     wall = time.perf_counter() - started
     met, sentences = verdicts(runs)
-    (out / "results.json").write_text(json.dumps(
-        {**header, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,
-         "runs": [without_history(r) for r in runs]}, indent=1, default=str))
+    write_json(out / "results.json", {**header, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,
+                                      "finished": len(runs), "of": len(runs), "runs": [without_history(r) for r in runs]})
     for part in ARMS:
         plot_table_curves(runs, part, out / f"{part}_curves.png",
                           f"{part}, seed 0: plain vs " + ", ".join(list(ARMS[part])[1:]))

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from augserve.experiments.fortunes import Sentences, dataset_record, draw_training, load_fortunes
-from augserve.experiments.runs import run_all, without_history
+from augserve.experiments.runs import run_all, without_history, write_json
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
 from augserve.text import paraphrases
@@ -278,9 +278,8 @@ def run_text_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int
     runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
     wall = time.perf_counter() - started
     met, sentences, record = *verdicts(runs, arms), header["dataset"]
-    (out / "results.json").write_text(json.dumps(
-        {**header, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,
-         "runs": [without_history(r) for r in runs]}, indent=1))
+    write_json(out / "results.json", {**header, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,
+                                      "finished": len(runs), "of": len(runs), "runs": [without_history(r) for r in runs]})
     plot_text_curves(runs, out / "learning_curves.png",
                      f"fortunes, {runs[0]['train_sentences']} training sentences, seed 0: " + " vs ".join(arms))
     first = runs[0]

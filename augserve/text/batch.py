@@ -51,8 +51,8 @@ class TextBatch:
     called: str = "x"  # what the caller calls the sentences, in errors that name one (the wire's "texts")
     # the synonym table and how many of ``words`` it looked up: made on first use, made again for words added since
     _synonyms: list[tuple[SynonymTable, int]] = field(default_factory=list, repr=False)
-    # ``words`` as a numpy object array, extended when words were added: shared by the batch's copies
-    _array: list[np.ndarray] = field(default_factory=list, repr=False)
+    # (``words``, it as a numpy object array extended when words were added): shared by the batch's copies
+    _array: list[tuple[list[str], np.ndarray]] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -73,10 +73,10 @@ class TextBatch:
 
     def words_of(self, ids: torch.Tensor) -> np.ndarray:
         """The words of ``ids`` (any shape) as a numpy object array of that shape."""
-        known = self._array[0] if self._array else np.empty(0, dtype=object)
-        if len(known) < len(self.words):  # words only grow: the array so far is a prefix
+        known = self._array[0][1] if self._array and self._array[0][0] is self.words else np.empty(0, dtype=object)
+        if len(known) < len(self.words):  # this list's words only grow: the array so far is a prefix
             known = np.concatenate([known, np.asarray(self.words[len(known):], dtype=object)])
-            self._array[:] = [known]
+            self._array[:] = [(self.words, known)]
         return known[ids.cpu().numpy()]
 
     def joined(self, rows: torch.Tensor, lengths: torch.Tensor) -> list[str]:

@@ -46,8 +46,9 @@ class Vocabulary:
         ids = torch.where(inside, ids, 0)
         if self._array is None:
             self._array = np.asarray(self.words, dtype=object)
-        return TextBatch(ids, lengths, list(self.words), closed=True,
-                         _synonyms=[(self.table(ids.device), len(self.words))], _array=[self._array])
+        words = list(self.words)  # a step may grow its batch's list, never the vocabulary's
+        return TextBatch(ids, lengths, words, closed=True, _synonyms=[(self.table(ids.device), len(self.words))],
+                         _array=[(words, self._array)])
 
 
 def _closed(table: SynonymTable, size: int) -> SynonymTable:

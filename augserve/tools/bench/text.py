@@ -29,7 +29,7 @@ import importlib.util
 import itertools
 import random
 import sys
-from typing import Callable
+from typing import Callable, Iterator
 from unittest import mock
 
 import torch
@@ -131,6 +131,19 @@ def _nlpaug_engines(sentences: list[str]) -> dict[str, list[Engine]]:
                                        "exactly ceil(0.1 * words) words")]}
 
 
+def _on_one_thread(run: Callable[[int], object], seeds: Iterator[int]) -> Callable[[], object]:
+    """``run`` with a fresh seed per pass, on one torch thread as the other engines run (the count restored)."""
+    def timed() -> object:
+        seed, threads = next(seeds), torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return run(seed)
+        finally:
+            torch.set_num_threads(threads)
+
+    return timed
+
+
 def _numbered(sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """The fortunes as word ids (COUNT, L) and lengths of a vocabulary registered as ``fortunes``: their words and
     every word of their WordNet synonyms, so that no synonym is left out for lying outside it."""
@@ -152,29 +165,19 @@ def _augserve_ids(op: str, ids: torch.Tensor, lengths: torch.Tensor) -> Engine:
     keys, seeds = torch.arange(COUNT), itertools.count()
     calls = [(slice(start, start + CALL), int(lengths[start:start + CALL].max())) for start in range(0, COUNT, CALL)]
 
-    def run() -> list[torch.Tensor]:
-        seed, threads = next(seeds), torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return [pipeline(ids[rows, :width], seed=seed, keys=keys[rows], lengths=lengths[rows]).x
-                    for rows, width in calls]
-        finally:
-            torch.set_num_threads(threads)
+    def run(seed: int) -> list[torch.Tensor]:
+        return [pipeline(ids[rows, :width], seed=seed, keys=keys[rows], lengths=lengths[rows]).x
+                for rows, width in calls]
 
-    return Engine("augserve, word ids", run, f"{CALL} a call; the job numbered its sentences once", COUNT)
+    return Engine("augserve, word ids", _on_one_thread(run, seeds), f"{CALL} a call; the job numbered its sentences once", COUNT)
 
 
 def _augserve(op: str, sentences: list[str]) -> Engine:
     pipeline = Pipeline.from_spec([{"op": op}])
     keys, seeds = torch.arange(COUNT), itertools.count()
 
-    def run() -> list[str]:
-        seed, threads = next(seeds), torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return [s for start in range(0, COUNT, CALL)
-                    for s in pipeline(sentences[start:start + CALL], seed=seed, keys=keys[start:start + CALL]).x]
-        finally:
-            torch.set_num_threads(threads)
+    def run(seed: int) -> list[str]:
+        return [s for start in range(0, COUNT, CALL)
+                for s in pipeline(sentences[start:start + CALL], seed=seed, keys=keys[start:start + CALL]).x]
 
-    return Engine("augserve", run, f"{CALL} sentences a call, one torch thread", COUNT)
+    return Engine("augserve", _on_one_thread(run, seeds), f"{CALL} sentences a call, one torch thread", COUNT)
