@@ -170,7 +170,8 @@ def learning_curve_figure(histories: dict[str, History], title: str = ""):
     panels["accuracy %"].set(xlabel="epoch", ylabel="accuracy %",
                              title="accuracy (dots: the epoch whose weights the run kept)")
     if adaptive:
-        panels["strength"].set(xlabel="epoch", ylabel="strength; gap as a fraction", title="augmentation strength")
+        panels["strength"].set(xlabel="epoch", ylabel="strength; the signal it follows (legend)",
+                               title="augmentation strength")
         panels["strength"].legend(fontsize=7)
     for axis in axes:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
