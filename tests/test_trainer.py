@@ -316,4 +316,4 @@ def test_one_seed_is_reported_as_one_seed():
     assert "±" not in table and "90.25%" in table
     fashion = {"seed": 0, "configuration": "plain", "test_accuracy": 0.8, "train_accuracy": 0.9, "val_accuracy": 0.7,
                "mean_strength": None}
-    assert "±" not in "\n".join(summary_table([fashion]))
+    assert "±" not in "\n".join(summary_table([fashion], ("plain",)))
