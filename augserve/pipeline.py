@@ -429,7 +429,8 @@ class Pipeline:
         return Checked(self, batch, None, (len(batch),), None, Modality.TEXT)
 
     def __call__(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
-                 num_classes: int | None = None, out_dtype: Any = None, lengths: Any = None) -> AugmentOutput:
+                 num_classes: int | None = None, out_dtype: Any = None, lengths: Any = None,
+                 reports: bool = True) -> AugmentOutput:
         """Augment a batch; each sample's draws depend only on (seed, its key).
 
         ``x`` is a dense batch ((B, C, H, W) images, spectrograms, series, (B, [C,] T) waveforms) or encoded
@@ -437,9 +438,11 @@ class Pipeline:
         bytes), or what ``prepare`` made of them with the same seed and keys, or what ``check`` returned.
         ``lengths``: each waveform's valid length (the rest of its row is padding, and stays zero); the
         output's ``lengths`` are the valid lengths after the steps (in frames after ``log_mel``).
+        ``reports=False``: text steps leave the words they changed out of ``params`` (their counts stay); building
+        those lists is a large part of a call on word ids, wasted where nobody reads them.
         """
         if self.modality == Modality.TEXT:
-            return self._text_call(x, labels, seed, keys, num_classes, out_dtype, lengths)
+            return self._text_call(x, labels, seed, keys, num_classes, out_dtype, lengths, reports)
         checked, x, prepared, start = self._begin(x, out_dtype, seed, keys, lengths)
         device, size = x.device, x.shape[0]
         if self.plan_for(device) == "device":
@@ -463,13 +466,13 @@ class Pipeline:
         return AugmentOutput(to_out_dtype(x, checked.out_dtype), soft, params, lengths)
 
     def _text_call(self, x: Any, labels: Any, seed: int | torch.Tensor, keys: Any, num_classes: int | None,
-                   out_dtype: Any, lengths: Any) -> AugmentOutput:
+                   out_dtype: Any, lengths: Any, reports: bool) -> AugmentOutput:
         """Sentences (a list of str, word ids of the spec's vocabulary with their ``lengths``, what
         ``self.text.encode`` made of either, or what ``check`` returned) through the text steps: the same batched
         edits on any device, so text has one plan."""
         batch = self._checked(x, out_dtype, lengths).x
         keys = as_keys(keys, len(batch), batch.ids.device)
-        return AugmentOutput(*text_run.run(self.steps, self.text, batch, labels, seed, keys, num_classes))
+        return AugmentOutput(*text_run.run(self.steps, self.text, batch, labels, seed, keys, num_classes, reports))
 
     def device_call(self, x: Any, labels: Any = None, *, seed: int | torch.Tensor = 0, keys: Any = None,
                     num_classes: int | None = None, out_dtype: Any = None, lengths: Any = None) -> device_plan.Call:

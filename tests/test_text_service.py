@@ -13,6 +13,9 @@ from augserve import Pipeline
 from augserve.client import AsyncClient, Client, InvalidArgument
 from augserve.random import sample_keys
 from augserve.server.dataset_tools import describe
+from augserve.server.device import DeviceWorker
+from augserve.server.jobs import Job
+from augserve.server.metrics import Metrics
 from augserve.server.responses import params_json
 from augserve.server import texts
 from augserve.server.texts import MAX_SENTENCE_BYTES
@@ -76,6 +79,21 @@ def test_texts_over_the_wire_are_the_pipelines_sentences_in_process_and_replay_a
             return await client.augment(texts=SENTENCES, pipeline=EDA, seed=5, keys=KEYS)
 
     assert asyncio.run(run()).x == local.x
+
+
+def test_the_device_worker_builds_the_word_lists_only_for_a_job_that_reads_them():
+    """A request's return_params reaches the text steps: without it the worker leaves the per-sample lists out."""
+    pipe, cpu = Pipeline.from_spec(EDA), torch.device("cpu")
+    worker = DeviceWorker(cpu, 16, Metrics(cpu))
+    try:
+        for reports in (False, True):
+            job = Job(pipe.check(SENTENCES), None, reports, None, torch.tensor(KEYS), 5, None, reports=reports)
+            [done] = worker._run([job], [job.batch])
+            edits = done.output.params[0]
+            assert done.output.x == Pipeline.from_spec(EDA)(SENTENCES, seed=5, keys=KEYS).x
+            assert ("operation" in edits) == reports and edits["changed"].shape == (len(SENTENCES),)
+    finally:
+        worker.close()
 
 
 def _texts(sentences, spec=SPEC, **fields):

@@ -139,6 +139,19 @@ def test_a_sentence_replays_alone_and_in_any_batch(op):
     assert pipe.at_strength(0)(sentences, seed=1).x == [" ".join(eda_words(s)) for s in sentences]
 
 
+@pytest.mark.parametrize("op", sorted(TEXT_OP_SPECS))
+def test_without_reports_a_step_edits_the_same_and_keeps_its_counts_alone(op):
+    pipe = Pipeline.from_spec([{"op": op, **TEXT_OP_SPECS[op]}])
+    sentences = _sentences()[:6]
+    full, bare = (pipe(sentences, seed=3, keys=KEYS, reports=reports) for reports in (True, False))
+    assert bare.x == full.x and torch.equal(bare.lengths, full.lengths)
+    assert any(isinstance(value, list) for value in full.params[0].values())
+    kept = {name: value for name, value in full.params[0].items() if not isinstance(value, list)}
+    assert bare.params[0].keys() == kept.keys() and {"changed", "cut"} <= kept.keys()
+    assert all(torch.equal(bare.params[0][name], value) if isinstance(value, torch.Tensor)
+               else bare.params[0][name] == value for name, value in kept.items())
+
+
 def test_growth_past_max_words_is_cut_and_reported():
     pipe = Pipeline.from_spec({"modality": "text", "max_words": 8,
                                "steps": [{"op": "random_insertion", "alpha": 0.5}]})

@@ -124,7 +124,7 @@ class DeviceWorker:
             call = pipeline.device_call(batch, labels, seed=seed, keys=keys)
             out = AugmentOutput(*self.graphs.run(pipeline, call), call.params, call.lengths)
         else:
-            out = pipeline(batch, labels, seed=seed, keys=keys)
+            out = pipeline(batch, labels, seed=seed, keys=keys, reports=any(job.reports for job in jobs))
         out = replace(out, labels=None if out.labels is None else out.labels.cpu(),
                       lengths=None if out.lengths is None else out.lengths.cpu())
         # The one device-to-host copy: straight into a same-host client's output region when it has room,

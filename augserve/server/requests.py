@@ -249,7 +249,8 @@ class JobBuilder:
                          None if labels is None else labels.shape[1], asked.lengths is None)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        job = Job(checked, merge_key, context, labels, keys, asked.seed, deadline, output=output, tenant=tenant)
+        job = Job(checked, merge_key, context, labels, keys, asked.seed, deadline, output=output, tenant=tenant,
+                  reports=asked.return_params)
         return Built(job, name, deferred, asked)
 
     def _input(self, framed: framing.Framed) -> Input:

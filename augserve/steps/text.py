@@ -1,9 +1,10 @@
 """EDA's word operations (Wei & Zou 2019) on batches of sentences, per sample and replayable by (seed, key).
 
-Each step edits a ``TextBatch`` (word ids and lengths) with batched tensor ops and reports, per sample, what
-it changed: the words replaced, inserted or deleted and the positions swapped (positions are in the sentence
-the step was given), how many changes (``changed``), the new ``lengths`` and the words lost to ``max_words``
-(``cut``). The rules are EDA's reference code's; docs/pipelines.md says where augserve differs and why.
+Each step edits a ``TextBatch`` (word ids and lengths) with batched tensor ops and reports, per sample, how
+many changes (``changed``), the new ``lengths`` and the words lost to ``max_words`` (``cut``), and, when
+``reports`` is on, what it changed: the words replaced, inserted or deleted and the positions swapped (positions
+are in the sentence the step was given). Those lists are Python objects per change, a large part of a call on
+word ids, so a caller that does not read them (a server request without return_params) leaves them out. The rules are EDA's reference code's; docs/pipelines.md says where augserve differs and why.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ class TextStep(Step):
     reads_originals: ClassVar[bool] = False  # reads the sentences as sent: must come first
 
     @abstractmethod
-    def edit(self, batch: TextBatch, rng: SampleRng, options) -> tuple[TextBatch, Params]:
-        """The batch with this step's edits and what it changed per sample (``changed``, ``lengths``, ``cut``);
-        ``options`` says how the pipeline reads sentences (``TextOptions``: tokenizer, max_words)."""
+    def edit(self, batch: TextBatch, rng: SampleRng, options, reports: bool) -> tuple[TextBatch, Params]:
+        """The batch with this step's edits and what it changed per sample (``changed``, ``lengths``, ``cut``, and
+        with ``reports`` the changes themselves); ``options`` says how the pipeline reads sentences
+        (``TextOptions``: tokenizer, max_words)."""
 
     def apply(self, x, params):
         raise TypeError(f"{self.where}: a text step edits sentences: call the pipeline on a list of str")
@@ -66,7 +68,7 @@ def _count(alpha: float, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def _written(batch: TextBatch, rows: torch.Tensor, lengths: torch.Tensor, cut: torch.Tensor,
-             changes: PerSample, changed: torch.Tensor) -> tuple[TextBatch, Params]:
+             changes: dict[str, PerSample], changed: torch.Tensor) -> tuple[TextBatch, Params]:
     return batch.with_ids(rows, lengths), {"changed": changed, LENGTHS: lengths, "cut": cut, **changes}
 
 
@@ -78,16 +80,21 @@ def _by_sample(samples: torch.Tensor, size: int, entries: list) -> PerSample:
 
 
 def _with_synonyms(batch: TextBatch, table: SynonymTable, phrase: torch.Tensor, keep: torch.Tensor, options,
-                   report: str, places: tuple[torch.Tensor, torch.Tensor], synonyms: torch.Tensor,
-                   changed: torch.Tensor, old: list[str] | None = None) -> tuple[TextBatch, Params]:
-    """The kept entries of ``phrase`` written out (a synonym phrase as its words), and under ``report`` per sample
-    each change: [position, old word (when given), synonym] at ``places`` (sample, position)."""
+                   report: str | None, where: torch.Tensor, positions: torch.Tensor, synonyms: torch.Tensor,
+                   old: torch.Tensor | None = None) -> tuple[TextBatch, Params]:
+    """The kept entries of ``phrase`` written out (a synonym phrase as its words), and under ``report`` (None:
+    not asked) per sample each change: [position, old word (when given), synonym] at the entries ``where``
+    marks (B, S) of ``positions``, ``old`` and ``synonyms`` (B, S)."""
     rows, lengths, cut = ops.expand(phrase, keep, table.phrases, table.phrase_lengths, options.max_words)
-    sample, position = places
-    columns = [position.tolist(), *([old] if old is not None else []),
-               batch.joined(table.phrases[synonyms], table.phrase_lengths[synonyms])]
-    entries = [list(entry) for entry in zip(*columns)]
-    return _written(batch, rows, lengths, cut, {report: _by_sample(sample, len(batch), entries)}, changed)
+    changes = {}
+    if report is not None:
+        sample, slot = where.nonzero(as_tuple=True)
+        chosen = synonyms[sample, slot]
+        columns = [positions[sample, slot].tolist(),
+                   *([batch.words_of(old[sample, slot]).tolist()] if old is not None else []),
+                   batch.joined(table.phrases[chosen], table.phrase_lengths[chosen])]
+        changes[report] = _by_sample(sample, len(batch), [list(entry) for entry in zip(*columns)])
+    return _written(batch, rows, lengths, cut, changes, where.sum(1))
 
 
 @register
@@ -101,7 +108,7 @@ class SynonymReplacement(SynonymStep):
         ORDER = 1  # which words: the n candidates with the lowest draws
         SYNONYM = 2  # which of a word's synonyms
 
-    def edit(self, batch, rng, options):
+    def edit(self, batch, rng, options, reports):
         ids, lengths, table = batch.ids, batch.lengths, batch.synonyms()
         width = ids.shape[1]
         inside = ops.valid(lengths, width)
@@ -112,10 +119,9 @@ class SynonymReplacement(SynonymStep):
         synonym = ops.pick(table.start[ids], table.count[ids], rng.uniform(self.Draw.SYNONYM, n=width), table.phrase)
         replaced = chosen.gather(1, first)
         phrase = torch.where(replaced, synonym.gather(1, first), ids)
-        sample, position = chosen.nonzero(as_tuple=True)
-        old = batch.words_of(ids[sample, position]).tolist()
-        return _with_synonyms(batch, table, phrase, inside, options, "replaced", (sample, position),
-                              synonym[sample, position], chosen.sum(1), old)
+        positions = torch.arange(width, device=ids.device).expand_as(ids)
+        return _with_synonyms(batch, table, phrase, inside, options, "replaced" if reports else None, chosen,
+                              positions, synonym, old=ids)
 
 
 @register
@@ -130,7 +136,7 @@ class RandomInsertion(SynonymStep):
         SYNONYM = 2  # which synonym
         WHERE = 3  # before which word
 
-    def edit(self, batch, rng, options):
+    def edit(self, batch, rng, options, reports):
         ids, lengths, table = batch.ids, batch.lengths, batch.synonyms()
         width = ids.shape[1]
         most = max(1, int(self.args["alpha"] * width))  # n of the longest sentence: the static number of slots
@@ -149,9 +155,8 @@ class RandomInsertion(SynonymStep):
         order = torch.sort(order, dim=1, stable=True).indices  # an insertion goes before its word, in draw order
         phrase = torch.cat([ids, synonym], dim=1).gather(1, order)
         keep = torch.cat([inside, active], dim=1).gather(1, order)
-        sample, slot = active.nonzero(as_tuple=True)
-        return _with_synonyms(batch, table, phrase, keep, options, "inserted", (sample, before[sample, slot]),
-                              synonym[sample, slot], active.sum(1))
+        return _with_synonyms(batch, table, phrase, keep, options, "inserted" if reports else None, active,
+                              before, synonym)
 
 
 @register
@@ -165,7 +170,7 @@ class RandomSwap(TextStep):
         FIRST = 1
         SECOND = 2  # SWAP_TRIES draws per swap
 
-    def edit(self, batch, rng, options):
+    def edit(self, batch, rng, options, reports):
         ids, lengths = batch.ids, batch.lengths
         size, width = ids.shape
         most = max(1, int(self.args["alpha"] * width))
@@ -183,10 +188,12 @@ class RandomSwap(TextStep):
             swap = active[:, k:k + 1]
             order.scatter_(1, a, torch.where(swap, at_b, at_a))
             order.scatter_(1, b, torch.where(swap, at_a, at_b))
-        sample, slot = active.nonzero(as_tuple=True)
-        entries = torch.stack([first[sample, slot], second[sample, slot]], 1).tolist()
-        return _written(batch, ids.gather(1, order), lengths, torch.zeros_like(lengths),
-                        {"swapped": _by_sample(sample, size, entries)}, active.sum(1))
+        changes = {}
+        if reports:
+            sample, slot = active.nonzero(as_tuple=True)
+            entries = torch.stack([first[sample, slot], second[sample, slot]], 1).tolist()
+            changes["swapped"] = _by_sample(sample, size, entries)
+        return _written(batch, ids.gather(1, order), lengths, torch.zeros_like(lengths), changes, active.sum(1))
 
 
 @register
@@ -201,7 +208,7 @@ class RandomDeletion(TextStep):
         DROP = 1
         SURVIVOR = 2  # the word kept when every one drew a drop
 
-    def edit(self, batch, rng, options):
+    def edit(self, batch, rng, options, reports):
         ids, lengths = batch.ids, batch.lengths
         width = ids.shape[1]
         inside = ops.valid(lengths, width)
@@ -213,10 +220,12 @@ class RandomDeletion(TextStep):
         rows = ids.gather(1, order)[:, :max(int(new_lengths.max()), 1)]
         rows = torch.where(ops.valid(new_lengths, rows.shape[1]), rows, 0)
         dropped = inside & ~keep
-        sample, position = dropped.nonzero(as_tuple=True)
-        entries = [[p, w] for p, w in zip(position.tolist(), batch.words_of(ids[sample, position]).tolist())]
-        return _written(batch, rows, new_lengths, torch.zeros_like(lengths),
-                        {"deleted": _by_sample(sample, len(batch), entries)}, dropped.sum(1))
+        changes = {}
+        if reports:
+            sample, position = dropped.nonzero(as_tuple=True)
+            entries = [[p, w] for p, w in zip(position.tolist(), batch.words_of(ids[sample, position]).tolist())]
+            changes["deleted"] = _by_sample(sample, len(batch), entries)
+        return _written(batch, rows, new_lengths, torch.zeros_like(lengths), changes, dropped.sum(1))
 
 
 @register
@@ -239,7 +248,7 @@ class Eda(TextStep):
                                                                    self.args[field]})
                            for op, field in zip(self.OPERATIONS, alphas)]
 
-    def edit(self, batch, rng, options):
+    def edit(self, batch, rng, options, reports):
         size = len(batch)
         which = rng.index(self.Draw.OPERATION, len(self.operations))
         parts = []
@@ -247,19 +256,21 @@ class Eda(TextStep):
             rows = (which == number).nonzero().flatten()
             if len(rows):
                 part = batch.with_ids(batch.ids[rows], batch.lengths[rows])
-                parts.append((rows, *step.edit(part, rng.select(rows).fork(number + 1), options)))
+                parts.append((rows, *step.edit(part, rng.select(rows).fork(number + 1), options, reports)))
         width = max(part.ids.shape[1] for _, part, _ in parts)
         ids = torch.zeros(size, width, dtype=torch.int64, device=batch.ids.device)
         lengths, cut, changed = (torch.zeros(size, dtype=torch.int64, device=batch.ids.device) for _ in range(3))
-        changes = {name: PerSample([] for _ in range(size)) for name in ("replaced", "inserted", "swapped", "deleted")}
+        changes = {name: PerSample([] for _ in range(size))
+                   for name in ("replaced", "inserted", "swapped", "deleted") if reports}
         for rows, part, drawn in parts:
             ids[rows, :part.ids.shape[1]] = part.ids
             lengths[rows], cut[rows], changed[rows] = drawn[LENGTHS], drawn["cut"], drawn["changed"]
             for name in changes:
                 for row, entry in zip(rows.tolist(), drawn.get(name, ())):
                     changes[name][row] = entry
-        operation = PerSample(np.asarray(self.OPERATIONS, dtype=object)[which.cpu().numpy()].tolist())
-        return _written(batch, ids, lengths, cut, {"operation": operation, **changes}, changed)
+        if reports:
+            changes["operation"] = PerSample(np.asarray(self.OPERATIONS, dtype=object)[which.cpu().numpy()].tolist())
+        return _written(batch, ids, lengths, cut, changes, changed)
 
 
 STEPS_BY_OP = {step.op: step for step in (SynonymReplacement, RandomInsertion, RandomSwap, RandomDeletion)}
@@ -278,7 +289,7 @@ class BackTranslation(TextStep):
     class Draw(Draw):
         APPLY = 1
 
-    def edit(self, batch, rng, options):
+    def edit(self, batch, rng, options, reports):
         if batch.closed:
             raise ValueError(f"{self.where}: translates sentences: send text, not word ids")
         applied = rng.uniform(self.Draw.APPLY) < self.args["p"]
@@ -300,10 +311,12 @@ class BackTranslation(TextStep):
         cut = torch.zeros_like(lengths)
         cut[rows] = torch.tensor([max(len(tokenize(text)) - options.max_words, 0) for text in found],
                                  dtype=torch.int64, device=cut.device)
-        paraphrase = PerSample("" for _ in range(len(batch)))
-        for row, words in zip(rows.tolist(), written):
-            paraphrase[row] = " ".join(words)
-        return _written(batch, ids[:, :max(int(lengths.max()), 1)], lengths, cut, {"paraphrase": paraphrase},
+        changes = {}
+        if reports:
+            changes["paraphrase"] = PerSample("" for _ in range(len(batch)))
+            for row, words in zip(rows.tolist(), written):
+                changes["paraphrase"][row] = " ".join(words)
+        return _written(batch, ids[:, :max(int(lengths.max()), 1)], lengths, cut, changes,
                         applied.long())
 
 
@@ -333,7 +346,7 @@ class ContextualSubstitution(TextStep):
         if not masked_lm.MODELS.known(self.args["model"]):
             raise SpecError(f"{self.where}: field 'model': {masked_lm.MODELS.unknown_message(self.args['model'])}")
 
-    def edit(self, batch, rng, options):
+    def edit(self, batch, rng, options, reports):
         ids, lengths = batch.ids, batch.lengths
         width = ids.shape[1]
         try:
@@ -348,8 +361,10 @@ class ContextualSubstitution(TextStep):
         else:
             batch.add_words([added])
         changed = new_ids != ids
-        sample, position = changed.nonzero(as_tuple=True)
-        entries = [[p, old, new] for p, old, new in zip(position.tolist(), batch.words_of(ids[sample, position]),
-                                                        batch.words_of(new_ids[sample, position]))]
-        return _written(batch, new_ids, lengths, torch.zeros_like(lengths),
-                        {"replaced": _by_sample(sample, len(batch), entries)}, changed.sum(1))
+        changes = {}
+        if reports:
+            sample, position = changed.nonzero(as_tuple=True)
+            entries = [[p, old, new] for p, old, new in zip(position.tolist(), batch.words_of(ids[sample, position]),
+                                                            batch.words_of(new_ids[sample, position]))]
+            changes["replaced"] = _by_sample(sample, len(batch), entries)
+        return _written(batch, new_ids, lengths, torch.zeros_like(lengths), changes, changed.sum(1))

@@ -90,9 +90,10 @@ def check_order(steps: list) -> None:
 
 
 def run(steps: list, options: TextOptions, batch: TextBatch, labels: Any, seed: int | torch.Tensor,
-        keys: torch.Tensor, num_classes: int | None) -> tuple[list[str], torch.Tensor | None, list[dict], torch.Tensor]:
+        keys: torch.Tensor, num_classes: int | None,
+        reports: bool = True) -> tuple[list[str], torch.Tensor | None, list[dict], torch.Tensor]:
     """``batch`` through ``steps`` with one key per sentence: the sentences (ids of a named vocabulary's batch),
-    soft labels, what each step did and each sentence's words."""
+    soft labels, what each step did (without ``reports``, its counts alone) and each sentence's words."""
     device, size = batch.ids.device, len(batch)
     rng = SampleRng(seed.to(device) if isinstance(seed, torch.Tensor) else seed, keys.to(device))
     soft = None if labels is None else as_soft_labels(labels, size, num_classes, device)
@@ -100,7 +101,7 @@ def run(steps: list, options: TextOptions, batch: TextBatch, labels: Any, seed: 
     for slot, step in enumerate(steps):
         stream = rng.fork(slot)
         if isinstance(step, TextStep):
-            batch, drawn = step.edit(batch, stream, options)
+            batch, drawn = step.edit(batch, stream, options, reports)
         else:  # label smoothing: the one other step a text pipeline takes
             drawn = step.draw(stream, None)
             soft = None if soft is None else step.relabel(soft, drawn)

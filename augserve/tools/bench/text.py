@@ -6,7 +6,9 @@ cleans them with EDA's tokenizer inside the timed call, as EDA's script does bef
 at EDA's default alpha = p = 0.1 on one thread (augserve's calls with one torch thread; the others are plain
 Python). Warm on every side: the harness runs each engine once untimed before its timed calls, so augserve's
 per-word synonym cache is full and nltk's WordNet reader (which textaugment and nlpaug query for every lookup,
-keeping no cache of their own) has read what it reads. augserve takes 256 sentences a call, keys per sentence;
+keeping no cache of their own) has read what it reads. augserve takes 256 sentences a call, keys per sentence,
+and returns the sentences alone (``reports=False``: the other engines report nothing either, nor does a training
+job's request without return_params);
 its "word ids" rows take the same fortunes numbered once, outside the timed call, by a registered vocabulary (their
 words and their synonyms' words), as a training job that numbers its corpus for its model does, and give ids back.
 
@@ -166,7 +168,7 @@ def _augserve_ids(op: str, ids: torch.Tensor, lengths: torch.Tensor) -> Engine:
     calls = [(slice(start, start + CALL), int(lengths[start:start + CALL].max())) for start in range(0, COUNT, CALL)]
 
     def run(seed: int) -> list[torch.Tensor]:
-        return [pipeline(ids[rows, :width], seed=seed, keys=keys[rows], lengths=lengths[rows]).x
+        return [pipeline(ids[rows, :width], seed=seed, keys=keys[rows], lengths=lengths[rows], reports=False).x
                 for rows, width in calls]
 
     return Engine("augserve, word ids", _on_one_thread(run, seeds), f"{CALL} a call; the job numbered its sentences once", COUNT)
@@ -178,6 +180,7 @@ def _augserve(op: str, sentences: list[str]) -> Engine:
 
     def run(seed: int) -> list[str]:
         return [s for start in range(0, COUNT, CALL)
-                for s in pipeline(sentences[start:start + CALL], seed=seed, keys=keys[start:start + CALL]).x]
+                for s in pipeline(sentences[start:start + CALL], seed=seed, keys=keys[start:start + CALL],
+                                  reports=False).x]
 
     return Engine("augserve", _on_one_thread(run, seeds), f"{CALL} sentences a call, one torch thread", COUNT)
