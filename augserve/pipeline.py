@@ -110,7 +110,7 @@ def _spec_data(spec: Any) -> Any:
                     "or a list of steps)")
 
 
-def _split_spec(data: Any) -> tuple[list[Any], Any, TextOptions | None]:
+def _split_spec(data: Any) -> tuple[list[Any], Any, text_run.TextOptions | None]:
     """Plain data -> (step dicts, declared modality or None, how text is read if the spec says)."""
     modality, text = None, None
     if isinstance(data, dict) and "steps" in data:
