@@ -45,7 +45,7 @@ class TextBatch:
 
     ids: torch.Tensor  # (B, L) int64; positions at or past a sample's length hold 0 and are never read
     lengths: torch.Tensor  # (B,) int64 words per sentence
-    words: list[str]
+    words: list[str]  # a named vocabulary's words are its tuple (``closed``): never grown
     originals: list[str] = field(default_factory=list, repr=False)  # the sentences as sent (back-translation's)
     closed: bool = False  # ids of a named vocabulary: ``words`` is that list, and steps write none outside it
     called: str = "x"  # what the caller calls the sentences, in errors that name one (the wire's "texts")

@@ -23,7 +23,7 @@ class Vocabulary:
     """A word list (id -> word) and its synonym table restricted to it, made once per device on first use."""
 
     name: str
-    words: list[str]
+    words: tuple[str, ...]  # shared by every batch over it, never copied: a tuple, so no step can grow it
     _tables: dict[torch.device, SynonymTable] = field(default_factory=dict, repr=False)
     _array: np.ndarray | None = field(default=None, repr=False)  # ``words`` as the array batches look words up in
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -46,9 +46,8 @@ class Vocabulary:
         ids = torch.where(inside, ids, 0)
         if self._array is None:
             self._array = np.asarray(self.words, dtype=object)
-        words = list(self.words)  # a step may grow its batch's list, never the vocabulary's
-        return TextBatch(ids, lengths, words, closed=True, _synonyms=[(self.table(ids.device), len(self.words))],
-                         _array=[(words, self._array)])
+        return TextBatch(ids, lengths, self.words, closed=True,
+                         _synonyms=[(self.table(ids.device), len(self.words))], _array=[(self.words, self._array)])
 
 
 def _closed(table: SynonymTable, size: int) -> SynonymTable:
@@ -83,4 +82,4 @@ def register(name: str, words: list[str]) -> Vocabulary:
         seen: set[str] = set()
         repeated = next(word for word in words if word in seen or seen.add(word))
         raise ValueError(f"vocabulary {name!r}: {repeated!r} appears more than once")
-    return VOCABULARIES.put(name, Vocabulary(name, list(words)))
+    return VOCABULARIES.put(name, Vocabulary(name, tuple(words)))
