@@ -3,6 +3,8 @@ a raw request), on a real UCR set."""
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 import torch
@@ -14,7 +16,8 @@ from augserve.experiments.series import RECIPE, run_series
 from augserve.experiments.ucr import load_ucr
 from augserve.in_process import InProcessAugmenter
 from augserve.random import sample_keys
-from augserve.trainer import AdaptiveStrength, EpochRecord, History, plot_learning_curves
+from augserve.trainer import AdaptiveStrength, EpochRecord, History, chance_accuracy, plot_learning_curves
+from augserve.trainer.monitor import curve_series, curves_json
 from server_harness import RunningServer, request, tensor
 
 PIPELINE = "timeseries-um"
@@ -104,16 +107,38 @@ def test_on_augmented_validation_views_the_strength_settles_at_the_target_ratio(
     assert views.strength == pytest.approx(used[-1])  # the views were drawn at the strength just trained with
 
 
-def test_nothing_recognized_on_validation_reads_as_no_signal_to_lower_the_strength():
+def test_views_count_above_chance_so_the_strength_settles_lower_where_guessing_scores_half():
+    """Clean validation 0.8 with chance 0.5: the ratio is (1 - s/4 - 0.5) / 0.3, 0.75 at s = 1.1 (not 1.6)."""
     carrier, views = _Carrier(), _Carrier()
-    callback = AdaptiveStrength(carrier, views=views, target_ratio=0.5, step=0.1, start=1.0, ema=0.0)
-    record = EpochRecord(0, 1.0, 1.0, 1.0, 0.0)
-    callback(_ViewsTrainer(views), record)
-    assert record.signal == 1.0 and carrier.strength == pytest.approx(1.1)
+    chance = chance_accuracy(torch.tensor([2, 0, 2, 1, 2, 2, 0, 1]))  # guessing class 2 scores 4 of 8
+    assert chance == 0.5
+    callback = AdaptiveStrength(carrier, views=views, target_ratio=0.75, chance=chance, step=0.1, start=0.0, ema=0.0)
+    records = [EpochRecord(epoch, 1.0, 1.0, 1.0, 0.8) for epoch in range(40)]
+    for record in records:
+        callback(_ViewsTrainer(views), record)
+    assert all(1.0 <= r.strength <= 1.2 for r in records[20:])
+    assert records[0].signal == pytest.approx(0.5 / 0.3) and records[0].signal_name.endswith("above chance")
+
+
+def test_while_clean_validation_is_not_above_chance_the_strength_holds_and_no_view_is_scored():
+    carrier, views = _Carrier(), _Carrier()
+    callback = AdaptiveStrength(carrier, views=views, target_ratio=0.5, chance=0.5, step=0.1, start=1.0, ema=0.0)
+    trainer = _ViewsTrainer(views)
+    for epoch, clean in enumerate((0.0, 0.5, 0.45)):  # a model that has learned nothing reads as no signal
+        record = EpochRecord(epoch, 1.0, 1.0, 1.0, clean)
+        callback(trainer, record)
+        assert record.signal is None and record.strength == 1.0 and carrier.strength == 1.0
+    assert trainer.passes == 0
+    last = EpochRecord(3, 1.0, 1.0, 1.0, 0.9)
+    callback(trainer, last)  # (0.75 - 0.5) / 0.4 = 0.625 > 0.5: up
+    assert carrier.strength == pytest.approx(1.1)
+    records = [EpochRecord(epoch, 1.0, 1.0, 1.0, 0.5, strength=1.0, signal_name="s") for epoch in range(3)] + [last]
+    drawn = json.loads(curves_json("held", curve_series({"views": History(records)})))
+    assert [s["values"] for s in drawn["series"] if s["series"].startswith("s read")] == [[None, None, None, 0.625]]
 
 
 @pytest.mark.parametrize("kwargs", [{"views": [], "target_ratio": 1.0}, {"views": [], "passes": 0},
-                                    {"views": [], "clean_train": []}])
+                                    {"views": [], "clean_train": []}, {"views": [], "chance": 1.0}])
 def test_bad_view_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match="expected views"):
         AdaptiveStrength(_Carrier(), **kwargs)

@@ -32,7 +32,7 @@ from augserve.experiments.runs import run_all, without_history, write_json
 from augserve.experiments.series import ADAPTIVE, VIEW_SEED, verdicts
 from augserve.pipeline import Pipeline
 from augserve.random import sample_keys
-from augserve.trainer.adaptive import AdaptiveStrength
+from augserve.trainer.adaptive import AdaptiveStrength, chance_accuracy
 from augserve.trainer.decay import param_groups
 from augserve.trainer.losses import SoftTargetCrossEntropy
 from augserve.trainer.monitor import (History, kept_epoch_table, mean_sd_header, percent_mean_sd, plot_learning_curves,
@@ -246,7 +246,8 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
         elif configuration == "adaptive views":  # the validation images augmented here, by the seed's second stream
             views = RemoteAugment(loader(val, indexed=True), client, list(recipe.pipeline), seed=seed + VIEW_SEED,
                                   num_classes=split.num_classes)
-            adaptive = AdaptiveStrength(served, views=views, **dict(recipe.adaptive_views))
+            adaptive = AdaptiveStrength(served, views=views, chance=chance_accuracy(val.tensors[1]),
+                                        **dict(recipe.adaptive_views))
         callbacks += [adaptive] if adaptive else []
         loss = SoftTargetCrossEntropy(label_smoothing=recipe.label_smoothing)
     else:
@@ -423,7 +424,8 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
                  "adaptive views": f"adaptive views: regularized with `AdaptiveStrength(views=..., "
                                    f"{setting['adaptive views']})`: the signal is accuracy on augmented views of the "
                                    "validation images (the same pipeline at the strength just trained with, other "
-                                   "draws each pass) over clean validation accuracy. "}
+                                   "draws each pass) over clean validation accuracy, both above chance (the "
+                                   "split's largest class share). "}
     lines = [f"# augserve train: Fashion-MNIST, {recipe.per_class * 10} training images, {seeds_text(seeds)}", "",
              f"`augserve train --dataset fashion-mnist --seeds {seeds} --epochs {recipe.epochs} --strengths "
              f"{','.join(strengths) or 'none'} --adaptive {adaptive}`",

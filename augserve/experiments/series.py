@@ -27,7 +27,7 @@ from augserve.experiments.runs import run_all
 from augserve.experiments.ucr import PUBLISHED_SOURCE, SeriesSplit, load_ucr, validation_split
 from augserve.in_process import InProcessAugmenter
 from augserve.pipeline import Pipeline
-from augserve.trainer.adaptive import AdaptiveStrength
+from augserve.trainer.adaptive import AdaptiveStrength, chance_accuracy
 from augserve.trainer.decay import param_groups
 from augserve.trainer.early_stopping import EarlyStopping
 from augserve.trainer.losses import SoftTargetCrossEntropy
@@ -163,7 +163,8 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
         elif configuration == "adaptive views":  # other draws than training's: the seed's second stream
             views = RemoteAugment(loader(IndexedDataset(val)), augmenter, uses.pipeline,
                                   seed=seed + VIEW_SEED, num_classes=split.num_classes)
-            adaptive = AdaptiveStrength(train, views=views, **dict(recipe.adaptive_views))
+            adaptive = AdaptiveStrength(train, views=views, chance=chance_accuracy(val.tensors[1]),
+                                        **dict(recipe.adaptive_views))
     stopping = EarlyStopping(max(1, round(recipe.patience * epochs)), restore_best=False) if uses.early_stopping \
         else None
     trainer = Trainer(model, optimizer, SoftTargetCrossEntropy(label_smoothing=uses.label_smoothing), device="cpu",
@@ -284,7 +285,8 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
                              "training batches), the same setting for every dataset. ",
                  "adaptive views": f"adaptive views: regularized with `AdaptiveStrength(views=..., {views_setting})`: "
                                    "the signal is accuracy on augmented views of the validation split (at the strength "
-                                   "just trained with, other draws each pass) over clean validation accuracy. "}
+                                   "just trained with, other draws each pass) over clean validation accuracy, both "
+                                   "above chance (the split's largest class share). "}
     budget = f"at most {epochs} epochs" if epochs else f"{recipe.steps} optimizer steps (the epochs column)"
     lines = [f"# augserve train: {', '.join(datasets)}, {seeds_text(seeds)}", "",
              f"FCN ({recipe.width}-{2 * recipe.width}-{recipe.width} filters) on each set's own train/test split; "

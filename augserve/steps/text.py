@@ -4,7 +4,8 @@ Each step edits a ``TextBatch`` (word ids and lengths) with batched tensor ops a
 many changes (``changed``), the new ``lengths`` and the words lost to ``max_words`` (``cut``), and, when
 ``reports`` is on, what it changed: the words replaced, inserted or deleted and the positions swapped (positions
 are in the sentence the step was given). Those lists are Python objects per change, a large part of a call on
-word ids, so a caller that does not read them (a server request without return_params) leaves them out. The rules are EDA's reference code's; docs/pipelines.md says where augserve differs and why.
+word ids, so a caller that does not read them (a server request without return_params) leaves them out.
+The rules are EDA's reference code's; docs/pipelines.md says where augserve differs and why.
 """
 
 from __future__ import annotations

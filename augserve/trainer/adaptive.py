@@ -9,16 +9,27 @@ one step towards a target after every epoch, on one of two signals:
   It limits itself only where stronger augmentation makes the training batches harder to fit;
   a model that fits them at any strength (a small CNN given 200 epochs on 900 images) keeps a gap
   above any target it can reach, and the strength climbs to ``limits[1]``.
-- views: accuracy on augmented views of the validation images over accuracy on the clean ones.
-  Stronger augmentation lowers it and the model never trains on those images, so it cannot
-  memorize them: any target in (0, 1) is reachable, and the strength settles where augmented
-  views are recognized ``target_ratio`` as well as clean ones.
+- views: accuracy on augmented views of the validation images over accuracy on the clean ones,
+  both counted above ``chance`` (what guessing the largest class scores). Stronger augmentation
+  lowers it and the model never trains on those images, so it cannot memorize them: any target
+  in (0, 1) is reachable, and the strength settles where augmented views keep ``target_ratio``
+  of what the model knows of the clean ones. Counted from zero instead, a model still near
+  chance reads about 1 (it knows nothing either view could lose) and the strength climbs while
+  the model has not learned yet; so while clean validation accuracy is not above chance the
+  strength holds.
 """
 
 from __future__ import annotations
 
 import statistics
 from typing import Iterable
+
+import torch
+
+
+def chance_accuracy(labels: torch.Tensor) -> float:
+    """The accuracy of always guessing the largest class of ``labels`` (class indices): the views signal's zero."""
+    return torch.bincount(labels.flatten().long()).max().item() / labels.numel()
 
 
 class AdaptiveStrength:
@@ -31,7 +42,9 @@ class AdaptiveStrength:
     generalization gap). The views signal, chosen by passing ``views`` (the validation data
     augmented as training is, e.g. a ``RemoteAugment`` over the validation loader; its strength
     is set to the one just trained with), is the mean accuracy of ``passes`` passes over it (each
-    pass draws new views) divided by the epoch's clean validation accuracy. Either is smoothed as
+    pass draws new views) divided by the epoch's clean validation accuracy, both less ``chance``
+    (the largest class's share of the validation data); no reading, and no step, while clean
+    accuracy is not above ``chance``. Either is smoothed as
     ``ema`` * previous + (1 - ``ema``) * new; the strength rises by ``step`` while the smoothed
     signal is above its target (``target_gap``, ``target_ratio``) and falls by ``step`` while it
     is below, within ``limits``. Each epoch's record gets the strength it was trained with
@@ -39,19 +52,21 @@ class AdaptiveStrength:
     """
 
     def __init__(self, augment, target_gap: float = 0.05, *, clean_train: Iterable | None = None,
-                 views: Iterable | None = None, target_ratio: float = 0.9, passes: int = 4, step: float = 0.05,
-                 start: float = 1.0, limits: tuple[float, float] = (0.0, 3.0), ema: float = 0.5):
+                 views: Iterable | None = None, target_ratio: float = 0.9, passes: int = 4, chance: float = 0.0,
+                 step: float = 0.05, start: float = 1.0, limits: tuple[float, float] = (0.0, 3.0), ema: float = 0.5):
         low, high = limits
         if not 0.0 <= low <= start <= high or step <= 0 or not 0.0 <= ema < 1.0 or not -1.0 <= target_gap <= 1.0:
             raise ValueError(f"expected 0 <= limits[0] <= start <= limits[1], step > 0, 0 <= ema < 1 and "
                              f"target_gap in [-1, 1]; got limits {limits}, start {start}, step {step}, ema {ema}, "
                              f"target_gap {target_gap}")
-        if views is not None and (clean_train is not None or not 0.0 < target_ratio < 1.0 or passes < 1):
-            raise ValueError(f"expected views without clean_train (they are two signals), target_ratio in (0, 1) "
-                             f"and passes >= 1; got target_ratio {target_ratio}, passes {passes}")
+        if views is not None and (clean_train is not None or not 0.0 < target_ratio < 1.0 or passes < 1
+                                  or not 0.0 <= chance < 1.0):
+            raise ValueError(f"expected views without clean_train (they are two signals), target_ratio in (0, 1), "
+                             f"passes >= 1 and chance in [0, 1); got target_ratio {target_ratio}, passes {passes}, "
+                             f"chance {chance}")
         self.augment, self.clean_train, self.views = augment, clean_train, views
         self.target = target_gap if views is None else target_ratio
-        self.passes, self.step, self.limits, self.ema = passes, step, (low, high), ema
+        self.passes, self.chance, self.step, self.limits, self.ema = passes, chance, step, (low, high), ema
         self.signal: float | None = None
         self.history: list[tuple[float, float]] = []  # (strength trained with, smoothed signal) per epoch
         augment.strength = start
@@ -59,23 +74,27 @@ class AdaptiveStrength:
     @property
     def signal_name(self) -> str:
         """What ``signal`` reads, for plots and tables."""
-        return "gap" if self.views is None else "augmented / clean validation accuracy"
+        return "gap" if self.views is None else "augmented / clean validation accuracy above chance"
 
-    def _reading(self, trainer, record) -> float:
+    def _reading(self, trainer, record) -> float | None:
         if self.views is None:
             train = record.train_accuracy if self.clean_train is None else trainer.evaluate(self.clean_train)[1]
             return train - record.val_accuracy
+        if record.val_accuracy <= self.chance:  # nothing learned that a view could lose: no signal
+            return None
         self.views.strength = self.augment.strength
         augmented = statistics.mean(trainer.evaluate(self.views)[1] for _ in range(self.passes))
-        return augmented / record.val_accuracy if record.val_accuracy > 0 else 1.0  # nothing recognized: no signal
+        return (augmented - self.chance) / (record.val_accuracy - self.chance)
 
     def __call__(self, trainer, record) -> None:
         if record.val_accuracy is None:
             raise ValueError("AdaptiveStrength needs a validation loader: Trainer.fit(train, val, ...)")
         reading = self._reading(trainer, record)
-        self.signal = reading if self.signal is None else self.ema * self.signal + (1.0 - self.ema) * reading
+        if reading is not None:
+            self.signal = reading if self.signal is None else self.ema * self.signal + (1.0 - self.ema) * reading
         used = self.augment.strength
         record.strength, record.signal, record.signal_name = used, self.signal, self.signal_name
         self.history.append((used, self.signal))
-        direction = 1.0 if self.signal > self.target else -1.0
-        self.augment.strength = min(max(used + direction * self.step, self.limits[0]), self.limits[1])
+        if reading is not None:
+            direction = 1.0 if self.signal > self.target else -1.0
+            self.augment.strength = min(max(used + direction * self.step, self.limits[0]), self.limits[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import statistics
 from dataclasses import dataclass
@@ -228,8 +229,10 @@ def plot_learning_curves(histories: dict[str, History], path: str | pathlib.Path
 
 
 def curves_json(title: str, series: list[dict]) -> str:
-    """The curves' data, one series a line, values to 4 decimals: a 1,500-epoch run stays readable and small."""
-    lines = ",\n".join(json.dumps({**entry, "values": [round(v, 4) for v in entry["values"]]}) for entry in series)
+    """The curves' data, one series a line, values to 4 decimals (null where none was read, e.g. the signal of an
+    AdaptiveStrength holding): a 1,500-epoch run stays readable and small."""
+    lines = ",\n".join(json.dumps({**entry, "values": [None if math.isnan(v) else round(v, 4)
+                                                        for v in entry["values"]]}) for entry in series)
     return f'{{"title": {json.dumps(title)}, "series": [\n{lines}\n]}}\n'
 
 
