@@ -129,12 +129,26 @@ def test_while_clean_validation_is_not_above_chance_the_strength_holds_and_no_vi
         callback(trainer, record)
         assert record.signal is None and record.strength == 1.0 and carrier.strength == 1.0
     assert trainer.passes == 0
-    last = EpochRecord(3, 1.0, 1.0, 1.0, 0.9)
-    callback(trainer, last)  # (0.75 - 0.5) / 0.4 = 0.625 > 0.5: up
-    assert carrier.strength == pytest.approx(1.1)
-    records = [EpochRecord(epoch, 1.0, 1.0, 1.0, 0.5, strength=1.0, signal_name="s") for epoch in range(3)] + [last]
-    drawn = json.loads(curves_json("held", curve_series({"views": History(records)})))
-    assert [s["values"] for s in drawn["series"] if s["series"].startswith("s read")] == [[None, None, None, 0.625]]
+    records = [EpochRecord(3, 1.0, 1.0, 1.0, 0.9), EpochRecord(4, 1.0, 1.0, 1.0, 0.4)]
+    for record in records:  # (0.75 - 0.5) / 0.4 = 0.625 > 0.5: up; then back at chance: held, nothing read
+        callback(trainer, record)
+    assert carrier.strength == pytest.approx(1.1) and [r.signal for r in records] == [pytest.approx(0.625), None]
+    assert callback.at_limit == 0.0 and callback.mean_strength == pytest.approx((4 * 1.0 + 1.1) / 5)
+    held = [EpochRecord(epoch, 1.0, 1.0, 1.0, 0.5, strength=1.0, signal_name="s") for epoch in range(3)]
+    drawn = json.loads(curves_json("held", curve_series({"views": History(held + records)})))
+    assert [s["values"] for s in drawn["series"] if s["series"].startswith("s read")] == [[None] * 3 + [0.625, None]]
+
+
+def test_epochs_held_at_the_start_are_not_counted_at_a_limit_and_chance_refuses_what_is_not_class_indices():
+    carrier, views = _Carrier(), _Carrier()
+    callback = AdaptiveStrength(carrier, views=views, target_ratio=0.9, chance=0.5, step=0.1, start=0.0, ema=0.0)
+    for epoch, clean in enumerate((0.5, 0.5, 0.5, 0.9, 0.9)):  # held at 0 three times, then read and climbing
+        callback(_ViewsTrainer(views), EpochRecord(epoch, 1.0, 1.0, 1.0, clean))
+    assert [strength for strength, _ in callback.history] == pytest.approx([0.0, 0.0, 0.0, 0.0, 0.1])
+    assert callback.at_limit == 0.5  # of the two epochs that read a signal, one trained at the lower limit
+    for labels in (torch.tensor([]), torch.eye(3), torch.tensor([0.0, 1.0]), torch.tensor([-1, 0])):
+        with pytest.raises(ValueError, match="expected class indices"):
+            chance_accuracy(labels)
 
 
 @pytest.mark.parametrize("kwargs", [{"views": [], "target_ratio": 1.0}, {"views": [], "passes": 0},

@@ -87,7 +87,7 @@ def test_the_device_worker_builds_the_word_lists_only_for_a_job_that_reads_them(
     worker = DeviceWorker(cpu, 16, Metrics(cpu))
     try:
         for reports in (False, True):
-            job = Job(pipe.check(SENTENCES), None, reports, None, torch.tensor(KEYS), 5, None, reports=reports)
+            job = Job(pipe.check(SENTENCES), None, object(), None, torch.tensor(KEYS), 5, None, reports=reports)
             [done] = worker._run([job], [job.batch])
             edits = done.output.params[0]
             assert done.output.x == Pipeline.from_spec(EDA)(SENTENCES, seed=5, keys=KEYS).x

@@ -219,6 +219,8 @@ def test_word_ids_of_a_named_vocabulary_come_back_as_ids_of_it():
     assert out.x.dtype == torch.int64 and int(out.x.max()) < len(words)  # only the vocabulary's words written
     assert int(out.lengths[0]) > len(known) and out.params[0]["changed"].tolist() == [3]
     assert all(word in words for _, _, phrase in out.params[0]["replaced"][0] for word in phrase.split())
+    bare = pipe(ids, lengths=torch.tensor([len(known)]), seed=3, reports=False)
+    assert torch.equal(bare.x, out.x) and "replaced" not in bare.params[0]
     with pytest.raises(ValueError, match=r"x\[0\]: word ids must lie in \[0, \d+\)"):
         pipe(torch.tensor([[len(words)]]), seed=0)
     with pytest.raises(ValueError, match="word ids need the vocabulary they index"):

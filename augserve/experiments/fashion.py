@@ -264,8 +264,8 @@ def run_fashion(split: ImageSplit, seed: int, configuration: str, *, target: str
     return {"seed": seed, "configuration": configuration, "fit_images": len(fit), "epochs": len(history.records),
             "train_accuracy": train_accuracy, "val_accuracy": history.records[-1].val_accuracy,
             scored: accuracy, "seconds": time.perf_counter() - started,
-            "mean_strength": None if adaptive is None else statistics.mean(s for s, _ in adaptive.history),
-            "at_limit": None if adaptive is None else statistics.mean(s in adaptive.limits for s, _ in adaptive.history),
+            "mean_strength": None if adaptive is None else adaptive.mean_strength,
+            "at_limit": None if adaptive is None else adaptive.at_limit,
             "history": history}
 
 

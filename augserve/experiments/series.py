@@ -177,8 +177,8 @@ def run_series(name: str, seed: int, configuration: str, *, epochs: int | None =
     _, test_accuracy = trainer.evaluate(loader(split.test))
     return {"dataset": name, "seed": seed, "configuration": configuration, "epochs": len(history.records),
             "train_accuracy": train_accuracy, "test_accuracy": test_accuracy, "gap": train_accuracy - test_accuracy,
-            "mean_strength": None if adaptive is None else statistics.mean(s for s, _ in adaptive.history),
-            "at_limit": None if adaptive is None else statistics.mean(s in adaptive.limits for s, _ in adaptive.history),
+            "mean_strength": None if adaptive is None else adaptive.mean_strength,
+            "at_limit": None if adaptive is None else adaptive.at_limit,
             "history": history}
 
 
@@ -233,7 +233,7 @@ def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
             lines.append(f"- adaptive views {100 * mean('adaptive views'):.1f}% "
                          f"({100 * (mean('adaptive views') - mean(best)):+.1f} points from {best}), no more than 1 "
                          f"point below it in {near} of {seeds_text(len(plain))}; at a strength limit for at most "
-                         f"{at_limit:.0%} of a run's epochs")
+                         f"{at_limit:.0%} of a run's epochs that read a signal")
     return lines
 
 

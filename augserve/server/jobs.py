@@ -29,7 +29,7 @@ class Job:
     deadline: float | None  # time.monotonic() seconds
     output: Span | None = None  # a same-host client's output region: the result is copied straight in
     tenant: Tenant = field(default_factory=lambda: Tenant("local"))
-    reports: bool = False  # the caller reads what text steps changed (return_params): see ``Pipeline.__call__``
+    reports: bool = True  # the caller reads what text steps changed (return_params): see ``Pipeline.__call__``
     # set on the event loop as the job moves through the batcher
     future: asyncio.Future | None = None
     prepared: asyncio.Future | None = None  # encoded images: decoding and first steps, started on admission

@@ -262,7 +262,7 @@ class Eda(TextStep):
         ids = torch.zeros(size, width, dtype=torch.int64, device=batch.ids.device)
         lengths, cut, changed = (torch.zeros(size, dtype=torch.int64, device=batch.ids.device) for _ in range(3))
         changes = {name: PerSample([] for _ in range(size))
-                   for name in ("replaced", "inserted", "swapped", "deleted") if reports}
+                   for name in ("replaced", "inserted", "swapped", "deleted")} if reports else {}
         for rows, part, drawn in parts:
             ids[rows, :part.ids.shape[1]] = part.ids
             lengths[rows], cut[rows], changed[rows] = drawn[LENGTHS], drawn["cut"], drawn["changed"]

@@ -41,18 +41,19 @@ class SynonymTable:
 
 @dataclass
 class TextBatch:
-    """A batch of tokenized sentences; ``words`` is shared by every sample and only ever grows."""
+    """A batch of tokenized sentences; ``words`` is shared by every sample and only ever grows (a named
+    vocabulary's, a tuple, never does)."""
 
     ids: torch.Tensor  # (B, L) int64; positions at or past a sample's length hold 0 and are never read
     lengths: torch.Tensor  # (B,) int64 words per sentence
-    words: list[str]  # a named vocabulary's words are its tuple (``closed``): never grown
+    words: list[str] | tuple[str, ...]
     originals: list[str] = field(default_factory=list, repr=False)  # the sentences as sent (back-translation's)
-    closed: bool = False  # ids of a named vocabulary: ``words`` is that list, and steps write none outside it
+    closed: bool = False  # ids of a named vocabulary: ``words`` is its tuple, and steps write none outside it
     called: str = "x"  # what the caller calls the sentences, in errors that name one (the wire's "texts")
     # the synonym table and how many of ``words`` it looked up: made on first use, made again for words added since
     _synonyms: list[tuple[SynonymTable, int]] = field(default_factory=list, repr=False)
     # (``words``, it as a numpy object array extended when words were added): shared by the batch's copies
-    _array: list[tuple[list[str], np.ndarray]] = field(default_factory=list, repr=False)
+    _array: list[tuple[list[str] | tuple[str, ...], np.ndarray]] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return self.ids.shape[0]

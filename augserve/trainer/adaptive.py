@@ -28,8 +28,12 @@ import torch
 
 
 def chance_accuracy(labels: torch.Tensor) -> float:
-    """The accuracy of always guessing the largest class of ``labels`` (class indices): the views signal's zero."""
-    return torch.bincount(labels.flatten().long()).max().item() / labels.numel()
+    """The accuracy of always guessing the largest class of ``labels`` (B,) class indices: the views signal's
+    zero."""
+    if labels.dim() != 1 or not len(labels) or labels.dtype.is_floating_point or bool((labels < 0).any()):
+        raise ValueError(f"chance_accuracy: expected class indices (B,) >= 0 with B >= 1, got {labels.dtype} of "
+                         f"shape {tuple(labels.shape)}")
+    return torch.bincount(labels).max().item() / len(labels)
 
 
 class AdaptiveStrength:
@@ -48,7 +52,8 @@ class AdaptiveStrength:
     ``ema`` * previous + (1 - ``ema``) * new; the strength rises by ``step`` while the smoothed
     signal is above its target (``target_gap``, ``target_ratio``) and falls by ``step`` while it
     is below, within ``limits``. Each epoch's record gets the strength it was trained with
-    (``record.strength``) and the smoothed signal (``record.signal``).
+    (``record.strength``) and the smoothed signal (``record.signal``; None for an epoch that held).
+    ``chance`` is 0 unless given: pass ``chance_accuracy(validation_labels)``.
     """
 
     def __init__(self, augment, target_gap: float = 0.05, *, clean_train: Iterable | None = None,
@@ -68,7 +73,7 @@ class AdaptiveStrength:
         self.target = target_gap if views is None else target_ratio
         self.passes, self.chance, self.step, self.limits, self.ema = passes, chance, step, (low, high), ema
         self.signal: float | None = None
-        self.history: list[tuple[float, float]] = []  # (strength trained with, smoothed signal) per epoch
+        self.history: list[tuple[float, float | None]] = []  # (strength trained with, smoothed signal or None)
         augment.strength = start
 
     @property
@@ -93,8 +98,21 @@ class AdaptiveStrength:
         if reading is not None:
             self.signal = reading if self.signal is None else self.ema * self.signal + (1.0 - self.ema) * reading
         used = self.augment.strength
-        record.strength, record.signal, record.signal_name = used, self.signal, self.signal_name
-        self.history.append((used, self.signal))
+        shown = None if reading is None else self.signal
+        record.strength, record.signal, record.signal_name = used, shown, self.signal_name
+        self.history.append((used, shown))
         if reading is not None:
             direction = 1.0 if self.signal > self.target else -1.0
             self.augment.strength = min(max(used + direction * self.step, self.limits[0]), self.limits[1])
+
+    @property
+    def mean_strength(self) -> float:
+        """The strength trained with, averaged over the epochs so far."""
+        return statistics.mean(strength for strength, _ in self.history)
+
+    @property
+    def at_limit(self) -> float:
+        """The share of the epochs that read the signal which trained at a limit: holding before the model beats
+        chance is waiting for a signal, not being pinned by one."""
+        read = [strength for strength, signal in self.history if signal is not None]
+        return statistics.mean(strength in self.limits for strength in read) if read else 0.0
