@@ -113,14 +113,14 @@ def test_each_regularizer_alone_is_one_part_of_the_recipe_and_the_parts_make_it_
         == {field for field in fields if getattr(whole, field) != getattr(plain, field)} - {"strength"}
 
 
-def test_across_sets_counts_sets_a_configuration_wins_on_by_its_seed_mean():
+def test_across_sets_counts_sets_a_configuration_wins_on_by_its_seed_mean_and_the_seeds_it_wins():
     accuracy = {("a", "plain"): [0.5, 0.7], ("a", "preset timeseries"): [0.7, 0.6],
                 ("b", "plain"): [0.9, 0.9], ("b", "preset timeseries"): [0.8, 0.9]}
     runs = [{"dataset": name, "seed": seed, "configuration": config, "test_accuracy": value}
             for (name, config), values in accuracy.items() for seed, value in enumerate(values)]
     lines = across_sets(runs, ["a", "b"], ["plain", "preset timeseries"])
     assert lines[2:] == ["| a | 60.0 | 65.0 |", "| b | 90.0 | 85.0 |", "| **mean difference from plain** | | +0.0 |",
-                         "| **sets better than plain** | | 1 of 2 |"]
+                         "| **sets better than plain** | | 1 of 2 |", "| **seeds better than plain** | | 1 of 4 |"]
     assert verdicts([r for r in runs if r["dataset"] == "a"], ["plain", "preset timeseries"]) == [
         "- preset timeseries beats plain in 1 of 2 seeds, by +5.0 points on average"]
 

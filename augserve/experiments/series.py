@@ -239,7 +239,8 @@ def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
 
 def across_sets(runs: list[dict], datasets: list[str], configs: list[str]) -> list[str]:
     """Mean test accuracy per set and configuration, then what each configuration did against plain over the
-    sets: its mean difference and on how many sets its mean was higher."""
+    sets: its mean difference, on how many sets its mean was higher, and in how many (set, seed) pairs it
+    scored higher than plain with the same seed."""
     def mean(name: str, config: str) -> float:
         return 100 * statistics.mean(r["test_accuracy"] for r in runs
                                      if r["dataset"] == name and r["configuration"] == config)
@@ -251,6 +252,10 @@ def across_sets(runs: list[dict], datasets: list[str], configs: list[str]) -> li
     lines.append(f"| **mean difference from plain** | | {' | '.join(f'{statistics.mean(differences[c]):+.1f}' for c in others)} |")
     lines.append(f"| **sets better than plain** | | "
                  f"{' | '.join(f'{sum(d > 0 for d in differences[c])} of {len(datasets)}' for c in others)} |")
+    score = {(r["dataset"], r["seed"], r["configuration"]): r["test_accuracy"] for r in runs}
+    pairs = [(name, seed) for name, seed, config in score if config == "plain" and name in datasets]
+    wins = {c: sum(score[name, seed, c] > score[name, seed, "plain"] for name, seed in pairs) for c in others}
+    lines.append(f"| **seeds better than plain** | | {' | '.join(f'{wins[c]} of {len(pairs)}' for c in others)} |")
     return lines
 
 
