@@ -89,7 +89,7 @@ def test_verdicts_count_wins_and_ties_seed_by_seed():
              for seed, (value, at_limit) in enumerate([(0.895, 0.02), (0.7, 0.3), (0.98, 0.0)])]
     lines = verdicts(runs + views, ["plain", "strength 0.5", "strength 1", "adaptive", "adaptive views"])
     assert lines[4] == ("- adaptive views 85.8% (-0.8 points from strength 0.5), no more than 1 point below it in "
-                        "2 of 3 seeds; at a strength limit for at most 30% of a run's epochs")
+                        "2 of 3 seeds; at a strength limit for at most 30% of a run's epochs that read a signal")
     configs = configurations((0.5, 1.0), adaptive=("adaptive views",))  # --adaptive views: the gap's runs not made
     assert configs == ["plain", "strength 0.5", "strength 1", "adaptive views"]
     without_gap = [r for r in runs + views if r["configuration"] != "adaptive"]
