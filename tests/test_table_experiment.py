@@ -1,5 +1,6 @@
 """The tables experiment: the imbalanced split at the recipe's ratio with the test split untouched, 200 stratified
-digits rows, SMOTE's epochs in the batches, and a tiny run (1 epoch, 2 seeds) writing its files."""
+digits rows, SMOTE's epochs in the batches, a tiny run (1 epoch, 2 seeds) writing its files, and the development
+run choosing breast-cancer's model by its stated rule on seeds the test never uses."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from augserve.experiments.tables import ARMS, IMBALANCED, RECIPE, SMALL, imbalanced_split, small_split, training_batches
+from augserve.experiments.tables import ARMS, IMBALANCED, RECIPES, SMALL, imbalanced_split, small_split, training_batches
+
+RECIPE = RECIPES[IMBALANCED]
 
 
 @pytest.mark.parametrize("imbalance", [RECIPE.imbalance, 4])
@@ -33,7 +36,7 @@ def test_the_training_split_is_imbalanced_at_the_recipes_ratio_and_the_test_spli
 
 
 def test_the_small_data_split_takes_the_recipes_rows_stratified_and_tests_on_the_rest():
-    split = small_split(0, replace(RECIPE, small_rows=150))
+    split = small_split(0, replace(RECIPES[SMALL], small_rows=150))
     assert len(split.y_train) == 150 and len(split.y_train) + len(split.y_test) == 1797
     assert np.bincount(split.y_train, minlength=10).min() >= 14
 
@@ -59,9 +62,26 @@ def test_a_tiny_run_of_the_command_writes_the_summary_results_and_curves(tmp_pat
     results = json.loads((tmp_path / "results.json").read_text())
     expected = sorted((p, s, a) for p in ARMS for s in range(2) for a in ARMS[p])
     assert sorted((r["part"], r["seed"], r["arm"]) for r in results["runs"]) == expected
-    assert results["recipe"]["epochs"] == 1 and isinstance(results["goal_met"], bool)
+    assert {part: recipe["epochs"] for part, recipe in results["recipes"].items()} == {IMBALANCED: 1, SMALL: 1}
+    assert results["recipes"][IMBALANCED]["hidden"] == list(RECIPE.hidden) and isinstance(results["goal_met"], bool)
     assert all(len(r["test_curve"]) == 1 for r in results["runs"])
     for part in (IMBALANCED, SMALL):
         assert (tmp_path / f"{part}_curves.png").stat().st_size > 0
         assert json.loads((tmp_path / f"{part}_curves.json").read_text())["series"]
     assert "**met**" in summary or "**not met**" in summary
+
+
+def test_the_development_run_chooses_the_best_mean_over_both_arms_on_seeds_the_test_never_uses(tmp_path):
+    from augserve.experiments.tables_development import FIRST_SEED, run_table_development
+
+    candidates = {"wide": replace(RECIPE, hidden=(32, 32), epochs=1), "narrow": replace(RECIPE, hidden=(4,), epochs=2)}
+    summary = run_table_development(out=tmp_path, seeds=2, workers=1, candidates=candidates, progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert sorted((r["candidate"], r["seed"], r["arm"]) for r in results["runs"]) == sorted(
+        (c, s, a) for c in candidates for s in (FIRST_SEED, FIRST_SEED + 1) for a in ("plain", "smote"))
+    assert FIRST_SEED >= 5  # the test's seeds 0-4 are never a development seed
+    mean = {c: np.mean([r["test_balanced_accuracy"] for r in results["runs"] if r["candidate"] == c])
+            for c in candidates}
+    assert results["chosen"] == max(mean, key=mean.get)
+    assert f"| {results['chosen']} (chosen) | " in summary and summary == (tmp_path / "summary.md").read_text()
+    assert f"{100 * mean[results['chosen']]:.1f}" in summary
