@@ -44,15 +44,6 @@ def _scaled(spectrum: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(torch.view_as_real(spectrum) * gain[..., None])
 
 
-def _angle(z: torch.Tensor) -> torch.Tensor:
-    """``torch.angle`` from ``atan``, which CPU vector code and its scalar tail compute alike (``atan2`` differs
-    in the last bit between them)."""
-    re, im = z.real, z.imag
-    angle = torch.atan(im / re)
-    angle = torch.where(re < 0, angle + torch.where(im >= 0, math.pi, -math.pi), angle)
-    return torch.where(re == 0, torch.copysign(torch.full_like(im, math.pi / 2), im) * (im != 0), angle)
-
-
 def valid_mask(lengths: torch.Tensor, length: int) -> torch.Tensor:
     """(B, 1, T) boolean: True on each sample's valid part."""
     return torch.arange(length, device=lengths.device) < lengths.view(-1, 1, 1)
@@ -269,61 +260,82 @@ def resample_by(x: torch.Tensor, factor: torch.Tensor,
 
 
 def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
-    """(N, n_fft, frames) -> (N, (frames - 1) * hop + n_fft): frames summed at ``hop`` apart. With n_fft a
+    """(N, frames, n_fft) -> (N, (frames - 1) * hop + n_fft): frames summed at ``hop`` apart. With n_fft a
     multiple of hop (the vocoder's 4), as n_fft / hop shifted slice-adds: 3x faster than ``fold`` on the CPU."""
-    count, n_fft = frames.shape[0], frames.shape[1]
-    parts, steps = n_fft // hop, frames.shape[2]
+    count, steps, n_fft = frames.shape
+    parts = n_fft // hop
     if n_fft % hop:
         size = (steps - 1) * hop + n_fft
-        return torch.nn.functional.fold(frames, (1, size), (1, n_fft), stride=(1, hop)).view(count, size)
-    pieces = frames.view(count, parts, hop, steps).transpose(2, 3)  # (N, parts, frames, hop)
+        return torch.nn.functional.fold(frames.transpose(1, 2), (1, size), (1, n_fft), stride=(1, hop)).view(count, size)
+    pieces = frames.view(count, steps, parts, hop)
     out = frames.new_zeros(count, steps + parts - 1, hop)
     for part in range(parts):  # n_fft / hop slices, whatever the batch
-        out[:, part:part + steps] += pieces[:, part]
+        out[:, part:part + steps] += pieces[:, :, part]
     return out.view(count, -1)
+
+
+def _window_sums(window: torch.Tensor, hop: int, frames: int) -> torch.Tensor:
+    """(frames + 1, (frames - 1) * hop + n_fft): row k is the overlap-added squared window of the first k frames,
+    istft's normalizer for a sample whose stretched frames end at k."""
+    placed = window.square().view(1, 1, -1) * torch.eye(frames, device=window.device).view(frames, frames, 1)
+    return torch.cat([placed.new_zeros(1, (frames - 1) * hop + window.numel()),
+                      _overlap_add(placed, hop).cumsum(0)])
+
+
+def _rows_at(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(N, K, bins) rows ``index`` (N, K) of each sample's own (N, F, bins) ``table``: whole rows copied."""
+    count, frames, bins = table.shape
+    flat = index + frames * torch.arange(count, device=index.device).view(-1, 1)
+    return table.reshape(count * frames, bins).index_select(0, flat.view(-1)).view(count, -1, bins)
 
 
 def _stretch(x: torch.Tensor, rate: torch.Tensor, lengths: torch.Tensor, n_fft: int, hop: int,
              out_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``time_stretch`` with an output of ``out_length`` steps (longer than T when a slowed sample must fit)."""
+    """``time_stretch`` with an output of ``out_length`` steps (longer than T when a slowed sample must fit).
+
+    librosa's phase vocoder, in the frames-by-bins layout (every gather copies whole rows) and without angles:
+    its running phase only enters through e^(i phase), and each step it adds is the phase difference of two
+    input frames modulo 2 pi, so the output's unit phasors are a cumulative product of the input's unit
+    phasors' ratios, u1 * conj(u0): no atan, no wrapping, no sin or cos."""
     batch, channels, length = x.shape
+    count = batch * channels
     window = torch.hann_window(n_fft, device=x.device, dtype=torch.float32)
-    spectrum = torch.stft((x * valid_mask(lengths, length)).reshape(-1, length), n_fft, hop, window=window,
-                          center=True, pad_mode="constant", return_complex=True)
-    bins, frames = spectrum.shape[-2:]
+    padded = torch.nn.functional.pad((x * valid_mask(lengths, length)).reshape(count, length), (n_fft // 2,) * 2)
+    spectrum = torch.fft.rfft(padded.unfold(-1, n_fft, hop) * window, dim=-1)  # centred STFT: (N, F, bins)
+    frames = spectrum.shape[1]
     # librosa's STFT of the valid part alone has 1 + length // hop frames, equal to the first ones here;
-    # two zero columns after them close the interpolation, as librosa's padding does.
-    in_frames = 1 + lengths.view(-1, 1) // hop
-    kept = torch.arange(frames, device=x.device) < in_frames
-    spectrum = spectrum.contiguous().view(batch, channels, bins, frames) * kept.view(batch, 1, 1, frames)
-    spectrum = torch.cat([spectrum, spectrum.new_zeros(batch, channels, bins, 2)], dim=-1)
+    # two zero frames after them close the interpolation, as librosa's padding does.
+    in_frames = (1 + lengths // hop).repeat_interleave(channels).view(-1, 1)
+    kept = (torch.arange(frames + 2, device=x.device) < in_frames).unsqueeze(-1)  # (N, F + 2, 1)
+    spectrum = torch.nn.functional.pad(torch.view_as_real(spectrum), (0, 0, 0, 0, 0, 2))
+    re, im = (spectrum[..., part] * kept for part in (0, 1))
+    magnitude = torch.sqrt(re * re + im * im)
+    inverse = torch.where(magnitude > 0, 1.0 / magnitude, 0.0)
+    cos, sin = torch.where(magnitude > 0, re * inverse, 1.0), im * inverse  # a silent bin's phase is 0
     out_frames = (out_length + n_fft // 2) // hop + 1  # every frame that reaches the output's last step
     steps = torch.arange(out_frames, device=x.device, dtype=torch.float64) * rate.to(torch.float64).view(-1, 1)
+    steps = steps.repeat_interleave(channels, 0)
     left = steps.floor().to(torch.int64).clamp(max=frames)
-    alpha = (steps - left).to(torch.float32).view(batch, 1, 1, -1)
-    index = left.view(batch, 1, 1, -1).expand(batch, channels, bins, -1)
-    magnitude, phase = spectrum.abs(), _angle(spectrum)
-    interpolated = torch.lerp(magnitude.gather(-1, index), magnitude.gather(-1, index + 1), alpha)
-    # Phase accumulation as librosa.phase_vocoder, as a cumulative sum. Each bin's expected advance is
-    # taken modulo 2 pi first (only the phase modulo 2 pi is used), so every step adds less than 3 pi and
-    # float32 holds the running phase to 1e-4 rad (the advance itself reaches hop * pi rad a step).
-    advance = device_constants.cached(x.device, ("vocoder advance", n_fft, hop), lambda: torch.remainder(
-        hop * 2 * math.pi / n_fft * torch.arange(bins, dtype=torch.float64), 2 * math.pi).to(torch.float32).view(
-        -1, 1).to(x.device))
-    delta = phase.gather(-1, index + 1) - phase.gather(-1, index) - advance
-    step = advance + delta - (2 * math.pi) * torch.round(delta * (1 / (2 * math.pi)))
-    running = torch.remainder(torch.cumsum(step, dim=-1) - step + phase[..., :1], 2 * math.pi)
-    inside = steps < in_frames  # (B, out_frames): librosa's np.arange(0, frames, rate)
-    stretched = torch.polar(interpolated * inside.view(batch, 1, 1, -1), running)
-    # istft as librosa's: window the frames, overlap-add, divide by the sum of squared windows of the
-    # sample's own frames where that sum is above float32's tiny.
-    pieces = torch.fft.irfft(stretched, n=n_fft, dim=-2) * window.view(-1, 1)
-    signal = _overlap_add(pieces.view(batch * channels, n_fft, out_frames), hop).view(batch, channels, -1)
-    envelope = _overlap_add(window.square().view(1, -1, 1) * inside.to(torch.float32)[:, None, :], hop)[:, None]
+    alpha = (steps - left).to(torch.float32).unsqueeze(-1)
+    inside = steps < in_frames  # (N, out_frames): librosa's np.arange(0, frames, rate)
+    interpolated = torch.lerp(_rows_at(magnitude, left), _rows_at(magnitude, left + 1), alpha) * inside.unsqueeze(-1)
+    cos0, sin0, cos1, sin1 = cos[:, :-1], sin[:, :-1], cos[:, 1:], sin[:, 1:]
+    ratio = torch.complex(cos1 * cos0 + sin1 * sin0, sin1 * cos0 - cos1 * sin0)  # u(f + 1) * conj(u(f))
+    turns = torch.cat([torch.complex(cos[:, :1], sin[:, :1]), _rows_at(ratio, left[:, :-1])], dim=1)
+    phasor = turns.cumprod(dim=1)  # e^(i running phase): a scalar scan, the same bits alone or in any batch
+    # times a real magnitude: both products have an exact zero term, so vector and scalar code agree
+    pieces = torch.fft.irfft(phasor * interpolated, n=n_fft, dim=-1) * window
+    signal = _overlap_add(pieces, hop)
+    # istft as librosa's: divide by the sum of squared windows of the sample's own frames (a prefix of them)
+    # where that sum is above float32's tiny.
+    sums = device_constants.cached(x.device, ("vocoder window sums", n_fft, hop, out_frames),
+                                   lambda: _window_sums(window, hop, out_frames))
+    envelope = sums.index_select(0, inside.sum(1))
     signal = torch.where(envelope > torch.finfo(torch.float32).tiny, signal / envelope, signal)
     new_lengths = stretched_lengths(lengths, rate, out_length)
     begin = n_fft // 2
-    return signal[..., begin:begin + out_length] * valid_mask(new_lengths, out_length), new_lengths
+    return signal[:, begin:begin + out_length].view(batch, channels, -1) * valid_mask(new_lengths, out_length), \
+        new_lengths
 
 
 def time_stretch(x: torch.Tensor, rate: torch.Tensor, lengths: torch.Tensor, n_fft: int = 2048,
