@@ -228,3 +228,18 @@ def test_same_bits_alone_or_in_a_batch():
         for i in range(3):
             alone = op(x[i:i + 1], lengths[i:i + 1], u[i:i + 1], p[i:i + 1])
             assert torch.equal(alone[0], together[i]), name
+
+
+def test_the_vocoder_gives_each_channel_the_bits_it_gets_alone():
+    torch.manual_seed(6)
+    lengths = torch.tensor([SR, 7000])
+    x = torch.randn(2, 2, SR) * 0.3 * W.valid_mask(lengths, SR)
+    rate = torch.tensor([0.85, 1.2])
+    ops = {"time_stretch": lambda x, n, r: W.time_stretch(x, r, n)[0],
+           "pitch_shift": lambda x, n, r: W.pitch_shift(x, 10 * r - 11, n)}
+    for name, op in ops.items():
+        together = op(x, lengths, rate)
+        for i in range(2):
+            for channel in range(2):
+                alone = op(x[i:i + 1, channel:channel + 1], lengths[i:i + 1], rate[i:i + 1])
+                assert torch.equal(alone[0, 0], together[i, channel]), (name, i, channel)

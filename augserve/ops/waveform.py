@@ -274,14 +274,6 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
     return out.view(count, -1)
 
 
-def _window_sums(window: torch.Tensor, hop: int, frames: int) -> torch.Tensor:
-    """(frames + 1, (frames - 1) * hop + n_fft): row k is the overlap-added squared window of the first k frames,
-    istft's normalizer for a sample whose stretched frames end at k."""
-    placed = window.square().view(1, 1, -1) * torch.eye(frames, device=window.device).view(frames, frames, 1)
-    return torch.cat([placed.new_zeros(1, (frames - 1) * hop + window.numel()),
-                      _overlap_add(placed, hop).cumsum(0)])
-
-
 def _rows_at(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(N, K, bins) rows ``index`` (N, K) of each sample's own (N, F, bins) ``table``: whole rows copied."""
     count, frames, bins = table.shape
@@ -326,11 +318,9 @@ def _stretch(x: torch.Tensor, rate: torch.Tensor, lengths: torch.Tensor, n_fft: 
     # times a real magnitude: both products have an exact zero term, so vector and scalar code agree
     pieces = torch.fft.irfft(phasor * interpolated, n=n_fft, dim=-1) * window
     signal = _overlap_add(pieces, hop)
-    # istft as librosa's: divide by the sum of squared windows of the sample's own frames (a prefix of them)
-    # where that sum is above float32's tiny.
-    sums = device_constants.cached(x.device, ("vocoder window sums", n_fft, hop, out_frames),
-                                   lambda: _window_sums(window, hop, out_frames))
-    envelope = sums.index_select(0, inside.sum(1))
+    # istft as librosa's: divide by the sum of squared windows of the sample's own frames where that sum is
+    # above float32's tiny.
+    envelope = _overlap_add(window.square() * inside.to(torch.float32).unsqueeze(-1), hop)
     signal = torch.where(envelope > torch.finfo(torch.float32).tiny, signal / envelope, signal)
     new_lengths = stretched_lengths(lengths, rate, out_length)
     begin = n_fft // 2
