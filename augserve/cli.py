@@ -148,13 +148,18 @@ def _train(args: argparse.Namespace) -> int:
     if datasets == ["tables-dev"]:
         from augserve.experiments.tables_development import run_table_development
 
+        if args.epochs is not None or args.first_seed is not None:
+            print("augserve train: tables-dev runs its candidates' own epochs on the development seeds: drop --epochs "
+                  "and --first-seed", file=sys.stderr)
+            return 2
         print(run_table_development(out=args.out, seeds=args.seeds or 32, workers=args.workers))
         print(f"wrote {args.out}/summary.md and {args.out}/results.json")
         return 0
     if datasets == ["tables"]:
         from augserve.experiments.tables import run_table_experiments
 
-        print(run_table_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
+        print(run_table_experiments(out=args.out, seeds=args.seeds or 5, first_seed=args.first_seed or 0,
+                                    epochs=args.epochs, workers=args.workers))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/<part>_curves.png")
         return 0
     if datasets != ["digits"]:
@@ -387,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "for fashion-mnist-60k, 8 for spoken-digits, the recipes' for tables, 40 "
                                                    "for fortunes; for series what 3000 optimizer steps take on the "
                                                    "set)")
+    train.add_argument("--first-seed", type=int,
+                       help="tables: the first of --seeds consecutive test seeds; tables-dev's development seeds "
+                            "(100-199) are refused (default: 0)")
     train.add_argument("--train-fraction", type=float, default=0.2,
                        help="fraction of digits used for training (default: %(default)s)")
     train.add_argument("--strengths",

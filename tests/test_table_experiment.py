@@ -54,13 +54,13 @@ def test_smote_batches_hold_the_epochs_rows_and_fresh_synthetic_rows_each_epoch(
 def test_a_tiny_run_of_the_command_writes_the_summary_results_and_curves(tmp_path, capsys):
     from augserve.cli import _train, build_parser
 
-    args = build_parser().parse_args(["train", "--dataset", "tables", "--seeds", "2", "--epochs", "1", "--workers",
-                                      "1", "--out", str(tmp_path)])
+    args = build_parser().parse_args(["train", "--dataset", "tables", "--seeds", "2", "--first-seed", "3", "--epochs",
+                                      "1", "--workers", "1", "--out", str(tmp_path)])
     assert _train(args) == 0
     summary = (tmp_path / "summary.md").read_text()
-    assert summary in capsys.readouterr().out and "--dataset tables --seeds 2 --epochs 1" in summary
+    assert summary in capsys.readouterr().out and "--dataset tables --seeds 2 --first-seed 3 --epochs 1" in summary
     results = json.loads((tmp_path / "results.json").read_text())
-    expected = sorted((p, s, a) for p in ARMS for s in range(2) for a in ARMS[p])
+    expected = sorted((p, s, a) for p in ARMS for s in (3, 4) for a in ARMS[p])
     assert sorted((r["part"], r["seed"], r["arm"]) for r in results["runs"]) == expected
     assert {part: recipe["epochs"] for part, recipe in results["recipes"].items()} == {IMBALANCED: 1, SMALL: 1}
     assert results["recipes"][IMBALANCED]["hidden"] == list(RECIPE.hidden) and isinstance(results["goal_met"], bool)
@@ -85,3 +85,17 @@ def test_the_development_run_chooses_the_best_mean_over_both_arms_on_seeds_the_t
     assert results["chosen"] == max(mean, key=mean.get)
     assert f"| {results['chosen']} (chosen) | " in summary and summary == (tmp_path / "summary.md").read_text()
     assert f"{100 * mean[results['chosen']]:.1f}" in summary
+
+
+def test_test_seeds_stay_out_of_the_development_seeds_and_tables_dev_keeps_its_own_budget(tmp_path, capsys):
+    from augserve.cli import _train, build_parser
+    from augserve.experiments.tables import run_table_experiments
+    from augserve.experiments.tables_development import run_table_development
+
+    with pytest.raises(ValueError, match="seed 100 is a development seed.*--first-seed 200"):
+        run_table_experiments(out=tmp_path, seeds=5, first_seed=98, workers=1, progress=False)
+    with pytest.raises(ValueError, match="--seeds from 1 to 100"):
+        run_table_development(out=tmp_path, seeds=101, workers=1, progress=False)
+    args = build_parser().parse_args(["train", "--dataset", "tables-dev", "--epochs", "3", "--out", str(tmp_path)])
+    assert _train(args) == 2 and "drop --epochs" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before any run

@@ -74,6 +74,7 @@ class TableRecipe:
 # breast-cancer's model and budget: the candidate of `augserve train --dataset tables-dev` (bench/train/tables-dev/)
 # with the best balanced accuracy over both arms on development seeds; digits keeps the first round's.
 RECIPES = {IMBALANCED: TableRecipe(epochs=30, hidden=(16,)), SMALL: TableRecipe()}
+DEVELOPMENT_SEEDS = range(100, 200)  # tables-dev's; a test run refuses them
 
 
 @dataclass
@@ -314,21 +315,27 @@ def mlp_text(recipe: TableRecipe) -> str:
             f"{recipe.epochs} epochs")
 
 
-def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None, workers: int = 2,
-                          recipes: dict[str, TableRecipe] | None = None, progress: bool = True) -> str:
-    """Every part x seed x arm, ``workers`` runs at a time (one thread each; 1: in this process), each part with
-    its recipe (``epochs`` overrides both budgets); writes summary.md, results.json and a ``<part>_curves.png``
-    (+ .json) per part under ``out``; returns the summary."""
-    if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1:
-        raise ValueError(f"expected --seeds >= 1, --epochs >= 1 and --workers >= 1, got {seeds}, {epochs}, {workers}")
+def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, first_seed: int = 0, epochs: int | None = None,
+                          workers: int = 2, recipes: dict[str, TableRecipe] | None = None, progress: bool = True) -> str:
+    """Every part x seed x arm for seeds ``first_seed`` on, ``workers`` runs at a time (one thread each; 1: in this
+    process), each part with its recipe (``epochs`` overrides both budgets); writes summary.md, results.json and a
+    ``<part>_curves.png`` (+ .json) per part under ``out``; returns the summary."""
+    if seeds < 1 or first_seed < 0 or (epochs is not None and epochs < 1) or workers < 1:
+        raise ValueError(f"expected --seeds >= 1, --first-seed >= 0, --epochs >= 1 and --workers >= 1, got {seeds}, "
+                         f"{first_seed}, {epochs}, {workers}")
+    chosen_on = set(range(first_seed, first_seed + seeds)) & set(DEVELOPMENT_SEEDS)
+    if chosen_on:
+        raise ValueError(f"seed {min(chosen_on)} is a development seed (tables-dev uses {DEVELOPMENT_SEEDS.start}-"
+                         f"{DEVELOPMENT_SEEDS.stop - 1}): test on seeds outside them, e.g. --first-seed "
+                         f"{DEVELOPMENT_SEEDS.stop}")
     recipes = {part: recipe if epochs is None else replace(recipe, epochs=epochs)
-               for part, recipe in (recipes or RECIPES).items()}
+               for part, recipe in {**RECIPES, **(recipes or {})}.items()}
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     threads = torch.get_num_threads() if workers == 1 else 1  # side by side: one core each
     calls = [functools.partial(run_table, seed, part, arm, recipe=recipes[part], threads=threads)
-             for part in ARMS for seed in range(seeds) for arm in ARMS[part]]
+             for part in ARMS for seed in range(first_seed, first_seed + seeds) for arm in ARMS[part]]
     header = {"recipes": {part: asdict(recipe) for part, recipe in recipes.items()}, "arms": ARMS}
     runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
     wall = time.perf_counter() - started
@@ -337,19 +344,19 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: in
                                       "finished": len(runs), "of": len(runs), "runs": [without_history(r) for r in runs]})
     for part in ARMS:
         plot_table_curves(runs, part, out / f"{part}_curves.png",
-                          f"{part}, seed 0: plain vs " + ", ".join(list(ARMS[part])[1:]))
+                          f"{part}, seed {first_seed}: plain vs " + ", ".join(list(ARMS[part])[1:]))
     first = {part: next(r for r in runs if r["part"] == part) for part in ARMS}
     imbalanced, small = first[IMBALANCED], first[SMALL]
     recipe = recipes[IMBALANCED]
     noise = json.dumps(arm_steps(ARMS[IMBALANCED]["feature_noise"], "<the training table>")[0])
-    budget = "" if epochs is None else f" --epochs {epochs}"
+    budget = ("" if first_seed == 0 else f" --first-seed {first_seed}") + ("" if epochs is None else f" --epochs {epochs}")
     lines = [f"# augserve train: tables (breast-cancer 1:{recipe.imbalance}, digits 200 rows), "
              f"{seeds_text(seeds)}", "",
              f"`augserve train --dataset tables --seeds {seeds}{budget}` ({wall / 60:.1f} minutes, "
              f"{workers} runs at a time, one thread each)", "",
-             f"Fixed before any run (`augserve/experiments/tables.py`): breast-cancer trains {mlp_text(recipe)} "
-             "(the model and budget chosen on development seeds: `augserve train --dataset tables-dev`, "
-             f"bench/train/tables-dev/); digits trains {mlp_text(recipes[SMALL])}. The last epoch's weights are kept; "
+             f"Seeds {first_seed}-{first_seed + seeds - 1}. Fixed in `augserve/experiments/tables.py`: breast-cancer "
+             f"trains {mlp_text(recipe)} (the model and budget chosen on development seeds: `augserve train "
+             f"--dataset tables-dev`, bench/train/tables-dev/); digits trains {mlp_text(recipes[SMALL])}. The last epoch's weights are kept; "
              "features standardized on each seed's training rows; no validation split, nothing chosen on the test "
              "split (scored after every epoch for the curves only). Pipelines run in process on every training "
              "batch, keys `sample_keys(index, epoch)`.", "",
@@ -371,7 +378,7 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: in
              "feature_noise (sigma 0.1, p 0.5, std from the training table), feature_mask (p 0.3, fill marginal: "
              "the same column of another row of the batch), swap_noise (p 0.15).", "",
              *summary_tables(runs, SMALL), "", "## Verdicts", "", *[f"- {s}" for s in sentences], "",
-             "Learning curves (seed 0): `breast-cancer_curves.png`, `digits-200_curves.png` (their data: the .json "
+             f"Learning curves (seed {first_seed}): `breast-cancer_curves.png`, `digits-200_curves.png` (their data: the .json "
              "beside each): accuracy on the training batches as trained on (dotted), the clean training rows "
              "(solid) and the test metric (dash-dotted; for the picture only).", ""]
     summary = "\n".join(lines)
