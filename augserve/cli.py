@@ -389,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "fashion-mnist-dev, 1 for fashion-mnist-60k, 32 for tables-dev)")
     train.add_argument("--epochs", type=int, help="epoch budget (default: 100 for digits, 200 for fashion-mnist and "
                                                    "fashion-mnist-dev, 5 "
-                                                   "for fashion-mnist-60k, 8 for spoken-digits, the recipes' for tables, 40 "
+                                                   "for fashion-mnist-60k, 8 for spoken-digits, the recipes' "
+                                                   "for tables, 40 "
                                                    "for fortunes; for series what 3000 optimizer steps take on the "
                                                    "set)")
     train.add_argument("--first-seed", type=int,
@@ -416,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fashion-mnist-dev: candidate recipes, comma-separated: some of crop-flip-erase, trivial, "
                             "randaug, affine, trivial-mix (default: all)")
     train.add_argument("--workers", type=int, default=2,
-                       help="series, spoken-digits, tables, tables-dev and fortunes: runs side by side (default: %(default)s)")
+                       help="series, spoken-digits, tables, tables-dev and fortunes: runs side by side "
+                            "(default: %(default)s)")
     train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")
     train.set_defaults(func=_train)
 

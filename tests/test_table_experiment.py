@@ -10,7 +10,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from augserve.experiments.tables import ARMS, IMBALANCED, RECIPES, SMALL, imbalanced_split, small_split, training_batches
+from augserve.experiments.tables import (ARMS, IMBALANCED, RECIPES, SMALL, imbalanced_split, small_split,
+                                         training_batches)
 
 RECIPE = RECIPES[IMBALANCED]
 

@@ -316,7 +316,8 @@ def mlp_text(recipe: TableRecipe) -> str:
 
 
 def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, first_seed: int = 0, epochs: int | None = None,
-                          workers: int = 2, recipes: dict[str, TableRecipe] | None = None, progress: bool = True) -> str:
+                          workers: int = 2, recipes: dict[str, TableRecipe] | None = None,
+                          progress: bool = True) -> str:
     """Every part x seed x arm for seeds ``first_seed`` on, ``workers`` runs at a time (one thread each; 1: in this
     process), each part with its recipe (``epochs`` overrides both budgets); writes summary.md, results.json and a
     ``<part>_curves.png`` (+ .json) per part under ``out``; returns the summary."""
@@ -341,7 +342,8 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, first_seed
     wall = time.perf_counter() - started
     met, sentences = verdicts(runs)
     write_json(out / "results.json", {**header, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,
-                                      "finished": len(runs), "of": len(runs), "runs": [without_history(r) for r in runs]})
+                                      "finished": len(runs), "of": len(runs),
+                                      "runs": [without_history(r) for r in runs]})
     for part in ARMS:
         plot_table_curves(runs, part, out / f"{part}_curves.png",
                           f"{part}, seed {first_seed}: plain vs " + ", ".join(list(ARMS[part])[1:]))
@@ -349,14 +351,16 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, first_seed
     imbalanced, small = first[IMBALANCED], first[SMALL]
     recipe = recipes[IMBALANCED]
     noise = json.dumps(arm_steps(ARMS[IMBALANCED]["feature_noise"], "<the training table>")[0])
-    budget = ("" if first_seed == 0 else f" --first-seed {first_seed}") + ("" if epochs is None else f" --epochs {epochs}")
+    budget = ("" if first_seed == 0 else f" --first-seed {first_seed}") + (
+        "" if epochs is None else f" --epochs {epochs}")
     lines = [f"# augserve train: tables (breast-cancer 1:{recipe.imbalance}, digits 200 rows), "
              f"{seeds_text(seeds)}", "",
              f"`augserve train --dataset tables --seeds {seeds}{budget}` ({wall / 60:.1f} minutes, "
              f"{workers} runs at a time, one thread each)", "",
              f"Seeds {first_seed}-{first_seed + seeds - 1}. Fixed in `augserve/experiments/tables.py`: breast-cancer "
              f"trains {mlp_text(recipe)} (the model and budget chosen on development seeds: `augserve train "
-             f"--dataset tables-dev`, bench/train/tables-dev/); digits trains {mlp_text(recipes[SMALL])}. The last epoch's weights are kept; "
+             f"--dataset tables-dev`, bench/train/tables-dev/); digits trains {mlp_text(recipes[SMALL])}. "
+             "The last epoch's weights are kept; "
              "features standardized on each seed's training rows; no validation split, nothing chosen on the test "
              "split (scored after every epoch for the curves only). Pipelines run in process on every training "
              "batch, keys `sample_keys(index, epoch)`.", "",
@@ -378,7 +382,8 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, first_seed
              "feature_noise (sigma 0.1, p 0.5, std from the training table), feature_mask (p 0.3, fill marginal: "
              "the same column of another row of the batch), swap_noise (p 0.15).", "",
              *summary_tables(runs, SMALL), "", "## Verdicts", "", *[f"- {s}" for s in sentences], "",
-             f"Learning curves (seed {first_seed}): `breast-cancer_curves.png`, `digits-200_curves.png` (their data: the .json "
+             f"Learning curves (seed {first_seed}): `breast-cancer_curves.png`, `digits-200_curves.png` "
+             "(their data: the .json "
              "beside each): accuracy on the training batches as trained on (dotted), the clean training rows "
              "(solid) and the test metric (dash-dotted; for the picture only).", ""]
     summary = "\n".join(lines)

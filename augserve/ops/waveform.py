@@ -266,7 +266,8 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
     parts = n_fft // hop
     if n_fft % hop:
         size = (steps - 1) * hop + n_fft
-        return torch.nn.functional.fold(frames.transpose(1, 2), (1, size), (1, n_fft), stride=(1, hop)).view(count, size)
+        added = torch.nn.functional.fold(frames.transpose(1, 2), (1, size), (1, n_fft), stride=(1, hop))
+        return added.view(count, size)
     pieces = frames.view(count, steps, parts, hop)
     out = frames.new_zeros(count, steps + parts - 1, hop)
     for part in range(parts):  # n_fft / hop slices, whatever the batch
