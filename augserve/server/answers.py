@@ -15,6 +15,7 @@ import grpc
 
 from augserve.framing import Framed
 from augserve.server.batcher import Batcher
+from augserve.server.caller import Caller
 from augserve.server.errors import Refused, status_of
 from augserve.server.requests import Built
 from augserve.server.responses import write_answer
@@ -22,8 +23,8 @@ from augserve.transport import PROBE_HEADER
 from augserve.v1 import augserve_pb2 as pb
 
 
-def is_probe(context) -> bool:
-    return any(key == PROBE_HEADER for key, _ in context.invocation_metadata() or ())
+def is_probe(caller: Caller) -> bool:
+    return any(key == PROBE_HEADER for key, _ in caller.metadata)
 
 
 class Answers:
@@ -34,7 +35,7 @@ class Answers:
         self.draining = False  # set on SIGTERM: new work is refused with UNAVAILABLE so clients go elsewhere
         self.last_refused = 0.0  # when the last call was refused for draining (time.monotonic)
 
-    async def answer(self, method: str, context, build: Callable[[], Built], *, label: str = "?",
+    async def answer(self, method: str, caller: Caller, build: Callable[[], Built], *, label: str = "?",
                      into: pb.AugmentResponse | None = None,
                      passthrough: tuple[type[Exception], ...] = ()) -> Framed:
         """The answer to the request ``build`` checks (written into ``into`` when given); every failure comes
@@ -44,7 +45,7 @@ class Answers:
         apart from the requests."""
         started = time.perf_counter()
         name, status, built = label, "UNKNOWN", None
-        probe = method == "Augment" and is_probe(context)  # until the request shows it is more than a probe
+        probe = method == "Augment" and is_probe(caller)  # until the request shows it is more than a probe
         try:
             if self.draining:
                 self.last_refused = time.monotonic()
@@ -68,8 +69,7 @@ class Answers:
             status = "OK"
             return answer
         except asyncio.CancelledError:  # the caller went away or its deadline passed: no answer was sent
-            remaining = context.time_remaining()
-            status = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            status = "DEADLINE_EXCEEDED" if caller.deadline_passed() else "CANCELLED"
             raise
         except passthrough:
             status = "SKIPPED"

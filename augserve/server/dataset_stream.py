@@ -26,6 +26,7 @@ from augserve.encoded.window import DecodedWindow
 from augserve.random import sample_keys
 from augserve.server.answers import Answers
 from augserve.server.audio_datasets import AudioFolder
+from augserve.server.caller import Caller
 from augserve.server.datasets import Served, ShardBatch, shard_batches
 from augserve.server.errors import Refused, invalid
 from augserve.server.file_datasets import FileDataset
@@ -68,6 +69,7 @@ class DatasetStreams:
 
     async def stream(self, request: pb.StreamDatasetRequest, context,
                      offers: OfferedRegions | None = None) -> AsyncIterator[framing.Framed]:
+        caller = Caller.of(context)  # the batch tasks below may outlive the call: they never read its context
         dataset = await self._dataset(request.dataset, context)
         try:
             pipeline, _ = self.builder.pipeline(request.pipeline, "pipeline")
@@ -83,7 +85,7 @@ class DatasetStreams:
         def compute(position: int) -> asyncio.Future:
             nonlocal previous
             turn = asyncio.get_running_loop().create_future()
-            task = asyncio.ensure_future(self._batch(dataset, request, batches, position, context, offers,
+            task = asyncio.ensure_future(self._batch(dataset, request, batches, position, caller, offers,
                                                      previous, turn))
             task.add_done_callback(lambda _: _pass(turn))  # also when cancelled before it ever ran
             previous = turn
@@ -129,7 +131,7 @@ class DatasetStreams:
                              request.even_shards)
 
     async def _batch(self, dataset: Served, request: pb.StreamDatasetRequest,
-                     batches: list[ShardBatch], position: int, context, offers: OfferedRegions | None,
+                     batches: list[ShardBatch], position: int, caller: Caller, offers: OfferedRegions | None,
                      after: asyncio.Future | None, turn: asyncio.Future) -> framing.Framed:
         """Batch ``position``, sent to the device ``after`` the one before; then ``turn`` passes to the next
         (else the first answer can wait for a later batch's work). An abandoned batch passes it as its task ends."""
@@ -140,14 +142,14 @@ class DatasetStreams:
                                                                    self.builder.config.max_pixels)
         if after is not None:
             await after
-        answer = await self._augment(dataset, request, samples, context, offers, turn)
+        answer = await self._augment(dataset, request, samples, caller, offers, turn)
         answer.message.batch_index, answer.message.num_batches = position, len(batches)
         if batch.padding.any():  # flagged by index: a shard never holds one twice, and skipped samples are gone
             padded = set(batch.indices[batch.padding].tolist())
             answer.message.padding[:] = [index in padded for index in answer.message.sample_indices]
         return answer
 
-    async def _augment(self, dataset: Served, request: pb.StreamDatasetRequest, samples, context,
+    async def _augment(self, dataset: Served, request: pb.StreamDatasetRequest, samples, caller: Caller,
                        offers: OfferedRegions | None, turn: asyncio.Future) -> framing.Framed:
         kept, x, lengths, skipped = samples.indices, samples.x, samples.lengths, list(samples.skipped)
         kept_labels = samples.labels  # read with the rows: a balanced table's synthetic rows have labels too
@@ -165,8 +167,8 @@ class DatasetStreams:
                 keys=[(dataset.name, index) for index in kept.tolist()])
             _pass(turn)  # the next batch goes on once this one is queued (the answer runs up to there at once)
             try:
-                augmented = await self.answers.answer("StreamDataset", context, lambda: self.builder.build(
-                    asked, context, lambda: inputs, lambda: labels), label=self.builder.label(request.pipeline),
+                augmented = await self.answers.answer("StreamDataset", caller, lambda: self.builder.build(
+                    asked, caller, lambda: inputs, lambda: labels), label=self.builder.label(request.pipeline),
                     into=answer.batch, passthrough=(DecodeError, SentenceError))
                 payloads, answered = augmented.payloads_at(framing.BATCH), True
                 break

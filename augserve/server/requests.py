@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,6 +25,7 @@ from augserve.pipeline import OUT_DTYPES, Pipeline
 from augserve.presets import PRESETS
 from augserve.spec import is_spec_text, shown
 from augserve.spec_text import MAX_SPEC_CHARS
+from augserve.server.caller import Caller
 from augserve.server.config import ServerConfig
 from augserve.server.errors import Refused, invalid
 from augserve.server.jobs import Job
@@ -172,7 +172,7 @@ class JobBuilder:
             return name if len(name) <= 64 else "(other)"  # a timm string, once it compiled
         return spec_label(text)
 
-    def from_request(self, request: framing.Framed, context) -> Built:
+    def from_request(self, request: framing.Framed, caller: Caller) -> Built:
         """A client's request, its tensors read from the received bytes or its regions."""
         message = request.message
         for field, values in (("keys", message.keys), ("lengths", message.lengths)):
@@ -182,15 +182,15 @@ class JobBuilder:
         labels = (lambda: wire.to_torch(message.labels, "labels", ("int64", "float32"),
                                         data=request.payload(framing.LABELS))) \
             if message.HasField("labels") else (lambda: None)
-        return self.build(Asked.of(message), context, lambda: self._input(request), labels)
+        return self.build(Asked.of(message), caller, lambda: self._input(request), labels)
 
-    def build(self, asked: Asked, context, read_x: Callable[[], Input],
+    def build(self, asked: Asked, caller: Caller, read_x: Callable[[], Input],
               read_labels: Callable[[], torch.Tensor | None]) -> Built:
         """The job for a request, every field checked in the order a caller can fix them: the pipeline and
         tenant first, then the samples (read only now, so a refused request costs no region read)."""
         pipeline, name = self.pipeline(asked.pipeline, "pipeline")
         try:
-            tenant = self.tenants.of(context.invocation_metadata(), context.peer())
+            tenant = self.tenants.of(caller.metadata, caller.peer)
         except TenantRefused as refused:
             raise Refused(refused.code, str(refused)) from None
         deferred = None
@@ -247,9 +247,7 @@ class JobBuilder:
             # with lengths or without: an answer carries lengths only where its own request (or a step) gave them
             merge_key = (name, pipeline.strength, deferred is None, *layout, out_dtype,
                          None if labels is None else labels.shape[1], asked.lengths is None)
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
-        job = Job(checked, merge_key, context, labels, keys, asked.seed, deadline, output=output, tenant=tenant,
+        job = Job(checked, merge_key, caller, labels, keys, asked.seed, caller.deadline, output=output, tenant=tenant,
                   reports=asked.return_params)
         return Built(job, name, deferred, asked)
 

@@ -20,6 +20,7 @@ from augserve.encoded import FORMATS
 from augserve.framing import Framed
 from augserve.server.answers import Answers
 from augserve.server.batcher import Batcher
+from augserve.server.caller import Caller
 from augserve.server.config import ServerConfig
 from augserve.server.dataset_stream import DatasetStreams
 from augserve.server.datasets import Dataset
@@ -82,13 +83,13 @@ class AugmentationService:
         """Refuse new work from now on (UNAVAILABLE, so clients retry on another replica)."""
         self.answers.drain()
 
-    def _answer(self, request: Framed, context, method: str):
-        return self.answers.answer(method, context, lambda: self.builder.from_request(request, context),
+    def _answer(self, request: Framed, caller: Caller, method: str):
+        return self.answers.answer(method, caller, lambda: self.builder.from_request(request, caller),
                                    label=self.builder.label(request.message.pipeline))
 
     async def Augment(self, request, context):
         try:
-            return await self._answer(request, context, "Augment")
+            return await self._answer(request, Caller.of(context), "Augment")
         except Refused as refused:
             await context.abort(refused.code, str(refused))
 
@@ -103,14 +104,15 @@ class AugmentationService:
         Backpressure: the stream stops reading while its tenant's in-flight limit of requests are read and
         not yet answered to the client, so one that writes and never reads holds at most that many.
         """
+        caller = Caller.of(context)
         pending: asyncio.Queue = asyncio.Queue()
-        unanswered = asyncio.Semaphore(self._in_flight_limit(context))
+        unanswered = asyncio.Semaphore(self._in_flight_limit(caller))
 
         async def read():
             position, stream = 0, aiter(requests)
             try:
                 while await unanswered.acquire() and (request := await anext(stream, None)) is not None:
-                    answer = asyncio.ensure_future(self._answer(request, context, "AugmentStream"))
+                    answer = asyncio.ensure_future(self._answer(request, caller, "AugmentStream"))
                     await pending.put((position, request.message.request_id, answer))
                     position += 1
             except Refused as refused:  # undecodable bytes at this position
@@ -135,11 +137,11 @@ class AugmentationService:
                 if (item := pending.get_nowait()) is not None:
                     item[2].cancel()
 
-    def _in_flight_limit(self, context) -> int:
+    def _in_flight_limit(self, caller: Caller) -> int:
         """The stream's tenant's in-flight limit (the default's when its metadata is refused: the first
         request then fails with the reason)."""
         try:
-            return self.tenants.of(context.invocation_metadata(), context.peer()).max_in_flight
+            return self.tenants.of(caller.metadata, caller.peer).max_in_flight
         except TenantRefused:
             return self.tenants.default["max_in_flight"]
 
