@@ -1,5 +1,6 @@
 """Shared fixtures: real photos from scikit-image, as uint8 batches; small IDX files (the MNIST layout)."""
 
+import faulthandler
 import gzip
 import os
 import pathlib
@@ -10,6 +11,15 @@ import pytest
 import torch
 from skimage import data
 from torchvision.transforms.v2 import functional as TF
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """A crash prints the crashing thread's stack alone: beside every thread's, a CI log's excerpt cut it."""
+    from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+    if faulthandler.is_enabled() and fault_handler_stderr_fd_key in config.stash:
+        faulthandler.enable(file=config.stash[fault_handler_stderr_fd_key], all_threads=False)
 
 
 def _photo(name: str, size: int) -> torch.Tensor:
