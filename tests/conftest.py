@@ -16,8 +16,10 @@ from torchvision.transforms.v2 import functional as TF
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     """A crash prints the crashing thread's stack alone: beside every thread's, a CI log's excerpt cut it."""
-    from _pytest.faulthandler import fault_handler_stderr_fd_key
-
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+    except ImportError:  # pytest's own layout: its default (every thread) stays
+        return
     if faulthandler.is_enabled() and fault_handler_stderr_fd_key in config.stash:
         faulthandler.enable(file=config.stash[fault_handler_stderr_fd_key], all_threads=False)
 

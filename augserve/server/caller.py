@@ -1,8 +1,8 @@
 """What the server needs to know of a call, read once while the call is live.
 
 A dataset stream's batch tasks (and shared-epoch batches other streams wait on) outlive their call when its
-client goes away, and grpc's servicer context must not be read after its call ends: ``peer()`` reads the
-freed call and crashes the process. Everything after the handler's first line reads a ``Caller`` instead.
+client goes away, and grpc's servicer context must not be read after its call ends: ``peer()`` then reads
+a released call and crashed the process. Everything after the handler's first line reads a ``Caller`` instead.
 """
 
 from __future__ import annotations

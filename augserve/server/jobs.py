@@ -22,7 +22,7 @@ from augserve.shared_memory import Span
 class Job:
     batch: Checked  # the request's samples, as its pipeline accepted them
     merge_key: tuple | None  # None: run alone
-    origin: object  # the call the request came on: one call's requests are never merged together
+    origin: object  # the call it came on (its Caller), by identity: one call's requests are never merged together
     labels: torch.Tensor | None  # soft (B, K) float32, already validated
     keys: torch.Tensor
     seed: int

@@ -123,6 +123,7 @@ class AugmentationService:
             await pending.put(None)
 
         reader = asyncio.ensure_future(read())
+        context.add_done_callback(lambda _: reader.cancel())  # the generator's finally may run much later
         try:
             while (item := await pending.get()) is not None:
                 position, request_id, answer = item
@@ -167,6 +168,7 @@ class AugmentationService:
         except Refused as refused:
             await context.abort(refused.code, str(refused))
         reader = asyncio.ensure_future(offers.read(messages))
+        context.add_done_callback(lambda _: reader.cancel())
         try:
             async for answer in self.datasets.stream(first.start, context, offers):
                 if offers.refused is not None:
