@@ -107,6 +107,10 @@ def _health(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     datasets = [name.strip().lower() for name in args.dataset.split(",") if name.strip()]
+    if args.resume and datasets in (["digits"], ["fashion-mnist-60k"]):
+        print(f"augserve train: --resume: {datasets[0]} keeps no journal of its runs; run it without --resume",
+              file=sys.stderr)
+        return 2
     if datasets in (["fashion-mnist"], ["fashion-mnist-60k"]):
         from augserve.experiments.fashion import run_fashion_experiments, run_fashion_reference
 
@@ -116,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
                 return 2
             configurations = ("plain", *(f"strength {s:g}" for s in strengths), *_adaptive(args.adaptive or "gap"))
             print(run_fashion_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs,
-                                          configurations=configurations))
+                                          configurations=configurations, resume=args.resume))
         else:
             print(run_fashion_reference(out=args.out, seeds=args.seeds or 1, epochs=args.epochs))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
@@ -130,19 +134,22 @@ def _train(args: argparse.Namespace) -> int:
             print(f"augserve train: --recipes: unknown {unknown[0]!r}; expected some of {', '.join(CANDIDATES)}",
                   file=sys.stderr)
             return 2
-        print(run_fashion_development(out=args.out, seeds=args.seeds or 2, epochs=args.epochs, candidates=candidates))
+        print(run_fashion_development(out=args.out, seeds=args.seeds or 2, epochs=args.epochs, candidates=candidates,
+                                      resume=args.resume))
         print(f"wrote {args.out}/summary.md and {args.out}/results.json")
         return 0
     if datasets == ["spoken-digits"]:
         from augserve.experiments.speech import run_speech_experiments
 
-        print(run_speech_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
+        print(run_speech_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers,
+                                     resume=args.resume))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
         return 0
     if datasets == ["fortunes"]:
         from augserve.experiments.text import run_text_experiments
 
-        print(run_text_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers))
+        print(run_text_experiments(out=args.out, seeds=args.seeds or 5, epochs=args.epochs, workers=args.workers,
+                                   resume=args.resume))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/learning_curves.png")
         return 0
     if datasets == ["tables-dev"]:
@@ -152,14 +159,14 @@ def _train(args: argparse.Namespace) -> int:
             print("augserve train: tables-dev runs its candidates' own epochs on the development seeds: drop --epochs "
                   "and --first-seed", file=sys.stderr)
             return 2
-        print(run_table_development(out=args.out, seeds=args.seeds or 32, workers=args.workers))
+        print(run_table_development(out=args.out, seeds=args.seeds or 32, workers=args.workers, resume=args.resume))
         print(f"wrote {args.out}/summary.md and {args.out}/results.json")
         return 0
     if datasets == ["tables"]:
         from augserve.experiments.tables import run_table_experiments
 
         print(run_table_experiments(out=args.out, seeds=args.seeds or 5, first_seed=args.first_seed or 0,
-                                    epochs=args.epochs, workers=args.workers))
+                                    epochs=args.epochs, workers=args.workers, resume=args.resume))
         print(f"wrote {args.out}/summary.md, {args.out}/results.json and {args.out}/<part>_curves.png")
         return 0
     if datasets != ["digits"]:
@@ -231,7 +238,8 @@ def _train_series(args: argparse.Namespace, datasets: list[str]) -> int:
     adaptive = _adaptive(args.adaptive or "both")
     summary = run_series_experiments(datasets, out=args.out, seeds=args.seeds or 5, epochs=args.epochs,
                                      strengths=strengths, presets=presets, adaptive=adaptive, alone=alone,
-                                     workers=args.workers, server=args.server, token=args.token)
+                                     workers=args.workers, server=args.server, token=args.token,
+                                     resume=args.resume)
     print(summary)
     print(f"wrote {args.out}/summary.md, {args.out}/results.json and a <dataset>_curves.png per dataset")
     return 0
@@ -420,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="series, spoken-digits, tables, tables-dev and fortunes: runs side by side "
                             "(default: %(default)s)")
     train.add_argument("--out", default="train-results", help="output folder (default: %(default)s)")
+    train.add_argument("--resume", action="store_true",
+                       help="go on from the runs an interrupted command finished: the same command and --out again, "
+                            "with --resume (its journal, results.journal.jsonl, holds them); all but digits and "
+                            "fashion-mnist-60k (default: run every run afresh)")
     train.set_defaults(func=_train)
 
     bench = commands.add_parser("bench", help="throughput against torchvision, kornia, DALI, timm and tsaug, and "

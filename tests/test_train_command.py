@@ -55,11 +55,10 @@ def test_training_fed_by_a_server_equals_training_in_process():
 
 def test_train_on_a_ucr_set_writes_summary_results_and_curves(tmp_path):
     out = tmp_path / "train"
-    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--seeds", "1",
-                             "--epochs", "3", "--strengths", "0.5,2", "--presets", "timeseries", "--alone", "dropout",
-                             "--workers", "1",
-                             "--out", str(out)],
-                            capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "-m", "augserve.cli", "train", "--dataset", "gunpoint", "--seeds", "1", "--epochs", "3",
+               "--strengths", "0.5,2", "--presets", "timeseries", "--alone", "dropout", "--workers", "1",
+               "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     summary = (out / "summary.md").read_text()
     for words in ("## gunpoint", "| plain |", "| strength 0.5 |", "| strength 2 |", "| adaptive", "published FCN",
@@ -72,6 +71,17 @@ def test_train_on_a_ucr_set_writes_summary_results_and_curves(tmp_path):
                                                   "preset timeseries", "dropout alone"}
     assert all(0 <= r["at_limit"] <= 1 for r in runs if r["configuration"].startswith("adaptive"))
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["epochs"] <= 3 for r in runs)
+    assert (out / "gunpoint_curves.png").stat().st_size > 10_000
+    # resumed: every run is read back from the journal (one marked there), none run again, the curves drawn anew
+    journal = out / "results.journal.jsonl"
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    entries[0]["run"]["test_accuracy"] = 0.123456
+    journal.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    (out / "gunpoint_curves.png").unlink()
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    again = json.loads((out / "results.json").read_text())
+    assert again[0]["test_accuracy"] == 0.123456 and again[1:] == runs[1:]
     assert (out / "gunpoint_curves.png").stat().st_size > 10_000
 
 

@@ -317,7 +317,7 @@ def _development_run(split: ImageSplit, seed: int, name: str, *, target: str, re
 
 def run_fashion_development(*, out: str | pathlib.Path, seeds: int = 2, epochs: int | None = None,
                             candidates: tuple[str, ...] = tuple(CANDIDATES), recipe: FashionRecipe = RECIPE,
-                            root: str | None = None, progress: bool = True) -> str:
+                            root: str | None = None, progress: bool = True, resume: bool = False) -> str:
     """Plain and each candidate recipe per seed on the seed's fit images, scored on the development split (the
     test set is not read); writes summary.md and results.json (as each run finishes); returns the summary."""
     unknown = [name for name in candidates if name not in CANDIDATES]
@@ -336,7 +336,8 @@ def run_fashion_development(*, out: str | pathlib.Path, seeds: int = 2, epochs: 
         header = {"recipe": {k: v for k, v in asdict(recipe).items() if k != "pipeline"},  # the candidates' own
                   "candidates": {name: CANDIDATES[name] for name in candidates},
                   "development_images": len(development_split(split, recipe))}
-        runs = run_all(calls, workers=1, results=out / "results.json", header=header, progress=progress)
+        runs = run_all(calls, workers=1, results=out / "results.json", header=header, progress=progress,
+                   resume=resume)
     finally:
         server.close()
     development = header["development_images"]
@@ -378,7 +379,7 @@ def development_table(runs: list[dict], names: tuple[str, ...]) -> list[str]:
 
 def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
                             configurations: tuple[str, ...] = CONFIGURATIONS, recipe: FashionRecipe = RECIPE,
-                            root: str | None = None, progress: bool = True) -> str:
+                            root: str | None = None, progress: bool = True, resume: bool = False) -> str:
     """Every seed x configuration ('plain', 'strength S', 'adaptive', 'adaptive views'), one after another (each
     run takes both cores); writes summary.md, results.json (as each run finishes) and learning_curves.png under
     ``out``; returns the summary."""
@@ -406,7 +407,8 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
                                          seed, recipe.batch_size, recipe.pipeline) for seed in range(seeds)]
         calls = [functools.partial(run_fashion, split, seed, config, target=server.target, recipe=recipe)
                  for seed in range(seeds) for config in configurations]
-        runs = run_all(calls, workers=1, results=out / "results.json", progress=progress)
+        runs = run_all(calls, workers=1, results=out / "results.json", progress=progress,
+                   resume=resume)
     finally:
         server.close()
     curves: dict[str, History] = {r["configuration"]: r["history"] for r in runs if r["seed"] == 0}

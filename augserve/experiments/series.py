@@ -263,7 +263,7 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
                            strengths: tuple[float, ...] = (0.5, 1.0, 2.0), presets: tuple[str, ...] = (),
                            adaptive: tuple[str, ...] = ADAPTIVE, alone: tuple[str, ...] = (), workers: int = 2,
                            recipe: Recipe = RECIPE, server: str | None = None, token: str | None = None,
-                           progress: bool = True) -> str:
+                           progress: bool = True, resume: bool = False) -> str:
     """Every dataset x configuration x seed, ``workers`` runs at a time; writes summary.md, results.json (as each
     run finishes, so an interrupted run keeps what it finished) and one learning-curve PNG per dataset under
     ``out``; returns the summary."""
@@ -283,7 +283,8 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
     out.mkdir(parents=True, exist_ok=True)
     calls = [functools.partial(run_series, name, seed, config, epochs=epochs, recipe=recipe, server=server, token=token)
              for name in datasets for seed in range(seeds) for config in configs]
-    runs = run_all(calls, workers=workers, results=out / "results.json", progress=progress)
+    runs = run_all(calls, workers=workers, results=out / "results.json", progress=progress,
+                   resume=resume)
     gap_setting, views_setting = (", ".join(f"{key}={value}" for key, value in setting)
                                   for setting in (recipe.adaptive, recipe.adaptive_views))
     described = {"adaptive": f"adaptive: regularized with `AdaptiveStrength({gap_setting})` (the gap read from the "

@@ -233,7 +233,8 @@ def plot_speech_curves(runs: list[dict], path: pathlib.Path, title: str) -> dict
 def run_speech_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None,
                            workers: int = 2, recipe: SpeechRecipe = RECIPE, augmented=None,
                            corpus: Corpus = Corpus(), folder: str | None = None,
-                           conditions: TestConditions = TEST_CONDITIONS, progress: bool = True) -> str:
+                           conditions: TestConditions = TEST_CONDITIONS, progress: bool = True,
+                           resume: bool = False) -> str:
     """Every seed x arm, ``workers`` runs at a time (one thread each); writes summary.md, results.json and
     learning_curves.png (+ .json) under ``out``; returns the summary."""
     if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1:
@@ -249,7 +250,8 @@ def run_speech_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: i
                                conditions=conditions, curves=seed == 0) for seed in range(seeds) for arm in ARMS]
     header = {**corpus_record(corpus, conditions), "recipe": asdict(recipe), "features": features,
               "augmented": augmented, "augmented_steps": pipeline_steps(augmented)}
-    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
+    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress,
+                   resume=resume)
     wall = time.perf_counter() - started
     met, sentence = verdict(runs)
     write_json(out / "results.json", {**header, "goal_met": met, "wall_seconds": wall, "finished": len(runs),

@@ -317,7 +317,7 @@ def mlp_text(recipe: TableRecipe) -> str:
 
 def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, first_seed: int = 0, epochs: int | None = None,
                           workers: int = 2, recipes: dict[str, TableRecipe] | None = None,
-                          progress: bool = True) -> str:
+                          progress: bool = True, resume: bool = False) -> str:
     """Every part x seed x arm for seeds ``first_seed`` on, ``workers`` runs at a time (one thread each; 1: in this
     process), each part with its recipe (``epochs`` overrides both budgets); writes summary.md, results.json and a
     ``<part>_curves.png`` (+ .json) per part under ``out``; returns the summary."""
@@ -338,7 +338,8 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, first_seed
     calls = [functools.partial(run_table, seed, part, arm, recipe=recipes[part], threads=threads)
              for part in ARMS for seed in range(first_seed, first_seed + seeds) for arm in ARMS[part]]
     header = {"recipes": {part: asdict(recipe) for part, recipe in recipes.items()}, "arms": ARMS}
-    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
+    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress,
+                   resume=resume)
     wall = time.perf_counter() - started
     met, sentences = verdicts(runs)
     write_json(out / "results.json", {**header, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,

@@ -49,7 +49,8 @@ def candidate_rows(runs: list[dict], candidates: dict[str, TableRecipe]) -> tupl
 
 
 def run_table_development(*, out: str | pathlib.Path, seeds: int = 32, workers: int = 2,
-                          candidates: dict[str, TableRecipe] | None = None, progress: bool = True) -> str:
+                          candidates: dict[str, TableRecipe] | None = None, progress: bool = True,
+                          resume: bool = False) -> str:
     """plain and smote for every candidate on ``seeds`` development seeds; writes summary.md and results.json under
     ``out`` (the choice included) and returns the summary."""
     if not 1 <= seeds <= len(DEVELOPMENT_SEEDS) or workers < 1:
@@ -64,7 +65,8 @@ def run_table_development(*, out: str | pathlib.Path, seeds: int = 32, workers: 
              candidates.items() for seed in range(FIRST_SEED, FIRST_SEED + seeds) for arm in ARMS]
     header = {"candidates": {name: asdict(recipe) for name, recipe in candidates.items()},
               "seeds": list(range(FIRST_SEED, FIRST_SEED + seeds))}
-    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
+    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress,
+                   resume=resume)
     wall = time.perf_counter() - started
     chosen, _ = candidate_rows(runs, candidates)
     write_json(out / "results.json", {**header, "chosen": chosen, "wall_seconds": wall, "finished": len(runs),

@@ -256,7 +256,7 @@ def _steps_text(arm: str) -> str:
 
 def run_text_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int | None = None, workers: int = 2,
                          recipe: TextRecipe = RECIPE, arms: tuple[str, ...] = tuple(ARMS), folder: str | None = None,
-                         progress: bool = True) -> str:
+                         progress: bool = True, resume: bool = False) -> str:
     """Every seed x arm, ``workers`` runs at a time (one thread each; 1: in this process); writes summary.md,
     results.json and learning_curves.png (+ .json) under ``out``; returns the summary."""
     if seeds < 1 or (epochs is not None and epochs < 1) or workers < 1:
@@ -275,7 +275,8 @@ def run_text_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: int
              for seed in range(seeds) for arm in arms]
     header = {"dataset": dataset_record(data), "recipe": asdict(recipe), "arms": {arm: ARMS[arm] for arm in arms},
               "goal_points": GOAL_POINTS}
-    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress)
+    runs = run_all(calls, workers=workers, results=out / "results.json", header=header, progress=progress,
+                   resume=resume)
     wall = time.perf_counter() - started
     met, sentences, record = *verdicts(runs, arms), header["dataset"]
     write_json(out / "results.json", {**header, "goal_met": met, "verdicts": sentences, "wall_seconds": wall,

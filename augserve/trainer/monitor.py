@@ -6,7 +6,7 @@ import json
 import math
 import pathlib
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -46,6 +46,17 @@ class History:
 
     def append(self, record: EpochRecord) -> None:
         self.records.append(record)
+
+    def to_dict(self) -> dict:
+        """The records as plain values (JSON), every number as it was: what ``from_dict`` rebuilds."""
+        return {"records": [asdict(r) for r in self.records], "augmented": self.augmented,
+                "kept_index": self.kept_index}
+
+    @classmethod
+    def from_dict(cls, value: dict) -> "History":
+        history = cls([EpochRecord(**record) for record in value["records"]], value["augmented"])
+        history.kept_index = value["kept_index"]
+        return history
 
     def column(self, name: str) -> np.ndarray:
         return np.array([getattr(r, name) for r in self.records], dtype=float)
