@@ -7,7 +7,9 @@ import time
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
+from augserve.experiments.archives import ImageSplit
 from augserve.experiments.runs import run_all, run_label
 from augserve.trainer.monitor import EpochRecord, History
 
@@ -80,3 +82,6 @@ def test_a_run_label_names_the_function_and_what_changes_the_run():
     assert run_label(functools.partial(logged, 0, "a", target="h:1")) == run_label(functools.partial(logged, 0, "a"))
     assert run_label(functools.partial(logged, 0, "a")) != run_label(functools.partial(logged, 1, "a"))
     assert run_label(functools.partial(logged, 0, torch.zeros(3))).endswith("logged(0, Tensor)")  # data: its type
+    split = ImageSplit("fashion", TensorDataset(torch.zeros(2)), TensorDataset(torch.zeros(2)), 10)
+    assert run_label(functools.partial(logged, 0, split)).endswith(
+        "logged(0, ImageSplit(name='fashion', train=TensorDataset, test=TensorDataset, num_classes=10))")  # no address in it

@@ -50,11 +50,14 @@ def _label_value(value) -> str:
     if value is None or isinstance(value, (bool, int, float, str, pathlib.PurePath)):
         return repr(value)
     if isinstance(value, (tuple, list)):
-        return repr(type(value)(_label_value(item) for item in value))
+        items = ", ".join(_label_value(item) for item in value)
+        return f"({items})" if isinstance(value, tuple) else f"[{items}]"
     if isinstance(value, dict):
-        return repr({str(key): _label_value(item) for key, item in sorted(value.items(), key=lambda kv: str(kv[0]))})
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return repr(value)  # a recipe: its fields are what the run does
+        items = sorted((_label_value(key), _label_value(item)) for key, item in value.items())
+        return "{" + ", ".join(f"{key}: {item}" for key, item in items) + "}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a recipe, or data with its sizes
+        fields = (f"{field.name}={_label_value(getattr(value, field.name))}" for field in dataclasses.fields(value))
+        return f"{type(value).__name__}({', '.join(fields)})"
     return type(value).__name__  # the data: the same command loads the same
 
 
