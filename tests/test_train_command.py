@@ -156,6 +156,12 @@ def test_train_refuses_an_unknown_dataset():
                              "--recipes", "trivial,cutout"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--recipes: unknown 'cutout'" in result.stderr
     assert all(name in result.stderr for name in CANDIDATES)
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "fashion-mnist", "--recipes",
+                             "trivial,randaug"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "fashion-mnist takes one of crop-flip-erase" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--dataset", "digits", "--resume"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "digits keeps no journal" in result.stderr
     help_text = subprocess.run([sys.executable, "-m", "augserve.cli", "train", "--help"], capture_output=True,
                                text=True, timeout=300, env={**os.environ, "COLUMNS": "1000"}).stdout  # no wrapping
     assert all(name in help_text for name in CANDIDATES)  # --recipes names what exists

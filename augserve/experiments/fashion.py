@@ -430,7 +430,7 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
                                    "split's largest class share). "}
     lines = [f"# augserve train: Fashion-MNIST, {recipe.per_class * 10} training images, {seeds_text(seeds)}", "",
              f"`augserve train --dataset fashion-mnist --seeds {seeds} --epochs {recipe.epochs} --strengths "
-             f"{','.join(strengths) or 'none'} --adaptive {adaptive}`",
+             f"{','.join(strengths) or 'none'} --adaptive {adaptive}{_recipes_flag(recipe)}`",
              "", f"Per seed, {recipe.per_class} training images per class drawn by the seed; {recipe.val_per_class} "
              "per class of them are the validation split, the rest is fit on. Every run: a 3-conv CNN, AdamW (lr "
              f"{recipe.learning_rate:g}, one-cycle), batch {recipe.batch_size}, {recipe.epochs} epochs. plain: the fit "
@@ -445,6 +445,12 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
     summary = "\n".join(lines)
     (out / "summary.md").write_text(summary)
     return summary
+
+
+def _recipes_flag(recipe: FashionRecipe) -> str:
+    """The ``--recipes`` that serves ``recipe``'s pipeline (none for the default, crop-flip-erase)."""
+    name = next((name for name, steps in CANDIDATES.items() if tuple(steps) == recipe.pipeline), None)
+    return "" if name in (None, "crop-flip-erase") else f" --recipes {name}"
 
 
 def run_fashion_reference(*, out: str | pathlib.Path, seeds: int = 1, epochs: int | None = None,
