@@ -74,12 +74,18 @@ def test_a_resumed_experiment_runs_only_what_it_had_not_finished_and_keeps_the_c
     assert runs[1]["history"].records == logged(1, str(tmp_path / "other.txt"))["history"].records
     assert runs[0]["history"].augmented is True
     assert json.loads(results.read_text())["finished"] == 3
+    journal = results.with_name("results.journal.jsonl")
+    run_all(again[:2], workers=1, results=results, header={}, progress=False, resume=True)  # fewer seeds
+    assert len(journal.read_text().splitlines()) == 3 and open(log).read().split() == ["0", "1", "2"]  # seed 2 kept
     run_all(again[:1], workers=1, results=results, header={}, progress=False)  # without resume: afresh
     assert open(log).read().split() == ["0", "1", "2", "0"]
+    assert len(journal.with_name("results.journal.jsonl.previous").read_text().splitlines()) == 3  # kept once
 
 
 def test_a_run_label_names_the_function_and_what_changes_the_run():
     assert run_label(functools.partial(logged, 0, "a", target="h:1")) == run_label(functools.partial(logged, 0, "a"))
+    where = functools.partial(logged, 0, "a", server="h:2", token="secret", threads=2)  # where and how, not what
+    assert run_label(where) == run_label(functools.partial(logged, 0, "a")) and "secret" not in run_label(where)
     assert run_label(functools.partial(logged, 0, "a")) != run_label(functools.partial(logged, 1, "a"))
     assert run_label(functools.partial(logged, 0, torch.zeros(3))).endswith("logged(0, Tensor)")  # data: its type
     split = ImageSplit("fashion", TensorDataset(torch.zeros(2)), TensorDataset(torch.zeros(2)), 10)

@@ -13,15 +13,17 @@ import json
 import multiprocessing
 import os
 import pathlib
+import sys
 from typing import Callable
 
 import torch
 
 from augserve.trainer.monitor import History
 
-# Arguments that do not change what a run computes (the address of a server started for this command): a run
-# label leaves them out, so that a resumed command finds the runs it finished before.
-WHERE_ONLY = frozenset({"target"})
+# Arguments that say where or how a run is computed, not what: the server it is augmented on (the same numbers as
+# in process) and its credential, the threads it is given. A run label leaves them out, so that a resumed command
+# finds the runs it finished before, and no token is written to the journal.
+WHERE_ONLY = frozenset({"target", "server", "token", "threads"})
 
 
 def without_history(run: dict) -> dict:
@@ -39,7 +41,7 @@ def write_json(path: pathlib.Path, value) -> None:
 def run_label(call: Callable[[], dict]) -> str:
     """What names a run across interpreters and invocations: its function and arguments, data passed by type name."""
     if not isinstance(call, functools.partial):
-        return repr(call)
+        return f"{call.__module__}.{call.__qualname__}()"
     arguments = [_label_value(value) for value in call.args]
     arguments += [f"{name}={_label_value(value)}" for name, value in sorted(call.keywords.items())
                   if name not in WHERE_ONLY]
@@ -75,8 +77,8 @@ def _journal_run(value: dict) -> dict:
 
 
 def _resumed(journal: pathlib.Path, labels: list[str]) -> dict[int, dict]:
-    """The runs the journal holds for these labels (by index), the journal rewritten with those alone; a line cut
-    short by an interruption is dropped."""
+    """The runs the journal holds for these labels (by index). Its other runs stay in it (another command's, or
+    this one's before an argument changed); a line cut short by an interruption is dropped."""
     found: dict[str, dict] = {}
     if journal.exists():
         for line in journal.read_text().splitlines():
@@ -84,12 +86,16 @@ def _resumed(journal: pathlib.Path, labels: list[str]) -> dict[int, dict]:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if entry.get("label") in labels:
+            if isinstance(entry, dict) and "label" in entry and "run" in entry:
                 found[entry["label"]] = entry["run"]
     partial = journal.with_name(journal.name + ".partial")
-    partial.write_text("".join(_journal_line(label, found[label]) for label in labels if label in found))
+    partial.write_text("".join(_journal_line(label, run) for label, run in found.items()))
     os.replace(partial, journal)
-    return {index: _journal_run(found[label]) for index, label in enumerate(labels) if label in found}
+    taken = {index: _journal_run(found[label]) for index, label in enumerate(labels) if label in found}
+    others = len(set(found) - set(labels))
+    print(f"resumed: {len(taken)} of {len(labels)} runs from {journal}"
+          + (f" ({others} other runs there left as they are)" if others else ""), file=sys.stderr)
+    return taken
 
 
 def run_all(calls: list[Callable[[], dict]], *, workers: int, results: pathlib.Path, header: dict | None = None,
@@ -108,7 +114,11 @@ def run_all(calls: list[Callable[[], dict]], *, workers: int, results: pathlib.P
         finished = _resumed(journal, labels)
     else:
         finished = {}
-        journal.unlink(missing_ok=True)
+        if journal.exists():  # kept once: a forgotten --resume costs no finished run
+            previous = journal.with_name(journal.name + ".previous")
+            journal.replace(previous)
+            print(f"started afresh: the runs finished before are in {previous} (to take them, move it back to "
+                  f"{journal.name} and add --resume)", file=sys.stderr)
 
     def write_results() -> None:
         runs = [without_history(finished[i]) for i in sorted(finished)]

@@ -92,6 +92,11 @@ class TableSplit:
                 "train_counts": class_counts(self.y_train), "test_counts": class_counts(self.y_test)}
 
 
+def _counts(counts: dict) -> str:
+    """Rows per class as ``{0: 40, 1: 357}``, whether the keys are ints or, read back from a journal, strings."""
+    return "{" + ", ".join(f"{label}: {count}" for label, count in counts.items()) + "}"
+
+
 def standardized(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both standardized by the training rows' mean and population std (a constant column: divided by 1)."""
     mean, std = x_train.mean(0), x_train.std(0)
@@ -368,9 +373,9 @@ def run_table_experiments(*, out: str | pathlib.Path, seeds: int = 5, first_seed
              f"## breast-cancer, minority subsampled to 1:{recipe.imbalance} (balanced accuracy)", "",
              f"Per seed: scikit-learn's breast-cancer (569 rows, 30 features) split {1 - recipe.test_fraction:.0%}/"
              f"{recipe.test_fraction:.0%}, stratified, by the seed; the training split's malignant rows subsampled "
-             f"(by the seed) to 1 per {recipe.imbalance} benign: {imbalanced['train_counts']} "
+             f"(by the seed) to 1 per {recipe.imbalance} benign: {_counts(imbalanced['train_counts'])} "
              f"(class 0 malignant, 1 benign), {imbalanced['train_rows']} rows; the test split untouched: "
-             f"{imbalanced['test_counts']}. plain: the imbalanced rows. smote: `Smote(x, y, k_neighbors="
+             f"{_counts(imbalanced['test_counts'])}. plain: the imbalanced rows. smote: `Smote(x, y, k_neighbors="
              f"{recipe.k_neighbors}, seed=seed).epoch(e)` (the minority raised to the majority's count, fresh "
              f"synthetic rows every epoch). feature_noise: the imbalanced rows through `[{noise}]` (sigma 0.1 of each "
              "column's std, p 0.5: the step's defaults). imblearn SMOTE (one copy): imbalanced-learn's "
