@@ -72,4 +72,4 @@ def test_the_train_command_runs_the_fortunes_experiment(monkeypatch, capsys):
                         lambda **kwargs: asked.update(kwargs) or "summary")
     args = build_parser().parse_args(["train", "--dataset", "fortunes", "--epochs", "3", "--out", "somewhere"])
     assert _train(args) == 0 and "summary" in capsys.readouterr().out
-    assert asked == {"out": "somewhere", "seeds": 5, "epochs": 3, "workers": 2}
+    assert asked == {"out": "somewhere", "seeds": 5, "epochs": 3, "workers": 2, "resume": False}
