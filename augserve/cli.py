@@ -112,13 +112,11 @@ def _train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if datasets in (["fashion-mnist"], ["fashion-mnist-60k"]):
-        from augserve.experiments.fashion import run_fashion_experiments, run_fashion_reference
+        from dataclasses import replace
+
+        from augserve.experiments.fashion import CANDIDATES, RECIPE, run_fashion_experiments, run_fashion_reference
 
         if datasets == ["fashion-mnist"]:
-            from dataclasses import replace
-
-            from augserve.experiments.fashion import CANDIDATES, RECIPE
-
             strengths = _strengths(args.strengths or "1")
             if strengths is None:
                 return 2

@@ -337,7 +337,7 @@ def run_fashion_development(*, out: str | pathlib.Path, seeds: int = 2, epochs: 
                   "candidates": {name: CANDIDATES[name] for name in candidates},
                   "development_images": len(development_split(split, recipe))}
         runs = run_all(calls, workers=1, results=out / "results.json", header=header, progress=progress,
-                   resume=resume)
+                       resume=resume)
     finally:
         server.close()
     development = header["development_images"]
@@ -407,8 +407,7 @@ def run_fashion_experiments(*, out: str | pathlib.Path, seeds: int = 5, epochs: 
                                          seed, recipe.batch_size, recipe.pipeline) for seed in range(seeds)]
         calls = [functools.partial(run_fashion, split, seed, config, target=server.target, recipe=recipe)
                  for seed in range(seeds) for config in configurations]
-        runs = run_all(calls, workers=1, results=out / "results.json", progress=progress,
-                   resume=resume)
+        runs = run_all(calls, workers=1, results=out / "results.json", progress=progress, resume=resume)
     finally:
         server.close()
     curves: dict[str, History] = {r["configuration"]: r["history"] for r in runs if r["seed"] == 0}

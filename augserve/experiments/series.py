@@ -283,8 +283,7 @@ def run_series_experiments(datasets: list[str], *, out: str | pathlib.Path, seed
     out.mkdir(parents=True, exist_ok=True)
     calls = [functools.partial(run_series, name, seed, config, epochs=epochs, recipe=recipe, server=server, token=token)
              for name in datasets for seed in range(seeds) for config in configs]
-    runs = run_all(calls, workers=workers, results=out / "results.json", progress=progress,
-                   resume=resume)
+    runs = run_all(calls, workers=workers, results=out / "results.json", progress=progress, resume=resume)
     gap_setting, views_setting = (", ".join(f"{key}={value}" for key, value in setting)
                                   for setting in (recipe.adaptive, recipe.adaptive_views))
     described = {"adaptive": f"adaptive: regularized with `AdaptiveStrength({gap_setting})` (the gap read from the "
