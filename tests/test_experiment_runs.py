@@ -90,4 +90,4 @@ def test_a_run_label_names_the_function_and_what_changes_the_run():
     assert run_label(functools.partial(logged, 0, torch.zeros(3))).endswith("logged(0, Tensor)")  # data: its type
     split = ImageSplit("fashion", TensorDataset(torch.zeros(2)), TensorDataset(torch.zeros(2)), 10)
     assert run_label(functools.partial(logged, 0, split)).endswith(
-        "logged(0, ImageSplit(name='fashion', train=TensorDataset, test=TensorDataset, num_classes=10))")  # no address in it
+        "logged(0, ImageSplit(name='fashion', train=TensorDataset, test=TensorDataset, num_classes=10))")  # no address
