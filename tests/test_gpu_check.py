@@ -21,3 +21,29 @@ def test_its_section_is_replaced_and_the_rest_of_the_results_kept(tmp_path):
     assert text.count(SECTION) == 1 and "second run" in text and "first run" not in text
     assert text.index("## Older") < text.index(SECTION) < text.index("<!-- bench table")
     assert "Notes." in text and "kept" in text and text.rstrip().endswith("| a |")
+
+
+def test_its_cpu_against_gpu_sections_run_every_preset_and_op_on_the_stand_in_device():
+    """What a lent GPU runs first, here on the stand-in CUDA device: a section that stops on an op's required
+    field or a preset's modality would cost a GPU loan, and the stand-in gives the CPU's bits."""
+    from augserve import PRESETS
+    from augserve.tools.gpu_check import difference_table, same_sample_rows, single_image_ops
+    from augserve.tools.stand_in_device import OnDevice
+
+    with OnDevice(cuda=True):
+        same = same_sample_rows(samples=2, side=32)
+        differences = difference_table(side=32, copies=1)
+    assert [row.split(" | ")[0].lstrip("| ") for row in same[2:]] == list(PRESETS)
+    assert all(row.endswith("| 100.0% |") for row in same[2:]), same
+    assert [row.split(" | ")[0].lstrip("| ") for row in differences[2:]] == single_image_ops()
+    assert all(row.endswith("| 0 | 0.0000 | yes |") for row in differences[2:]), differences
+
+
+def test_a_section_that_stops_is_written_as_such_and_the_check_goes_on():
+    from augserve.tools.gpu_check import guarded
+
+    def plan_rows(repeats):
+        raise RuntimeError(f"CUDA graph capture failed after {repeats} repeats")
+
+    assert guarded(plan_rows, 3) == ["plan_rows failed: RuntimeError: CUDA graph capture failed after 3 repeats"]
+    assert guarded(lambda n: [f"| row {n} |"], 1) == ["| row 1 |"]

@@ -26,6 +26,14 @@ NOT_SINGLE_OPS = {"augmix", "auto_augment", "rand_augment", "trivial_augment", "
                   "timm_rand_augment", "mix", "mixup", "cutmix", "label_smoothing", "normalize"}
 
 
+def op_example(op: str, side: int) -> dict:
+    """A spec of ``op`` alone: the fields it requires, sized for ``side``-square images."""
+    sizes = {"size": side * 3 // 4}
+    required = {"center_crop": sizes, "random_resized_crop": sizes, "resize": sizes,
+                "random_crop": {**sizes, "padding": 4}, "gaussian_blur": {"kernel_size": 5}}
+    return {"op": op, **required.get(op, {})}
+
+
 def single_image_ops() -> list[str]:
     from augserve.modality import Modality
     from augserve.steps import STEPS
@@ -61,7 +69,7 @@ def run_tests(timeout: float) -> str:
     return "\n".join([f"`{' '.join(command[3:])}`: {lines[-1] if lines else result.stderr[-500:]}", *failed])
 
 
-def difference_table() -> list[str]:
+def difference_table(side: int = 96, copies: int = 4) -> list[str]:
     """Each single image op on the sample photos, CPU against CUDA: largest difference and share of values
     more than one grey level apart (policies chain ops and amplify these, so they are left out)."""
     import torch
@@ -69,12 +77,12 @@ def difference_table() -> list[str]:
     from augserve import Pipeline
     from augserve.photos import load_images
 
-    photos, _ = load_images(None, 96)
-    batch = photos.repeat(4, 1, 1, 1)
+    photos, _ = load_images(None, side)
+    batch = photos.repeat(copies, 1, 1, 1)
     rows = ["| op | largest difference (grey levels) | share > 1 level | draws equal |", "|---|---:|---:|---|"]
     for op in single_image_ops():
-        pipe = Pipeline.from_spec([{"op": op}])
-        cpu, gpu = pipe(batch, seed=11), pipe(batch.cuda(), seed=11)
+        pipe = Pipeline.from_spec([op_example(op, side)])
+        cpu, gpu = pipe(batch, seed=11), pipe(batch.to("cuda"), seed=11)
         levels = (cpu.x.float() - gpu.x.cpu().float()).abs() * (255 if cpu.x.is_floating_point() else 1)
         same = all(torch.allclose(v.double(), g[k].cpu().double(), atol=1e-4) if isinstance(v, torch.Tensor)
                    else v == g[k] for c, g in zip(cpu.params, gpu.params) for k, v in c.items())
@@ -82,11 +90,12 @@ def difference_table() -> list[str]:
     return rows
 
 
-PLAN_PRESETS = {"imagenet-randaug": 240, "imagenet-trivial": 240, "cifar-randaug": 32}  # preset: image side
+# preset: image side (the audio preset takes 1 s of 16 kHz audio)
+PLAN_PRESETS = {"imagenet-randaug": 240, "imagenet-trivial": 240, "cifar-randaug": 32, "sound-classify": 0}
 PLAN_BATCHES = (64, 256, 1024)
 
 
-def _images_per_second(run, batch: int, repeats: int) -> float:
+def _samples_per_second(run, batch: int, repeats: int) -> float:
     """Median over ``repeats`` timed calls after two untimed ones, the device synchronized around each."""
     import statistics
 
@@ -105,7 +114,7 @@ def _images_per_second(run, batch: int, repeats: int) -> float:
 
 
 def plan_rows(repeats: int) -> list[str]:
-    """The grouped plan, the device plan eager and the device plan as a CUDA graph, images/s per batch size."""
+    """The grouped plan, the device plan eager and the device plan as a CUDA graph, samples/s per batch size."""
     import torch
 
     from augserve import Pipeline
@@ -118,9 +127,9 @@ def plan_rows(repeats: int) -> list[str]:
     for preset, side in PLAN_PRESETS.items():
         grouped, eager = (Pipeline.from_spec(preset, execution=plan) for plan in ("grouped", "device"))
         for batch in PLAN_BATCHES:
-            x = torch.randint(0, 256, (batch, 3, side, side), dtype=torch.uint8, device=device)
+            x = preset_input(eager.modality, batch, side).to(device)
             graphs = CudaGraphs(device, Metrics(device))
-            rates = [_images_per_second(run, batch, repeats) for run in (
+            rates = [_samples_per_second(run, batch, repeats) for run in (
                 lambda: grouped(x, seed=0), lambda: eager(x, seed=0),
                 lambda: graphs.run(eager, eager.device_call(x, seed=0)))]
             rows.append(f"| {preset} | {batch} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[2]:,.0f} | "
@@ -130,22 +139,31 @@ def plan_rows(repeats: int) -> list[str]:
     return rows
 
 
-def same_sample_rows() -> list[str]:
-    """Per preset, the share of samples the GPU (device plan) gives bit for bit as the CPU (grouped plan)."""
+def preset_input(modality: str, samples: int, side: int):
+    """A batch a preset of ``modality`` takes: the sample photos (``side`` square, repeated), or seeded noise
+    shaped as log-mel spectrograms, 3-channel series or 1 s of 16 kHz audio."""
     import torch
 
-    from augserve import PRESETS, Pipeline
     from augserve.photos import load_images
 
-    photos, _ = load_images(None, 240)
-    images = photos.repeat(8, 1, 1, 1)
+    if modality == "image":
+        photos, _ = load_images(None, side)
+        return photos.repeat(-(-samples // len(photos)), 1, 1, 1)[:samples]
+    shapes = {"spectrogram": (80, 300), "timeseries": (3, 500), "waveform": (16000,)}
+    if modality not in shapes:
+        raise ValueError(f"no example input for {modality!r} presets: add its shape to preset_input")
+    return torch.randn(samples, *shapes[modality], generator=torch.Generator().manual_seed(0))
+
+
+def same_sample_rows(samples: int = 32, side: int = 240) -> list[str]:
+    """Per preset, the share of samples the GPU (device plan) gives bit for bit as the CPU (grouped plan)."""
+    from augserve import PRESETS, Pipeline
+
     rows = ["| preset | samples | bit-identical on CPU and GPU |", "|---|---:|---:|"]
     for preset in PRESETS:
         pipe = Pipeline.from_spec(preset)
-        generator = torch.Generator().manual_seed(0)
-        x = {"spectrogram": lambda: torch.randn(32, 80, 300, generator=generator),
-             "timeseries": lambda: torch.randn(32, 3, 500, generator=generator)}.get(pipe.modality, lambda: images)()
-        cpu, gpu = pipe(x, seed=3).x, pipe(x.cuda(), seed=3).x.cpu()
+        x = preset_input(pipe.modality, samples, side)
+        cpu, gpu = pipe(x, seed=3).x, pipe(x.to("cuda"), seed=3).x.cpu()
         same = (cpu == gpu).flatten(1).all(dim=1).float().mean()
         rows.append(f"| {preset} | {len(x)} | {same:.1%} |")
     return rows
@@ -162,6 +180,14 @@ def bench_rows(repeats: int) -> list[str]:
         header = header or table[:2]
         rows += table[2:] if result.returncode == 0 else [f"| {case} | failed: {result.stderr.strip()[-300:]} |"]
     return header + rows
+
+
+def guarded(section, *args) -> list[str]:
+    """A section's lines, or what stopped it: a lent GPU's minutes still give every other section."""
+    try:
+        return section(*args)
+    except Exception as error:  # noqa: BLE001 - written into the results, the next section runs
+        return [f"{section.__name__} failed: {type(error).__name__}: {error}"]
 
 
 def write_section(path: str, lines: list[str], heading: str = SECTION) -> None:
@@ -199,13 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     lines = [f"{time.strftime('%Y-%m-%d')}: " + "; ".join(versions()), ""]
     lines += ["Tests:", "", run_tests(args.test_seconds), "", "CPU against CUDA, one op at a time:", ""]
-    lines += difference_table()
-    lines += ["", "Both plans on the device, 3xSxS uint8 images (S: 240 imagenet, 32 cifar), images/s:", ""]
-    lines += plan_rows(args.repeats)
+    lines += guarded(difference_table)
+    lines += ["", "Both plans on the device, samples/s (the sample photos, 3xSxS uint8: S 240 imagenet, 32 cifar; "
+              "sound-classify: 1 s of 16 kHz audio):", ""]
+    lines += guarded(plan_rows, args.repeats)
     lines += ["", "The same (seed, key) on the CPU (grouped plan) and the GPU (device plan):", ""]
-    lines += same_sample_rows()
+    lines += guarded(same_sample_rows)
     lines += ["", "Bench on the device (samples/s; ratios against each case's first row):", ""]
-    lines += bench_rows(args.repeats)
+    lines += guarded(bench_rows, args.repeats)
     lines += ["", f"The whole check took {time.monotonic() - started:.0f} s."]
     write_section(args.out, lines)
     print("\n".join(lines))
