@@ -5,7 +5,8 @@ device contract, a CPU-vs-CUDA difference table per op, both plans on the device
 device plan eager and replayed as a CUDA graph) at batches of 64, 256 and 1024, the share of samples that
 come out bit-identical on the CPU and the GPU per preset, a short CUDA bench and the encoded-JPEG path,
 and writes them with the card's name and every version into one section of the results file (replaced
-on each run), so a lent GPU is used in one call.
+on each run), so a lent GPU is used in one call. The section is written as each part ends, and a part, row
+or case that fails is written as such (its traceback on stderr) while the rest runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import subprocess
 import sys
 import time
+import traceback
 
 BENCH_CASES = ("RandAugment n=2 m=9", "JPEG files in", "time warp", "SpecAugment-LD")
 SECTION = "## CUDA check (`make gpu-check`)"
@@ -81,65 +83,83 @@ def difference_table(side: int = 96, copies: int = 4) -> list[str]:
     batch = photos.repeat(copies, 1, 1, 1)
     rows = ["| op | largest difference (grey levels) | share > 1 level | draws equal |", "|---|---:|---:|---|"]
     for op in single_image_ops():
-        pipe = Pipeline.from_spec([op_example(op, side)])
-        cpu, gpu = pipe(batch, seed=11), pipe(batch.to("cuda"), seed=11)
-        levels = (cpu.x.float() - gpu.x.cpu().float()).abs() * (255 if cpu.x.is_floating_point() else 1)
-        same = all(torch.allclose(v.double(), g[k].cpu().double(), atol=1e-4) if isinstance(v, torch.Tensor)
-                   else v == g[k] for c, g in zip(cpu.params, gpu.params) for k, v in c.items())
-        rows.append(f"| {op} | {levels.max():.0f} | {(levels > 1).float().mean():.4f} | {'yes' if same else 'NO'} |")
+        try:
+            pipe = Pipeline.from_spec([op_example(op, side)])
+            cpu, gpu = pipe(batch, seed=11), pipe(batch.to("cuda"), seed=11)
+            levels = (cpu.x.float() - gpu.x.cpu().float()).abs() * (255 if cpu.x.is_floating_point() else 1)
+            same = all(torch.allclose(v.double(), g[k].cpu().double(), atol=1e-4) if isinstance(v, torch.Tensor)
+                       else v == g[k] for c, g in zip(cpu.params, gpu.params) for k, v in c.items())
+            rows.append(f"| {op} | {levels.max():.0f} | {(levels > 1).float().mean():.4f} | "
+                        f"{'yes' if same else 'NO'} |")
+        except Exception as error:  # noqa: BLE001 - one op's failure is its row; the others still run
+            rows.append(f"| {op} | {failed(error)} | | |")
     return rows
 
 
-# preset: image side (the audio preset takes 1 s of 16 kHz audio)
-PLAN_PRESETS = {"imagenet-randaug": 240, "imagenet-trivial": 240, "cifar-randaug": 32, "sound-classify": 0}
+# preset: image side (None: the audio preset takes 1 s of 16 kHz noise)
+PLAN_PRESETS = {"imagenet-randaug": 240, "imagenet-trivial": 240, "cifar-randaug": 32, "sound-classify": None}
 PLAN_BATCHES = (64, 256, 1024)
 
 
-def _samples_per_second(run, batch: int, repeats: int) -> float:
+def _samples_per_second(run, batch: int, repeats: int, sync) -> float:
     """Median over ``repeats`` timed calls after two untimed ones, the device synchronized around each."""
     import statistics
-
-    import torch
 
     for _ in range(2):
         run()
     seconds = []
     for _ in range(repeats):
-        torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         run()
-        torch.cuda.synchronize()
+        sync()
         seconds.append(time.perf_counter() - start)
     return batch / statistics.median(seconds)
 
 
-def plan_rows(repeats: int) -> list[str]:
-    """The grouped plan, the device plan eager and the device plan as a CUDA graph, samples/s per batch size."""
+def plan_rows(repeats: int, presets: dict = PLAN_PRESETS, batches: tuple = PLAN_BATCHES, sync=None,
+              capture=None) -> list[str]:
+    """The grouped plan, the device plan eager and the device plan as a CUDA graph, samples/s per batch size.
+    ``sync`` and ``capture`` default to CUDA's (tests give a stand-in device theirs)."""
     import torch
 
     from augserve import Pipeline
-    from augserve.server.graphs import CudaGraphs
-    from augserve.server.metrics import Metrics
 
+    sync = sync or torch.cuda.synchronize
     rows = ["| preset | batch | grouped plan | device plan, eager | device plan, CUDA graph | graph x grouped |",
             "|---|---:|---:|---:|---:|---:|"]
-    device = torch.device("cuda")
-    for preset, side in PLAN_PRESETS.items():
-        grouped, eager = (Pipeline.from_spec(preset, execution=plan) for plan in ("grouped", "device"))
-        for batch in PLAN_BATCHES:
-            x = preset_input(eager.modality, batch, side).to(device)
-            graphs = CudaGraphs(device, Metrics(device))
-            rates = [_samples_per_second(run, batch, repeats) for run in (
-                lambda: grouped(x, seed=0), lambda: eager(x, seed=0),
-                lambda: graphs.run(eager, eager.device_call(x, seed=0)))]
-            rows.append(f"| {preset} | {batch} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[2]:,.0f} | "
-                        f"{rates[2] / rates[0]:.2f}x |")
-            del graphs
-            torch.cuda.empty_cache()
+    for preset, side in presets.items():
+        plans = [Pipeline.from_spec(preset, execution=plan) for plan in ("grouped", "device")]
+        for batch in batches:
+            try:
+                rows.append(f"| {preset} | {batch} | {_plan_row(*plans, batch, side, repeats, sync, capture)} |")
+            except Exception as error:  # noqa: BLE001 - one row's failure is its row; the others still run
+                rows.append(f"| {preset} | {batch} | {failed(error)} | | | |")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the row's batch and graphs are gone with its call
     return rows
 
 
-def preset_input(modality: str, samples: int, side: int):
+def _plan_row(grouped, eager, batch: int, side: int | None, repeats: int, sync, capture) -> str:
+    """One row's rates; a graph column whose capture failed reads the eager runs it fell back to, and says so."""
+    import torch
+
+    from augserve.server.graphs import CudaGraphs
+    from augserve.server.metrics import Metrics
+
+    device = torch.device("cuda")
+    x = preset_input(eager.modality, batch, side).to(device)
+    metrics = Metrics(device)
+    graphs = CudaGraphs(device, metrics, capture=capture)
+    rates = [_samples_per_second(run, batch, repeats, sync) for run in (
+        lambda: grouped(x, seed=0), lambda: eager(x, seed=0),
+        lambda: graphs.run(eager, eager.device_call(x, seed=0)))]
+    replayed = metrics.registry.get_sample_value("augserve_cuda_graphs_total", {"outcome": "replayed"})
+    graph = f"{rates[2]:,.0f}" if replayed else f"{rates[2]:,.0f} (eager: the capture failed)"
+    return f"{rates[0]:,.0f} | {rates[1]:,.0f} | {graph} | {rates[2] / rates[0]:.2f}x"
+
+
+def preset_input(modality: str, samples: int, side: int | None):
     """A batch a preset of ``modality`` takes: the sample photos (``side`` square, repeated), or seeded noise
     shaped as log-mel spectrograms, 3-channel series or 1 s of 16 kHz audio."""
     import torch
@@ -161,11 +181,14 @@ def same_sample_rows(samples: int = 32, side: int = 240) -> list[str]:
 
     rows = ["| preset | samples | bit-identical on CPU and GPU |", "|---|---:|---:|"]
     for preset in PRESETS:
-        pipe = Pipeline.from_spec(preset)
-        x = preset_input(pipe.modality, samples, side)
-        cpu, gpu = pipe(x, seed=3).x, pipe(x.to("cuda"), seed=3).x.cpu()
-        same = (cpu == gpu).flatten(1).all(dim=1).float().mean()
-        rows.append(f"| {preset} | {len(x)} | {same:.1%} |")
+        try:
+            pipe = Pipeline.from_spec(preset)
+            x = preset_input(pipe.modality, samples, side)
+            cpu, gpu = pipe(x, seed=3).x, pipe(x.to("cuda"), seed=3).x.cpu()
+            same = (cpu == gpu).flatten(1).all(dim=1).float().mean()
+            rows.append(f"| {preset} | {len(x)} | {same:.1%} |")
+        except Exception as error:  # noqa: BLE001 - one preset's failure is its row; the others still run
+            rows.append(f"| {preset} | {samples} | {failed(error)} |")
     return rows
 
 
@@ -174,12 +197,22 @@ def bench_rows(repeats: int) -> list[str]:
     header: list[str] = []
     rows: list[str] = []
     for case in BENCH_CASES:
-        result = subprocess.run([sys.executable, "-m", "augserve.cli", "bench", "--device", "cuda", "--repeats",
-                                 str(repeats), "--only", case], capture_output=True, text=True, timeout=600)
+        try:
+            result = subprocess.run([sys.executable, "-m", "augserve.cli", "bench", "--device", "cuda", "--repeats",
+                                     str(repeats), "--only", case], capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired as error:
+            rows.append(f"| {case} | {failed(error)} |")
+            continue
         table = [line for line in result.stdout.splitlines() if line.startswith("|")]
         header = header or table[:2]
         rows += table[2:] if result.returncode == 0 else [f"| {case} | failed: {result.stderr.strip()[-300:]} |"]
     return header + rows
+
+
+def failed(error: BaseException) -> str:
+    """What stopped a row or section, on one line for the results; its traceback goes to stderr."""
+    traceback.print_exception(error, file=sys.stderr)
+    return f"failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
 
 
 def guarded(section, *args) -> list[str]:
@@ -187,7 +220,7 @@ def guarded(section, *args) -> list[str]:
     try:
         return section(*args)
     except Exception as error:  # noqa: BLE001 - written into the results, the next section runs
-        return [f"{section.__name__} failed: {type(error).__name__}: {error}"]
+        return [f"{section.__name__} {failed(error)}"]
 
 
 def write_section(path: str, lines: list[str], heading: str = SECTION) -> None:
@@ -223,19 +256,23 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu-check: no CUDA device here; run it on a machine with one", file=sys.stderr)
         return 2
     started = time.monotonic()
-    lines = [f"{time.strftime('%Y-%m-%d')}: " + "; ".join(versions()), ""]
-    lines += ["Tests:", "", run_tests(args.test_seconds), "", "CPU against CUDA, one op at a time:", ""]
-    lines += guarded(difference_table)
-    lines += ["", "Both plans on the device, samples/s (the sample photos, 3xSxS uint8: S 240 imagenet, 32 cifar; "
-              "sound-classify: 1 s of 16 kHz audio):", ""]
-    lines += guarded(plan_rows, args.repeats)
-    lines += ["", "The same (seed, key) on the CPU (grouped plan) and the GPU (device plan):", ""]
-    lines += guarded(same_sample_rows)
-    lines += ["", "Bench on the device (samples/s; ratios against each case's first row):", ""]
-    lines += guarded(bench_rows, args.repeats)
-    lines += ["", f"The whole check took {time.monotonic() - started:.0f} s."]
-    write_section(args.out, lines)
-    print("\n".join(lines))
+    lines: list[str] = []
+
+    def add(*more: str) -> None:  # written as each section ends: a run cut off keeps what it measured
+        lines.extend(more)
+        write_section(args.out, lines)
+        print("\n".join(more), flush=True)
+
+    add(f"{time.strftime('%Y-%m-%d')}: " + "; ".join(versions()), "")
+    add("Tests:", "", run_tests(args.test_seconds))
+    add("", "CPU against CUDA, one op at a time:", "", *guarded(difference_table))
+    add("", "Both plans on the device, samples/s (the sample photos, 3xSxS uint8: S 240 imagenet, 32 cifar; "
+        "sound-classify: 1 s of 16 kHz noise):", "", *guarded(plan_rows, args.repeats))
+    add("", "The same (seed, key) on the CPU (grouped plan) and the GPU (device plan):", "",
+        *guarded(same_sample_rows))
+    add("", "Bench on the device (samples/s; ratios against each case's first row):", "",
+        *guarded(bench_rows, args.repeats))
+    add("", f"The whole check took {time.monotonic() - started:.0f} s.")
     return 0
 
 
