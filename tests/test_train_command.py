@@ -93,17 +93,19 @@ def test_verdicts_count_wins_and_ties_seed_by_seed():
     lines = verdicts(runs, ["plain", "strength 0.5", "strength 1", "adaptive"])
     assert lines[0] == "- strength 0.5 beats plain in 1 of 3 seeds (2 tied), by +3.3 points on average"
     assert lines[1] == "- strength 1 beats plain in 0 of 3 seeds, by -10.0 points on average"
-    assert lines[2:] == ["- best fixed strength: strength 0.5 (86.7%)",
+    assert lines[2:] == ["- adaptive beats plain in 1 of 3 seeds (2 tied), by +1.7 points on average",
+                         "- best fixed strength: strength 0.5 (86.7%)",
                          "- adaptive 85.0% (-1.7 points from strength 0.5, +11.7 from strength 1)"]
     views = [{"seed": seed, "configuration": "adaptive views", "test_accuracy": value, "at_limit": at_limit}
              for seed, (value, at_limit) in enumerate([(0.895, 0.02), (0.7, 0.3), (0.98, 0.0)])]
     lines = verdicts(runs + views, ["plain", "strength 0.5", "strength 1", "adaptive", "adaptive views"])
-    assert lines[4] == ("- adaptive views 85.8% (-0.8 points from strength 0.5), no more than 1 point below it in "
+    assert lines[3] == "- adaptive views beats plain in 1 of 3 seeds (1 tied), by +2.5 points on average"
+    assert lines[6] == ("- adaptive views 85.8% (-0.8 points from strength 0.5), no more than 1 point below it in "
                         "2 of 3 seeds; at a strength limit for at most 30% of a run's epochs that read a signal")
     configs = configurations((0.5, 1.0), adaptive=("adaptive views",))  # --adaptive views: the gap's runs not made
     assert configs == ["plain", "strength 0.5", "strength 1", "adaptive views"]
     without_gap = [r for r in runs + views if r["configuration"] != "adaptive"]
-    assert verdicts(without_gap, configs)[2:] == [lines[2], lines[4]]
+    assert verdicts(without_gap, configs)[2:] == [lines[3], lines[4], lines[6]]
 
 
 def test_each_regularizer_alone_is_one_part_of_the_recipe_and_the_parts_make_it_whole():

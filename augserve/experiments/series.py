@@ -202,8 +202,8 @@ def dataset_table(split: SeriesSplit, runs: list[dict], configs: list[str]) -> l
 
 
 def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
-    """The goals, read off the runs of one dataset: each fixed strength, preset and regularizer alone against
-    plain, seed by seed, and adaptive against the best fixed strength (and strength 1 when it ran)."""
+    """The goals, read off the runs of one dataset: each fixed strength, adaptive strength, preset and regularizer
+    alone against plain, seed by seed, and adaptive against the best fixed strength (and strength 1 when it ran)."""
     def accuracies(config: str) -> list[float]:
         return [r["test_accuracy"] for r in sorted(runs, key=lambda r: r["seed"]) if r["configuration"] == config]
 
@@ -218,7 +218,7 @@ def verdicts(runs: list[dict], configs: list[str]) -> list[str]:
 
     plain, fixed = accuracies("plain"), [c for c in configs if c.startswith("strength")]
     lines = [against_plain(config) for config in configs
-             if config.startswith(("strength", PRESET)) or config.endswith(ALONE)]
+             if config.startswith(("strength", PRESET, "adaptive")) or config.endswith(ALONE)]
     if fixed:
         best = max(fixed, key=mean)
         lines.append(f"- best fixed strength: {best} ({100 * mean(best):.1f}%)")
